@@ -1,0 +1,300 @@
+"""Client configuration and its TOML form (a public contract, see README).
+
+Structural problems (unknown keys, wrong types, out-of-range numbers) raise
+:class:`~aiolwm2m.errors.ConfigError` while loading. Values that the spec
+treats as a runtime error — a malformed server URI, an over-long endpoint
+name — load fine and are reported by the engine as an ``invalid_parameters``
+error event for that server, which then is not retried until reconfigured
+(spec §6): a device with one bad account keeps talking to the others.
+"""
+
+from __future__ import annotations
+
+import enum
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiolwm2m.client.policy import (
+    FailureTable,
+    ReconnectPolicy,
+    RetryProcedure,
+    RetrySettings,
+)
+from aiolwm2m.coap.params import TransmissionParameters
+from aiolwm2m.errors import ConfigError
+
+MAX_NAME_LENGTH = 64
+
+
+class InvalidParameters(ConfigError):
+    """A server URI, endpoint name or account id the spec calls invalid (§6)."""
+
+
+class SecurityMode(enum.Enum):
+    """Security object /0/x/2 values."""
+
+    PSK = 0
+    RPK = 1
+    CERTIFICATE = 2
+    NOSEC = 3
+
+
+@dataclass(frozen=True)
+class ServerUri:
+    scheme: str
+    host: str
+    port: int
+    query: str = ""
+
+    @property
+    def secure(self) -> bool:
+        return self.scheme == "coaps"
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}" + (f"?{self.query}" if self.query else "")
+
+
+def parse_server_uri(uri: str) -> ServerUri:
+    """Accept ``coap://host[:port]`` and ``coaps://host[:port][?aid=…]`` only."""
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidParameters(f"malformed server URI {uri!r}: {exc}") from exc
+    if parts.scheme not in ("coap", "coaps"):
+        raise InvalidParameters(f"server URI {uri!r} must start with coap:// or coaps://")
+    if not parts.hostname:
+        raise InvalidParameters(f"server URI {uri!r} has no host")
+    if parts.path not in ("", "/"):
+        raise InvalidParameters(f"server URI {uri!r} must not have a path")
+    for key, _, value in (q.partition("=") for q in parts.query.split("&") if q):
+        if key == "aid" and len(value) > MAX_NAME_LENGTH:
+            raise InvalidParameters(f"account id longer than {MAX_NAME_LENGTH} characters")
+    default_port = 5684 if parts.scheme == "coaps" else 5683
+    return ServerUri(parts.scheme, parts.hostname, port or default_port, parts.query)
+
+
+def check_endpoint_name(name: str) -> None:
+    if not name or len(name) > MAX_NAME_LENGTH:
+        raise InvalidParameters(f"endpoint name must be 1..{MAX_NAME_LENGTH} characters")
+    if any(c in name for c in "&?#/ ") or not name.isprintable():
+        raise InvalidParameters(f"endpoint name {name!r} has characters a URI query cannot carry")
+
+
+@dataclass(frozen=True)
+class ServerAccount:
+    """One LwM2M Server account (Security /0/x + Server /1/x instances)."""
+
+    uri: str
+    short_server_id: int = 1
+    lifetime: int = 86_400
+    binding: str = "U"
+    notification_storing: bool = True
+    default_pmin: int = 0
+    default_pmax: int = 0
+    registration_priority: int | None = None
+    initial_registration_delay: float = 0.0
+    registration_failure_block: bool = False
+    retry: RetrySettings = field(default_factory=RetrySettings)
+    security_mode: SecurityMode | None = None  # None: derived from the URI scheme
+    psk_identity: bytes | None = None
+    psk_key: bytes | None = None
+    certificate: str | None = None  # path to PEM/DER client certificate
+    private_key: str | None = None
+    server_certificate: str | None = None
+    ca_certificates: tuple[str, ...] = ()
+    certificate_usage: int = 3
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.short_server_id <= 65534:
+            raise ConfigError("short_server_id must be in 1..65534")
+        if self.lifetime < 1:
+            raise ConfigError("lifetime must be >= 1 s")
+        if self.binding not in ("U", "UQ"):
+            raise ConfigError("binding must be 'U' or 'UQ' (UDP, optionally queue mode)")
+
+    @property
+    def effective_security_mode(self) -> SecurityMode:
+        if self.security_mode is not None:
+            return self.security_mode
+        if self.psk_identity is not None:
+            return SecurityMode.PSK
+        if self.certificate is not None:
+            return SecurityMode.CERTIFICATE
+        return SecurityMode.NOSEC
+
+
+@dataclass(frozen=True)
+class RegistrationConfig:
+    timeout: float = 180.0
+    retry_procedure: RetryProcedure = RetryProcedure.LWM2M_1_1
+    connection_error_is_registration_failure: bool = False
+    lwm2m_version: str = "1.1"
+
+    def __post_init__(self) -> None:
+        if self.timeout <= 0:
+            raise ConfigError("registration timeout must be > 0")
+        if self.lwm2m_version not in ("1.0", "1.1"):
+            raise ConfigError("lwm2m_version must be '1.0' or '1.1'")
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    endpoint: str
+    servers: tuple[ServerAccount, ...] = ()
+    bootstrap: ServerAccount | None = None
+    coap: TransmissionParameters = field(default_factory=TransmissionParameters)
+    reconnect: ReconnectPolicy = field(default_factory=ReconnectPolicy)
+    registration: RegistrationConfig = field(default_factory=RegistrationConfig)
+    failure_table: FailureTable = field(default_factory=FailureTable)
+    storage_path: str | None = None
+    notification_store_limit: int = 1000
+
+    def with_overrides(self, **changes: Any) -> ClientConfig:
+        return replace(self, **changes)
+
+
+# -- TOML ------------------------------------------------------------------------
+
+
+def _table(data: Any, where: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ConfigError(f"[{where}] must be a table")
+    return data
+
+
+def _build(cls: type[Any], data: dict[str, Any], where: str, **extra: Any) -> Any:
+    """Construct a dataclass from a TOML table, rejecting unknown keys and bad types."""
+    known = {f.name: f for f in fields(cls)}
+    kwargs: dict[str, Any] = dict(extra)
+    for key, value in data.items():
+        if key not in known or key in extra:
+            raise ConfigError(f"unknown key {key!r} in [{where}]")
+        kwargs[key] = value
+    try:
+        obj = cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"[{where}]: {exc}") from exc
+    for key in data:
+        _check_type(key, getattr(obj, key), known[key].type, where)
+    return obj
+
+
+def _check_type(key: str, value: Any, annotation: Any, where: str) -> None:
+    ann = str(annotation)
+    if "bool" in ann and not isinstance(value, bool) and value is not None:
+        raise ConfigError(f"[{where}] {key} must be true or false")
+    if ann in ("float", "int") and (isinstance(value, bool) or not isinstance(value, int | float)):
+        raise ConfigError(f"[{where}] {key} must be a number")
+    if ann == "str" and not isinstance(value, str):
+        raise ConfigError(f"[{where}] {key} must be a string")
+
+
+_RETRY_KEYS = {f.name for f in fields(RetrySettings)}
+
+
+def _hex_or_text(value: Any, key: str) -> bytes:
+    """PSK values: ``hex:0011…`` or plain text."""
+    if not isinstance(value, str):
+        raise ConfigError(f"{key} must be a string (text, or hex:…)")
+    if value.startswith("hex:"):
+        try:
+            return bytes.fromhex(value[4:])
+        except ValueError as exc:
+            raise ConfigError(f"{key}: bad hex") from exc
+    return value.encode()
+
+
+def _account(data: dict[str, Any], where: str) -> ServerAccount:
+    data = dict(data)
+    retry_data = {k: data.pop(k) for k in list(data) if k in _RETRY_KEYS}
+    retry = _build(RetrySettings, retry_data, where)
+    extra: dict[str, Any] = {"retry": retry}
+    if "security_mode" in data:
+        mode = data.pop("security_mode")
+        try:
+            extra["security_mode"] = SecurityMode[str(mode).upper()]
+        except KeyError as exc:
+            raise ConfigError(f"[{where}] security_mode must be psk, certificate or nosec") from exc
+    for key in ("psk_identity", "psk_key"):
+        if key in data:
+            extra[key] = _hex_or_text(data.pop(key), key)
+    if "ca_certificates" in data:
+        cas = data.pop("ca_certificates")
+        if not isinstance(cas, list) or not all(isinstance(c, str) for c in cas):
+            raise ConfigError(f"[{where}] ca_certificates must be a list of paths")
+        extra["ca_certificates"] = tuple(cas)
+    if "uri" not in data:
+        raise ConfigError(f"[{where}] needs a uri")
+    return _build(ServerAccount, data, where, **extra)  # type: ignore[no-any-return]
+
+
+def load_config(
+    source: str | Path | dict[str, Any], *, endpoint: str | None = None
+) -> ClientConfig:
+    """Read a TOML file (or an already-parsed dict) into a :class:`ClientConfig`."""
+    if isinstance(source, dict):
+        data = source
+    else:
+        try:
+            with open(source, "rb") as fh:
+                data = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {source}: {exc}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {source} is not valid TOML: {exc}") from exc
+    data = dict(data)
+    allowed = {"endpoint", "server", "bootstrap", "coap", "reconnect", "registration", "storage"}
+    for key in data:
+        if key not in allowed:
+            raise ConfigError(f"unknown top-level key {key!r}")
+    kwargs: dict[str, Any] = {}
+    ep = endpoint if endpoint is not None else data.get("endpoint")
+    if not isinstance(ep, str):
+        raise ConfigError('an endpoint name is required (endpoint = "..." or --endpoint)')
+    if "coap" in data:
+        kwargs["coap"] = _build(TransmissionParameters, _table(data["coap"], "coap"), "coap")
+    if "reconnect" in data:
+        kwargs["reconnect"] = _build(
+            ReconnectPolicy, _table(data["reconnect"], "reconnect"), "reconnect"
+        )
+    if "registration" in data:
+        reg = dict(_table(data["registration"], "registration"))
+        extra: dict[str, Any] = {}
+        if "retry_procedure" in reg:
+            try:
+                extra["retry_procedure"] = RetryProcedure(reg.pop("retry_procedure"))
+            except ValueError as exc:
+                raise ConfigError(
+                    "[registration] retry_procedure must be 'lwm2m-1.1' or 'bootstrap-immediately'"
+                ) from exc
+        kwargs["registration"] = _build(RegistrationConfig, reg, "registration", **extra)
+    servers = data.get("server", [])
+    if not isinstance(servers, list):
+        raise ConfigError("[[server]] must be an array of tables")
+    kwargs["servers"] = tuple(
+        _account(_table(s, f"server {i}"), f"server {i}") for i, s in enumerate(servers)
+    )
+    ssids = [s.short_server_id for s in kwargs["servers"]]
+    if len(set(ssids)) != len(ssids):
+        raise ConfigError("two [[server]] tables share a short_server_id")
+    if "bootstrap" in data:
+        kwargs["bootstrap"] = _account(_table(data["bootstrap"], "bootstrap"), "bootstrap")
+    if "storage" in data:
+        storage = _table(data["storage"], "storage")
+        for key in storage:
+            if key not in ("path", "notification_limit"):
+                raise ConfigError(f"unknown key {key!r} in [storage]")
+        path = storage.get("path")
+        if path is not None and not isinstance(path, str):
+            raise ConfigError("[storage] path must be a string")
+        kwargs["storage_path"] = path
+        limit = storage.get("notification_limit", 1000)
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise ConfigError("[storage] notification_limit must be an integer >= 0")
+        kwargs["notification_store_limit"] = limit
+    return ClientConfig(endpoint=ep, **kwargs)

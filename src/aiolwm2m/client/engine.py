@@ -1,0 +1,832 @@
+"""Sans-IO LwM2M client engine: registration lifecycle and the recovery rules.
+
+The engine owns one :class:`~aiolwm2m.coap.layer.MessageLayer` per server
+"link" (a connected UDP socket, or a DTLS session over one). It never opens
+sockets itself: it asks the runtime to with :class:`OpenLink`, and the runtime
+answers with :meth:`ClientEngine.link_up` or :meth:`ClientEngine.link_failed`
+(DNS, ICMP, handshake). Datagrams, ICMP errors and timer expiries are fed in
+with the current time; link actions, application events and the next timer
+deadline come out.
+
+Recovery (``../shared/spec/recovery.md``) is organised as the spec's two loops:
+
+* inner, per server: each request outcome is classified into a
+  (:class:`RequestKind`, :class:`Failure`) cell and the configured
+  :class:`FailureTable` picks the action; "abort registration" runs the
+  LwM2M 1.1 retry procedure (:class:`RegistrationRetry`);
+* outer, whole client: once no server has a usable connection, the
+  :class:`ReconnectSchedule` retries every enabled server.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from aiolwm2m.client import events as ev
+from aiolwm2m.client.config import (
+    ClientConfig,
+    InvalidParameters,
+    ServerAccount,
+    ServerUri,
+    check_endpoint_name,
+    parse_server_uri,
+)
+from aiolwm2m.client.policy import (
+    Action,
+    Failure,
+    ReconnectSchedule,
+    RegistrationRetry,
+    RequestKind,
+)
+from aiolwm2m.coap.layer import ExchangeResult, IncomingRequest, MessageLayer, Outcome
+from aiolwm2m.coap.message import (
+    CoapDecodeError,
+    Code,
+    Message,
+    MessageType,
+    code_str,
+    is_success,
+    make_options,
+)
+from aiolwm2m.errors import Lwm2mError
+
+CONTENT_FORMAT_LINK = 40
+
+
+class ServerState(enum.Enum):
+    IDLE = "idle"  # not started, or stopped after De-register
+    CONNECTING = "connecting"  # waiting for the runtime to open the link
+    REGISTERING = "registering"
+    REGISTERED = "registered"
+    DEREGISTERING = "deregistering"
+    BACKOFF = "backoff"  # waiting in the §4 retry procedure
+    SUSPENDED = "suspended"  # disable_server(): off until enabled or its timeout
+    FAILED = "failed"  # gave up / aborted; only the outer loop or the app revives it
+    BOOTSTRAPPING = "bootstrapping"
+
+
+class LinkFailure(enum.Enum):
+    """Why the runtime could not open (or keep) a link."""
+
+    DNS = "dns"
+    NETWORK = "network"
+    HANDSHAKE_TIMEOUT = "handshake_timeout"
+    SECURE = "secure"  # handshake rejected: bad PSK, bad/expired/untrusted certificate…
+    INTERNAL = "internal"
+
+
+@dataclass(frozen=True)
+class OpenLink:
+    link: int
+    uri: ServerUri
+    account: ServerAccount
+
+
+@dataclass(frozen=True)
+class CloseLink:
+    link: int
+
+
+@dataclass(frozen=True)
+class SendDatagram:
+    link: int
+    data: bytes
+
+
+LinkAction = OpenLink | CloseLink | SendDatagram
+
+
+class ObjectTree(Protocol):
+    """What the engine needs from the data model."""
+
+    def registration_payload(self, lwm2m_version: str) -> bytes:
+        """CoRE link-format list of objects and instances for Register/Update."""
+
+    def handle_request(self, ssid: int, request: Message, now: float) -> Message:
+        """Answer a server-initiated operation (Read, Write, Observe, …)."""
+
+    def drop_observations(self, ssid: int) -> None:
+        """The session with ``ssid`` changed: its observations end (spec §10)."""
+
+
+class NotAllowedError(Lwm2mError):
+    """An API call arrived in a state that cannot take it; nothing was changed."""
+
+
+@dataclass
+class _Pending:
+    kind: RequestKind
+    sent_after_handshake: bool
+
+
+@dataclass
+class _Server:
+    account: ServerAccount
+    uri: ServerUri | None = None
+    state: ServerState = ServerState.IDLE
+    layer: MessageLayer | None = None
+    link_open: bool = False
+    link_secure: bool = False
+    fresh_session: bool = False
+    lwm2m_version: str = "1.1"
+    location: list[str] = field(default_factory=list)
+    registered_at: float | None = None
+    wake_at: float | None = None
+    wake_action: RequestKind | None = None  # resend after 4.29 / deferred start
+    update_at: float | None = None
+    reg_deadline: float | None = None
+    rate_limited_until: float = 0.0
+    objects_changed: bool = False
+    inflight: dict[int, _Pending] = field(default_factory=dict)
+    retry: RegistrationRetry | None = None
+    malformed_seen: int = 0
+
+    @property
+    def ssid(self) -> int:
+        return self.account.short_server_id
+
+
+class ClientEngine:
+    """The whole client as a deterministic state machine; see the module docstring."""
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        objects: ObjectTree,
+        *,
+        rng: random.Random,
+    ) -> None:
+        self.config = config
+        self.objects = objects
+        self._rng = rng
+        self._servers: dict[int, _Server] = {}
+        for account in config.servers:
+            srv = _Server(account, lwm2m_version=config.registration.lwm2m_version)
+            srv.retry = RegistrationRetry(account.retry, config.registration.retry_procedure)
+            self._servers[account.short_server_id] = srv
+        self._actions: list[LinkAction] = []
+        self._events: deque[ev.Event] = deque()
+        self._schedule = ReconnectSchedule(config.reconnect, rng)
+        self._reconnect_at: float | None = None
+        self._all_failed = False
+        self._started = False
+        self._closing = False
+
+    # ------------------------------------------------------------------ queries
+    def all_connections_failed(self) -> bool:
+        return self._all_failed
+
+    def server_state(self, ssid: int) -> ServerState:
+        return self._require(ssid).state
+
+    def server_states(self) -> dict[int, ServerState]:
+        return {ssid: srv.state for ssid, srv in self._servers.items()}
+
+    @property
+    def idle(self) -> bool:
+        """Nothing in flight: safe to stop the runtime after :meth:`close`."""
+        return all(
+            not s.inflight and s.state != ServerState.DEREGISTERING for s in self._servers.values()
+        )
+
+    def registered(self, ssid: int | None = None) -> bool:
+        servers = self._servers.values() if ssid is None else [self._require(ssid)]
+        return any(s.state == ServerState.REGISTERED for s in servers)
+
+    # ------------------------------------------------------------------ outputs
+    def link_actions(self) -> list[LinkAction]:
+        out, self._actions = self._actions, []
+        return out
+
+    def next_event(self) -> ev.Event | None:
+        return self._events.popleft() if self._events else None
+
+    def next_timer(self) -> float | None:
+        times: list[float] = []
+        if self._reconnect_at is not None:
+            times.append(self._reconnect_at)
+        for srv in self._servers.values():
+            for t in (srv.wake_at, srv.update_at, srv.reg_deadline):
+                if t is not None:
+                    times.append(t)
+            if srv.layer is not None:
+                lt = srv.layer.next_timer()
+                if lt is not None:
+                    times.append(lt)
+        return min(times) if times else None
+
+    # ------------------------------------------------------------------ application API
+    def start(self, now: float) -> None:
+        if self._started:
+            self._emit(ev.Error(now, ev.ErrorCode.NOT_ALLOWED, detail="already started"))
+            raise NotAllowedError("client already started")
+        self._started = True
+        try:
+            check_endpoint_name(self.config.endpoint)
+        except InvalidParameters as exc:
+            for srv in self._servers.values():
+                self._set_state(srv, ServerState.FAILED, now)
+            self._emit(ev.Error(now, ev.ErrorCode.INVALID_PARAMETERS, detail=str(exc)))
+            return
+        for srv in self._servers.values():
+            try:
+                srv.uri = parse_server_uri(srv.account.uri)
+            except InvalidParameters as exc:
+                self._emit(
+                    ev.Error(now, ev.ErrorCode.INVALID_PARAMETERS, ssid=srv.ssid, detail=str(exc))
+                )
+                self._set_state(srv, ServerState.FAILED, now)
+                continue
+            if srv.account.initial_registration_delay > 0:
+                srv.wake_at = now + srv.account.initial_registration_delay
+                srv.wake_action = RequestKind.REGISTER
+            else:
+                self._connect(srv, now)
+
+    def close(self, now: float) -> None:
+        """De-register from every registered server; ``not_registered`` if there is none."""
+        self._closing = True
+        self._reconnect_at = None
+        registered = [s for s in self._servers.values() if s.state == ServerState.REGISTERED]
+        if not registered:
+            self._emit(
+                ev.Error(now, ev.ErrorCode.NOT_REGISTERED, detail="close() while not registered")
+            )
+        for srv in self._servers.values():
+            if srv in registered:
+                self._deregister(srv, now)
+            else:
+                self._stop_server(srv, ServerState.IDLE, now)
+
+    def schedule_reconnect(self, now: float) -> None:
+        """Reconnect every enabled server that is not registered or registering, now."""
+        if not self._started or self._closing:
+            self._not_allowed(now, "schedule_reconnect() before start() or after close()")
+            return
+        self._reconnect_at = None
+        self._all_failed = False
+        for srv in self._servers.values():
+            if srv.uri is not None and srv.state in (
+                ServerState.FAILED,
+                ServerState.BACKOFF,
+                ServerState.IDLE,
+            ):
+                self._revive(srv, now)
+
+    def enable_server(self, ssid: int, now: float) -> None:
+        srv = self._require(ssid)
+        if not self._started or self._closing or srv.uri is None:
+            self._not_allowed(now, f"enable_server({ssid}) not possible now", ssid)
+            return
+        if srv.state in (
+            ServerState.SUSPENDED,
+            ServerState.FAILED,
+            ServerState.IDLE,
+            ServerState.BACKOFF,
+        ):
+            self._all_failed = False
+            self._reconnect_at = None
+            self._revive(srv, now)
+
+    def disable_server(self, ssid: int, now: float, timeout: float | None = None) -> None:
+        """LwM2M Disable: close the link without De-register, optionally for ``timeout`` s."""
+        srv = self._require(ssid)
+        if not self._started or self._closing:
+            self._not_allowed(now, f"disable_server({ssid}) before start()", ssid)
+            return
+        self._stop_server(srv, ServerState.SUSPENDED, now)
+        if timeout is not None:
+            srv.wake_at = now + timeout
+            srv.wake_action = RequestKind.REGISTER
+
+    def trigger_update(self, now: float, ssid: int | None = None) -> None:
+        targets = list(self._servers.values()) if ssid is None else [self._require(ssid)]
+        registered = [s for s in targets if s.state == ServerState.REGISTERED]
+        if not registered:
+            self._not_allowed(now, "trigger_update() while not registered", ssid)
+            return
+        for srv in registered:
+            self._send_update(srv, now)
+
+    def objects_changed(self, now: float) -> None:
+        """The object/instance list changed: registered servers get an Update with it."""
+        for srv in self._servers.values():
+            srv.objects_changed = True
+            if srv.state == ServerState.REGISTERED:
+                self._send_update(srv, now)
+
+    def respond(self, ssid: int, key: int, response: Message, now: float) -> None:
+        """Answer a server request whose handler deferred (e.g. an async callback)."""
+        srv = self._require(ssid)
+        if srv.layer is not None:
+            srv.layer.respond(key, response, now)
+            self._flush(srv, now)
+
+    # ------------------------------------------------------------------ runtime inputs
+    def link_up(
+        self, link: int, now: float, *, new_session: bool = True, secure: bool = False
+    ) -> None:
+        srv = self._servers.get(link)
+        if srv is None or srv.state != ServerState.CONNECTING:
+            self._actions.append(CloseLink(link))
+            return
+        srv.link_open = True
+        srv.link_secure = secure
+        srv.fresh_session = secure
+        if new_session or srv.layer is None:
+            srv.layer = MessageLayer(self.config.coap, self._rng)
+            self.objects.drop_observations(srv.ssid)
+        resend = srv.wake_action or RequestKind.REGISTER
+        srv.wake_action = None
+        if resend is RequestKind.UPDATE and not new_session:
+            self._set_state(srv, ServerState.REGISTERED, now)
+            self._send_update(srv, now)
+        else:
+            self._send_register(srv, now)
+
+    def link_failed(self, link: int, failure: LinkFailure, now: float, detail: str = "") -> None:
+        srv = self._servers.get(link)
+        if srv is None or srv.state not in (ServerState.CONNECTING, ServerState.REGISTERING):
+            return
+        code = {
+            LinkFailure.DNS: ev.ErrorCode.DNS_RESOLVING_FAILED,
+            LinkFailure.NETWORK: ev.ErrorCode.NETWORK_ERROR,
+            LinkFailure.HANDSHAKE_TIMEOUT: ev.ErrorCode.SECURE_CONNECTION_FAILED,
+            LinkFailure.SECURE: ev.ErrorCode.SECURE_CONNECTION_FAILED,
+            LinkFailure.INTERNAL: ev.ErrorCode.INTERNAL_ERROR,
+        }[failure]
+        srv.link_open = False
+        srv.reg_deadline = None
+        self._emit(
+            ev.Error(now, code, ssid=srv.ssid, request="connect", detail=detail or failure.value)
+        )
+        if self.config.registration.connection_error_is_registration_failure:
+            self._abort_registration(srv, now)
+        else:
+            # Spec §5/§10: handshake/network/internal failures while connecting go
+            # to client-initiated bootstrap, else give up; the outer loop retries.
+            self._bootstrap_or_abort(srv, now, f"connect failed: {failure.value}")
+
+    def datagram_received(self, link: int, data: bytes, now: float) -> None:
+        srv = self._servers.get(link)
+        if srv is None or srv.layer is None or not srv.link_open:
+            return
+        srv.layer.receive(data, now)
+        self._flush(srv, now)
+
+    def link_error(self, link: int, now: float) -> None:
+        """ICMP (port/host unreachable) on an open link."""
+        srv = self._servers.get(link)
+        if srv is None or srv.layer is None:
+            return
+        srv.layer.network_error(now)
+        self._flush(srv, now)
+
+    def handle_timer(self, now: float) -> None:
+        if self._reconnect_at is not None and self._reconnect_at <= now:
+            self._reconnect_at = None
+            self._all_failed = False
+            for srv in self._servers.values():
+                if srv.uri is not None and srv.state == ServerState.FAILED:
+                    self._revive(srv, now)
+        for srv in list(self._servers.values()):
+            if srv.layer is not None:
+                srv.layer.handle_timer(now)
+                self._flush(srv, now)
+            if srv.reg_deadline is not None and srv.reg_deadline <= now:
+                self._registration_timeout(srv, now)
+            if srv.wake_at is not None and srv.wake_at <= now:
+                srv.wake_at = None
+                self._wake(srv, now)
+            if (
+                srv.update_at is not None
+                and srv.update_at <= now
+                and srv.state == ServerState.REGISTERED
+            ):
+                self._send_update(srv, now)
+
+    # ------------------------------------------------------------------ internals: flow
+    def _connect(self, srv: _Server, now: float) -> None:
+        assert srv.uri is not None
+        self._set_state(srv, ServerState.CONNECTING, now)
+        if srv.reg_deadline is None:
+            srv.reg_deadline = now + self.config.registration.timeout
+        self._actions.append(OpenLink(srv.ssid, srv.uri, srv.account))
+
+    def _revive(self, srv: _Server, now: float) -> None:
+        if srv.retry is not None:
+            srv.retry.reset()
+        srv.wake_at = None
+        srv.wake_action = None
+        srv.lwm2m_version = self.config.registration.lwm2m_version
+        self._close_link(srv)
+        self._connect(srv, now)
+
+    def _wake(self, srv: _Server, now: float) -> None:
+        if srv.state in (ServerState.BACKOFF, ServerState.SUSPENDED, ServerState.IDLE):
+            self._connect(srv, now)
+        elif srv.state == ServerState.REGISTERING and srv.link_open:
+            self._send_register(srv, now)
+        elif srv.state == ServerState.REGISTERED and srv.wake_action is RequestKind.UPDATE:
+            srv.wake_action = None
+            self._send_update(srv, now)
+
+    def _send_register(self, srv: _Server, now: float) -> None:
+        assert srv.layer is not None
+        self._set_state(srv, ServerState.REGISTERING, now)
+        if srv.reg_deadline is None:
+            srv.reg_deadline = now + self.config.registration.timeout
+        if now < srv.rate_limited_until:
+            srv.wake_at = srv.rate_limited_until
+            return
+        query = [
+            f"ep={self.config.endpoint}",
+            f"lt={srv.account.lifetime}",
+            f"lwm2m={srv.lwm2m_version}",
+            f"b={srv.account.binding}",
+        ]
+        msg = Message(
+            type=MessageType.CON,
+            code=Code.POST,
+            options=make_options(path=["rd"], query=query, content_format=CONTENT_FORMAT_LINK),
+            payload=self.objects.registration_payload(srv.lwm2m_version),
+        )
+        assert srv.uri is not None
+        self._emit(ev.Registering(now, srv.ssid, str(srv.uri), srv.lwm2m_version))
+        self._request(srv, RequestKind.REGISTER, msg, now)
+
+    def _send_update(self, srv: _Server, now: float) -> None:
+        if srv.layer is None or any(p.kind is RequestKind.UPDATE for p in srv.inflight.values()):
+            return
+        srv.update_at = None
+        if now < srv.rate_limited_until:
+            srv.wake_at = srv.rate_limited_until
+            srv.wake_action = RequestKind.UPDATE
+            return
+        with_objects = srv.objects_changed
+        msg = Message(
+            type=MessageType.CON,
+            code=Code.POST,
+            options=make_options(
+                path=srv.location,
+                content_format=CONTENT_FORMAT_LINK if with_objects else None,
+            ),
+            payload=self.objects.registration_payload(srv.lwm2m_version) if with_objects else b"",
+        )
+        srv.objects_changed = False
+        self._emit(ev.UpdateSent(now, srv.ssid, with_objects))
+        self._request(srv, RequestKind.UPDATE, msg, now)
+
+    def _deregister(self, srv: _Server, now: float) -> None:
+        assert srv.layer is not None
+        self._set_state(srv, ServerState.DEREGISTERING, now)
+        srv.update_at = None
+        for key in list(srv.inflight):
+            srv.layer.cancel(key, now)
+        srv.inflight.clear()
+        msg = Message(
+            type=MessageType.CON, code=Code.DELETE, options=make_options(path=srv.location)
+        )
+        self._request(srv, RequestKind.DEREGISTER, msg, now)
+
+    def _request(self, srv: _Server, kind: RequestKind, msg: Message, now: float) -> None:
+        assert srv.layer is not None
+        key = srv.layer.send_request(msg, now)
+        srv.inflight[key] = _Pending(kind, srv.fresh_session)
+        srv.fresh_session = False
+        self._flush(srv, now)
+
+    def _flush(self, srv: _Server, now: float) -> None:
+        """Move the layer's output to link actions and act on its events."""
+        layer = srv.layer
+        if layer is None:
+            return
+        while True:
+            event = layer.next_event()
+            if event is None:
+                break
+            if isinstance(event, ExchangeResult):
+                self._on_result(srv, event, now)
+            elif isinstance(event, IncomingRequest):
+                self._on_server_request(srv, event, now)
+            if srv.layer is not layer:  # the link was replaced while handling
+                return
+        if layer.stats.malformed > srv.malformed_seen:
+            srv.malformed_seen = layer.stats.malformed
+            self._emit(
+                ev.Error(
+                    now,
+                    ev.ErrorCode.RESPONSE_PARSE_FAILED,
+                    ssid=srv.ssid,
+                    detail="malformed CoAP datagram from the server ignored",
+                )
+            )
+        if srv.link_open:
+            for data in layer.datagrams_to_send():
+                self._actions.append(SendDatagram(srv.ssid, data))
+
+    def _on_server_request(self, srv: _Server, req: IncomingRequest, now: float) -> None:
+        assert srv.layer is not None
+        try:
+            response = self.objects.handle_request(srv.ssid, req.message, now)
+        except Exception as exc:
+            self._emit(
+                ev.Error(
+                    now,
+                    ev.ErrorCode.INTERNAL_ERROR,
+                    ssid=srv.ssid,
+                    detail=f"request handler raised {exc!r}",
+                )
+            )
+            response = Message(code=Code.INTERNAL_SERVER_ERROR)
+        srv.layer.respond(req.key, response, now)
+
+    # ------------------------------------------------------------------ outcomes
+    def _on_result(self, srv: _Server, result: ExchangeResult, now: float) -> None:
+        pending = srv.inflight.pop(result.key, None)
+        if pending is None:
+            return
+        kind = pending.kind
+        if result.outcome is Outcome.RESPONSE:
+            assert result.response is not None
+            resp = result.response
+            if is_success(resp.code):
+                self._on_success(srv, kind, resp, now)
+                return
+            if resp.code == Code.TOO_MANY_REQUESTS:
+                self._rate_limited(srv, kind, resp, now)
+                return
+            if (
+                kind is RequestKind.REGISTER
+                and resp.code == Code.PRECONDITION_FAILED
+                and (srv.lwm2m_version == "1.1")
+            ):
+                srv.lwm2m_version = "1.0"  # spec §10: version fallback
+                self._emit(
+                    ev.Error(
+                        now,
+                        ev.ErrorCode.COAP_ERROR,
+                        ssid=srv.ssid,
+                        request=kind.value,
+                        coap_code=code_str(resp.code),
+                        action="retry_lwm2m_1.0",
+                    )
+                )
+                self._send_register(srv, now)
+                return
+            failure = Failure.COAP_ERROR
+            code = ev.ErrorCode.COAP_ERROR
+            coap_code: str | None = code_str(resp.code)
+        else:
+            coap_code = None
+            failure, code = {
+                Outcome.TIMEOUT: (
+                    Failure.TIMEOUT_DTLS if srv.link_secure else Failure.TIMEOUT_NOSEC,
+                    ev.ErrorCode.TIMEOUT,
+                ),
+                Outcome.RESET: (Failure.RESET, ev.ErrorCode.RESET),
+                Outcome.NETWORK_ERROR: (Failure.NETWORK, ev.ErrorCode.NETWORK_ERROR),
+                Outcome.ACKNOWLEDGED: (Failure.INTERNAL, ev.ErrorCode.INTERNAL_ERROR),
+            }[result.outcome]
+        self._fail(srv, pending, failure, code, now, coap_code=coap_code)
+
+    def _fail(
+        self,
+        srv: _Server,
+        pending: _Pending,
+        failure: Failure,
+        code: ev.ErrorCode,
+        now: float,
+        *,
+        coap_code: str | None = None,
+    ) -> None:
+        kind = pending.kind
+        action = self.config.failure_table.action(kind, failure)
+        if action is Action.RETRY_HANDSHAKE and pending.sent_after_handshake:
+            # (†) no handshake loops: act as for a NoSec timeout.
+            action = self.config.failure_table.action(kind, Failure.TIMEOUT_NOSEC)
+        self._emit(
+            ev.Error(
+                now,
+                code,
+                ssid=srv.ssid,
+                request=kind.value,
+                coap_code=coap_code,
+                action=action.value,
+            )
+        )
+        self._apply(srv, kind, action, now)
+
+    def _apply(self, srv: _Server, kind: RequestKind, action: Action, now: float) -> None:
+        if kind is RequestKind.DEREGISTER:
+            # Whatever the table says, a De-register that failed still ends the session.
+            self._finish_deregister(srv, now, acknowledged=False)
+            return
+        if action is Action.IGNORE or action is Action.NOT_APPLICABLE:
+            return
+        if action is Action.FALLBACK_REGISTER:
+            if srv.link_open and srv.layer is not None:
+                self._send_register(srv, now)
+            else:
+                self._revive(srv, now)
+        elif action is Action.RETRY_HANDSHAKE:
+            self._close_link(srv)
+            srv.wake_action = kind
+            self._connect(srv, now)
+        elif action is Action.ABORT_REGISTRATION:
+            self._abort_registration(srv, now)
+        elif action is Action.BOOTSTRAP:
+            self._bootstrap_or_abort(srv, now, f"{kind.value} failed")
+        elif action is Action.ABORT_ALL:
+            for other in self._servers.values():
+                self._stop_server(other, ServerState.FAILED, now)
+            self._check_all_failed(now)
+        # CANCEL_OBSERVATION* apply to notifications, handled by the observe engine.
+
+    def _on_success(self, srv: _Server, kind: RequestKind, resp: Message, now: float) -> None:
+        if kind is RequestKind.REGISTER:
+            try:
+                location = resp.location_path
+            except CoapDecodeError:
+                self._fail(
+                    srv,
+                    _Pending(kind, False),
+                    Failure.INTERNAL,
+                    ev.ErrorCode.RESPONSE_PARSE_FAILED,
+                    now,
+                )
+                return
+            srv.location = location
+            srv.registered_at = now
+            srv.reg_deadline = None
+            srv.objects_changed = False
+            if srv.retry is not None:
+                srv.retry.reset()
+            self._set_state(srv, ServerState.REGISTERED, now)
+            self._schedule.reset()
+            self._all_failed = False
+            self._emit(ev.Registered(now, srv.ssid, "/" + "/".join(location), srv.account.lifetime))
+            self._plan_update(srv, now)
+        elif kind is RequestKind.UPDATE:
+            self._emit(ev.Updated(now, srv.ssid))
+            srv.registered_at = now
+            self._plan_update(srv, now)
+        elif kind is RequestKind.DEREGISTER:
+            self._finish_deregister(srv, now, acknowledged=True)
+
+    def _plan_update(self, srv: _Server, now: float) -> None:
+        """Spec §10: lifetime/2 if shorter than MAX_TRANSMIT_WAIT, else lifetime − MTW; ≥ 1 s."""
+        lifetime = float(srv.account.lifetime)
+        mtw = self.config.coap.max_transmit_wait
+        delay = lifetime / 2 if lifetime / 2 < mtw else lifetime - mtw
+        srv.update_at = now + max(1.0, delay)
+
+    def _rate_limited(self, srv: _Server, kind: RequestKind, resp: Message, now: float) -> None:
+        try:
+            max_age = resp.max_age
+        except CoapDecodeError:
+            max_age = None
+        wait = float(60 if max_age is None else max_age)
+        srv.rate_limited_until = now + wait
+        self._emit(
+            ev.Error(
+                now,
+                ev.ErrorCode.TOO_MANY_REQUESTS,
+                ssid=srv.ssid,
+                request=kind.value,
+                coap_code="4.29",
+                detail=f"waiting {wait:g} s (Max-Age)",
+            )
+        )
+        if kind is RequestKind.REGISTER:
+            srv.reg_deadline = None
+            srv.wake_at = srv.rate_limited_until
+        elif kind is RequestKind.UPDATE:
+            srv.wake_at = srv.rate_limited_until
+            srv.wake_action = RequestKind.UPDATE
+        elif kind is RequestKind.DEREGISTER:
+            self._finish_deregister(srv, now, acknowledged=False)
+
+    def _finish_deregister(self, srv: _Server, now: float, *, acknowledged: bool) -> None:
+        self._emit(ev.Deregistered(now, srv.ssid, acknowledged))
+        self._stop_server(srv, ServerState.IDLE, now)
+
+    def _registration_timeout(self, srv: _Server, now: float) -> None:
+        srv.reg_deadline = None
+        if srv.state == ServerState.CONNECTING:
+            self._close_link(srv)
+            self._emit(
+                ev.Error(
+                    now,
+                    ev.ErrorCode.TIMEOUT,
+                    ssid=srv.ssid,
+                    request="connect",
+                    detail="no registration within the registration timeout",
+                )
+            )
+            self._bootstrap_or_abort(srv, now, "registration timeout while connecting")
+            return
+        if srv.state != ServerState.REGISTERING or srv.layer is None:
+            return
+        for key, pending in list(srv.inflight.items()):
+            if pending.kind is RequestKind.REGISTER:
+                srv.layer.cancel(key, now)
+                del srv.inflight[key]
+                failure = Failure.TIMEOUT_DTLS if srv.link_secure else Failure.TIMEOUT_NOSEC
+                self._fail(srv, pending, failure, ev.ErrorCode.TIMEOUT, now)
+                return
+
+    def _abort_registration(self, srv: _Server, now: float) -> None:
+        """Spec §4: the registration retry procedure for this server."""
+        self._close_link(srv)  # a retry starts clean: no socket held while waiting
+        srv.reg_deadline = None
+        assert srv.retry is not None
+        delay = srv.retry.on_failure()
+        if delay is not None:
+            self._set_state(srv, ServerState.BACKOFF, now)
+            srv.wake_at = now + delay
+            self._emit(
+                ev.RetryScheduled(now, srv.ssid, delay, srv.retry.attempt, srv.retry.sequence)
+            )
+            return
+        srv.retry.reset()
+        if srv.account.retry.bootstrap_on_registration_failure:
+            self._bootstrap_or_abort(srv, now, "registration failed")
+        else:
+            self._give_up(srv, now, "registration failed")
+
+    def _bootstrap_or_abort(self, srv: _Server, now: float, reason: str) -> None:
+        """Client-initiated bootstrap if (B) holds, else abort this server (spec §3 (B))."""
+        self._give_up(srv, now, reason)
+
+    def _give_up(self, srv: _Server, now: float, reason: str) -> None:
+        self._stop_server(srv, ServerState.FAILED, now)
+        self._emit(ev.ServerGaveUp(now, srv.ssid, reason))
+        self._check_all_failed(now)
+
+    def _check_all_failed(self, now: float) -> None:
+        if self._closing or self._all_failed:
+            return
+        if not self._servers or any(
+            s.state not in (ServerState.FAILED, ServerState.SUSPENDED, ServerState.IDLE)
+            for s in self._servers.values()
+        ):
+            return
+        if not any(s.state == ServerState.FAILED for s in self._servers.values()):
+            return
+        self._all_failed = True
+        self._emit(ev.AllConnectionsFailed(now))
+        if self.config.reconnect.enabled and any(
+            s.uri is not None and s.state == ServerState.FAILED for s in self._servers.values()
+        ):
+            delay = self._schedule.next_delay()
+            self._reconnect_at = now + delay
+            self._emit(ev.ReconnectScheduled(now, delay, self._schedule.attempts))
+
+    # ------------------------------------------------------------------ helpers
+    def _stop_server(self, srv: _Server, state: ServerState, now: float) -> None:
+        if srv.layer is not None:
+            for key in list(srv.inflight):
+                srv.layer.cancel(key, now)
+        srv.inflight.clear()
+        srv.update_at = None
+        srv.reg_deadline = None
+        srv.wake_at = None
+        srv.wake_action = None
+        self._close_link(srv)
+        self._set_state(srv, state, now)
+
+    def _close_link(self, srv: _Server) -> None:
+        if srv.link_open and srv.layer is not None:
+            # Whatever the layer still has to say (e.g. an ACK) goes out before the close.
+            for data in srv.layer.datagrams_to_send():
+                self._actions.append(SendDatagram(srv.ssid, data))
+        if srv.link_open or srv.state == ServerState.CONNECTING:
+            self._actions.append(CloseLink(srv.ssid))
+        srv.link_open = False
+        if srv.layer is not None:
+            srv.layer.clear()
+        srv.layer = None
+        srv.inflight.clear()
+
+    def _set_state(self, srv: _Server, state: ServerState, now: float) -> None:
+        if srv.state is not state:
+            old = srv.state
+            srv.state = state
+            self._emit(ev.StateChanged(now, srv.ssid, old.value, state.value))
+
+    def _require(self, ssid: int) -> _Server:
+        try:
+            return self._servers[ssid]
+        except KeyError as exc:
+            raise NotAllowedError(f"no server with short server id {ssid}") from exc
+
+    def _not_allowed(self, now: float, detail: str, ssid: int | None = None) -> None:
+        self._emit(ev.Error(now, ev.ErrorCode.NOT_ALLOWED, ssid=ssid, detail=detail))
+
+    def _emit(self, event: ev.Event) -> None:
+        self._events.append(event)

@@ -1,0 +1,175 @@
+"""Typed events the client reports to the application.
+
+Event names (``Event.name``) and field names are a public contract: the CLI's
+``--events jsonl`` stream prints them verbatim, and other tools parse it.
+Every event carries ``time``: the engine's clock (seconds, monotonic); the
+runtime converts it to "seconds since start" for output.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+
+class ErrorCode(enum.Enum):
+    """Spec §6 errors plus the CoAP outcomes of §3, as snake_case names."""
+
+    QUOTA_REACHED = "quota_reached"
+    BAD_REQUEST = "bad_request"
+    INVALID_PARAMETERS = "invalid_parameters"
+    NOT_REGISTERED = "not_registered"
+    TIMEOUT = "timeout"
+    NETWORK_ERROR = "network_error"
+    RESPONSE_PARSE_FAILED = "response_parse_failed"
+    MEMORY = "memory"
+    NOT_ALLOWED = "not_allowed"
+    SECURE_CONNECTION_FAILED = "secure_connection_failed"
+    DNS_RESOLVING_FAILED = "dns_resolving_failed"
+    FAILED_TO_STORE_CREDENTIALS = "failed_to_store_credentials"
+    FAILED_TO_READ_CREDENTIALS = "failed_to_read_credentials"
+    INVALID_CREDENTIALS = "invalid_credentials"
+    COAP_ERROR = "coap_error"
+    RESET = "reset"
+    TOO_MANY_REQUESTS = "too_many_requests"
+    INTERNAL_ERROR = "internal_error"
+
+
+@dataclass
+class Event:
+    name: ClassVar[str] = "event"
+    time: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """Flat JSON-ready mapping with ``event`` first; enums become their values."""
+        out: dict[str, Any] = {"time": self.time, "event": self.name}
+        for key, value in asdict(self).items():
+            if key == "time" or value is None:
+                continue
+            out[key] = value.value if isinstance(value, enum.Enum) else value
+        return out
+
+
+@dataclass
+class StateChanged(Event):
+    name: ClassVar[str] = "state_changed"
+    ssid: int
+    old: str
+    new: str
+
+
+@dataclass
+class Registering(Event):
+    name: ClassVar[str] = "registering"
+    ssid: int
+    uri: str
+    lwm2m_version: str
+
+
+@dataclass
+class Registered(Event):
+    name: ClassVar[str] = "registered"
+    ssid: int
+    location: str
+    lifetime: int
+
+
+@dataclass
+class UpdateSent(Event):
+    name: ClassVar[str] = "update_sent"
+    ssid: int
+    with_objects: bool
+
+
+@dataclass
+class Updated(Event):
+    name: ClassVar[str] = "updated"
+    ssid: int
+
+
+@dataclass
+class Deregistered(Event):
+    name: ClassVar[str] = "deregistered"
+    ssid: int
+    acknowledged: bool
+
+
+@dataclass
+class BootstrapStarted(Event):
+    name: ClassVar[str] = "bootstrap_started"
+    uri: str
+
+
+@dataclass
+class Bootstrapped(Event):
+    name: ClassVar[str] = "bootstrapped"
+    servers: list[int] = field(default_factory=list)
+
+
+@dataclass
+class RetryScheduled(Event):
+    """Inner loop: the §4 registration retry procedure waits before the next attempt."""
+
+    name: ClassVar[str] = "retry_scheduled"
+    ssid: int
+    delay: float
+    attempt: int
+    sequence: int
+
+
+@dataclass
+class ReconnectScheduled(Event):
+    """Outer loop: the §2 schedule waits before retrying every enabled server."""
+
+    name: ClassVar[str] = "reconnect_scheduled"
+    delay: float
+    attempt: int
+
+
+@dataclass
+class AllConnectionsFailed(Event):
+    name: ClassVar[str] = "all_connections_failed"
+
+
+@dataclass
+class ServerGaveUp(Event):
+    name: ClassVar[str] = "server_gave_up"
+    ssid: int
+    reason: str
+
+
+@dataclass
+class ObservationCancelled(Event):
+    name: ClassVar[str] = "observation_cancelled"
+    ssid: int
+    path: str
+    reason: str
+
+
+@dataclass
+class NotificationStored(Event):
+    name: ClassVar[str] = "notification_stored"
+    ssid: int
+    path: str
+    stored: int
+
+
+@dataclass
+class NotificationsFlushed(Event):
+    name: ClassVar[str] = "notifications_flushed"
+    ssid: int
+    count: int
+
+
+@dataclass
+class Error(Event):
+    """A failed attempt or a rejected call, with its spec §6 / §3 code."""
+
+    name: ClassVar[str] = "error"
+    code: ErrorCode
+    ssid: int | None = None
+    request: str | None = None
+    coap_code: str | None = None
+    action: str | None = None
+    detail: str | None = None
