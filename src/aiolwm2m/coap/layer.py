@@ -234,6 +234,20 @@ class MessageLayer:
             data = self._emit(response)
             self._remember_reply(seen_key, data, now)
 
+    def cancel_incoming(self, key: int) -> None:
+        """Never answer this request, not even with an empty ACK (its duplicates are dropped).
+
+        Fault injection uses it to make a server look dead to one request.
+        """
+        self._in.pop(key, None)
+
+    def reject(self, key: int, now: float) -> None:
+        """Answer an incoming request with RST instead of a response (RFC 7252 §4.2)."""
+        inc = self._in.pop(key, None)
+        if inc is None:
+            return
+        self._reply_reset(inc.msg, (int(inc.msg.type), inc.msg.mid), now)
+
     # -- incoming --------------------------------------------------------------
     def receive(self, data: bytes, now: float) -> None:
         self.stats.received += 1
