@@ -122,7 +122,7 @@ class MessageLayer:
         self._out: dict[int, _Outgoing] = {}
         self._by_mid: dict[int, int] = {}
         self._by_token: dict[bytes, int] = {}
-        self._non_sent: dict[int, tuple[int, float]] = {}
+        self._non_sent: dict[int, tuple[int, float, Message]] = {}
         self._queue: deque[int] = deque()
         self._in: dict[int, _Incoming] = {}
         self._seen: dict[tuple[int, int], _Seen] = {}
@@ -183,7 +183,8 @@ class MessageLayer:
             self._pump(now)
         else:
             msg.type = MessageType.NON
-            self._non_sent[msg.mid] = (key, now + self.params.non_lifetime)
+            if report:
+                self._non_sent[msg.mid] = (key, now + self.params.non_lifetime, msg)
             self._emit(msg)
         return key
 
@@ -384,12 +385,17 @@ class MessageLayer:
             self._emit(Message(type=MessageType.RST, code=Code.EMPTY, mid=mid))
 
     def _on_ack_or_reset(self, msg: Message, now: float) -> None:
+        if msg.code != Code.EMPTY and (msg.type == MessageType.RST or not is_response(msg.code)):
+            # RFC 7252 §4.2: a Reset that is not Empty, or an ACK carrying a
+            # request or a reserved code class, is rejected by silently ignoring it.
+            self.stats.malformed += 1
+            return
         key = self._by_mid.get(msg.mid)
         ex = self._out.get(key) if key is not None else None
         if ex is None or ex.state != _State.WAIT_ACK:
             if msg.type == MessageType.RST and msg.mid in self._non_sent:
-                nkey, _ = self._non_sent.pop(msg.mid)
-                self._events.append(ExchangeResult(nkey, Outcome.RESET, Message(mid=msg.mid), None))
+                nkey, _, sent = self._non_sent.pop(msg.mid)
+                self._events.append(ExchangeResult(nkey, Outcome.RESET, sent, None))
             elif msg.type == MessageType.ACK and msg.code != Code.EMPTY:
                 self.stats.unmatched += 1
             return
@@ -454,5 +460,5 @@ class MessageLayer:
             for k in [k for k, s in self._seen.items() if s.expires <= now]:
                 del self._seen[k]
         if self._non_sent:
-            for mid in [m for m, (_, exp) in self._non_sent.items() if exp <= now]:
+            for mid in [m for m, (_, exp, _) in self._non_sent.items() if exp <= now]:
                 del self._non_sent[mid]
