@@ -323,7 +323,9 @@ class MessageLayer:
             if ex.state == _State.WAIT_ACK and ex.retransmits < self.params.max_retransmit:
                 ex.retransmits += 1
                 ex.timeout *= 2
-                ex.deadline += ex.timeout
+                # Measured from the actual (re)send: a late timer must not make
+                # the next deadlines already due and burst the retransmissions.
+                ex.deadline = now + ex.timeout
                 self.stats.retransmissions += 1
                 self._tx.append(encode(ex.msg))
             else:

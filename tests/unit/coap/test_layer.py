@@ -878,3 +878,44 @@ def test_stats_count_sent_datagrams() -> None:
     layer.datagrams_to_send()
     assert layer.stats.sent == 2
     assert layer.stats.retransmissions == 1
+
+
+def test_late_timer_does_not_burst_retransmissions() -> None:
+    """A timer served late (event loop stalled) retransmits once and doubles from *now*."""
+    layer, twin = make_layer()
+    first_timeout = twin.uniform(2.0, 3.0)
+    _, req = start_request(layer)
+    late = START + first_timeout + 20.0
+    layer.handle_timer(late)
+    assert sent(layer) == [req]
+    due = layer.next_timer()
+    assert due == pytest.approx(late + 2 * first_timeout)
+    assert due is not None
+    layer.handle_timer(late)  # serving the same instant again sends nothing more
+    assert layer.datagrams_to_send() == []
+    layer.handle_timer(due)
+    assert sent(layer) == [req]
+    assert layer.next_timer() == pytest.approx(due + 4 * first_timeout)
+
+
+def test_answers_after_the_exchange_ended_are_ignored() -> None:
+    layer, _ = make_layer()
+    _, req = start_request(layer)
+    while (due := layer.next_timer()) is not None:
+        layer.handle_timer(due)
+    assert one_result(layer).outcome is Outcome.TIMEOUT
+    layer.datagrams_to_send()
+    feed(layer, piggyback(req), START + 100)
+    feed(layer, empty(MessageType.RST, req.mid), START + 100)
+    assert events(layer) == []
+    assert layer.datagrams_to_send() == []
+
+
+def test_rst_after_empty_ack_is_ignored() -> None:
+    layer, _ = make_layer()
+    key, req = start_request(layer)
+    feed(layer, empty(MessageType.ACK, req.mid), START + 0.1)
+    feed(layer, empty(MessageType.RST, req.mid), START + 0.2)
+    assert events(layer) == []
+    feed(layer, Message(MessageType.NON, Code.CONTENT, 1, TOKEN), START + 1)
+    assert one_result(layer).key == key
