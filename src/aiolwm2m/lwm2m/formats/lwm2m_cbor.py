@@ -1,0 +1,113 @@
+"""LwM2M CBOR (content format 11544), a nested-map format from LwM2M 1.2.
+
+Optional for a 1.1.1 client; provided because it is the most compact format
+and costs little on top of the CBOR dependency. Structure: nested CBOR maps
+keyed by path components starting at the object id, e.g.
+``{3: {0: {0: "Open Mobile Alliance", 6: {0: 1, 1: 5}}}}``. A key may also be
+an array of consecutive components (``{[3, 0]: {...}}``), which we accept on
+decode and do not emit. Values: text strings (String, Corelnk, Objlnk as
+``"3:0"``), integers (Integer, Unsigned, Time), floats, booleans, byte
+strings (Opaque); Time is written as plain integer seconds and also accepted
+as a tag-1 epoch value. Timestamps are not representable and are dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import cbor2
+
+from ..model import InvalidValueError, ObjLnk, TypeLookup, time_to_seconds
+from ..path import Path, PathError
+from ..values import Record, apply_types
+from .errors import FormatEncodeError, Lwm2mCborError
+
+__all__ = ["decode", "encode"]
+
+_MAX_DEPTH = 12
+
+
+def _wire_value(value: object) -> object:
+    if isinstance(value, ObjLnk):
+        return str(value)
+    if isinstance(value, datetime):
+        try:
+            return time_to_seconds(value)
+        except InvalidValueError as exc:
+            raise FormatEncodeError(str(exc)) from exc
+    return value
+
+
+def encode(records: Sequence[Record], base: Path) -> bytes:
+    """Encode records below ``base`` as nested maps rooted at the object id."""
+    tree: dict[int, Any] = {}
+    for record in records:
+        if not base.contains(record.path):
+            raise FormatEncodeError(f"{record.path} is not below the request path {base}")
+        *parents, leaf = record.path.ids
+        node = tree
+        for component in parents:
+            child = node.setdefault(component, {})
+            if not isinstance(child, dict):
+                raise FormatEncodeError(f"{record.path} is below a single-value resource")
+            node = child
+        if leaf in node:
+            raise FormatEncodeError(f"{record.path} given more than once (or is a container)")
+        node[leaf] = _wire_value(record.value)
+    try:
+        return bytes(cbor2.dumps(tree, canonical=True))
+    except (cbor2.CBOREncodeError, ValueError, TypeError) as exc:
+        raise FormatEncodeError(f"LwM2M CBOR cannot carry this value: {exc}") from exc
+
+
+def _walk(node: object, prefix: tuple[int, ...], out: list[Record]) -> None:
+    if not isinstance(node, dict):
+        raise Lwm2mCborError("expected a map")
+    for key, value in node.items():
+        if isinstance(key, int) and not isinstance(key, bool):
+            components: tuple[int, ...] = (key,)
+        elif (
+            isinstance(key, tuple | list)
+            and key
+            and all(isinstance(k, int) and not isinstance(k, bool) for k in key)
+        ):
+            components = tuple(key)
+        else:
+            raise Lwm2mCborError(f"invalid map key {key!r}")
+        ids = prefix + components
+        if len(ids) > 4:
+            raise Lwm2mCborError(f"path deeper than a resource instance: {ids}")
+        if isinstance(value, dict):
+            _walk(value, ids, out)
+            continue
+        if len(ids) < 3:
+            raise Lwm2mCborError(f"value at {ids}, above resource level")
+        if isinstance(value, datetime) and value.tzinfo is None:
+            raise Lwm2mCborError(f"time value without time zone at {ids}")
+        if isinstance(value, str | bytes | float | int | datetime):
+            out.append(Record(Path.of(*ids), value))
+        else:
+            raise Lwm2mCborError(f"unsupported value type {type(value).__name__}")
+
+
+def decode(payload: bytes, base: Path, types: TypeLookup | None = None) -> list[Record]:
+    """Decode a LwM2M CBOR document; every value must lie below ``base``."""
+    try:
+        document = cbor2.loads(bytes(payload), max_depth=_MAX_DEPTH, allow_duplicate_keys=False)
+    except Exception as exc:  # cbor2 raises assorted exception types on hostile input
+        raise Lwm2mCborError(f"invalid CBOR: {exc}") from None
+    records: list[Record] = []
+    try:
+        _walk(document, (), records)
+        seen: set[Path] = set()
+        for record in records:
+            if record.path in seen:
+                raise Lwm2mCborError(f"{record.path} given more than once")
+            seen.add(record.path)
+            if not base.contains(record.path):
+                raise Lwm2mCborError(f"{record.path} is not below the request path {base}")
+        return apply_types(records, types)
+    except (PathError, InvalidValueError) as exc:
+        raise Lwm2mCborError(str(exc)) from None

@@ -1,0 +1,129 @@
+"""text/plain (content format 0): one resource (instance) value as UTF-8 text.
+
+Per LwM2M 1.1 booleans are ``0``/``1``, Time is decimal Unix seconds, object
+links are ``obj:inst``. Opaque values are refused in both directions: 1.1
+moved them to application/octet-stream (42) instead of 1.0's base64 text.
+
+Text is not self-describing ("1" could be a string, an integer or a boolean),
+so decoding needs the resource type; without one the value stays a ``str``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from datetime import datetime
+
+from ..model import (
+    INT64_MAX,
+    INT64_MIN,
+    UINT64_MAX,
+    InvalidValueError,
+    ObjLnk,
+    ResourceType,
+    TypeLookup,
+    Value,
+    seconds_to_time,
+    time_to_seconds,
+)
+from ..path import Path
+from ..values import Record
+from .errors import FormatEncodeError, TextError
+
+__all__ = ["decode", "decode_value", "encode", "encode_value"]
+
+_INTEGER = re.compile(r"[+-]?[0-9]{1,20}")
+_UNSIGNED = re.compile(r"\+?[0-9]{1,20}")
+# No "nan", "inf", underscores or surrounding blanks, all of which float() takes.
+_FLOAT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,4})?")
+_MAX_FLOAT_TEXT = 400
+
+
+def encode_value(value: Value) -> bytes:
+    """The text form of one value; opaque values and non-finite floats are refused."""
+    if isinstance(value, bool):
+        return b"1" if value else b"0"
+    if isinstance(value, int):
+        return str(value).encode("ascii")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise FormatEncodeError(f"text/plain cannot carry {value!r}")
+        return repr(value).encode("ascii")
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, ObjLnk):
+        return str(value).encode("ascii")
+    if isinstance(value, datetime):
+        try:
+            return str(time_to_seconds(value)).encode("ascii")
+        except InvalidValueError as exc:
+            raise FormatEncodeError(str(exc)) from exc
+    if isinstance(value, bytes):
+        raise FormatEncodeError("opaque values use application/octet-stream (42), not text")
+    raise FormatEncodeError(f"unsupported value type {type(value).__name__}")
+
+
+def decode_value(payload: bytes, rtype: ResourceType | None) -> Value:
+    """Parse one value of type ``rtype`` (``None``: keep the text as ``str``)."""
+    try:
+        text = bytes(payload).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TextError(f"text/plain payload is not UTF-8: {exc}") from None
+    if rtype is None or rtype in (ResourceType.STRING, ResourceType.CORELNK):
+        return text
+    if rtype is ResourceType.BOOLEAN:
+        if text == "1":
+            return True
+        if text == "0":
+            return False
+        raise TextError(f"boolean must be '0' or '1', got {text[:40]!r}")
+    if rtype in (ResourceType.INTEGER, ResourceType.TIME):
+        if _INTEGER.fullmatch(text) is None:
+            raise TextError(f"not a decimal integer: {text[:40]!r}")
+        number = int(text)
+        if not INT64_MIN <= number <= INT64_MAX:
+            raise TextError(f"integer out of 64-bit range: {text[:40]!r}")
+        if rtype is ResourceType.INTEGER:
+            return number
+        try:
+            return seconds_to_time(number)
+        except InvalidValueError as exc:
+            raise TextError(str(exc)) from None
+    if rtype is ResourceType.UNSIGNED:
+        if _UNSIGNED.fullmatch(text) is None:
+            raise TextError(f"not an unsigned integer: {text[:40]!r}")
+        number = int(text)
+        if number > UINT64_MAX:
+            raise TextError(f"unsigned integer out of range: {text[:40]!r}")
+        return number
+    if rtype is ResourceType.FLOAT:
+        if len(text) > _MAX_FLOAT_TEXT or _FLOAT.fullmatch(text) is None:
+            raise TextError(f"not a decimal number: {text[:40]!r}")
+        number_f = float(text)
+        if not math.isfinite(number_f):
+            raise TextError(f"float out of range: {text[:40]!r}")
+        return number_f
+    if rtype is ResourceType.OBJLNK:
+        try:
+            return ObjLnk.parse(text)
+        except InvalidValueError as exc:
+            raise TextError(str(exc)) from None
+    if rtype is ResourceType.OPAQUE:
+        raise TextError("opaque resources cannot be written as text/plain")
+    raise TextError("executable resources carry no value")
+
+
+def encode(records: Sequence[Record], base: Path) -> bytes:
+    """Encode the single record addressed by ``base`` (text carries one value)."""
+    if len(records) != 1 or records[0].path != base:
+        raise FormatEncodeError(f"text/plain carries exactly one value at {base}")
+    return encode_value(records[0].value)
+
+
+def decode(payload: bytes, base: Path, types: TypeLookup | None = None) -> list[Record]:
+    """Decode a single value for the resource (instance) at ``base``."""
+    if base.level < 3:
+        raise TextError(f"text/plain needs a resource path, got {base}")
+    rtype = types(base) if types is not None else None
+    return [Record(base, decode_value(payload, rtype))]

@@ -1,0 +1,354 @@
+"""Object/resource definitions and the typed values resources hold.
+
+Every content format converts between bytes and the same small set of Python
+types (:data:`Value`), and every conversion rule for a resource type lives here
+in :func:`coerce`, so the formats cannot drift apart on what "an Unsigned
+Integer" or "a Time" accepts.
+
+Python type per LwM2M data type:
+
+========== ====================================================================
+String     ``str``
+Integer    ``int`` (signed 64-bit)
+Unsigned   ``int`` (0 .. 2**64-1)
+Float      ``float``
+Boolean    ``bool``
+Opaque     ``bytes``
+Time       ``datetime`` (timezone-aware, UTC, whole seconds; int seconds on the wire)
+Objlnk     :class:`ObjLnk`
+Corelnk    ``str`` (link-format text)
+none       no value (executable resources)
+========== ====================================================================
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import Enum
+from types import MappingProxyType
+
+from aiolwm2m.errors import Lwm2mError
+
+from .path import MAX_ID, Path
+
+__all__ = [
+    "INT64_MAX",
+    "INT64_MIN",
+    "UINT64_MAX",
+    "InvalidValueError",
+    "ObjLnk",
+    "ObjectDef",
+    "Operations",
+    "ResourceDef",
+    "ResourceType",
+    "TypeLookup",
+    "Value",
+    "ValueRange",
+    "coerce",
+    "infer_type",
+    "seconds_to_time",
+    "time_to_seconds",
+]
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+UINT64_MAX = 2**64 - 1
+
+
+class InvalidValueError(Lwm2mError, ValueError):
+    """A value does not fit the resource type (or its declared range).
+
+    Not a :class:`~aiolwm2m.errors.DecodeError`: the value may come from the
+    application as well as from a peer. Decoders translate it into their own
+    format error so callers still see exactly one error class per decoder.
+    """
+
+
+class ResourceType(Enum):
+    """LwM2M resource data types (Core spec Appendix C)."""
+
+    STRING = "string"
+    INTEGER = "integer"
+    UNSIGNED = "unsigned"
+    FLOAT = "float"
+    BOOLEAN = "boolean"
+    OPAQUE = "opaque"
+    TIME = "time"
+    OBJLNK = "objlnk"
+    CORELNK = "corelnk"
+    NONE = "none"
+
+    @property
+    def is_numeric(self) -> bool:
+        """Types the gt/lt/st notification attributes may be attached to."""
+        return self in (ResourceType.INTEGER, ResourceType.UNSIGNED, ResourceType.FLOAT)
+
+
+class Operations(Enum):
+    """Operations a resource allows, as written in DDF files."""
+
+    NONE = ""
+    R = "R"
+    W = "W"
+    RW = "RW"
+    E = "E"
+
+    @property
+    def readable(self) -> bool:
+        return self in (Operations.R, Operations.RW)
+
+    @property
+    def writable(self) -> bool:
+        return self in (Operations.W, Operations.RW)
+
+    @property
+    def executable(self) -> bool:
+        return self is Operations.E
+
+
+@dataclass(frozen=True, slots=True)
+class ObjLnk:
+    """Object link value ``object_id:instance_id``; ``65535:65535`` is the null link."""
+
+    object_id: int
+    instance_id: int
+
+    def __post_init__(self) -> None:
+        for name in ("object_id", "instance_id"):
+            value = getattr(self, name)
+            if type(value) is not int or not 0 <= value <= MAX_ID:
+                raise InvalidValueError(f"ObjLnk {name} must be an int 0..{MAX_ID}: {value!r}")
+
+    @classmethod
+    def parse(cls, text: str) -> ObjLnk:
+        """Parse the ``"3:0"`` text form used by text/plain, SenML ``vlo`` and JSON."""
+        match = _OBJLNK.fullmatch(text) if isinstance(text, str) else None
+        if match is None:
+            raise InvalidValueError(f"invalid object link: {text!r}")
+        return cls(int(match.group(1)), int(match.group(2)))
+
+    @property
+    def is_null(self) -> bool:
+        return self.object_id == MAX_ID and self.instance_id == MAX_ID
+
+    def __str__(self) -> str:
+        return f"{self.object_id}:{self.instance_id}"
+
+
+_OBJLNK = re.compile(r"([0-9]{1,5}):([0-9]{1,5})")
+
+#: Every Python type a resource value may have (see module docstring).
+Value = str | int | float | bool | bytes | ObjLnk | datetime
+
+#: How decoders learn a resource's type: the formats that are not self-describing
+#: (TLV, text/plain) need it, and self-describing ones use it to tell Time from
+#: Integer. ``ObjectRegistry.type_of`` fits; ``None`` means "unknown resource".
+TypeLookup = Callable[[Path], ResourceType | None]
+
+
+def time_to_seconds(value: datetime) -> int:
+    """Seconds since the Unix epoch; naive datetimes are refused as ambiguous."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidValueError("Time values must be timezone-aware datetimes")
+    return math.floor(value.timestamp())
+
+
+def seconds_to_time(seconds: int) -> datetime:
+    """UTC datetime for Unix seconds; out-of-calendar values are invalid values."""
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError) as exc:
+        raise InvalidValueError(f"time value out of range: {seconds}") from exc
+
+
+def infer_type(value: object) -> ResourceType:
+    """The resource type a Python value naturally encodes as (schema-less encoding).
+
+    Integers above ``INT64_MAX`` can only be Unsigned; all other ints encode
+    as Integer, whose wire form every format also accepts for Unsigned.
+    """
+    if isinstance(value, bool):
+        return ResourceType.BOOLEAN
+    if isinstance(value, int):
+        if value > INT64_MAX:
+            return ResourceType.UNSIGNED
+        return ResourceType.INTEGER
+    if isinstance(value, float):
+        return ResourceType.FLOAT
+    if isinstance(value, str):
+        return ResourceType.STRING
+    if isinstance(value, bytes | bytearray | memoryview):
+        return ResourceType.OPAQUE
+    if isinstance(value, ObjLnk):
+        return ResourceType.OBJLNK
+    if isinstance(value, datetime):
+        return ResourceType.TIME
+    raise InvalidValueError(f"not a resource value type: {type(value).__name__}")
+
+
+def _integral(value: object, what: str) -> int:
+    """Accept ints and integral floats: JSON/CBOR peers send ``5.0`` for 5."""
+    if isinstance(value, bool):
+        raise InvalidValueError(f"{what} expected, got a boolean")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    raise InvalidValueError(f"{what} expected, got {value!r}")
+
+
+def coerce(value: object, rtype: ResourceType) -> Value:
+    """Convert ``value`` to the canonical Python type for ``rtype`` or raise.
+
+    Lenient only where the conversion is lossless and peers are known to
+    differ (integral floats for integers, ints for floats, int seconds or
+    ``"1:2"`` strings for Time/Objlnk); everything else is an error.
+    """
+    if rtype in (ResourceType.STRING, ResourceType.CORELNK):
+        if isinstance(value, str):
+            return value
+        raise InvalidValueError(f"{rtype.value} expected, got {type(value).__name__}")
+    if rtype is ResourceType.INTEGER:
+        number = _integral(value, "integer")
+        if not INT64_MIN <= number <= INT64_MAX:
+            raise InvalidValueError(f"integer out of 64-bit range: {number}")
+        return number
+    if rtype is ResourceType.UNSIGNED:
+        number = _integral(value, "unsigned integer")
+        if not 0 <= number <= UINT64_MAX:
+            raise InvalidValueError(f"unsigned integer out of range: {number}")
+        return number
+    if rtype is ResourceType.FLOAT:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidValueError(f"float expected, got {value!r}")
+        try:
+            return float(value)
+        except OverflowError as exc:
+            raise InvalidValueError(f"float out of range: {value!r}") from exc
+    if rtype is ResourceType.BOOLEAN:
+        if isinstance(value, bool):
+            return value
+        raise InvalidValueError(f"boolean expected, got {value!r}")
+    if rtype is ResourceType.OPAQUE:
+        if isinstance(value, bytes | bytearray | memoryview):
+            return bytes(value)
+        raise InvalidValueError(f"opaque expected, got {type(value).__name__}")
+    if rtype is ResourceType.TIME:
+        if isinstance(value, datetime):
+            return seconds_to_time(time_to_seconds(value))
+        seconds = _integral(value, "time")
+        if not INT64_MIN <= seconds <= INT64_MAX:
+            raise InvalidValueError(f"time out of 64-bit range: {seconds}")
+        return seconds_to_time(seconds)
+    if rtype is ResourceType.OBJLNK:
+        if isinstance(value, ObjLnk):
+            return value
+        if isinstance(value, str):
+            return ObjLnk.parse(value)
+        raise InvalidValueError(f"object link expected, got {value!r}")
+    raise InvalidValueError("resources of type 'none' (executable) carry no value")
+
+
+# -- ranges -------------------------------------------------------------------
+
+_RANGE = re.compile(r"\s*(-?[0-9]+(?:\.[0-9]+)?)\s*\.\.\s*(-?[0-9]+(?:\.[0-9]+)?)\s*(bytes)?\s*")
+_LIST = re.compile(r"\s*-?[0-9]+(?:\s*,\s*-?[0-9]+)*\s*")
+
+
+@dataclass(frozen=True, slots=True)
+class ValueRange:
+    """The machine-checkable part of a DDF ``RangeEnumeration``.
+
+    For numeric types it bounds the value, for String/Opaque the length in
+    bytes (how the registry uses e.g. ``0..255`` on a URI or ``6`` on a key).
+    Free-text enumerations are kept only as text and never checked.
+    """
+
+    low: float | None = None
+    high: float | None = None
+    allowed: frozenset[int] = frozenset()
+
+    @classmethod
+    def parse(cls, text: str) -> ValueRange | None:
+        match = _RANGE.fullmatch(text)
+        if match:
+            low, high = float(match.group(1)), float(match.group(2))
+            return cls(low=min(low, high), high=max(low, high))
+        if _LIST.fullmatch(text):
+            return cls(allowed=frozenset(int(part) for part in text.split(",")))
+        return None
+
+    def check(self, value: Value, rtype: ResourceType) -> None:
+        """Raise :class:`InvalidValueError` if ``value`` is outside the range."""
+        measured: float
+        if rtype in (ResourceType.STRING, ResourceType.CORELNK) and isinstance(value, str):
+            measured = len(value.encode("utf-8"))
+        elif rtype is ResourceType.OPAQUE and isinstance(value, bytes):
+            measured = len(value)
+        elif rtype.is_numeric and isinstance(value, int | float) and not isinstance(value, bool):
+            measured = value
+        else:
+            return
+        if self.allowed and measured not in self.allowed:
+            raise InvalidValueError(f"{measured} not in {sorted(self.allowed)}")
+        if self.low is not None and measured < self.low:
+            raise InvalidValueError(f"{measured} below {self.low}")
+        if self.high is not None and measured > self.high:
+            raise InvalidValueError(f"{measured} above {self.high}")
+
+
+# -- definitions --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceDef:
+    """One resource of an object definition."""
+
+    id: int
+    name: str
+    type: ResourceType
+    operations: Operations = Operations.R
+    multiple: bool = False
+    mandatory: bool = False
+    range_enumeration: str = ""
+    units: str = ""
+    description: str = ""
+
+    @property
+    def value_range(self) -> ValueRange | None:
+        return ValueRange.parse(self.range_enumeration) if self.range_enumeration else None
+
+    def validate(self, value: object) -> Value:
+        """Coerce ``value`` to this resource's type and check the declared range."""
+        coerced = coerce(value, self.type)
+        value_range = self.value_range
+        if value_range is not None:
+            value_range.check(coerced, self.type)
+        return coerced
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectDef:
+    """An object definition (what one DDF ``<Object>`` element describes)."""
+
+    id: int
+    name: str
+    resources: Mapping[int, ResourceDef] = field(default_factory=dict)
+    version: str = "1.0"
+    urn: str = ""
+    multiple: bool = False
+    mandatory: bool = False
+    lwm2m_version: str = "1.0"
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        # Freeze the mapping so a shared definition cannot be edited behind
+        # the registry's back.
+        object.__setattr__(self, "resources", MappingProxyType(dict(self.resources)))
+
+    def resource(self, resource_id: int) -> ResourceDef | None:
+        return self.resources.get(resource_id)
