@@ -14,9 +14,10 @@ it never raises out of :meth:`DtlsServerEndpoint.handle_datagram` or
 - At most ``max_peers`` peers; the oldest handshaking peer is dropped first.
 - Failed peers are forgotten at once, idle ones after ``idle_timeout``.
 
-A client that restarts and handshakes again from the same address is handled
-by mbedtls (client reconnect, after a cookie round trip): the old session is
-replaced only once the new ClientHello proved the address.
+A client that restarts and handshakes again from the same address gets a new
+session, but the old one is replaced only once the new ClientHello carried a
+valid cookie (proved the address): a forged or malformed ClientHello cannot
+cut an established device off (mbedtls' built-in reconnect handling could).
 
 Like :class:`~aiolwm2m.dtls.session.DtlsClientSession` it owns no socket:
 feed datagrams in, send what :meth:`~DtlsServerEndpoint.datagrams_to_send`
@@ -249,6 +250,9 @@ class DtlsServerEndpoint:
             if peer is None:
                 self.dropped_datagrams += 1
                 return []
+        if peer.established and is_client_hello(data):
+            self._maybe_reconnect(peer, data)
+            return []
         peer.last_activity = self._clock()
         for _level, description in plaintext_alerts(data):
             peer.last_alert = description
@@ -274,6 +278,43 @@ class DtlsServerEndpoint:
         peer = _Peer(address, buf, self._clock())
         self._peers[address] = peer
         return peer
+
+    def _maybe_reconnect(self, old: _Peer, data: bytes) -> None:
+        """A ClientHello from an established peer's address: a reboot, or a forgery.
+
+        mbedtls' own reconnect handling kills the established session when the
+        ClientHello is malformed, so anyone able to spoof the source address
+        could cut a device off. Instead a fresh context takes the ClientHello;
+        the old session is replaced only when its cookie proves the address.
+        """
+        candidate = _Peer(old.address, self._context.wrap_buffers(), self._clock())
+        candidate.buf.setcookieparam(_cookie_id(old.address))
+        candidate.buf.receive_from_network(data)
+        out = bytearray()
+        if self._lookup is not None:
+            self._lookup.on_lookup = lambda ident: setattr(candidate, "psk_identity", ident)
+        try:
+            progress = be.drive_handshake(candidate.buf, out)
+        except be.TLSError:
+            self.dropped_datagrams += 1
+            return
+        finally:
+            if self._lookup is not None:
+                self._lookup.on_lookup = None
+        self._queue(old.address, bytes(out))
+        if progress == be.HandshakeProgress.HELLO_VERIFY:
+            return
+        self._events.append(
+            PeerEvent(
+                old.address,
+                PeerEventKind.CLOSED,
+                FailureInfo(HandshakeFailure.PEER_ALERT, None, "client reconnected"),
+                old.psk_identity,
+            )
+        )
+        self._peers[old.address] = candidate
+        if progress == be.HandshakeProgress.DONE:  # pragma: no cover - needs more flights
+            self._advance(candidate)
 
     def _collect(self, peer: _Peer) -> None:
         self._queue(peer.address, be.drain(peer.buf))

@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as _dt
 import enum
 import hashlib
+import hmac
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -39,6 +40,7 @@ from aiolwm2m.dtls.verify import verify_server_certificate
 __all__ = ["DtlsClientSession", "DtlsState"]
 
 _SAVE_MAGIC: Final = b"aDT1"
+_TAG_LEN: Final = 16
 
 
 class DtlsState(enum.Enum):
@@ -53,13 +55,17 @@ def _utcnow() -> _dt.datetime:
     return _dt.datetime.now(_dt.UTC)
 
 
-def _fingerprint(credentials: PskCredentials | CertificateCredentials) -> bytes:
-    h = hashlib.sha256()
+def _seal_key(credentials: PskCredentials | CertificateCredentials) -> bytes:
+    h = hashlib.sha256(b"aiolwm2m dtls session seal\0")
     if isinstance(credentials, PskCredentials):
         h.update(b"psk\0" + credentials.identity + b"\0" + credentials.key)
     else:
         h.update(b"cert\0" + credentials.certificate_der + b"\0" + credentials.private_key_der)
-    return h.digest()[:8]
+    return h.digest()
+
+
+def _seal(credentials: PskCredentials | CertificateCredentials, blob: bytes) -> bytes:
+    return hmac.new(_seal_key(credentials), blob, hashlib.sha256).digest()[:_TAG_LEN]
 
 
 class DtlsClientSession:
@@ -217,7 +223,9 @@ class DtlsClientSession:
 
         Resume only on the same local/remote address pair, with the same
         credentials; see the module docstring. The bytes hold session keys:
-        store them as securely as the credentials themselves.
+        store them as securely as the credentials themselves. They carry a
+        MAC keyed from the credentials, so :meth:`resume` rejects corrupt or
+        foreign state instead of handing it to mbedtls (which would crash).
         """
         if self._state is not DtlsState.ESTABLISHED:
             raise DtlsStateError(f"cannot suspend in state {self._state.value}")
@@ -227,7 +235,7 @@ class DtlsClientSession:
         except (TypeError, be.TLSError) as exc:
             raise DtlsStateError(f"mbedtls could not save the session: {exc}") from exc
         self._state = DtlsState.CLOSED
-        return _SAVE_MAGIC + _fingerprint(self._credentials) + blob
+        return _SAVE_MAGIC + _seal(self._credentials, blob) + blob
 
     @classmethod
     def resume(
@@ -241,11 +249,16 @@ class DtlsClientSession:
     ) -> DtlsClientSession:
         """Rebuild an ESTABLISHED session from :meth:`suspend`'s bytes."""
         session = cls(credentials, timing, server_hostname, max_datagram=max_datagram)
-        header = _SAVE_MAGIC + _fingerprint(credentials)
-        if not saved.startswith(header):
+        head = len(_SAVE_MAGIC) + _TAG_LEN
+        tag, blob = saved[len(_SAVE_MAGIC) : head], saved[head:]
+        # Authenticate before mbedtls parses anything: mbedtls_ssl_context_load
+        # trusts its input and crashes the process on corrupt bytes (measured).
+        if not saved.startswith(_SAVE_MAGIC) or not hmac.compare_digest(
+            tag, _seal(credentials, blob)
+        ):
             raise DtlsStateError("saved DTLS session is corrupt or belongs to other credentials")
         try:
-            session._buf = be.restore(session._context, saved[len(header) :], server_hostname)
+            session._buf = be.restore(session._context, blob, server_hostname)
         except (TypeError, ValueError, be.TLSError) as exc:
             raise DtlsStateError(f"mbedtls refused the saved session: {exc}") from exc
         session._state = DtlsState.ESTABLISHED
