@@ -46,6 +46,10 @@ CERT_SUITES: Final = (
 )
 #: MBEDTLS_SSL_OUT_CONTENT_LEN: the largest plaintext one record can carry.
 MAX_RECORD_PLAINTEXT: Final = 16384
+#: Largest datagram handed to mbedtls: one maximal DTLS record (RFC 6347 §4.1:
+#: 2^14 plaintext + 2048 expansion + header). Bigger ones cannot be valid, and
+#: past 32 KiB python-mbedtls' input ring buffer raises BufferError.
+MAX_INCOMING_DATAGRAM: Final = 2**14 + 2048 + 13
 #: Datagram size used when re-cutting mbedtls' output stream.
 DEFAULT_MAX_DATAGRAM: Final = 1400
 #: Safety net against a do_handshake() that never stops returning success.
@@ -202,6 +206,14 @@ def server_context(
         **_timing_kwargs(timing),
     )
     return _tls.ServerContext(conf)
+
+
+def feed(buf: Buffer, data: bytes) -> bool:
+    """Hand one received datagram to mbedtls; False (and nothing done) if oversized."""
+    if len(data) > MAX_INCOMING_DATAGRAM:
+        return False
+    buf.receive_from_network(data)
+    return True
 
 
 def drain(buf: Buffer) -> bytes:

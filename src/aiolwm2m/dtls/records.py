@@ -20,6 +20,7 @@ __all__ = [
     "Record",
     "is_client_hello",
     "iter_records",
+    "looks_like_dtls",
     "plaintext_alerts",
     "split_into_datagrams",
 ]

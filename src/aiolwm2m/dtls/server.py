@@ -47,6 +47,7 @@ from aiolwm2m.dtls.records import is_client_hello, looks_like_dtls, plaintext_al
 __all__ = ["DtlsServerEndpoint", "PeerEvent", "PeerEventKind", "PeerInfo", "PskStore"]
 
 _log = logging.getLogger(__name__)
+_FATAL = 2  # alert level
 
 Address = Hashable  # whatever the transport uses, e.g. ("127.0.0.1", 5684)
 PskStore = Mapping[bytes, bytes] | Callable[[bytes], bytes | None]
@@ -238,7 +239,7 @@ class DtlsServerEndpoint:
     # -- internals ----------------------------------------------------------
 
     def _handle(self, address: Any, data: bytes) -> list[tuple[Any, bytes]]:
-        if not looks_like_dtls(data):
+        if len(data) > be.MAX_INCOMING_DATAGRAM or not looks_like_dtls(data):
             self.dropped_datagrams += 1
             return []
         peer = self._peers.get(address)
@@ -254,9 +255,10 @@ class DtlsServerEndpoint:
             self._maybe_reconnect(peer, data)
             return []
         peer.last_activity = self._clock()
-        for _level, description in plaintext_alerts(data):
-            peer.last_alert = description
-        peer.buf.receive_from_network(data)
+        for level, description in plaintext_alerts(data):
+            if level == _FATAL:
+                peer.last_alert = description
+        be.feed(peer.buf, data)
         if not peer.established:
             self._advance(peer)
             if address not in self._peers or not self._peers[address].established:
@@ -289,7 +291,7 @@ class DtlsServerEndpoint:
         """
         candidate = _Peer(old.address, self._context.wrap_buffers(), self._clock())
         candidate.buf.setcookieparam(_cookie_id(old.address))
-        candidate.buf.receive_from_network(data)
+        be.feed(candidate.buf, data)
         out = bytearray()
         if self._lookup is not None:
             self._lookup.on_lookup = lambda ident: setattr(candidate, "psk_identity", ident)

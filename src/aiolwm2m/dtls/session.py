@@ -26,6 +26,7 @@ import datetime as _dt
 import enum
 import hashlib
 import hmac
+import logging
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -39,8 +40,10 @@ from aiolwm2m.dtls.verify import verify_server_certificate
 
 __all__ = ["DtlsClientSession", "DtlsState"]
 
+_log = logging.getLogger(__name__)
 _SAVE_MAGIC: Final = b"aDT1"
 _TAG_LEN: Final = 16
+_FATAL: Final = 2  # alert level
 
 
 class DtlsState(enum.Enum):
@@ -168,11 +171,22 @@ class DtlsClientSession:
         """
         if self._state not in (DtlsState.HANDSHAKING, DtlsState.ESTABLISHED):
             return []
+        data = bytes(data)
         if not looks_like_dtls(data):
             return []
-        for _level, description in plaintext_alerts(data):
-            self._last_alert = description
-        self._buf.receive_from_network(bytes(data))
+        try:
+            return self._handle(data)
+        except Exception as exc:  # a binding surprise must not escape into the runtime
+            _log.exception("DTLS client: unexpected error handling a datagram")
+            self._fail(FailureInfo(HandshakeFailure.INTERNAL, None, repr(exc)))
+            return []
+
+    def _handle(self, data: bytes) -> list[bytes]:
+        for level, description in plaintext_alerts(data):
+            if level == _FATAL:
+                self._last_alert = description
+        if not be.feed(self._buf, data):
+            return []
         if self._state is DtlsState.HANDSHAKING:
             self._advance()
             if not self.handshake_done:
