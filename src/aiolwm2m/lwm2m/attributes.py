@@ -182,7 +182,10 @@ def parse_query(query: str | Sequence[str]) -> AttributeUpdate:
         else:
             if _DECIMAL_TEXT.fullmatch(text) is None:
                 raise InvalidAttributesError(f"{name} must be a decimal number: {text[:20]!r}")
-            values[name] = float(text)
+            number = float(text)
+            if name == "st" and number < 0:
+                raise InvalidAttributesError("st must not be negative")
+            values[name] = number
     return AttributeUpdate(Attributes(**values), frozenset(cleared))  # type: ignore[arg-type]
 
 
