@@ -40,6 +40,9 @@ class PathLevel(IntEnum):
     RESOURCE_INSTANCE = 4
 
 
+_LEVELS = tuple(PathLevel)
+
+
 @functools.total_ordering
 @dataclass(frozen=True, slots=True)
 class Path:
@@ -81,8 +84,7 @@ class Path:
         """Build from positional ids: ``Path.of(3, 0, 1)``."""
         if len(ids) > 4:
             raise PathError(f"a path has at most 4 components, got {len(ids)}")
-        padded = (*ids, None, None, None, None)[:4]
-        return cls(padded[0], padded[1], padded[2], padded[3])
+        return cls(*ids)
 
     @classmethod
     def parse(cls, text: str) -> Path:
@@ -123,21 +125,20 @@ class Path:
     @property
     def ids(self) -> tuple[int, ...]:
         """The present components, outermost first."""
-        out: list[int] = []
-        for value in (
-            self.object_id,
-            self.instance_id,
-            self.resource_id,
-            self.resource_instance_id,
-        ):
-            if value is None:
-                break
-            out.append(value)
-        return tuple(out)
+        # Unrolled: this runs for every record a decoder produces.
+        if self.object_id is None:
+            return ()
+        if self.instance_id is None:
+            return (self.object_id,)
+        if self.resource_id is None:
+            return (self.object_id, self.instance_id)
+        if self.resource_instance_id is None:
+            return (self.object_id, self.instance_id, self.resource_id)
+        return (self.object_id, self.instance_id, self.resource_id, self.resource_instance_id)
 
     @property
     def level(self) -> PathLevel:
-        return PathLevel(len(self.ids))
+        return _LEVELS[len(self.ids)]
 
     @property
     def is_root(self) -> bool:
@@ -181,7 +182,10 @@ class Path:
 
     def child(self, child_id: int) -> Path:
         """This path extended by one component."""
-        return Path.of(*self.ids, child_id)
+        ids = self.ids
+        if len(ids) == 4:
+            raise PathError(f"{self} has no children")
+        return Path.of(*ids, child_id)
 
     def ancestors(self) -> Iterable[Path]:
         """Root first, down to (and including) this path."""

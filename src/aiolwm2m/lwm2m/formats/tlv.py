@@ -55,6 +55,9 @@ class Kind(IntEnum):
     RESOURCE = 3
 
 
+_KINDS = tuple(Kind)
+
+
 @dataclass(frozen=True, slots=True)
 class Tlv:
     """One parsed TLV: containers have ``children``, values have ``value``."""
@@ -122,7 +125,7 @@ def _parse(data: memoryview, parent: Kind | None) -> tuple[Tlv, ...]:
     while pos < end:
         type_byte = data[pos]
         pos += 1
-        kind = Kind(type_byte >> 6)
+        kind = _KINDS[type_byte >> 6]
         id_len = 2 if type_byte & 0x20 else 1
         length_type = (type_byte >> 3) & 0x03
         if pos + id_len + length_type > end:
