@@ -170,7 +170,8 @@ def load_ddf(source: bytes | str | os.PathLike[str]) -> list[ObjectDef]:
             raise DdfError(f"cannot read {os.fspath(source)!r}: {exc}") from exc
     try:
         root = SafeET.fromstring(data, forbid_dtd=True)
-    except (ParseError, DefusedXmlException, ValueError) as exc:
+    except (ParseError, DefusedXmlException, ValueError, LookupError) as exc:
+        # LookupError: an unknown encoding named in the XML declaration.
         raise DdfError(f"invalid DDF XML: {exc}") from exc
     if root.tag != "LWM2M":
         raise DdfError(f"root element must be <LWM2M>, got <{root.tag}>")

@@ -173,3 +173,8 @@ def test_mutated_shipped_file_raises_only_ddf_error(data: st.DataObject) -> None
     mutated = original[:position] + replacement + original[position + 1 :]
     with contextlib.suppress(DdfError):
         load_ddf(mutated)
+
+
+def test_unknown_declared_encoding() -> None:
+    with pytest.raises(DdfError):
+        load_ddf(b'<?xml version="1.0" encoding="TF-8"?><LWM2M/>')
