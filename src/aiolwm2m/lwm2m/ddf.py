@@ -8,6 +8,11 @@ The package ships the definitions of objects 0-5, 3303 and 10252 in
 ``lwm2m/definitions``; :func:`load_builtin` uses the LwM2M 1.1 versions of the
 Security (0) and Server (1) objects by default because this client speaks
 LwM2M 1.1.1, and keeps the 1.2 files available by explicit choice.
+
+Files are loaded as written. Note that the registry's ``1-1_1.xml`` leaves
+``<Operations>`` empty for Server resources 13-20 (1.2 marks them R/RW), so
+they load as :attr:`Operations.NONE`; an engine that gates server access on
+operations will refuse those reads unless the application overrides them.
 """
 
 from __future__ import annotations
