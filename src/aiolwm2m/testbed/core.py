@@ -146,7 +146,7 @@ class ServerCore:
             peer.layer.handle_timer(now)
             self._drain(addr, peer, now)
         for ep, reg in list(self.registrations.items()):
-            if now > reg.updated_at + reg.lifetime + self.expiry_grace:
+            if now >= reg.updated_at + reg.lifetime + self.expiry_grace:
                 del self.registrations[ep]
                 self._log(now, "expired", ep)
 

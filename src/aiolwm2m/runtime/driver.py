@@ -1,0 +1,189 @@
+"""What every runtime does with the engine, written once.
+
+A runtime supplies a clock, a way to open links and a way to set one timer;
+:class:`EngineDriver` carries out the engine's link actions, delivers its
+events to subscribers and re-arms the timer. The asyncio runtime and the
+simulated (virtual clock) runtime are both thin subclasses, so tests on the
+virtual clock exercise exactly the code path production uses.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+from aiolwm2m.client import events as ev
+from aiolwm2m.client.basic_objects import default_objects
+from aiolwm2m.client.config import ClientConfig
+from aiolwm2m.client.engine import (
+    ClientEngine,
+    CloseLink,
+    LinkFailure,
+    ObjectTree,
+    OpenLink,
+    SendDatagram,
+    ServerState,
+)
+from aiolwm2m.runtime.links import Link
+
+log = logging.getLogger("aiolwm2m.client")
+
+EventCallback = Callable[[ev.Event], None]
+
+
+class EngineDriver(ABC):
+    """Runs a :class:`ClientEngine` against some clock and network."""
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        objects: ObjectTree | None = None,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.objects = objects or default_objects([s.short_server_id for s in config.servers])
+        self.engine = ClientEngine(config, self.objects, rng=rng or random.Random())
+        self._links: dict[int, Link] = {}
+        self._generation: dict[int, int] = {}
+        self._callbacks: list[EventCallback] = []
+        self._timer_at: float | None = None
+        self._started_at = 0.0
+        self._stopped = False
+
+    # ------------------------------------------------------------------ runtime hooks
+    @abstractmethod
+    def now(self) -> float: ...
+
+    @abstractmethod
+    def _begin_open(self, action: OpenLink, generation: int) -> None:
+        """Start opening a link; finish with :meth:`_link_opened` or :meth:`_link_failed`."""
+
+    @abstractmethod
+    def _cancel_open(self, link_id: int) -> None: ...
+
+    @abstractmethod
+    def _set_timer(self, when: float | None) -> None: ...
+
+    # ------------------------------------------------------------------ application API
+    def start_engine(self) -> None:
+        self._started_at = self.now()
+        self.engine.start(self.now())
+        self._pump()
+
+    def all_connections_failed(self) -> bool:
+        return self.engine.all_connections_failed()
+
+    def schedule_reconnect(self) -> None:
+        self.engine.schedule_reconnect(self.now())
+        self._pump()
+
+    def enable_server(self, ssid: int) -> None:
+        self.engine.enable_server(ssid, self.now())
+        self._pump()
+
+    def disable_server(self, ssid: int, timeout: float | None = None) -> None:
+        self.engine.disable_server(ssid, self.now(), timeout)
+        self._pump()
+
+    def trigger_update(self, ssid: int | None = None) -> None:
+        self.engine.trigger_update(self.now(), ssid)
+        self._pump()
+
+    def objects_changed(self) -> None:
+        self.engine.objects_changed(self.now())
+        self._pump()
+
+    def state(self, ssid: int) -> ServerState:
+        return self.engine.server_state(ssid)
+
+    def elapsed(self, t: float) -> float:
+        """An event's engine time as seconds since the client started."""
+        return t - self._started_at
+
+    def subscribe(self, callback: EventCallback) -> Callable[[], None]:
+        self._callbacks.append(callback)
+        return lambda: self._callbacks.remove(callback)
+
+    def stop_links(self) -> None:
+        """Drop every link and the timer without De-register (a crash or power loss)."""
+        self._stopped = True
+        self._set_timer(None)
+        for link_id in list(self._generation):
+            self._cancel_open(link_id)
+        for link in self._links.values():
+            link.close()
+        self._links.clear()
+
+    # ------------------------------------------------------------------ plumbing
+    def _pump(self) -> None:
+        """Carry out the engine's link actions, deliver its events, re-arm its timer."""
+        if self._stopped:
+            return
+        for action in self.engine.link_actions():
+            if isinstance(action, SendDatagram):
+                link = self._links.get(action.link)
+                if link is not None:
+                    link.send(action.data)
+            elif isinstance(action, CloseLink):
+                self._close_link(action.link)
+            elif isinstance(action, OpenLink):
+                self._close_link(action.link)
+                self._begin_open(action, self._generation[action.link])
+        while (event := self.engine.next_event()) is not None:
+            self._deliver(event)
+        when = self.engine.next_timer()
+        if when != self._timer_at:
+            self._timer_at = when
+            self._set_timer(when)
+
+    def _deliver(self, event: ev.Event) -> None:
+        log.debug("event %s", event)
+        for callback in list(self._callbacks):
+            try:
+                callback(event)
+            except Exception:  # an application callback must not break the client
+                log.exception("event callback failed")
+
+    def _on_timer(self) -> None:
+        self._timer_at = None
+        self.engine.handle_timer(self.now())
+        self._pump()
+
+    def _close_link(self, link_id: int) -> None:
+        self._generation[link_id] = self._generation.get(link_id, 0) + 1
+        self._cancel_open(link_id)
+        link = self._links.pop(link_id, None)
+        if link is not None:
+            link.close()
+
+    def _current(self, link_id: int, generation: int) -> bool:
+        return not self._stopped and self._generation.get(link_id) == generation
+
+    def _on_datagram(self, link_id: int, generation: int, data: bytes) -> None:
+        if self._current(link_id, generation):
+            self.engine.datagram_received(link_id, data, self.now())
+            self._pump()
+
+    def _on_link_error(self, link_id: int, generation: int, exc: Exception) -> None:
+        if self._current(link_id, generation):
+            log.debug("link %d: socket error %r", link_id, exc)
+            self.engine.link_error(link_id, self.now())
+            self._pump()
+
+    def _link_opened(self, link_id: int, generation: int, link: Link) -> None:
+        if not self._current(link_id, generation):
+            link.close()
+            return
+        self._links[link_id] = link
+        self.engine.link_up(link_id, self.now(), new_session=True, secure=link.secure)
+        self._pump()
+
+    def _link_failed(
+        self, link_id: int, generation: int, failure: LinkFailure, detail: str
+    ) -> None:
+        if self._current(link_id, generation):
+            self.engine.link_failed(link_id, failure, self.now(), detail)
+            self._pump()

@@ -1,0 +1,333 @@
+"""Simulated runtime: a virtual clock and a simulated network driving the real core.
+
+Everything here is deterministic for a given seed: time only moves when the
+scheduler runs the next due callback, so a one-week backoff costs a few
+microseconds. Clients are :class:`EngineDriver` subclasses like the asyncio
+client, and servers wrap the same :class:`ServerCore` as the UDP testbed, so a
+virtual-clock test exercises production code, not a model of it.
+
+The network knows what a test needs: per-datagram latency and loss, a global
+outage ("cable pulled": everything silently dropped), DNS names that do or do
+not resolve, and ICMP port-unreachable when a datagram reaches a closed port
+from a connected socket.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiolwm2m.client import events as ev
+from aiolwm2m.client.config import ClientConfig
+from aiolwm2m.client.engine import LinkFailure, ObjectTree, OpenLink
+from aiolwm2m.coap.params import TransmissionParameters
+from aiolwm2m.runtime.driver import EngineDriver
+from aiolwm2m.testbed.core import Address, ServerCore
+
+
+class TimerHandle:
+    __slots__ = ("callback", "cancelled", "when")
+
+    def __init__(self, when: float, callback: Callable[[], None]) -> None:
+        self.when = when
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class VirtualClock:
+    """A discrete-event scheduler; ``now`` advances only by running callbacks."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self.now = start
+        self._heap: list[tuple[float, int, TimerHandle]] = []
+        self._seq = itertools.count()
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> TimerHandle:
+        handle = TimerHandle(max(when, self.now), callback)
+        heapq.heappush(self._heap, (handle.when, next(self._seq), handle))
+        return handle
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> TimerHandle:
+        return self.call_at(self.now + delay, callback)
+
+    def step(self) -> bool:
+        """Run the next due callback; False when nothing is scheduled."""
+        while self._heap:
+            when, _, handle = heapq.heappop(self._heap)
+            if handle.cancelled:
+                continue
+            self.now = when
+            handle.callback()
+            return True
+        return False
+
+    def next_time(self) -> float | None:
+        while self._heap and self._heap[0][2].cancelled:
+            heapq.heappop(self._heap)
+        return self._heap[0][0] if self._heap else None
+
+    def run_until(self, t: float) -> None:
+        while (nt := self.next_time()) is not None and nt <= t:
+            self.step()
+        self.now = max(self.now, t)
+
+    def run_for(self, duration: float) -> None:
+        self.run_until(self.now + duration)
+
+    def run_until_true(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Advance until ``predicate()`` holds or ``timeout`` virtual seconds pass."""
+        deadline = self.now + timeout
+        while not predicate():
+            nt = self.next_time()
+            if nt is None or nt > deadline:
+                self.now = max(self.now, deadline)
+                return predicate()
+            self.step()
+        return True
+
+
+Receiver = Callable[[Address, bytes], None]
+IcmpReceiver = Callable[[Exception], None]
+
+
+@dataclass
+class _Socket:
+    addr: Address
+    on_datagram: Receiver
+    on_icmp: IcmpReceiver | None
+    remote: Address | None  # set for connected sockets
+
+
+@dataclass
+class SimNetwork:
+    """Datagram delivery between simulated hosts, with faults a test can switch on."""
+
+    seed: int = 0
+    latency: float = 0.005
+    loss: float = 0.0
+    clock: VirtualClock = field(default_factory=VirtualClock)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+        self.down = False  # outage: every datagram silently dropped
+        self.dns: dict[str, str] = {"localhost": "127.0.0.1"}
+        self.unresolvable: set[str] = set()
+        self._sockets: dict[Address, _Socket] = {}
+        self._ports = itertools.count(40000)
+        self.sent = 0
+        self.dropped = 0
+        self.trace: list[tuple[float, Address, Address, bytes]] | None = None
+        self.filters: list[Callable[[Address, Address, bytes], bool]] = []
+
+    # -- sockets -----------------------------------------------------------------
+    def bind(
+        self,
+        addr: Address,
+        on_datagram: Receiver,
+        on_icmp: IcmpReceiver | None = None,
+        remote: Address | None = None,
+    ) -> Address:
+        if addr[1] == 0:
+            addr = (addr[0], next(self._ports))
+        if addr in self._sockets:
+            raise OSError(f"address {addr} already in use")
+        self._sockets[addr] = _Socket(addr, on_datagram, on_icmp, remote)
+        return addr
+
+    def unbind(self, addr: Address) -> None:
+        self._sockets.pop(addr, None)
+
+    def resolve(self, host: str) -> str | None:
+        if host in self.unresolvable:
+            return None
+        if host in self.dns:
+            return self.dns[host]
+        parts = host.split(".")
+        if len(parts) == 4 and all(p.isdigit() for p in parts):
+            return host
+        return None
+
+    # -- delivery ------------------------------------------------------------------
+    def send(self, src: Address, dst: Address, data: bytes) -> None:
+        self.sent += 1
+        if self.trace is not None:
+            self.trace.append((self.clock.now, src, dst, data))
+        if self.down or (self.loss and self.rng.random() < self.loss):
+            self.dropped += 1
+            return
+        if any(not keep(src, dst, data) for keep in self.filters):
+            self.dropped += 1
+            return
+        self.clock.call_later(self.latency, lambda: self._arrive(src, dst, data))
+
+    def _arrive(self, src: Address, dst: Address, data: bytes) -> None:
+        sock = self._sockets.get(dst)
+        if sock is not None:
+            sock.on_datagram(src, data)
+            return
+        sender = self._sockets.get(src)
+        if sender is not None and sender.remote == dst and sender.on_icmp is not None:
+            on_icmp = sender.on_icmp
+            self.clock.call_later(
+                self.latency, lambda: on_icmp(ConnectionRefusedError("port unreachable"))
+            )
+
+
+class _SimLink:
+    secure = False
+
+    def __init__(self, net: SimNetwork, local: Address, remote: Address) -> None:
+        self.net = net
+        self.local = local
+        self.remote = remote
+
+    def send(self, data: bytes) -> None:
+        self.net.send(self.local, self.remote, data)
+
+    def close(self) -> None:
+        self.net.unbind(self.local)
+
+
+class SimClient(EngineDriver):
+    """A client on the simulated network; every event is also kept in ``events``."""
+
+    def __init__(
+        self,
+        net: SimNetwork,
+        config: ClientConfig,
+        objects: ObjectTree | None = None,
+        *,
+        rng: random.Random | None = None,
+        host: str = "10.0.0.2",
+    ) -> None:
+        super().__init__(config, objects, rng=rng or random.Random(net.rng.random()))
+        self.net = net
+        self.host = host
+        self.events: list[ev.Event] = []
+        self.subscribe(self.events.append)
+        self._timer: TimerHandle | None = None
+        self._opening: dict[int, TimerHandle] = {}
+
+    def start(self) -> None:
+        self.start_engine()
+
+    def close(self) -> None:
+        self.engine.close(self.now())
+        self._pump()
+
+    def now(self) -> float:
+        return self.net.clock.now
+
+    def named(self, name: str) -> list[ev.Event]:
+        return [e for e in self.events if e.name == name]
+
+    def errors(self, code: ev.ErrorCode | None = None) -> list[ev.Error]:
+        return [
+            e for e in self.events if isinstance(e, ev.Error) and (code is None or e.code is code)
+        ]
+
+    def _set_timer(self, when: float | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if when is not None:
+            self._timer = self.net.clock.call_at(when, self._on_timer)
+
+    def _cancel_open(self, link_id: int) -> None:
+        handle = self._opening.pop(link_id, None)
+        if handle is not None:
+            handle.cancel()
+
+    def _begin_open(self, action: OpenLink, generation: int) -> None:
+        # Opening is asynchronous in real life (DNS, socket); model it as one
+        # scheduler step so ordering matches the asyncio runtime.
+        self._opening[action.link] = self.net.clock.call_later(
+            0.0, lambda: self._finish_open(action, generation)
+        )
+
+    def _finish_open(self, action: OpenLink, gen: int) -> None:
+        self._opening.pop(action.link, None)
+        ip = self.net.resolve(action.uri.host)
+        if ip is None:
+            self._link_failed(
+                action.link, gen, LinkFailure.DNS, f"cannot resolve {action.uri.host!r}"
+            )
+            return
+        if action.uri.secure:
+            self._link_failed(action.link, gen, LinkFailure.INTERNAL, "no DTLS in the simulation")
+            return
+        remote = (ip, action.uri.port)
+        link_id = action.link
+        local = self.net.bind(
+            (self.host, 0),
+            lambda _src, data: self._on_datagram(link_id, gen, data),
+            lambda exc: self._on_link_error(link_id, gen, exc),
+            remote=remote,
+        )
+        self._link_opened(action.link, gen, _SimLink(self.net, local, remote))
+
+
+class SimServer:
+    """A :class:`ServerCore` bound to an address on the simulated network."""
+
+    def __init__(
+        self,
+        net: SimNetwork,
+        addr: Address = ("10.0.0.1", 5683),
+        *,
+        params: TransmissionParameters | None = None,
+    ) -> None:
+        self.net = net
+        self.addr = addr
+        self.core = ServerCore(
+            params=params or TransmissionParameters(), rng=random.Random(net.rng.random())
+        )
+        self._timer: TimerHandle | None = None
+        self.running = False
+
+    @property
+    def uri(self) -> str:
+        return f"coap://{self.addr[0]}:{self.addr[1]}"
+
+    def start(self) -> None:
+        self.net.bind(self.addr, self._on_datagram)
+        self.running = True
+        self._pump()
+
+    def stop(self) -> None:
+        """Close the port: clients' connected sockets now get ICMP port-unreachable."""
+        self.net.unbind(self.addr)
+        self.running = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.core.forget_peers()
+        self.start()
+
+    def _on_datagram(self, src: Address, data: bytes) -> None:
+        self.core.datagram_received(src, data, self.net.clock.now)
+        self._pump()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.core.handle_timer(self.net.clock.now)
+        self._pump()
+
+    def _pump(self) -> None:
+        if not self.running:
+            return
+        for dst, data in self.core.datagrams_to_send():
+            self.net.send(self.addr, dst, data)
+        if self._timer is not None:
+            self._timer.cancel()
+        when = self.core.next_timer()
+        self._timer = self.net.clock.call_at(when, self._on_timer) if when is not None else None
