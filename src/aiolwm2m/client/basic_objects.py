@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from aiolwm2m.client.engine import Notification
 from aiolwm2m.coap.message import Code, Message
 
 SECURITY_OBJECT = 0
@@ -38,6 +39,18 @@ class BasicObjects:
         return Message(code=Code.NOT_FOUND)
 
     def drop_observations(self, ssid: int) -> None:
+        return None
+
+    def cancel_observation(self, ssid: int, token: bytes, reason: str) -> None:
+        return None
+
+    def take_notifications(self, now: float) -> list[Notification]:
+        return []
+
+    def next_timer(self) -> float | None:
+        return None
+
+    def handle_timer(self, now: float) -> None:
         return None
 
 

@@ -100,17 +100,45 @@ class SendDatagram:
 LinkAction = OpenLink | CloseLink | SendDatagram
 
 
+@dataclass
+class Notification:
+    """An Observe notification produced by the data model for one server.
+
+    ``message`` is a complete 2.05 response (token, Observe option, payload);
+    its type (CON or NON) is the observe engine's choice. ``created`` is when
+    the value was sampled, kept so stored notifications carry their original
+    time.
+    """
+
+    ssid: int
+    token: bytes
+    path: str
+    message: Message
+    created: float
+
+
 class ObjectTree(Protocol):
-    """What the engine needs from the data model."""
+    """What the engine needs from the data model (see ``aiolwm2m.lwm2m``)."""
 
     def registration_payload(self, lwm2m_version: str) -> bytes:
         """CoRE link-format list of objects and instances for Register/Update."""
 
-    def handle_request(self, ssid: int, request: Message, now: float) -> Message:
-        """Answer a server-initiated operation (Read, Write, Observe, …)."""
+    def handle_request(self, ssid: int, request: Message, now: float) -> Message | None:
+        """Answer a server-initiated operation; None means "later, via engine.respond()"."""
 
     def drop_observations(self, ssid: int) -> None:
         """The session with ``ssid`` changed: its observations end (spec §10)."""
+
+    def cancel_observation(self, ssid: int, token: bytes, reason: str) -> None:
+        """The engine ended one observation (Reset, or the failure table said so)."""
+
+    def take_notifications(self, now: float) -> list[Notification]:
+        """Notifications due now (value changes, pmin/pmax expiries)."""
+
+    def next_timer(self) -> float | None:
+        """When the data model next needs :meth:`handle_timer` (pmax, pending pmin…)."""
+
+    def handle_timer(self, now: float) -> None: ...
 
 
 class NotAllowedError(Lwm2mError):
@@ -121,6 +149,12 @@ class NotAllowedError(Lwm2mError):
 class _Pending:
     kind: RequestKind
     sent_after_handshake: bool
+    notification: Notification | None = None
+
+
+#: NON notifications are remembered this many at a time so a late Reset can
+#: still cancel its observation; older ones are forgotten (they cannot time out).
+NON_NOTIFICATIONS_TRACKED = 64
 
 
 @dataclass
@@ -144,6 +178,9 @@ class _Server:
     inflight: dict[int, _Pending] = field(default_factory=dict)
     retry: RegistrationRetry | None = None
     malformed_seen: int = 0
+    stored: deque[Notification] = field(default_factory=deque)
+    stored_dropped: int = 0
+    deferred: dict[tuple[int, bytes], int] = field(default_factory=dict)
 
     @property
     def ssid(self) -> int:
@@ -217,7 +254,17 @@ class ClientEngine:
                 lt = srv.layer.next_timer()
                 if lt is not None:
                     times.append(lt)
+        object_timer = self.objects.next_timer()
+        if object_timer is not None:
+            times.append(object_timer)
         return min(times) if times else None
+
+    def stored_notifications(self, ssid: int) -> list[Notification]:
+        return list(self._require(ssid).stored)
+
+    def dropped_notifications(self, ssid: int) -> int:
+        """Notifications discarded by the store's drop-oldest policy (or storing off)."""
+        return self._require(ssid).stored_dropped
 
     # ------------------------------------------------------------------ application API
     def start(self, now: float) -> None:
@@ -319,10 +366,11 @@ class ClientEngine:
             if srv.state == ServerState.REGISTERED:
                 self._send_update(srv, now)
 
-    def respond(self, ssid: int, key: int, response: Message, now: float) -> None:
-        """Answer a server request whose handler deferred (e.g. an async callback)."""
+    def respond(self, ssid: int, request: Message, response: Message, now: float) -> None:
+        """Answer a server request whose handler returned None (e.g. an async callback)."""
         srv = self._require(ssid)
-        if srv.layer is not None:
+        key = srv.deferred.pop((request.mid, request.token), None)
+        if key is not None and srv.layer is not None:
             srv.layer.respond(key, response, now)
             self._flush(srv, now)
 
@@ -339,7 +387,6 @@ class ClientEngine:
         srv.fresh_session = secure
         if new_session or srv.layer is None:
             srv.layer = MessageLayer(self.config.coap, self._rng)
-            self.objects.drop_observations(srv.ssid)
         resend = srv.wake_action or RequestKind.REGISTER
         srv.wake_action = None
         if resend is RequestKind.UPDATE and not new_session:
@@ -386,7 +433,14 @@ class ClientEngine:
         srv.layer.network_error(now)
         self._flush(srv, now)
 
+    def poll(self, now: float) -> None:
+        """Collect notifications the data model produced (after the application changed values)."""
+        for note in self.objects.take_notifications(now):
+            self._notify(note, now)
+
     def handle_timer(self, now: float) -> None:
+        self.objects.handle_timer(now)
+        self.poll(now)
         if self._reconnect_at is not None and self._reconnect_at <= now:
             self._reconnect_at = None
             self._all_failed = False
@@ -532,7 +586,7 @@ class ClientEngine:
     def _on_server_request(self, srv: _Server, req: IncomingRequest, now: float) -> None:
         assert srv.layer is not None
         try:
-            response = self.objects.handle_request(srv.ssid, req.message, now)
+            response: Message | None = self.objects.handle_request(srv.ssid, req.message, now)
         except Exception as exc:
             self._emit(
                 ev.Error(
@@ -543,7 +597,10 @@ class ClientEngine:
                 )
             )
             response = Message(code=Code.INTERNAL_SERVER_ERROR)
-        srv.layer.respond(req.key, response, now)
+        if response is None:
+            srv.deferred[(req.message.mid, req.message.token)] = req.key
+        else:
+            srv.layer.respond(req.key, response, now)
 
     # ------------------------------------------------------------------ outcomes
     def _on_result(self, srv: _Server, result: ExchangeResult, now: float) -> None:
@@ -551,6 +608,8 @@ class ClientEngine:
         if pending is None:
             return
         kind = pending.kind
+        if result.outcome is Outcome.ACKNOWLEDGED and kind is RequestKind.NOTIFY:
+            return
         if result.outcome is Outcome.RESPONSE:
             assert result.response is not None
             resp = result.response
@@ -619,9 +678,21 @@ class ClientEngine:
                 action=action.value,
             )
         )
-        self._apply(srv, kind, action, now)
+        self._apply(srv, pending, action, now)
 
-    def _apply(self, srv: _Server, kind: RequestKind, action: Action, now: float) -> None:
+    def _apply(self, srv: _Server, pending: _Pending, action: Action, now: float) -> None:
+        kind = pending.kind
+        note = pending.notification
+        if note is not None and (
+            action is Action.CANCEL_OBSERVATION
+            or (
+                action is Action.CANCEL_OBSERVATION_UNLESS_STORING
+                and not srv.account.notification_storing
+            )
+        ):
+            self.objects.cancel_observation(srv.ssid, note.token, action.value)
+            self._emit(ev.ObservationCancelled(now, srv.ssid, note.path, action.value))
+            return
         if kind is RequestKind.DEREGISTER:
             # Whatever the table says, a De-register that failed still ends the session.
             self._finish_deregister(srv, now, acknowledged=False)
@@ -645,7 +716,6 @@ class ClientEngine:
             for other in self._servers.values():
                 self._stop_server(other, ServerState.FAILED, now)
             self._check_all_failed(now)
-        # CANCEL_OBSERVATION* apply to notifications, handled by the observe engine.
 
     def _on_success(self, srv: _Server, kind: RequestKind, resp: Message, now: float) -> None:
         if kind is RequestKind.REGISTER:
@@ -660,6 +730,13 @@ class ClientEngine:
                     now,
                 )
                 return
+            if srv.location and location != srv.location:
+                # A new registration (the server gave another location): it has
+                # forgotten our observations, so they and what was stored for
+                # them end (spec §10, session change).
+                self.objects.drop_observations(srv.ssid)
+                srv.stored_dropped += len(srv.stored)
+                srv.stored.clear()
             srv.location = location
             srv.registered_at = now
             srv.reg_deadline = None
@@ -671,12 +748,58 @@ class ClientEngine:
             self._all_failed = False
             self._emit(ev.Registered(now, srv.ssid, "/" + "/".join(location), srv.account.lifetime))
             self._plan_update(srv, now)
+            self._flush_stored(srv, now)
         elif kind is RequestKind.UPDATE:
             self._emit(ev.Updated(now, srv.ssid))
             srv.registered_at = now
             self._plan_update(srv, now)
         elif kind is RequestKind.DEREGISTER:
             self._finish_deregister(srv, now, acknowledged=True)
+
+    # ------------------------------------------------------------------ notifications
+    def _notify(self, note: Notification, now: float) -> None:
+        srv = self._servers.get(note.ssid)
+        if srv is None:
+            return
+        if srv.state == ServerState.REGISTERED and srv.layer is not None and not srv.stored:
+            self._send_notification(srv, note, now)
+        elif srv.account.notification_storing:
+            self._store(srv, note, now)
+        else:
+            srv.stored_dropped += 1
+
+    def _store(self, srv: _Server, note: Notification, now: float) -> None:
+        """Keep a notification for later, dropping the oldest beyond the configured limit."""
+        limit = self.config.notification_store_limit
+        if limit == 0:
+            srv.stored_dropped += 1
+            return
+        srv.stored.append(note)
+        while len(srv.stored) > limit:
+            srv.stored.popleft()
+            srv.stored_dropped += 1
+        self._emit(ev.NotificationStored(now, srv.ssid, note.path, len(srv.stored)))
+
+    def _flush_stored(self, srv: _Server, now: float) -> None:
+        count = len(srv.stored)
+        while srv.stored and srv.state == ServerState.REGISTERED:
+            self._send_notification(srv, srv.stored.popleft(), now)
+        if count:
+            self._emit(ev.NotificationsFlushed(now, srv.ssid, count - len(srv.stored)))
+
+    def _send_notification(self, srv: _Server, note: Notification, now: float) -> None:
+        assert srv.layer is not None
+        key = srv.layer.send_message(note.message, now)
+        srv.inflight[key] = _Pending(RequestKind.NOTIFY, srv.fresh_session, note)
+        if note.message.type == MessageType.NON:
+            non_keys = [
+                k
+                for k, p in srv.inflight.items()
+                if p.notification is not None and p.notification.message.type == MessageType.NON
+            ]
+            for old in non_keys[:-NON_NOTIFICATIONS_TRACKED]:
+                del srv.inflight[old]
+        self._flush(srv, now)
 
     def _plan_update(self, srv: _Server, now: float) -> None:
         """Spec §10: lifetime/2 if shorter than MAX_TRANSMIT_WAIT, else lifetime − MTW; ≥ 1 s."""
@@ -811,6 +934,7 @@ class ClientEngine:
         if srv.layer is not None:
             srv.layer.clear()
         srv.layer = None
+        srv.deferred.clear()
         srv.inflight.clear()
 
     def _set_state(self, srv: _Server, state: ServerState, now: float) -> None:

@@ -96,6 +96,12 @@ class EngineDriver(ABC):
         self.engine.objects_changed(self.now())
         self._pump()
 
+    def poll(self) -> None:
+        """The data model has new notifications (a value changed): send or store them now."""
+        if not self._stopped:
+            self.engine.poll(self.now())
+            self._pump()
+
     def state(self, ssid: int) -> ServerState:
         return self.engine.server_state(ssid)
 
