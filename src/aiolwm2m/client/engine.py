@@ -23,7 +23,7 @@ from __future__ import annotations
 import enum
 import random
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from aiolwm2m.client import events as ev
@@ -33,6 +33,7 @@ from aiolwm2m.client.config import (
     ServerAccount,
     ServerUri,
     check_endpoint_name,
+    check_security,
     parse_server_uri,
 )
 from aiolwm2m.client.policy import (
@@ -49,6 +50,7 @@ from aiolwm2m.coap.message import (
     Message,
     MessageType,
     code_str,
+    encode,
     is_success,
     make_options,
 )
@@ -115,6 +117,53 @@ class Notification:
     path: str
     message: Message
     created: float
+
+
+@dataclass(frozen=True)
+class RegistrationRecord:
+    """One server's registration as it survives a restart.
+
+    The client always registers again after a restart (the transport session
+    is new); the location tells it whether the server kept the registration
+    (same location: stored notifications are still wanted) or started a new
+    one (they are dropped, as for any session change).
+    """
+
+    ssid: int
+    uri: str
+    location: tuple[str, ...]
+    registered_at: float
+    lifetime: int
+    lwm2m_version: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The engine state worth persisting (written by ``aiolwm2m.client.storage``).
+
+    ``accounts`` is None while the servers are those of the factory
+    configuration, so editing the config file takes effect until a bootstrap
+    provisions other accounts. Times are on the caller's clock; :meth:`shifted`
+    moves them to another one (the runtime stores wall-clock seconds).
+    """
+
+    accounts: tuple[ServerAccount, ...] | None = None
+    registrations: tuple[RegistrationRecord, ...] = ()
+    notifications: tuple[Notification, ...] = ()
+
+    def shifted(self, delta: float) -> Snapshot:
+        """The same state with every time moved by ``delta`` seconds."""
+        if delta == 0:
+            return self
+        return replace(
+            self,
+            registrations=tuple(
+                replace(r, registered_at=r.registered_at + delta) for r in self.registrations
+            ),
+            notifications=tuple(
+                replace(n, created=n.created + delta) for n in self.notifications
+            ),
+        )
 
 
 class ObjectTree(Protocol):
@@ -201,10 +250,7 @@ class ClientEngine:
         self.objects = objects
         self._rng = rng
         self._servers: dict[int, _Server] = {}
-        for account in config.servers:
-            srv = _Server(account, lwm2m_version=config.registration.lwm2m_version)
-            srv.retry = RegistrationRetry(account.retry, config.registration.retry_procedure)
-            self._servers[account.short_server_id] = srv
+        self._set_accounts(config.servers)
         self._actions: list[LinkAction] = []
         self._events: deque[ev.Event] = deque()
         self._schedule = ReconnectSchedule(config.reconnect, rng)
@@ -212,6 +258,7 @@ class ClientEngine:
         self._all_failed = False
         self._started = False
         self._closing = False
+        self._state_version = 0
 
     # ------------------------------------------------------------------ queries
     def all_connections_failed(self) -> bool:
@@ -266,6 +313,53 @@ class ClientEngine:
         """Notifications discarded by the store's drop-oldest policy (or storing off)."""
         return self._require(ssid).stored_dropped
 
+    # ------------------------------------------------------------------ persistence
+    @property
+    def state_version(self) -> int:
+        """Grows whenever :meth:`snapshot` would change: the runtime saves when it moved."""
+        return self._state_version
+
+    def snapshot(self) -> Snapshot:
+        accounts = tuple(srv.account for srv in self._servers.values())
+        return Snapshot(
+            accounts=None if accounts == self.config.servers else accounts,
+            registrations=tuple(
+                RegistrationRecord(
+                    srv.ssid,
+                    srv.account.uri,
+                    tuple(srv.location),
+                    srv.registered_at,
+                    srv.account.lifetime,
+                    srv.lwm2m_version,
+                )
+                for srv in self._servers.values()
+                if srv.location and srv.registered_at is not None
+            ),
+            notifications=tuple(note for srv in self._servers.values() for note in srv.stored),
+        )
+
+    def restore(self, snapshot: Snapshot) -> None:
+        """Take back a :meth:`snapshot` (before :meth:`start`).
+
+        The client registers again on start; a registration is kept only for
+        the same server URI, and stored notifications wait, in order, for that
+        registration (see :class:`RegistrationRecord`).
+        """
+        if self._started:
+            raise NotAllowedError("restore() after start()")
+        if snapshot.accounts is not None:
+            self._set_accounts(snapshot.accounts)
+        for record in snapshot.registrations:
+            srv = self._servers.get(record.ssid)
+            if srv is not None and srv.account.uri == record.uri:
+                srv.location = list(record.location)
+                srv.registered_at = record.registered_at
+                srv.lwm2m_version = record.lwm2m_version
+        for note in snapshot.notifications:
+            srv = self._servers.get(note.ssid)
+            if srv is not None and srv.account.notification_storing:
+                self._keep(srv, note)
+
     # ------------------------------------------------------------------ application API
     def start(self, now: float) -> None:
         if self._started:
@@ -282,6 +376,7 @@ class ClientEngine:
         for srv in self._servers.values():
             try:
                 srv.uri = parse_server_uri(srv.account.uri)
+                check_security(srv.account, srv.uri)
             except InvalidParameters as exc:
                 self._emit(
                     ev.Error(now, ev.ErrorCode.INVALID_PARAMETERS, ssid=srv.ssid, detail=str(exc))
@@ -503,11 +598,14 @@ class ClientEngine:
             f"lwm2m={srv.lwm2m_version}",
             f"b={srv.account.binding}",
         ]
+        payload = self._registration_payload(srv, RequestKind.REGISTER, now)
+        if payload is None:
+            return
         msg = Message(
             type=MessageType.CON,
             code=Code.POST,
             options=make_options(path=["rd"], query=query, content_format=CONTENT_FORMAT_LINK),
-            payload=self.objects.registration_payload(srv.lwm2m_version),
+            payload=payload,
         )
         assert srv.uri is not None
         self._emit(ev.Registering(now, srv.ssid, str(srv.uri), srv.lwm2m_version))
@@ -522,6 +620,12 @@ class ClientEngine:
             srv.wake_action = RequestKind.UPDATE
             return
         with_objects = srv.objects_changed
+        payload = b""
+        if with_objects:
+            built = self._registration_payload(srv, RequestKind.UPDATE, now)
+            if built is None:
+                return
+            payload = built
         msg = Message(
             type=MessageType.CON,
             code=Code.POST,
@@ -529,7 +633,7 @@ class ClientEngine:
                 path=srv.location,
                 content_format=CONTENT_FORMAT_LINK if with_objects else None,
             ),
-            payload=self.objects.registration_payload(srv.lwm2m_version) if with_objects else b"",
+            payload=payload,
         )
         srv.objects_changed = False
         self._emit(ev.UpdateSent(now, srv.ssid, with_objects))
@@ -546,6 +650,26 @@ class ClientEngine:
             type=MessageType.CON, code=Code.DELETE, options=make_options(path=srv.location)
         )
         self._request(srv, RequestKind.DEREGISTER, msg, now)
+
+    def _registration_payload(self, srv: _Server, kind: RequestKind, now: float) -> bytes | None:
+        """The object list, or None after reporting a build failure as an internal error.
+
+        Spec §6 "memory / message build failure": the application's object tree
+        raised; the request is not sent and the failure table's Internal-error
+        row decides what happens to the server.
+        """
+        try:
+            return self.objects.registration_payload(srv.lwm2m_version)
+        except Exception as exc:
+            self._fail(
+                srv,
+                _Pending(kind, False),
+                Failure.INTERNAL,
+                ev.ErrorCode.MEMORY,
+                now,
+                detail=f"could not build the object list: {exc!r}",
+            )
+            return None
 
     def _request(self, srv: _Server, kind: RequestKind, msg: Message, now: float) -> None:
         assert srv.layer is not None
@@ -662,6 +786,7 @@ class ClientEngine:
         now: float,
         *,
         coap_code: str | None = None,
+        detail: str | None = None,
     ) -> None:
         kind = pending.kind
         action = self.config.failure_table.action(kind, failure)
@@ -676,6 +801,7 @@ class ClientEngine:
                 request=kind.value,
                 coap_code=coap_code,
                 action=action.value,
+                detail=detail,
             )
         )
         self._apply(srv, pending, action, now)
@@ -739,6 +865,7 @@ class ClientEngine:
                 srv.stored.clear()
             srv.location = location
             srv.registered_at = now
+            self._state_version += 1
             srv.reg_deadline = None
             srv.objects_changed = False
             if srv.retry is not None:
@@ -752,6 +879,7 @@ class ClientEngine:
         elif kind is RequestKind.UPDATE:
             self._emit(ev.Updated(now, srv.ssid))
             srv.registered_at = now
+            self._state_version += 1
             self._plan_update(srv, now)
         elif kind is RequestKind.DEREGISTER:
             self._finish_deregister(srv, now, acknowledged=True)
@@ -770,25 +898,38 @@ class ClientEngine:
 
     def _store(self, srv: _Server, note: Notification, now: float) -> None:
         """Keep a notification for later, dropping the oldest beyond the configured limit."""
-        limit = self.config.notification_store_limit
-        if limit == 0:
+        if self.config.notification_store_limit == 0:
             srv.stored_dropped += 1
             return
+        self._keep(srv, note)
+        self._state_version += 1
+        self._emit(ev.NotificationStored(now, srv.ssid, note.path, len(srv.stored)))
+
+    def _keep(self, srv: _Server, note: Notification) -> None:
         srv.stored.append(note)
-        while len(srv.stored) > limit:
+        while len(srv.stored) > self.config.notification_store_limit:
             srv.stored.popleft()
             srv.stored_dropped += 1
-        self._emit(ev.NotificationStored(now, srv.ssid, note.path, len(srv.stored)))
 
     def _flush_stored(self, srv: _Server, now: float) -> None:
         count = len(srv.stored)
         while srv.stored and srv.state == ServerState.REGISTERED:
             self._send_notification(srv, srv.stored.popleft(), now)
         if count:
+            self._state_version += 1
             self._emit(ev.NotificationsFlushed(now, srv.ssid, count - len(srv.stored)))
 
     def _send_notification(self, srv: _Server, note: Notification, now: float) -> None:
         assert srv.layer is not None
+        try:
+            encode(note.message)
+        except ValueError as exc:
+            # A notification that cannot be encoded (e.g. a token over 8 bytes)
+            # is an internal error of the data model: the Notify column decides.
+            pending = _Pending(RequestKind.NOTIFY, False, note)
+            detail = f"cannot encode notification: {exc}"
+            self._fail(srv, pending, Failure.INTERNAL, ev.ErrorCode.MEMORY, now, detail=detail)
+            return
         key = srv.layer.send_message(note.message, now)
         srv.inflight[key] = _Pending(RequestKind.NOTIFY, srv.fresh_session, note)
         if note.message.type == MessageType.NON:
@@ -911,6 +1052,13 @@ class ClientEngine:
             self._emit(ev.ReconnectScheduled(now, delay, self._schedule.attempts))
 
     # ------------------------------------------------------------------ helpers
+    def _set_accounts(self, accounts: tuple[ServerAccount, ...]) -> None:
+        self._servers = {}
+        for account in accounts:
+            srv = _Server(account, lwm2m_version=self.config.registration.lwm2m_version)
+            srv.retry = RegistrationRetry(account.retry, self.config.registration.retry_procedure)
+            self._servers[account.short_server_id] = srv
+
     def _stop_server(self, srv: _Server, state: ServerState, now: float) -> None:
         if srv.layer is not None:
             for key in list(srv.inflight):

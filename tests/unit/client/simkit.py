@@ -12,8 +12,17 @@ from dataclasses import replace
 from typing import Any
 
 from aiolwm2m.client.config import ClientConfig, ServerAccount
+from aiolwm2m.client.engine import Notification
 from aiolwm2m.client.policy import ReconnectPolicy, RetrySettings
-from aiolwm2m.coap.message import Message, decode, is_request
+from aiolwm2m.coap.message import (
+    Code,
+    Message,
+    MessageType,
+    OptionNumber,
+    decode,
+    encode,
+    is_request,
+)
 from aiolwm2m.coap.params import TransmissionParameters
 from aiolwm2m.runtime.sim import SimClient, SimNetwork
 from aiolwm2m.testbed.core import Address
@@ -44,7 +53,8 @@ def client_factory(net: SimNetwork, uri: str) -> MakeClient:
             coap=changes.pop("coap", EXACT_COAP),
             reconnect=changes.pop("reconnect", ReconnectPolicy()),
         )
-        client = SimClient(net, replace(config, **changes), rng=random.Random(seed))
+        objects = changes.pop("objects", None)
+        client = SimClient(net, replace(config, **changes), objects, rng=random.Random(seed))
         if start:
             client.start()
         return client
@@ -62,3 +72,108 @@ def requests_to(net: SimNetwork, dst: Address) -> list[tuple[float, Message]]:
             if is_request(msg.code):
                 out.append((t, msg))
     return out
+
+
+RST = "rst"
+#: A ScriptedServer handler answers a request with a message, RST, or None (silence).
+Handler = Callable[[Message], "Message | str | None"]
+
+
+class ScriptedServer:
+    """A server on the simulated network whose answers the test writes by hand.
+
+    It speaks raw CoAP, so a test can send what no well-behaved server would:
+    a Reset, a malformed Location-Path, silence for one request kind only.
+    Every request it receives is kept in ``received`` with its arrival time.
+    """
+
+    def __init__(self, net: SimNetwork, addr: Address, handler: Handler) -> None:
+        self.net = net
+        self.addr = addr
+        self.handler = handler
+        self.received: list[tuple[float, Message]] = []
+        net.bind(addr, self._on_datagram)
+
+    @property
+    def uri(self) -> str:
+        return f"coap://{self.addr[0]}:{self.addr[1]}"
+
+    def _on_datagram(self, src: Address, data: bytes) -> None:
+        msg = decode(data)
+        if not is_request(msg.code):
+            return
+        self.received.append((self.net.clock.now, msg))
+        answer = self.handler(msg)
+        if answer is None:
+            return
+        if answer == RST:
+            reply = Message(type=MessageType.RST, code=Code.EMPTY, mid=msg.mid)
+        else:
+            assert isinstance(answer, Message)
+            reply = answer
+            reply.type = MessageType.ACK
+            reply.mid = msg.mid
+            reply.token = msg.token
+        self.net.send(self.addr, src, encode(reply))
+
+
+def registered_answer(location: str = "rd/abc") -> Message:
+    reply = Message(code=Code.CREATED)
+    for seg in location.split("/"):
+        reply.add(OptionNumber.LOCATION_PATH, seg.encode())
+    return reply
+
+
+class FakeTree:
+    """An object tree whose notifications and failures the test controls.
+
+    ``notify()`` queues a 2.05 notification for an observation the test pretends
+    the server made; ``fail_payload`` makes the object list unbuildable.
+    """
+
+    def __init__(self, ssid: int = 1) -> None:
+        self.ssid = ssid
+        self.queued: list[Notification] = []
+        self.cancelled: list[tuple[int, bytes, str]] = []
+        self.dropped: list[int] = []
+        self.fail_payload = False
+        self._seq = 0
+
+    def registration_payload(self, lwm2m_version: str) -> bytes:
+        if self.fail_payload:
+            raise MemoryError("no room for the object list")
+        return b'</>;rt="oma.lwm2m",</1/0>,</3/0>'
+
+    def handle_request(self, ssid: int, request: Message, now: float) -> Message | None:
+        return Message(code=Code.NOT_FOUND)
+
+    def drop_observations(self, ssid: int) -> None:
+        self.dropped.append(ssid)
+
+    def cancel_observation(self, ssid: int, token: bytes, reason: str) -> None:
+        self.cancelled.append((ssid, token, reason))
+
+    def take_notifications(self, now: float) -> list[Notification]:
+        out, self.queued = self.queued, []
+        return out
+
+    def next_timer(self) -> float | None:
+        return None
+
+    def handle_timer(self, now: float) -> None:
+        return None
+
+    def notify(
+        self, now: float, *, token: bytes = b"obs1", confirmable: bool = True, value: str = "1"
+    ) -> Notification:
+        self._seq += 1
+        msg = Message(
+            type=MessageType.CON if confirmable else MessageType.NON,
+            code=Code.CONTENT,
+            token=token,
+            payload=value.encode(),
+        )
+        msg.set_uint(OptionNumber.OBSERVE, self._seq)
+        note = Notification(self.ssid, token, "/3303/0/5700", msg, now)
+        self.queued.append(note)
+        return note
