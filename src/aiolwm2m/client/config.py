@@ -24,6 +24,7 @@ from aiolwm2m.client.policy import (
     RetrySettings,
 )
 from aiolwm2m.coap.params import TransmissionParameters
+from aiolwm2m.dtls.policy import HandshakeTiming
 from aiolwm2m.errors import ConfigError
 
 MAX_NAME_LENGTH = 64
@@ -76,6 +77,40 @@ def parse_server_uri(uri: str) -> ServerUri:
             raise InvalidParameters(f"account id longer than {MAX_NAME_LENGTH} characters")
     default_port = 5684 if parts.scheme == "coaps" else 5683
     return ServerUri(parts.scheme, parts.hostname, port or default_port, parts.query)
+
+
+def check_security(account: ServerAccount, uri: ServerUri) -> None:
+    """Refuse an account whose security mode and URI scheme disagree, or lack credentials.
+
+    A NoSec account must never reach a ``coaps://`` server and a secure account
+    must never talk plain ``coap://`` (no silent downgrade either way), so a
+    mismatch is an :class:`InvalidParameters` error, never a guess.
+    """
+    mode = account.effective_security_mode
+    if mode is SecurityMode.RPK:
+        raise InvalidParameters(
+            "security mode 1 (raw public key) is not supported: python-mbedtls has no "
+            "RFC 7250 support; use psk or certificate"
+        )
+    if mode is SecurityMode.NOSEC:
+        if uri.secure:
+            raise InvalidParameters(
+                f"{uri} is coaps:// but the account is NoSec: set psk_identity/psk_key "
+                "or certificate/private_key (security_mode psk or certificate)"
+            )
+        return
+    if not uri.secure:
+        raise InvalidParameters(
+            f"the account uses security mode {mode.name.lower()} but {uri} is plain "
+            "coap://: a secure account never talks plaintext, use coaps://"
+        )
+    if mode is SecurityMode.PSK and (account.psk_identity is None or account.psk_key is None):
+        raise InvalidParameters("security mode psk needs psk_identity and psk_key")
+    if mode is SecurityMode.CERTIFICATE:
+        if account.certificate is None or account.private_key is None:
+            raise InvalidParameters("security mode certificate needs certificate and private_key")
+        if not 0 <= account.certificate_usage <= 3:
+            raise InvalidParameters("certificate_usage must be 0..3 (LwM2M /0/x/15)")
 
 
 def check_endpoint_name(name: str) -> None:
@@ -153,6 +188,7 @@ class ClientConfig:
     failure_table: FailureTable = field(default_factory=FailureTable)
     storage_path: str | None = None
     notification_store_limit: int = 1000
+    dtls: HandshakeTiming = field(default_factory=HandshakeTiming)
 
     def with_overrides(self, **changes: Any) -> ClientConfig:
         return replace(self, **changes)
@@ -219,7 +255,9 @@ def _account(data: dict[str, Any], where: str) -> ServerAccount:
         try:
             extra["security_mode"] = SecurityMode[str(mode).upper()]
         except KeyError as exc:
-            raise ConfigError(f"[{where}] security_mode must be psk, certificate or nosec") from exc
+            raise ConfigError(
+                f"[{where}] security_mode must be psk, rpk, certificate or nosec"
+            ) from exc
     for key in ("psk_identity", "psk_key"):
         if key in data:
             extra[key] = _hex_or_text(data.pop(key), key)
@@ -230,7 +268,33 @@ def _account(data: dict[str, Any], where: str) -> ServerAccount:
         extra["ca_certificates"] = tuple(cas)
     if "uri" not in data:
         raise ConfigError(f"[{where}] needs a uri")
-    return _build(ServerAccount, data, where, **extra)  # type: ignore[no-any-return]
+    account: ServerAccount = _build(ServerAccount, data, where, **extra)
+    try:
+        uri = parse_server_uri(account.uri)
+    except InvalidParameters:
+        return account  # a malformed URI is the engine's invalid_parameters event
+    try:
+        check_security(account, uri)
+    except InvalidParameters as exc:
+        raise InvalidParameters(f"[{where}] {exc}") from exc
+    return account
+
+
+#: TOML keys of the [dtls] table → :class:`HandshakeTiming` fields.
+_DTLS_KEYS = {
+    "handshake_initial_timeout": "initial_timeout",
+    "handshake_max_timeout": "max_timeout",
+}
+
+
+def _dtls_timing(data: dict[str, Any]) -> HandshakeTiming:
+    for key in data:
+        if key not in _DTLS_KEYS:
+            raise ConfigError(f"unknown key {key!r} in [dtls]")
+    try:
+        return HandshakeTiming(**{_DTLS_KEYS[k]: v for k, v in data.items()})
+    except ConfigError as exc:
+        raise ConfigError(f"[dtls] {exc}") from exc
 
 
 def load_config(
@@ -248,7 +312,16 @@ def load_config(
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {source} is not valid TOML: {exc}") from exc
     data = dict(data)
-    allowed = {"endpoint", "server", "bootstrap", "coap", "reconnect", "registration", "storage"}
+    allowed = {
+        "endpoint",
+        "server",
+        "bootstrap",
+        "coap",
+        "reconnect",
+        "registration",
+        "storage",
+        "dtls",
+    }
     for key in data:
         if key not in allowed:
             raise ConfigError(f"unknown top-level key {key!r}")
@@ -258,6 +331,8 @@ def load_config(
         raise ConfigError('an endpoint name is required (endpoint = "..." or --endpoint)')
     if "coap" in data:
         kwargs["coap"] = _build(TransmissionParameters, _table(data["coap"], "coap"), "coap")
+    if "dtls" in data:
+        kwargs["dtls"] = _dtls_timing(_table(data["dtls"], "dtls"))
     if "reconnect" in data:
         kwargs["reconnect"] = _build(
             ReconnectPolicy, _table(data["reconnect"], "reconnect"), "reconnect"
@@ -298,3 +373,32 @@ def load_config(
             raise ConfigError("[storage] notification_limit must be an integer >= 0")
         kwargs["notification_store_limit"] = limit
     return ClientConfig(endpoint=ep, **kwargs)
+
+
+def account_to_table(account: ServerAccount) -> dict[str, Any]:
+    """The ``[[server]]`` table (JSON- and TOML-ready) that loads back into ``account``.
+
+    Accounts a bootstrap provisioned are stored in this form, so a stored
+    account passes exactly the checks a configured one does when read back.
+    """
+    table: dict[str, Any] = {}
+    for f in fields(ServerAccount):
+        value = getattr(account, f.name)
+        if value is None:
+            continue
+        if isinstance(value, RetrySettings):
+            table.update({r.name: getattr(value, r.name) for r in fields(RetrySettings)})
+            continue
+        if isinstance(value, SecurityMode):
+            value = value.name.lower()
+        elif isinstance(value, bytes):
+            value = "hex:" + value.hex()
+        elif isinstance(value, tuple):
+            value = list(value)
+        table[f.name] = value
+    return table
+
+
+def account_from_table(table: Any, where: str = "stored account") -> ServerAccount:
+    """Inverse of :func:`account_to_table`: :class:`ConfigError` if the table is unusable."""
+    return _account(_table(table, where), where)

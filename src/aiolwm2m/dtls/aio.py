@@ -257,11 +257,13 @@ class DtlsServer:
         self.endpoint.send(address, data)
         self._flush()
 
-    def close(self) -> None:
+    def close(self, *, notify: bool = True) -> None:
+        """Stop serving; ``notify=False`` sends no close_notify (what a crash looks like)."""
         if self._task is not None:
             self._task.cancel()
-        self.endpoint.close_all()
-        self._flush()
+        if notify:
+            self.endpoint.close_all()
+            self._flush()
         self._dispatch_events()
         if self._transport is not None:
             self._transport.close()

@@ -43,8 +43,16 @@ from aiolwm2m.dtls.mbedtls_codes import (
 )
 from aiolwm2m.dtls.policy import FailureInfo, HandshakeFailure, HandshakeTiming, TlsAlert
 from aiolwm2m.dtls.records import is_client_hello, looks_like_dtls, plaintext_alerts
+from aiolwm2m.errors import ConfigError
 
-__all__ = ["DtlsServerEndpoint", "PeerEvent", "PeerEventKind", "PeerInfo", "PskStore"]
+__all__ = [
+    "DtlsServerEndpoint",
+    "PeerEvent",
+    "PeerEventKind",
+    "PeerInfo",
+    "PskStore",
+    "ServerSecurity",
+]
 
 _log = logging.getLogger(__name__)
 _FATAL = 2  # alert level
@@ -106,6 +114,28 @@ class _Peer:
 
 def _cookie_id(address: Any) -> bytes:
     return repr(address).encode("utf-8", "replace")
+
+
+@dataclass(frozen=True)
+class ServerSecurity:
+    """What a DTLS server accepts: a PSK store and/or a certificate with client CAs.
+
+    A recipe rather than an endpoint, so a server that restarts (the testbed
+    simulating a reboot) builds a fresh endpoint and loses every session, as a
+    real one would. A mutable mapping as ``psk_store`` is looked up live, so
+    credentials provisioned later (e.g. by bootstrap) are accepted at once.
+    """
+
+    psk_store: PskStore | None = None
+    certificate: ServerCertificateCredentials | None = None
+    timing: HandshakeTiming | None = None
+
+    def __post_init__(self) -> None:
+        if self.psk_store is None and self.certificate is None:
+            raise ConfigError("a DTLS server needs a PSK store or a certificate")
+
+    def endpoint(self) -> DtlsServerEndpoint:
+        return DtlsServerEndpoint(self.psk_store, self.certificate, self.timing)
 
 
 class DtlsServerEndpoint:

@@ -15,7 +15,10 @@ from typing import Protocol
 
 from aiolwm2m.client.config import ClientConfig, ServerAccount, ServerUri
 from aiolwm2m.client.engine import LinkFailure
-from aiolwm2m.errors import Lwm2mError
+from aiolwm2m.dtls.aio import dtls_client_connect
+from aiolwm2m.dtls.errors import DtlsHandshakeError
+from aiolwm2m.errors import ConfigError, Lwm2mError
+from aiolwm2m.runtime.dtls_link import DtlsLink, account_credentials, link_failure
 
 DatagramCallback = Callable[[bytes], None]
 ErrorCallback = Callable[[Exception], None]
@@ -104,8 +107,30 @@ async def open_link(
     *,
     local_host: str | None = None,
 ) -> Link:
-    remote = await resolve(uri.host, uri.port)
+    """Open a link for ``account``: plain UDP for coap://, a DTLS session for coaps://.
+
+    The scheme alone decides, and the engine has already refused accounts whose
+    security mode disagrees with it (``check_security``), so a secure account
+    can never end up on a plaintext socket here.
+    """
     if uri.secure:
-        raise LinkError(LinkFailure.INTERNAL, "coaps:// needs DTLS support (not in this build)")
-    transport = await open_udp(remote, on_datagram, on_error, local_host)
-    return UdpLink(transport)
+        try:
+            credentials = account_credentials(account)
+        except ConfigError as exc:
+            raise LinkError(LinkFailure.SECURE, f"unusable credentials: {exc}") from exc
+    remote = await resolve(uri.host, uri.port)
+    if not uri.secure:
+        transport = await open_udp(remote, on_datagram, on_error, local_host)
+        return UdpLink(transport)
+    try:
+        conn = await dtls_client_connect(
+            remote[0],
+            remote[1],
+            credentials,
+            config.dtls,
+            local_addr=(local_host, 0) if local_host else None,
+            server_hostname=uri.host,
+        )
+    except DtlsHandshakeError as exc:
+        raise LinkError(link_failure(exc.failure), str(exc.info)) from exc
+    return DtlsLink(conn, on_datagram, on_error)

@@ -4,6 +4,10 @@ Stopping the server closes its socket, so a client's connected socket gets ICMP
 port-unreachable — exactly what a crashed server looks like on the wire.
 ``restart()`` binds the same port again and, like a real restart, forgets all
 message-layer state (registrations are kept unless ``forget_registrations``).
+
+With ``security=`` the server speaks DTLS only (a :class:`DtlsServerEndpoint`
+demultiplexes peers; plaintext CoAP is dropped unread) and a restart also
+loses every DTLS session, so clients must handshake again.
 """
 
 from __future__ import annotations
@@ -14,6 +18,9 @@ from collections.abc import Callable
 
 from aiolwm2m.coap.message import Message
 from aiolwm2m.coap.params import TransmissionParameters
+from aiolwm2m.dtls.aio import DtlsServer, serve_dtls
+from aiolwm2m.dtls.errors import DtlsStateError
+from aiolwm2m.dtls.server import ServerSecurity
 from aiolwm2m.testbed.core import Address, ResponseEvent, ServerCore, ServerEvent
 
 log = logging.getLogger("aiolwm2m.testbed")
@@ -42,8 +49,11 @@ class TestbedServer:
         *,
         params: TransmissionParameters | None = None,
         core: ServerCore | None = None,
+        security: ServerSecurity | None = None,
     ) -> None:
         self.host = host
+        self.security = security
+        self.dtls: DtlsServer | None = None
         self.port = port
         self.core = core or ServerCore(params=params or TransmissionParameters())
         self._transport: asyncio.DatagramTransport | None = None
@@ -55,14 +65,25 @@ class TestbedServer:
 
     @property
     def uri(self) -> str:
-        return f"coap://{self.host}:{self.port}"
+        scheme = "coap" if self.security is None else "coaps"
+        return f"{scheme}://{self.host}:{self.port}"
 
     @property
     def running(self) -> bool:
-        return self._transport is not None
+        return self._transport is not None or self.dtls is not None
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        if self.security is not None:
+            self.dtls = await serve_dtls(
+                self.host,
+                self.port,
+                self.security.endpoint(),
+                lambda peer, record: self._on_datagram((str(peer[0]), int(peer[1])), record),
+            )
+            self.port = self.dtls.local_address[1]
+            self._pump()
+            return
         transport, _ = await self._loop.create_datagram_endpoint(
             lambda: _Protocol(self), local_addr=(self.host, self.port)
         )
@@ -71,6 +92,9 @@ class TestbedServer:
         self._pump()
 
     async def stop(self) -> None:
+        if self.dtls is not None:
+            self.dtls.close(notify=False)  # like a crash: clients learn by timing out
+            self.dtls = None
         if self._transport is not None:
             self._transport.close()
             self._transport = None
@@ -117,15 +141,26 @@ class TestbedServer:
 
     def _on_timer(self) -> None:
         self._timer = None
-        if self._loop is not None and self._transport is not None:
+        if self._loop is not None and self.running:
             self.core.handle_timer(self._loop.time())
             self._pump()
 
+    def _send(self, addr: Address, data: bytes) -> None:
+        if self.dtls is None:
+            assert self._transport is not None
+            self._transport.sendto(data, addr)
+            return
+        try:
+            self.dtls.send(addr, data)
+        except DtlsStateError:
+            # No session with that peer (any more): a DTLS server cannot reach it.
+            log.debug("no DTLS session with %s: datagram dropped", addr)
+
     def _pump(self) -> None:
-        if self._transport is None or self._loop is None:
+        if not self.running or self._loop is None:
             return
         for addr, data in self.core.datagrams_to_send():
-            self._transport.sendto(data, addr)
+            self._send(addr, data)
         while (resp := self.core.next_response()) is not None:
             fut = self._waiters.get(resp.key)
             if fut is not None and not fut.done():

@@ -1,0 +1,106 @@
+"""DTLS links: the client handshake on the link's own connected UDP socket.
+
+A ``coaps://`` link is a :class:`~aiolwm2m.dtls.aio.DtlsDatagramConnection`
+(python-mbedtls behind our own session wrapper) whose records carry CoAP both
+ways, so the server's requests (Read, Observe, Execute…) arrive over the same
+session as the client's. This module turns the account's Security settings
+into DTLS credentials and the DTLS layer's classified failures into the
+engine's :class:`~aiolwm2m.client.engine.LinkFailure`, so recovery policy stays
+in the engine:
+
+- silent server → ``HANDSHAKE_TIMEOUT`` at the timing's ultimate timeout;
+- ICMP unreachable → ``NETWORK``;
+- wrong PSK, unknown identity, rejected / expired / untrusted / misnamed
+  certificate, or any fatal alert → ``SECURE`` (the detail says which);
+- a surprise inside the binding → ``INTERNAL``.
+
+Not available with this binding (documented in ``docs/security.md``): session
+resumption (every link opens with a full handshake, which the spec's "a
+registration retry starts clean" asks for anyway) and Connection ID.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from aiolwm2m.client.config import SecurityMode, ServerAccount
+from aiolwm2m.client.engine import LinkFailure
+from aiolwm2m.dtls.aio import DtlsDatagramConnection
+from aiolwm2m.dtls.credentials import CertificateCredentials, DtlsCredentials, PskCredentials
+from aiolwm2m.dtls.errors import DtlsConnectionError, DtlsError
+from aiolwm2m.dtls.policy import HandshakeFailure
+from aiolwm2m.errors import ConfigError
+
+__all__ = ["DtlsLink", "account_credentials", "link_failure"]
+
+log = logging.getLogger("aiolwm2m.client")
+
+_LINK_FAILURES = {
+    HandshakeFailure.TIMEOUT: LinkFailure.HANDSHAKE_TIMEOUT,
+    HandshakeFailure.NETWORK: LinkFailure.NETWORK,
+    HandshakeFailure.INTERNAL: LinkFailure.INTERNAL,
+}
+
+
+def link_failure(kind: HandshakeFailure) -> LinkFailure:
+    """The engine's view of a handshake failure; every credential or alert kind is SECURE."""
+    return _LINK_FAILURES.get(kind, LinkFailure.SECURE)
+
+
+def account_credentials(account: ServerAccount) -> DtlsCredentials:
+    """DTLS credentials for a secure account; files are read now, at every link opening.
+
+    Reading at each opening (not at start) lets an operator rotate certificate
+    files without restarting the client. Raises :class:`ConfigError` when the
+    account is NoSec or its material is unusable.
+    """
+    mode = account.effective_security_mode
+    if mode is SecurityMode.PSK:
+        if account.psk_identity is None or account.psk_key is None:
+            raise ConfigError("security mode psk needs psk_identity and psk_key")
+        return PskCredentials(account.psk_identity, account.psk_key)
+    if mode is SecurityMode.CERTIFICATE:
+        if account.certificate is None or account.private_key is None:
+            raise ConfigError("security mode certificate needs certificate and private_key")
+        return CertificateCredentials.from_files(
+            account.certificate,
+            account.private_key,
+            server_certificate=account.server_certificate,
+            ca_certificates=account.ca_certificates,
+            certificate_usage=account.certificate_usage,
+        )
+    raise ConfigError(f"security mode {mode.name.lower()} has no DTLS credentials")
+
+
+class DtlsLink:
+    """An established DTLS session used as the engine's link to one server."""
+
+    secure = True
+
+    def __init__(
+        self,
+        conn: DtlsDatagramConnection,
+        on_datagram: Callable[[bytes], None],
+        on_error: Callable[[Exception], None],
+    ) -> None:
+        self.conn = conn
+        self._on_error = on_error
+        conn.on_error = lambda info: on_error(DtlsConnectionError(info))
+        conn.set_receiver(on_datagram)
+
+    def send(self, data: bytes) -> None:
+        """Encrypt and send; a broken session is reported once, never raised into the engine."""
+        if not self.conn.is_open:
+            return  # already reported through on_error when it broke
+        try:
+            self.conn.send(data)
+        except DtlsError as exc:
+            # Reported on the next loop pass: the engine is in the middle of
+            # handing us its actions and must not be re-entered from here.
+            log.debug("DTLS send failed: %s", exc)
+            asyncio.get_running_loop().call_soon(self._on_error, exc)
+
+    def close(self) -> None:
+        self.conn.close()
