@@ -143,6 +143,8 @@ class ServerAccount:
     server_certificate: str | None = None
     ca_certificates: tuple[str, ...] = ()
     certificate_usage: int = 3
+    # Bootstrap-Server accounts only: Client Hold Off Time (/0/x/11), seconds.
+    client_hold_off_time: float = 0.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.short_server_id <= 65534:
@@ -151,6 +153,8 @@ class ServerAccount:
             raise ConfigError("lifetime must be >= 1 s")
         if self.binding not in ("U", "UQ"):
             raise ConfigError("binding must be 'U' or 'UQ' (UDP, optionally queue mode)")
+        if self.client_hold_off_time < 0:
+            raise ConfigError("client_hold_off_time must be >= 0 s")
 
     @property
     def effective_security_mode(self) -> SecurityMode:
