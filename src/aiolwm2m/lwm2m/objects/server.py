@@ -1,0 +1,102 @@
+"""Server object (/1) instances built from the client's server accounts.
+
+Each :class:`~aiolwm2m.client.config.ServerAccount` is one /1 instance whose
+resources mirror the account. A server that writes Lifetime, Default
+Minimum/Maximum Period, Notification Storing or Binding changes the account:
+the instance keeps the updated :class:`ServerAccount` in :attr:`account` and
+reports it through ``on_account_changed``; Registration Update Trigger
+(/1/x/8) and Disable (/1/x/4) go to ``on_update_trigger`` / ``on_disable``.
+The client wires those callbacks to the engine (an Update carrying the new
+lifetime, disabling the server), so this module stays free of engine state.
+
+The Security object (/0) is never built here: it holds keys and is visible
+to the bootstrap server only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from aiolwm2m.client.config import ServerAccount
+
+from ..model import Value
+from ..tree import ExecuteArguments, Instance, MaybeAwaitable, ResourceValue
+
+__all__ = ["SERVER_OBJECT", "ServerInstance"]
+
+SERVER_OBJECT = 1
+SHORT_SERVER_ID = 0
+LIFETIME = 1
+DEFAULT_PMIN = 2
+DEFAULT_PMAX = 3
+DISABLE = 4
+DISABLE_TIMEOUT = 5
+NOTIFICATION_STORING = 6
+BINDING = 7
+UPDATE_TRIGGER = 8
+
+#: Disable Timeout when the server never wrote one (the DDF's default, 1 day).
+DEFAULT_DISABLE_TIMEOUT = 86400
+
+_ACCOUNT_FIELDS = {
+    LIFETIME: "lifetime",
+    DEFAULT_PMIN: "default_pmin",
+    DEFAULT_PMAX: "default_pmax",
+    NOTIFICATION_STORING: "notification_storing",
+    BINDING: "binding",
+}
+
+
+class ServerInstance(Instance):
+    """/1/x for one account; writes update :attr:`account` and call back."""
+
+    def __init__(
+        self,
+        account: ServerAccount,
+        *,
+        on_account_changed: Callable[[ServerAccount], None] | None = None,
+        on_update_trigger: Callable[[int], None] | None = None,
+        on_disable: Callable[[int, float], None] | None = None,
+    ) -> None:
+        self.account = account
+        self._on_account_changed = on_account_changed
+        self._on_update_trigger = on_update_trigger
+        self._on_disable = on_disable
+        values: dict[int, Value | dict[int, Value]] = {
+            SHORT_SERVER_ID: account.short_server_id,
+            LIFETIME: account.lifetime,
+            DEFAULT_PMIN: account.default_pmin,
+            DISABLE_TIMEOUT: DEFAULT_DISABLE_TIMEOUT,
+            NOTIFICATION_STORING: account.notification_storing,
+            BINDING: account.binding,
+        }
+        if account.default_pmax > 0:
+            values[DEFAULT_PMAX] = account.default_pmax
+        super().__init__(values, on_execute={DISABLE: self._disable, UPDATE_TRIGGER: self._update})
+
+    def write(self, resource_id: int, value: ResourceValue) -> MaybeAwaitable[None]:
+        """Validate against the account's own rules first (binding, lifetime ≥ 1)."""
+        name = _ACCOUNT_FIELDS.get(resource_id)
+        if name is not None:
+            # ServerAccount.__post_init__ raises ConfigError (a ValueError) on bad values,
+            # which the operations layer answers with 4.00 before anything changed.
+            changes: dict[str, Any] = {name: value}
+            updated = replace(self.account, **changes)
+            super().write(resource_id, value)
+            self.account = updated
+            if self._on_account_changed is not None:
+                self._on_account_changed(updated)
+            return None
+        return super().write(resource_id, value)
+
+    def _update(self, arguments: ExecuteArguments) -> None:
+        if self._on_update_trigger is not None:
+            self._on_update_trigger(self.account.short_server_id)
+
+    def _disable(self, arguments: ExecuteArguments) -> None:
+        timeout = self.values.get(DISABLE_TIMEOUT, DEFAULT_DISABLE_TIMEOUT)
+        if self._on_disable is not None:
+            seconds = float(timeout) if isinstance(timeout, int) else DEFAULT_DISABLE_TIMEOUT
+            self._on_disable(self.account.short_server_id, seconds)
