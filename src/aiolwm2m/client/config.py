@@ -214,14 +214,13 @@ def _build(cls: type[Any], data: dict[str, Any], where: str, **extra: Any) -> An
     for key, value in data.items():
         if key not in known or key in extra:
             raise ConfigError(f"unknown key {key!r} in [{where}]")
+        # Types first, so a wrong type is named instead of failing a range check.
+        _check_type(key, value, known[key].type, where)
         kwargs[key] = value
     try:
-        obj = cls(**kwargs)
+        return cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"[{where}]: {exc}") from exc
-    for key in data:
-        _check_type(key, getattr(obj, key), known[key].type, where)
-    return obj
 
 
 def _check_type(key: str, value: Any, annotation: Any, where: str) -> None:
@@ -378,31 +377,3 @@ def load_config(
         kwargs["notification_store_limit"] = limit
     return ClientConfig(endpoint=ep, **kwargs)
 
-
-def account_to_table(account: ServerAccount) -> dict[str, Any]:
-    """The ``[[server]]`` table (JSON- and TOML-ready) that loads back into ``account``.
-
-    Accounts a bootstrap provisioned are stored in this form, so a stored
-    account passes exactly the checks a configured one does when read back.
-    """
-    table: dict[str, Any] = {}
-    for f in fields(ServerAccount):
-        value = getattr(account, f.name)
-        if value is None:
-            continue
-        if isinstance(value, RetrySettings):
-            table.update({r.name: getattr(value, r.name) for r in fields(RetrySettings)})
-            continue
-        if isinstance(value, SecurityMode):
-            value = value.name.lower()
-        elif isinstance(value, bytes):
-            value = "hex:" + value.hex()
-        elif isinstance(value, tuple):
-            value = list(value)
-        table[f.name] = value
-    return table
-
-
-def account_from_table(table: Any, where: str = "stored account") -> ServerAccount:
-    """Inverse of :func:`account_to_table`: :class:`ConfigError` if the table is unusable."""
-    return _account(_table(table, where), where)

@@ -1,0 +1,191 @@
+"""The client and the testbed server over real UDP sockets on 127.0.0.1.
+
+Same engine as the virtual-clock tests, driven by the asyncio runtime; timings
+are shortened through configuration only. Waits are on events, bounded by
+generous timeouts; nothing asserts on wall-clock speed except the ICMP case,
+whose whole point is "milliseconds, not the CoAP timeout".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from aiolwm2m.client import events as ev
+from aiolwm2m.client.config import ClientConfig, ServerAccount
+from aiolwm2m.client.policy import ReconnectPolicy, RetrySettings
+from aiolwm2m.coap.params import TransmissionParameters
+from aiolwm2m.runtime.aio import Client
+from aiolwm2m.testbed.core import FaultKind, FaultRule, Operation
+from aiolwm2m.testbed.server import TestbedServer
+
+FAST = TransmissionParameters(ack_timeout=0.2, ack_random_factor=1.0, max_retransmit=2)
+NO_BOOTSTRAP = RetrySettings(
+    communication_retry_count=1,
+    communication_sequence_retry_count=1,
+    bootstrap_on_registration_failure=False,
+)
+
+
+def config(uri: str, *, endpoint: str = "udp-dev", lifetime: int = 30) -> ClientConfig:
+    return ClientConfig(
+        endpoint=endpoint,
+        servers=(ServerAccount(uri=uri, lifetime=lifetime, retry=NO_BOOTSTRAP),),
+        coap=FAST,
+        reconnect=ReconnectPolicy(first_delay_min=0.2, first_delay_max=0.4, max_delay=2.0),
+    )
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[TestbedServer]:
+    srv = TestbedServer("127.0.0.1", 0, params=FAST)
+    await srv.start()
+    yield srv
+    await srv.stop()
+
+
+async def test_register_update_deregister(server: TestbedServer) -> None:
+    client = Client(config(server.uri))
+    seen: list[ev.Event] = []
+    client.subscribe(seen.append)
+    await client.start()
+    registered = await client.wait_for("registered", 5)
+    assert isinstance(registered, ev.Registered)
+    reg = server.core.registrations["udp-dev"]
+    assert reg.location == registered.location and reg.lifetime == 30
+    assert "</3/0>" in reg.links
+    client.trigger_update()
+    await client.wait_for("updated", 5)
+    assert server.core.registrations["udp-dev"].updates == 1
+    await client.close()
+    assert "udp-dev" not in server.core.registrations
+    names = [e.name for e in seen]
+    for name in ("registering", "registered", "update_sent", "updated", "deregistered"):
+        assert name in names
+    assert names.index("registered") < names.index("updated") < names.index("deregistered")
+
+
+async def test_update_answered_not_found_registers_again(server: TestbedServer) -> None:
+    client = Client(config(server.uri))
+    await client.start()
+    await client.wait_for("registered", 5)
+    server.core.add_rule(FaultRule(Operation.UPDATE, FaultKind.RESPOND, code=0x84, count=1))
+    client.trigger_update()
+    err = await client.wait_for("error", 5)
+    assert isinstance(err, ev.Error) and err.coap_code == "4.04"
+    assert err.action == "fallback_register"
+    await client.wait_for("registered", 5)
+    await client.close()
+
+
+async def test_closed_port_is_a_network_error_within_milliseconds(
+    server: TestbedServer,
+) -> None:
+    client = Client(config(server.uri))
+    await client.start()
+    await client.wait_for("registered", 5)
+    await server.stop()  # the port is closed: the kernel answers with ICMP
+    loop = asyncio.get_running_loop()
+    sent = loop.time()
+    client.trigger_update()
+    err = await client.wait_for("error", 5)
+    elapsed = loop.time() - sent
+    assert isinstance(err, ev.Error) and err.code is ev.ErrorCode.NETWORK_ERROR
+    # CoAP would only give up after 0.2 * (2^3 - 1) = 1.4 s; ICMP arrives in ~1 ms.
+    assert elapsed < FAST.ack_timeout, f"network error after {elapsed:.3f} s"
+    await client.stop()
+
+
+async def test_server_outage_typed_errors_scheduled_reconnects_and_registration_again(
+    server: TestbedServer,
+) -> None:
+    client = Client(config(server.uri, lifetime=2))
+    seen: list[ev.Event] = []
+    client.subscribe(seen.append)
+    await client.start()
+    await client.wait_for("registered", 5)
+    port = server.port
+    await server.stop()
+    await client.wait_for("reconnect_scheduled", 10)
+    await client.wait_for("reconnect_scheduled", 10)  # at least one failed reconnect
+    server.port = port
+    await server.start()
+    await client.wait_for("registered", 10)
+    errors = [e for e in seen if isinstance(e, ev.Error)]
+    assert errors and all(
+        e.code in (ev.ErrorCode.NETWORK_ERROR, ev.ErrorCode.TIMEOUT) for e in errors
+    )
+    delays = [e.delay for e in seen if isinstance(e, ev.ReconnectScheduled)]
+    assert delays[1] == pytest.approx(delays[0] * 2)
+    assert len([e for e in seen if e.name == "registered"]) == 2
+    await client.close()
+
+
+async def test_thousand_clients_in_one_process(server: TestbedServer) -> None:
+    clients = [Client(config(server.uri, endpoint=f"fleet-{i}")) for i in range(200)]
+    for c in clients:
+        await c.start()
+    await asyncio.gather(*(c.wait_for("registered", 30) for c in clients))
+    assert len(server.core.registrations) == 200
+    await asyncio.gather(*(c.close() for c in clients))
+    assert not server.core.registrations
+
+
+def _cli(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "aiolwm2m.cli.main", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+async def test_cli_client_emits_jsonl_and_deregisters_on_sigterm(server: TestbedServer) -> None:
+    proc = _cli("client", "--server", server.uri, "--endpoint", "cli-dev", "--events", "jsonl")
+    try:
+        deadline = time.monotonic() + 20
+        while "cli-dev" not in server.core.registrations:
+            assert time.monotonic() < deadline, "the CLI client never registered"
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            await asyncio.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        out, err = await asyncio.get_running_loop().run_in_executor(None, proc.communicate, None)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    events = [json.loads(line) for line in out.splitlines()]
+    names = [e["event"] for e in events]
+    assert "registering" in names
+    assert names.index("registered") < names.index("deregistered")
+    assert events[names.index("deregistered")]["acknowledged"] is True
+    assert all(isinstance(e["time"], float) and e["time"] >= 0 for e in events)
+    assert "cli-dev" not in server.core.registrations
+
+
+def test_cli_rejects_a_bad_config_with_a_typed_message(tmp_path: object) -> None:
+    path = os.path.join(str(tmp_path), "bad.toml")
+    with open(path, "w") as fh:
+        fh.write('endpoint = "x"\n[coap]\nack_timeout = "soon"\n')
+    proc = _cli("client", "--config", path)
+    _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2
+    assert "ack_timeout" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_make_demo_story_exits_zero_and_shows_recovery() -> None:
+    proc = _cli("demo", "--seed", "3")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    for needle in ("registered", "network_error", "reconnect_scheduled", "deregistered"):
+        assert needle in out
+    assert out.count("registered ") >= 2 or out.count(" registered") >= 2
