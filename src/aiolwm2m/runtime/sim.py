@@ -10,10 +10,22 @@ The network knows what a test needs: per-datagram latency and loss, a global
 outage ("cable pulled": everything silently dropped), DNS names that do or do
 not resolve, and ICMP port-unreachable when a datagram reaches a closed port
 from a connected socket.
+
+DTLS is modelled, not run: the virtual clock cannot drive mbedtls' wall-clock
+timers. A ``coaps://`` link sends a marker "ClientHello" datagram on the
+:class:`~aiolwm2m.dtls.policy.HandshakeTiming` schedule the real session uses
+(RFC 6347 §4.2.4: re-sent after 1, 2, 4… s, failing once a wait of the
+maximum elapsed unanswered); a :class:`SimServer` with ``dtls=`` answers it
+per its :class:`HandshakeOutcome` (accept, reject with an alert, or stay
+silent) and drops any other datagram from a peer without a session, as a real
+DTLS server does. Outcomes map to the same link failures as the real runtime
+(``HANDSHAKE_TIMEOUT``, ``SECURE``, ``NETWORK``). The model is one flight per
+handshake; the cookie exchange and the cryptography are not simulated.
 """
 
 from __future__ import annotations
 
+import enum
 import heapq
 import itertools
 import random
@@ -92,6 +104,20 @@ class VirtualClock:
         return True
 
 
+class HandshakeOutcome(enum.Enum):
+    """How a simulated DTLS server answers a handshake."""
+
+    ACCEPT = "accept"
+    REJECT = "reject"  # fatal alert, e.g. wrong PSK or refused certificate
+    SILENT = "silent"  # never answers: the client's handshake times out
+
+
+#: Marker datagrams of the handshake model (DTLS 1.2 record headers, then a tag).
+SIM_CLIENT_HELLO = b"\x16\xfe\xfdsim-client-hello"
+SIM_SERVER_FINISHED = b"\x16\xfe\xfdsim-server-finished"
+SIM_FATAL_ALERT = b"\x15\xfe\xfdsim-fatal-alert"
+
+
 Receiver = Callable[[Address, bytes], None]
 IcmpReceiver = Callable[[Exception], None]
 
@@ -132,10 +158,13 @@ class SimNetwork:
         on_datagram: Receiver,
         on_icmp: IcmpReceiver | None = None,
         remote: Address | None = None,
+        *,
+        replace: bool = False,
     ) -> Address:
+        """Open a socket (port 0 picks one); ``replace`` swaps the handlers of an open one."""
         if addr[1] == 0:
             addr = (addr[0], next(self._ports))
-        if addr in self._sockets:
+        if addr in self._sockets and not replace:
             raise OSError(f"address {addr} already in use")
         self._sockets[addr] = _Socket(addr, on_datagram, on_icmp, remote)
         return addr
@@ -180,12 +209,13 @@ class SimNetwork:
 
 
 class _SimLink:
-    secure = False
-
-    def __init__(self, net: SimNetwork, local: Address, remote: Address) -> None:
+    def __init__(
+        self, net: SimNetwork, local: Address, remote: Address, *, secure: bool = False
+    ) -> None:
         self.net = net
         self.local = local
         self.remote = remote
+        self.secure = secure
 
     def send(self, data: bytes) -> None:
         self.net.send(self.local, self.remote, data)
@@ -212,7 +242,7 @@ class SimClient(EngineDriver):
         self.events: list[ev.Event] = []
         self.subscribe(self.events.append)
         self._timer: TimerHandle | None = None
-        self._opening: dict[int, TimerHandle] = {}
+        self._opening: dict[int, TimerHandle | _SimHandshake] = {}
 
     def start(self) -> None:
         self.start_engine()
@@ -259,11 +289,11 @@ class SimClient(EngineDriver):
                 action.link, gen, LinkFailure.DNS, f"cannot resolve {action.uri.host!r}"
             )
             return
-        if action.uri.secure:
-            self._link_failed(action.link, gen, LinkFailure.INTERNAL, "no DTLS in the simulation")
-            return
         remote = (ip, action.uri.port)
         link_id = action.link
+        if action.uri.secure:
+            self._opening[link_id] = _SimHandshake(self, link_id, gen, remote)
+            return
         local = self.net.bind(
             (self.host, 0),
             lambda _src, data: self._on_datagram(link_id, gen, data),
@@ -273,8 +303,72 @@ class SimClient(EngineDriver):
         self._link_opened(action.link, gen, _SimLink(self.net, local, remote))
 
 
+class _SimHandshake:
+    """One modelled client handshake on its own connected socket (see module docstring)."""
+
+    def __init__(self, client: SimClient, link_id: int, gen: int, remote: Address) -> None:
+        self.client = client
+        self.link_id = link_id
+        self.gen = gen
+        self.remote = remote
+        net = client.net
+        self.local = net.bind((client.host, 0), self._on_datagram, self._on_icmp, remote=remote)
+        timing = client.config.dtls
+        self._timers = [
+            net.clock.call_later(t, self._send_hello) for t in timing.retransmission_instants
+        ]
+        self._timers.append(net.clock.call_later(timing.ultimate_timeout, self._timeout))
+        self._send_hello()
+
+    def _send_hello(self) -> None:
+        self.client.net.send(self.local, self.remote, SIM_CLIENT_HELLO)
+
+    def cancel(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        self.client.net.unbind(self.local)
+
+    def _fail(self, failure: LinkFailure, detail: str) -> None:
+        self.cancel()
+        self.client._opening.pop(self.link_id, None)
+        self.client._link_failed(self.link_id, self.gen, failure, detail)
+
+    def _timeout(self) -> None:
+        self._fail(LinkFailure.HANDSHAKE_TIMEOUT, "timeout (simulated handshake)")
+
+    def _on_icmp(self, exc: Exception) -> None:
+        self._fail(LinkFailure.NETWORK, f"network: {exc}")
+
+    def _on_datagram(self, _src: Address, data: bytes) -> None:
+        if data == SIM_FATAL_ALERT:
+            self._fail(LinkFailure.SECURE, "bad_psk (simulated fatal alert)")
+        elif data == SIM_SERVER_FINISHED:
+            for timer in self._timers:
+                timer.cancel()
+            client, link_id, gen = self.client, self.link_id, self.gen
+            client._opening.pop(link_id, None)
+            # From now on the socket carries the session's (modelled) records.
+            client.net.bind(
+                self.local,
+                lambda _s, d: client._on_datagram(link_id, gen, d),
+                lambda exc: client._on_link_error(link_id, gen, exc),
+                remote=self.remote,
+                replace=True,
+            )
+            client._link_opened(
+                link_id, gen, _SimLink(client.net, self.local, self.remote, secure=True)
+            )
+
+
 class SimServer:
-    """A :class:`ServerCore` bound to an address on the simulated network."""
+    """A :class:`ServerCore` bound to an address on the simulated network.
+
+    With ``dtls=`` it is a (modelled) DTLS server: ``handshake`` says how it
+    answers handshakes and may be changed at any time; ``handshakes`` records
+    (time, peer) of every ClientHello; datagrams from peers without a session
+    are dropped and counted in ``dropped_without_session``. ``restart()``
+    forgets every session.
+    """
 
     def __init__(
         self,
@@ -282,9 +376,14 @@ class SimServer:
         addr: Address = ("10.0.0.1", 5683),
         *,
         params: TransmissionParameters | None = None,
+        dtls: HandshakeOutcome | None = None,
     ) -> None:
         self.net = net
         self.addr = addr
+        self.handshake = dtls
+        self.sessions: set[Address] = set()
+        self.handshakes: list[tuple[float, Address]] = []
+        self.dropped_without_session = 0
         self.core = ServerCore(
             params=params or TransmissionParameters(), rng=random.Random(net.rng.random())
         )
@@ -293,7 +392,8 @@ class SimServer:
 
     @property
     def uri(self) -> str:
-        return f"coap://{self.addr[0]}:{self.addr[1]}"
+        scheme = "coap" if self.handshake is None else "coaps"
+        return f"{scheme}://{self.addr[0]}:{self.addr[1]}"
 
     def start(self) -> None:
         self.net.bind(self.addr, self._on_datagram)
@@ -311,11 +411,30 @@ class SimServer:
     def restart(self) -> None:
         self.stop()
         self.core.forget_peers()
+        self.sessions.clear()
         self.start()
 
     def _on_datagram(self, src: Address, data: bytes) -> None:
+        if self.handshake is not None and not self._dtls_datagram(src, data):
+            return
         self.core.datagram_received(src, data, self.net.clock.now)
         self._pump()
+
+    def _dtls_datagram(self, src: Address, data: bytes) -> bool:
+        """Run the handshake model; True when ``data`` is a record of an open session."""
+        if data == SIM_CLIENT_HELLO:
+            self.handshakes.append((self.net.clock.now, src))
+            self.sessions.discard(src)
+            if self.handshake is HandshakeOutcome.ACCEPT:
+                self.sessions.add(src)
+                self.net.send(self.addr, src, SIM_SERVER_FINISHED)
+            elif self.handshake is HandshakeOutcome.REJECT:
+                self.net.send(self.addr, src, SIM_FATAL_ALERT)
+            return False
+        if src not in self.sessions:
+            self.dropped_without_session += 1
+            return False
+        return True
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -326,7 +445,8 @@ class SimServer:
         if not self.running:
             return
         for dst, data in self.core.datagrams_to_send():
-            self.net.send(self.addr, dst, data)
+            if self.handshake is None or dst in self.sessions:
+                self.net.send(self.addr, dst, data)
         if self._timer is not None:
             self._timer.cancel()
         when = self.core.next_timer()

@@ -1,0 +1,160 @@
+"""The DTLS handshake model of the simulated runtime, on the virtual clock.
+
+The real handshake runs mbedtls on the wall clock; these tests pin down the
+policy the model and the real session share (``HandshakeTiming``: RFC 6347
+§4.2.4 waits of 1, 2, 4… s up to the maximum) and what the engine does with
+each outcome: spec §5 for timeouts, §6 "secure connection failed", and the
+(†) rule against handshake loops.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from aiolwm2m.client import events as ev
+from aiolwm2m.client.config import ClientConfig, ServerAccount
+from aiolwm2m.client.engine import ServerState
+from aiolwm2m.client.policy import RetrySettings
+from aiolwm2m.coap.params import TransmissionParameters
+from aiolwm2m.dtls.policy import HandshakeTiming
+from aiolwm2m.runtime.sim import (
+    SIM_CLIENT_HELLO,
+    HandshakeOutcome,
+    SimClient,
+    SimNetwork,
+    SimServer,
+)
+from aiolwm2m.testbed.core import FaultKind, FaultRule, Operation
+
+#: ACK_RANDOM_FACTOR 1: a CON gives up exactly 2+4+8+16+32 = 62 s after it was sent.
+EXACT_COAP = TransmissionParameters(ack_timeout=2.0, ack_random_factor=1.0)
+LATENCY = 0.005
+
+
+@pytest.fixture
+def net() -> SimNetwork:
+    network = SimNetwork(seed=3, latency=LATENCY)
+    network.trace = []
+    return network
+
+
+def make_server(net: SimNetwork, outcome: HandshakeOutcome) -> SimServer:
+    server = SimServer(net, ("10.0.0.1", 5684), dtls=outcome)
+    server.start()
+    return server
+
+
+def make_client(net: SimNetwork, uri: str, **changes: Any) -> SimClient:
+    account = ServerAccount(
+        uri=uri,
+        lifetime=300,
+        psk_identity=b"dev-1",
+        psk_key=bytes(16),
+        retry=changes.pop(
+            "retry",
+            RetrySettings(bootstrap_on_registration_failure=False, communication_retry_count=1),
+        ),
+    )
+    config = ClientConfig(endpoint="dev-1", servers=(account,), coap=EXACT_COAP, **changes)
+    client = SimClient(net, config, rng=random.Random(1))
+    client.start()
+    return client
+
+
+def hello_times(net: SimNetwork) -> list[float]:
+    assert net.trace is not None
+    return [t for t, _src, _dst, data in net.trace if data == SIM_CLIENT_HELLO]
+
+
+def connect_errors(client: SimClient) -> list[ev.Error]:
+    return [e for e in client.errors() if e.request == "connect"]
+
+
+@pytest.mark.parametrize(
+    ("timing", "instants", "gives_up"),
+    [
+        # RFC 6347 defaults: waits 1, 2, 4, 8, 16, 32 and a last one of 60 s.
+        (HandshakeTiming(), [0, 1, 3, 7, 15, 31, 63], 123.0),
+        # A configured [dtls] table, e.g. 0.5 / 4 s: waits 0.5, 1, 2, 4.
+        (HandshakeTiming(0.5, 4.0), [0, 0.5, 1.5, 3.5], 7.5),
+    ],
+)
+def test_silent_server_retransmits_on_the_rfc_schedule_then_gives_up(
+    net: SimNetwork, timing: HandshakeTiming, instants: list[float], gives_up: float
+) -> None:
+    server = make_server(net, HandshakeOutcome.SILENT)
+    client = make_client(net, server.uri, dtls=timing)
+    assert net.clock.run_until_true(lambda: bool(connect_errors(client)), 1000)
+    assert hello_times(net) == pytest.approx(instants)
+    (error,) = connect_errors(client)
+    assert error.code is ev.ErrorCode.SECURE_CONNECTION_FAILED
+    assert error.detail is not None and error.detail.startswith("timeout")
+    assert error.time == pytest.approx(gives_up)
+    # §5: the ultimate timeout → client-initiated bootstrap if (B) holds; there
+    # is no bootstrap account, so this server is given up.
+    assert client.state(1) is ServerState.FAILED
+
+
+def test_rejected_handshake_is_secure_connection_failed_and_sends_no_coap(
+    net: SimNetwork,
+) -> None:
+    server = make_server(net, HandshakeOutcome.REJECT)
+    client = make_client(net, server.uri)
+    assert net.clock.run_until_true(lambda: bool(connect_errors(client)), 60)
+    (error,) = connect_errors(client)
+    assert error.code is ev.ErrorCode.SECURE_CONNECTION_FAILED
+    assert error.time == pytest.approx(2 * LATENCY)
+    assert client.state(1) is ServerState.FAILED
+    assert net.trace is not None
+    sent = [data for _t, src, _dst, data in net.trace if src[0] == client.host]
+    assert sent == [SIM_CLIENT_HELLO]
+    assert server.core.registrations == {}
+
+
+def test_accepted_handshake_registers_over_the_session(net: SimNetwork) -> None:
+    server = make_server(net, HandshakeOutcome.ACCEPT)
+    client = make_client(net, server.uri)
+    assert net.clock.run_until_true(lambda: bool(client.named("registered")), 10)
+    assert "dev-1" in server.core.registrations
+    assert len(server.handshakes) == 1
+    assert server.dropped_without_session == 0
+
+
+def test_closed_port_during_handshake_is_a_network_error(net: SimNetwork) -> None:
+    server = make_server(net, HandshakeOutcome.SILENT)
+    server.stop()
+    client = make_client(net, server.uri)
+    assert net.clock.run_until_true(lambda: bool(connect_errors(client)), 10)
+    (error,) = connect_errors(client)
+    assert error.code is ev.ErrorCode.NETWORK_ERROR
+    assert len(hello_times(net)) == 1  # ICMP ends it at once: no retransmission
+
+
+def test_register_lost_right_after_handshake_does_not_loop(net: SimNetwork) -> None:
+    """(†): act as for a NoSec timeout (abort registration), no second handshake."""
+    server = make_server(net, HandshakeOutcome.ACCEPT)
+    server.core.add_rule(FaultRule(Operation.REGISTER, FaultKind.SILENT))
+    client = make_client(net, server.uri)
+    net.clock.run_for(62.5)
+    (error,) = [e for e in client.errors() if e.request == "register"]
+    assert error.code is ev.ErrorCode.TIMEOUT
+    assert error.action == "abort_registration"
+    assert error.time == pytest.approx(2 * LATENCY + 62)  # sent once the handshake ended
+    assert len(server.handshakes) == 1
+
+
+def test_lost_session_triggers_one_new_handshake_then_registers(net: SimNetwork) -> None:
+    """(†), other side: a Register that was not sent right after a handshake retries it."""
+    server = make_server(net, HandshakeOutcome.ACCEPT)
+    client = make_client(net, server.uri)
+    assert net.clock.run_until_true(lambda: bool(client.named("registered")), 10)
+    server.restart()  # the server forgets the session; the client does not know
+    client.trigger_update()
+    assert net.clock.run_until_true(lambda: len(client.named("registered")) == 2, 300)
+    kinds = [(e.request, e.action) for e in client.errors()]
+    assert kinds == [("update", "fallback_register"), ("register", "retry_handshake")]
+    assert len(server.handshakes) == 2
+    assert server.dropped_without_session == 2 * 5  # Update and Register, 5 transmissions each
