@@ -6,16 +6,24 @@ address, and can be told to misbehave: answer a chosen operation with a chosen
 code (4.04, 5.03, 4.29 + Max-Age…), stay silent, or reset it — the server-side
 faults the recovery tests need. The asyncio wrapper (:mod:`.server`) and the
 simulated network both drive this same object.
+
+Server-initiated requests (:meth:`ServerCore.send_request`, and the decoded
+LwM2M operations of :meth:`ServerCore.start_operation`) are identified by a
+server-wide id, because the message layers' own keys are per peer and would
+collide between two clients. Block2 answers are reassembled here, so a large
+Read looks like any other to the caller.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
 import random
 from collections import deque
 from dataclasses import dataclass, field
 
-from aiolwm2m.coap.layer import ExchangeResult, IncomingRequest, MessageLayer
+from aiolwm2m.coap.blockwise import Block2Receiver, BlockwiseError
+from aiolwm2m.coap.layer import ExchangeResult, IncomingRequest, MessageLayer, Outcome
 from aiolwm2m.coap.message import (
     CoapDecodeError,
     Code,
@@ -23,10 +31,24 @@ from aiolwm2m.coap.message import (
     MessageType,
     OptionNumber,
     encode_uint,
+    is_success,
 )
 from aiolwm2m.coap.params import TransmissionParameters
+from aiolwm2m.lwm2m.ddf import load_builtin
+from aiolwm2m.lwm2m.model import TypeLookup
+from aiolwm2m.testbed.operations import (
+    OperationRequest,
+    OperationResult,
+    UnknownEndpointError,
+    cancel_observe_request,
+    decode_result,
+)
 
 Address = tuple[str, int]
+
+# Options a Block2 continuation request does not repeat (RFC 7959 section 2.4:
+# continuations of an observation are plain GETs; Block2 is set per request).
+_NOT_REPEATED = frozenset({OptionNumber.OBSERVE, OptionNumber.BLOCK2})
 
 
 class Operation(enum.Enum):
@@ -83,11 +105,53 @@ class ServerEvent:
 
 @dataclass
 class ResponseEvent:
-    """The outcome of a server-initiated request (Read, Observe, …)."""
+    """The outcome of a server-initiated request (Read, Observe, …).
+
+    ``key`` is the id :meth:`ServerCore.send_request` / ``start_operation``
+    returned. ``operation`` is the decoded answer of an operation (None for a
+    raw request and for transport failures). ``final`` is False for each
+    notification of an observation that stays open.
+    """
 
     key: int
     address: Address
     result: ExchangeResult
+    operation: OperationResult | None = None
+    final: bool = True
+
+
+@dataclass
+class _Outstanding:
+    """One server-initiated request (or open observation) and its Block2 state."""
+
+    endpoint: str
+    address: Address
+    layer_key: int
+    message: Message
+    keep_open: bool
+    operation: OperationRequest | None = None
+    observing: bool = False  # an Observe answer came: notifications follow
+    blocks: _Blocks | None = None  # a Block2 answer being fetched
+    follow_key: int | None = None  # layer key of the Block2 continuation in flight
+
+
+@dataclass
+class _Blocks:
+    first: Message  # code, Content-Format and Observe come from the first block
+    receiver: Block2Receiver
+
+
+def _broken(
+    request: OperationRequest, response: Message, types: TypeLookup | None, why: str
+) -> OperationResult:
+    result = decode_result(request, response, types)
+    result.decode_error = why
+    return result
+
+
+@functools.cache
+def _builtin_types() -> TypeLookup:
+    return load_builtin().type_of
 
 
 def _query_args(msg: Message) -> dict[str, str]:
@@ -108,6 +172,8 @@ class ServerCore:
     rng: random.Random = field(default_factory=lambda: random.Random(0))
     # Registrations outlive their lifetime by this grace period before expiring.
     expiry_grace: float = 10.0
+    # Resource types for decoding answers (TLV needs them); default: shipped objects.
+    types: TypeLookup | None = None
 
     def __post_init__(self) -> None:
         self.registrations: dict[str, Registration] = {}
@@ -118,6 +184,11 @@ class ServerCore:
         self._tx: list[tuple[Address, bytes]] = []
         self._responses: deque[ResponseEvent] = deque()
         self._next_location = 1
+        self._outstanding: dict[int, _Outstanding] = {}
+        self._by_layer: dict[tuple[Address, int], int] = {}
+        self._next_id = 1
+        if self.types is None:
+            self.types = _builtin_types()
 
     # -- configuration ----------------------------------------------------------
     def add_rule(self, rule: FaultRule) -> FaultRule:
@@ -131,6 +202,8 @@ class ServerCore:
         """A restart: all message-layer state (dedup, exchanges) is lost; registrations kept."""
         self._peers.clear()
         self._tx.clear()
+        self._outstanding.clear()
+        self._by_layer.clear()
 
     # -- IO boundary -------------------------------------------------------------
     def datagram_received(self, addr: Address, data: bytes, now: float) -> None:
@@ -168,21 +241,168 @@ class ServerCore:
     def send_request(
         self, endpoint: str, msg: Message, now: float, *, keep_open: bool = False
     ) -> int:
-        """Send Read/Write/Observe… to a registered client; see :meth:`next_response`."""
+        """Send a raw request to a registered client; its outcome comes from :meth:`next_response`.
+
+        ``keep_open`` keeps an Observe exchange open: every notification is a
+        :class:`ResponseEvent` with ``final=False``. Returns the request id.
+        """
+        return self._send(endpoint, msg, now, keep_open=keep_open, operation=None)
+
+    def start_operation(self, endpoint: str, request: OperationRequest, now: float) -> int:
+        """Send an LwM2M operation; its :class:`ResponseEvent` carries the decoded answer.
+
+        Block2 answers are fetched block by block before the event is emitted.
+        """
+        return self._send(
+            endpoint,
+            request.message,
+            now,
+            keep_open=request.op.observes,
+            operation=request,
+        )
+
+    def cancel_request(self, endpoint: str, key: int, now: float) -> None:
+        """Forget a request or observation without an event.
+
+        For an observation this is the passive cancel: the client's next
+        notification is unknown and gets RST (RFC 7641 section 3.6).
+        ``endpoint`` is kept for compatibility; the id alone identifies it.
+        """
+        out = self._outstanding.pop(key, None)
+        if out is None:
+            return
+        self._by_layer.pop((out.address, out.layer_key), None)
+        peer = self._peers.get(out.address)
+        if peer is not None:
+            peer.layer.cancel(out.layer_key, now)
+            if out.follow_key is not None:
+                self._by_layer.pop((out.address, out.follow_key), None)
+                peer.layer.cancel(out.follow_key, now)
+            self._drain(out.address, peer, now)
+
+    def cancel_observation(self, key: int, now: float) -> int:
+        """Active cancel: GET/FETCH with Observe=1 and the observation's token.
+
+        The observation ends without an event; the returned id is that of the
+        cancel request, whose answer (usually 2.05 with the current value) is
+        reported like any operation's.
+        """
+        out = self._outstanding.get(key)
+        if out is None or out.operation is None or not out.operation.op.observes:
+            raise KeyError(f"no open observation {key}")
+        cancel = cancel_observe_request(out.operation)
+        self.cancel_request(out.endpoint, key, now)
+        return self._send(out.endpoint, cancel.message, now, keep_open=False, operation=cancel)
+
+    def open_requests(self) -> dict[int, tuple[str, Message]]:
+        """Requests still waiting and open observations: ``{id: (endpoint, request)}``."""
+        return {k: (o.endpoint, o.message) for k, o in self._outstanding.items()}
+
+    # -- internals ------------------------------------------------------------------
+    def _send(
+        self,
+        endpoint: str,
+        msg: Message,
+        now: float,
+        *,
+        keep_open: bool,
+        operation: OperationRequest | None,
+    ) -> int:
         reg = self.registrations.get(endpoint)
         if reg is None:
-            raise KeyError(f"endpoint {endpoint!r} is not registered")
+            raise UnknownEndpointError(f"endpoint {endpoint!r} is not registered")
         peer = self._peer(reg.address, now)
-        key = peer.layer.send_request(msg, now, keep_open=keep_open)
+        key = self._next_id
+        self._next_id += 1
+        layer_key = peer.layer.send_request(msg, now, keep_open=keep_open)
+        self._outstanding[key] = _Outstanding(
+            endpoint, reg.address, layer_key, msg, keep_open, operation
+        )
+        self._by_layer[(reg.address, layer_key)] = key
         self._drain(reg.address, peer, now)
         return key
 
-    def cancel_request(self, endpoint: str, key: int, now: float) -> None:
-        reg = self.registrations.get(endpoint)
-        if reg is not None and reg.address in self._peers:
-            self._peers[reg.address].layer.cancel(key, now)
+    def _on_result(self, addr: Address, peer: _Peer, event: ExchangeResult, now: float) -> None:
+        key = self._by_layer.pop((addr, event.key), None)
+        out = self._outstanding.get(key) if key is not None else None
+        if key is None or out is None:
+            return  # cancelled meanwhile, or a superseded Block2 continuation
+        response = event.response
+        continuation = event.key != out.layer_key
+        if continuation:
+            out.follow_key = None
+        else:
+            out.observing = (
+                out.keep_open
+                and event.outcome is Outcome.RESPONSE
+                and response is not None
+                and response.observe is not None
+            )
+            if out.observing:
+                self._by_layer[(addr, event.key)] = key  # more notifications will come
+        operation: OperationResult | None = None
+        if out.operation is not None and response is not None:
+            operation = self._answer(addr, peer, key, out, response, continuation, now)
+            if operation is None:
+                return  # the next block has been requested
+        final = not out.observing
+        if final:
+            self._outstanding.pop(key, None)
+        self._responses.append(ResponseEvent(key, addr, event, operation, final))
 
-    # -- internals ------------------------------------------------------------------
+    def _answer(
+        self,
+        addr: Address,
+        peer: _Peer,
+        key: int,
+        out: _Outstanding,
+        response: Message,
+        continuation: bool,
+        now: float,
+    ) -> OperationResult | None:
+        """Decode an answer, fetching the rest first if it is block-wise (then None)."""
+        assert out.operation is not None
+        if not continuation:
+            # A new notification supersedes a half-fetched one.
+            if out.follow_key is not None:
+                self._by_layer.pop((addr, out.follow_key), None)
+                peer.layer.cancel(out.follow_key, now)
+                out.follow_key = None
+            out.blocks = None
+        first = response if out.blocks is None else out.blocks.first
+        try:
+            block = response.block2
+        except CoapDecodeError as exc:
+            out.blocks = None
+            return _broken(out.operation, response, self.types, str(exc))
+        if out.blocks is None and (block is None or not block.more):
+            return decode_result(out.operation, response, self.types)
+        if not is_success(response.code):
+            out.blocks = None
+            return decode_result(out.operation, response, self.types)
+        if out.blocks is None:
+            out.blocks = _Blocks(response, Block2Receiver())
+        try:
+            next_block = out.blocks.receiver.feed(response)
+        except BlockwiseError as exc:
+            out.blocks = None
+            return _broken(out.operation, first, self.types, f"block-wise answer: {exc}")
+        if next_block is None:
+            payload = out.blocks.receiver.payload
+            out.blocks = None
+            return decode_result(out.operation, first, self.types, payload)
+        src = out.message
+        follow = Message(
+            type=src.type,
+            code=src.code,
+            options=[o for o in src.options if o[0] not in _NOT_REPEATED],
+            payload=src.payload,
+        )
+        follow.add(OptionNumber.BLOCK2, next_block.encode())
+        out.follow_key = peer.layer.send_request(follow, now)
+        self._by_layer[(addr, out.follow_key)] = key
+        return None
+
     def _peer(self, addr: Address, now: float) -> _Peer:
         peer = self._peers.get(addr)
         if peer is None:
@@ -195,7 +415,7 @@ class ServerCore:
             if isinstance(event, IncomingRequest):
                 self._on_request(addr, peer, event, now)
             else:
-                self._responses.append(ResponseEvent(event.key, addr, event))
+                self._on_result(addr, peer, event, now)
         for data in peer.layer.datagrams_to_send():
             self._tx.append((addr, data))
 
