@@ -1,0 +1,511 @@
+"""Sans-IO Observe scheduler: when to send which notification (LwM2M 1.1.1 §5.1.2, RFC 7641).
+
+The data model (``client/operations.py``) registers each accepted Observe or
+Observe-Composite request here as an :class:`Observation`; this module decides
+*when* a notification is due and builds the complete 2.05 message, while
+reading values stays behind the small :class:`Sampler` protocol. Keeping the
+rules apart from the object tree makes them testable with a plain float clock
+and a fake sampler, and keeps the per-observation state small enough for
+thousands of simulated devices in one process.
+
+Rules, per observed path ``i`` with effective attributes ``a_i`` (inheritance
+object -> instance -> resource is the sampler's job):
+
+* a *trigger* on path ``i`` is sent at ``last notification + pmin_i``, or at
+  once if that is already past (a change during pmin goes out when pmin ends);
+* ``pmax`` (ignored unless greater than pmin) forces a notification that long
+  after the previous one, change or not;
+* with ``gt``/``lt``/``st`` on a numeric single resource only threshold events
+  trigger: the value crossing gt or lt between two samples (either direction),
+  or moving by at least st from the last *notified* value; several set
+  attributes combine with OR. Without them any change triggers;
+* ``epmin``/``epmax`` bound the evaluation period: a change reported by the
+  application is evaluated no sooner than epmin after the previous sample, and
+  the value is sampled at least every epmax even without a report, so values
+  that change silently (sensors read on demand) are still noticed;
+* a composite observation notifies (all its paths) when any path's rule
+  fires; its pmax is the smallest valid one, its evaluation period the most
+  restrictive epmin and the smallest epmax.
+
+Every sample (evaluation or notification) updates the remembered values, so
+a notification's content is always the new baseline. Triggers latch: a
+crossing seen during pmin is reported when pmin ends even if the value went
+back, because the spec says the notification "MUST be sent" then.
+
+Timers live in one heap with lazy deletion (an entry is valid while its time
+equals the observation's current deadline), so :meth:`Observer.next_timer` is
+O(1) amortised and never scans observations.
+"""
+
+from __future__ import annotations
+
+import functools
+import heapq
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from aiolwm2m.client.engine import Notification
+from aiolwm2m.coap.message import Code, Message, MessageType, make_options
+from aiolwm2m.errors import ConfigError, Lwm2mError
+from aiolwm2m.lwm2m.attributes import Attributes
+from aiolwm2m.lwm2m.path import Path
+from aiolwm2m.lwm2m.values import Record
+
+__all__ = [
+    "SEQUENCE_MODULUS",
+    "InvalidObservationError",
+    "Observation",
+    "ObserveSettings",
+    "ObservedPathGone",
+    "Observer",
+    "Sampler",
+]
+
+#: The Observe option carries a 24-bit sequence number that wraps (RFC 7641 §4.4).
+SEQUENCE_MODULUS = 1 << 24
+
+
+class ObservedPathGone(Lwm2mError):
+    """Raised by :meth:`Sampler.sample` when an observed path no longer exists."""
+
+
+class InvalidObservationError(Lwm2mError, ValueError):
+    """An :class:`Observation` that cannot be registered (no path, token too long)."""
+
+
+class Sampler(Protocol):
+    """How the scheduler reads the data model; implemented by the object tree."""
+
+    def sample(
+        self, ssid: int, paths: Sequence[Path], content_format: int
+    ) -> tuple[bytes, list[Record]]:
+        """Encode ``paths`` for server ``ssid``: the payload and the records in it.
+
+        Raises :class:`ObservedPathGone` if a path was deleted.
+        """
+
+    def attributes(self, ssid: int, path: Path) -> Attributes:
+        """Effective notification attributes of ``path`` for ``ssid`` (inheritance applied)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One accepted Observe (one path) or Observe-Composite (several paths) request."""
+
+    ssid: int
+    token: bytes
+    paths: tuple[Path, ...]
+    content_format: int
+
+    def __post_init__(self) -> None:
+        if not self.paths:
+            raise InvalidObservationError("an observation needs at least one path")
+        if len(self.token) > 8:
+            raise InvalidObservationError(f"token longer than 8 bytes: {self.token.hex()}")
+
+
+@dataclass(frozen=True, slots=True)
+class ObserveSettings:
+    """Client-wide notification policy (not per server: attributes cover that).
+
+    ``confirmable`` sends every notification as CON; otherwise they are NON
+    except that one is made CON when ``max_non_interval`` seconds passed since
+    the last CON (or the registration), as RFC 7641 §4.5 requires at least
+    every 24 hours so a client that lost interest is found out.
+    ``initial_sequence`` is the Observe value of the first response of a new
+    observation (a replaced observation continues its own sequence).
+    """
+
+    confirmable: bool = False
+    max_non_interval: float = 86400.0
+    initial_sequence: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.max_non_interval > 0:
+            raise ConfigError(f"max_non_interval must be positive: {self.max_non_interval!r}")
+        if not 0 <= self.initial_sequence < SEQUENCE_MODULUS:
+            raise ConfigError(f"initial_sequence must fit 24 bits: {self.initial_sequence!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Rules:
+    """Timing and threshold rules of one observation, derived from its attributes.
+
+    Shared between observations with equal attributes (see :func:`_rules`), so
+    thousands of devices observing with the same attributes cost one object.
+    """
+
+    pmin: tuple[float, ...]  # per path
+    pmax: float | None  # smallest valid pmax over the paths
+    epmin: float
+    epmax: float | None
+    thresholds: tuple[Attributes | None, ...]  # per path: set when gt/lt/st is
+    threshold_mask: int  # bit i set when path i has thresholds
+
+
+@functools.lru_cache(maxsize=256)
+def _rules(attrs: tuple[Attributes, ...]) -> _Rules:
+    pmins = tuple(float(a.pmin or 0) for a in attrs)
+    # pmax is ignored when not greater than pmin (which also covers pmax=0).
+    pmaxes = [float(a.pmax or 0) for a in attrs]
+    pmaxes = [pmax for pmax, pmin in zip(pmaxes, pmins, strict=True) if pmax > pmin]
+    epmin = float(max(a.epmin or 0 for a in attrs))
+    epmaxes = [float(a.epmax) for a in attrs if a.epmax]
+    epmax = min(epmaxes) if epmaxes and min(epmaxes) > epmin else None
+    thresholds = tuple(
+        a if a.gt is not None or a.lt is not None or a.st is not None else None for a in attrs
+    )
+    mask = sum(1 << i for i, t in enumerate(thresholds) if t is not None)
+    return _Rules(pmins, min(pmaxes) if pmaxes else None, epmin, epmax, thresholds, mask)
+
+
+class _Obs:
+    """Mutable per-observation state; slots keep it near 150 bytes."""
+
+    __slots__ = (
+        "deadline",
+        "dirty",
+        "last_con",
+        "last_eval",
+        "last_notify",
+        "obs",
+        "pending",
+        "prev",
+        "rules",
+        "sent",
+        "seq",
+    )
+
+    def __init__(self, obs: Observation, rules: _Rules, seq: int, now: float) -> None:
+        self.obs = obs
+        self.rules = rules
+        self.seq = seq
+        self.last_notify = now  # the first 2.05 response counts as a notification
+        self.last_con = now
+        self.last_eval = now
+        self.pending = 0  # bit i: path i's rule fired, waiting for pmin_i
+        self.dirty = 0  # bit i: the application changed path i, not evaluated yet
+        # Per path, at the last sample: the numeric value for threshold paths,
+        # else a fingerprint of the records (changes seen by periodic sampling).
+        self.prev: list[float | None] = [None] * len(obs.paths)
+        # Per threshold path: the value in the last notification (for st).
+        self.sent: list[float | None] = [None] * len(obs.paths)
+        self.deadline: float | None = None
+
+
+def _numeric(records: Sequence[Record], path: Path) -> float | None:
+    """The number at exactly ``path`` (last one if timestamped), None if not numeric."""
+    for record in reversed(records):
+        if record.path == path:
+            value = record.value
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return float(value)
+            return None
+    return None
+
+
+def _fingerprint(records: Sequence[Record], path: Path, whole: bool) -> int:
+    """A hash of the values under ``path``: equal values give equal fingerprints."""
+    return hash(tuple((r.path, r.value) for r in records if whole or path.contains(r.path)))
+
+
+def _crossed(before: float, after: float, threshold: float | None, above: bool) -> bool:
+    """The value moved to the other side of ``threshold`` (``above``: side is ``> gt``)."""
+    if threshold is None:
+        return False
+    if above:
+        return (before > threshold) != (after > threshold)
+    return (before < threshold) != (after < threshold)
+
+
+class Observer:
+    """All observations of one client; see the module docstring for the rules."""
+
+    def __init__(self, sampler: Sampler, settings: ObserveSettings | None = None) -> None:
+        self._sampler = sampler
+        self._settings = settings if settings is not None else ObserveSettings()
+        self._obs: dict[tuple[int, bytes], _Obs] = {}
+        # Which observations a change of a path concerns, without a scan:
+        # ``_at[p]`` observe exactly p, ``_below[p]`` observe p or something below it.
+        self._at: dict[Path, set[tuple[int, bytes]]] = {}
+        self._below: dict[Path, set[tuple[int, bytes]]] = {}
+        self._heap: list[tuple[float, tuple[int, bytes]]] = []
+        self._outbox: list[Notification] = []
+
+    # ------------------------------------------------------------------ queries
+    def __len__(self) -> int:
+        return len(self._obs)
+
+    def observations(self, ssid: int | None = None) -> list[Observation]:
+        return [o.obs for o in self._obs.values() if ssid is None or o.obs.ssid == ssid]
+
+    # ------------------------------------------------------------------ registration
+    def add(self, obs: Observation, now: float, *, records: Sequence[Record] | None = None) -> int:
+        """Register ``obs`` (replacing one with the same ssid and token).
+
+        Returns the Observe value for the first 2.05 response. ``records`` is
+        what that response carries, used as the baseline for gt/lt/st; without
+        it the sampler is asked (and :class:`ObservedPathGone` propagates, for
+        the caller to answer 4.04; nothing is registered then).
+        """
+        key = (obs.ssid, obs.token)
+        old = self._obs.get(key)
+        seq = self._settings.initial_sequence if old is None else (old.seq + 1) % SEQUENCE_MODULUS
+        if records is None:
+            _, records = self._sampler.sample(obs.ssid, obs.paths, obs.content_format)
+        if old is not None:
+            self._forget(key)
+        state = _Obs(obs, self._read_rules(obs), seq, now)
+        self._baseline(state, records)
+        self._obs[key] = state
+        for path in obs.paths:
+            self._at.setdefault(path, set()).add(key)
+            for ancestor in path.ancestors():
+                self._below.setdefault(ancestor, set()).add(key)
+        self._schedule(state)
+        return seq
+
+    def remove(self, ssid: int, token: bytes) -> bool:
+        """End one observation (Cancel-Observe, Reset, failure); False if unknown."""
+        if (ssid, token) not in self._obs:
+            return False
+        self._forget((ssid, token))
+        return True
+
+    def drop(self, ssid: int) -> None:
+        """The session with ``ssid`` changed: all its observations end."""
+        for key in [k for k in self._obs if k[0] == ssid]:
+            self._forget(key)
+
+    # ------------------------------------------------------------------ inputs
+    def value_changed(self, path: Path, now: float) -> None:
+        """The application changed ``path``; observations on it, above or below it react."""
+        keys = set(self._below.get(path, ()))
+        for ancestor in path.ancestors():
+            keys.update(self._at.get(ancestor, ()))
+        for key in sorted(keys):  # sorted: notifications in a reproducible order
+            state = self._obs.get(key)
+            if state is None:
+                continue
+            bits = 0
+            for i, observed in enumerate(state.obs.paths):
+                if observed.contains(path) or path.contains(observed):
+                    bits |= 1 << i
+            if bits:
+                state.dirty |= bits
+                self._step(state, now)
+
+    def attributes_changed(self, ssid: int, now: float) -> None:
+        """Write-Attributes for ``ssid`` happened: re-read attributes and reschedule.
+
+        When a path gains or loses thresholds its remembered value changes
+        meaning (number vs fingerprint), so the observation takes a fresh
+        sample as its new baseline.
+        """
+        for state in [s for s in self._obs.values() if s.obs.ssid == ssid]:
+            rules = self._read_rules(state.obs)
+            rebaseline = rules.threshold_mask != state.rules.threshold_mask
+            state.rules = rules
+            if rebaseline:
+                try:
+                    _, records = self._sampler.sample(
+                        ssid, state.obs.paths, state.obs.content_format
+                    )
+                except ObservedPathGone:
+                    self._gone(state, now)
+                    continue
+                state.last_eval = now
+                self._baseline(state, records)
+            self._step(state, now)
+
+    # ------------------------------------------------------------------ timers and output
+    def next_timer(self) -> float | None:
+        heap = self._heap
+        while heap:
+            deadline, key = heap[0]
+            state = self._obs.get(key)
+            if state is not None and state.deadline == deadline:
+                return deadline
+            heapq.heappop(heap)
+        return None
+
+    def handle_timer(self, now: float) -> None:
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            deadline, key = heapq.heappop(heap)
+            state = self._obs.get(key)
+            if state is None or state.deadline != deadline:
+                continue
+            state.deadline = None  # popped: _step's reschedule must push again
+            self._step(state, now)
+
+    def take_notifications(self, now: float) -> list[Notification]:
+        """Notifications produced so far, after running anything due at ``now``."""
+        self.handle_timer(now)
+        out, self._outbox = self._outbox, []
+        return out
+
+    # ------------------------------------------------------------------ internals
+    def _read_rules(self, obs: Observation) -> _Rules:
+        return _rules(tuple(self._sampler.attributes(obs.ssid, p) for p in obs.paths))
+
+    def _forget(self, key: tuple[int, bytes]) -> None:
+        state = self._obs.pop(key)
+        for path in state.obs.paths:
+            _discard(self._at, path, key)
+            for ancestor in path.ancestors():
+                _discard(self._below, ancestor, key)
+        if self._outbox:
+            self._outbox = [n for n in self._outbox if (n.ssid, n.token) != key]
+
+    def _step(self, state: _Obs, now: float) -> None:
+        """Do whatever is due for one observation at ``now``, then reschedule it."""
+        rules = state.rules
+        try:
+            if state.dirty and now >= state.last_eval + rules.epmin:
+                self._evaluate(state, now, periodic=False)
+            elif rules.epmax is not None and now >= state.last_eval + rules.epmax:
+                self._evaluate(state, now, periodic=True)
+            if self._notify_due(state, now):
+                self._notify(state, now)
+        except ObservedPathGone:
+            self._gone(state, now)
+            return
+        self._schedule(state)
+
+    def _notify_due(self, state: _Obs, now: float) -> bool:
+        rules = state.rules
+        if rules.pmax is not None and now >= state.last_notify + rules.pmax:
+            return True
+        pending = state.pending
+        return bool(pending) and any(
+            pending >> i & 1 and now >= state.last_notify + pmin
+            for i, pmin in enumerate(rules.pmin)
+        )
+
+    def _deadline(self, state: _Obs) -> float | None:
+        rules = state.rules
+        times: list[float] = []
+        if rules.pmax is not None:
+            times.append(state.last_notify + rules.pmax)
+        if state.pending:
+            times.extend(
+                state.last_notify + pmin
+                for i, pmin in enumerate(rules.pmin)
+                if state.pending >> i & 1
+            )
+        if state.dirty:
+            times.append(state.last_eval + rules.epmin)
+        if rules.epmax is not None:
+            times.append(state.last_eval + rules.epmax)
+        return min(times) if times else None
+
+    def _schedule(self, state: _Obs) -> None:
+        deadline = self._deadline(state)
+        if deadline == state.deadline:
+            return
+        state.deadline = deadline
+        if deadline is None:
+            return
+        heap = self._heap
+        if len(heap) > 2 * len(self._obs) + 64:
+            # Too many stale entries (frequent reschedules): rebuild from live deadlines.
+            heap[:] = [(s.deadline, k) for k, s in self._obs.items() if s.deadline is not None]
+            heapq.heapify(heap)  # includes ``state``: its deadline is already set
+            return
+        heapq.heappush(heap, (deadline, (state.obs.ssid, state.obs.token)))
+
+    def _evaluate(self, state: _Obs, now: float, *, periodic: bool) -> None:
+        """Turn reported changes (``dirty``) and/or a fresh sample into triggers."""
+        rules = state.rules
+        hinted, state.dirty = state.dirty, 0
+        if (
+            not periodic
+            and not hinted & rules.threshold_mask
+            and rules.epmin == 0
+            and rules.epmax is None
+        ):
+            # Plain "any change" rule: trust the application, read the value
+            # only once, when the notification is built.
+            state.pending |= hinted
+            return
+        obs = state.obs
+        _, records = self._sampler.sample(obs.ssid, obs.paths, obs.content_format)
+        state.last_eval = now
+        whole = len(obs.paths) == 1
+        for i, path in enumerate(obs.paths):
+            bit = 1 << i
+            thresholds = rules.thresholds[i]
+            value = _numeric(records, path) if thresholds is not None else None
+            if thresholds is not None and value is not None:
+                before, sent = state.prev[i], state.sent[i]
+                fired = before is not None and (
+                    _crossed(before, value, thresholds.gt, above=True)
+                    or _crossed(before, value, thresholds.lt, above=False)
+                )
+                if thresholds.st is not None and sent is not None:
+                    fired = fired or abs(value - sent) >= thresholds.st
+                state.prev[i] = value
+            else:
+                fingerprint = _fingerprint(records, path, whole)
+                fired = bool(hinted & bit) or state.prev[i] != fingerprint
+                state.prev[i] = fingerprint
+            if fired:
+                state.pending |= bit
+
+    def _baseline(self, state: _Obs, records: Sequence[Record]) -> None:
+        """Remember ``records`` as both the last sample and the last notified values."""
+        obs = state.obs
+        whole = len(obs.paths) == 1
+        for i, path in enumerate(obs.paths):
+            value = _numeric(records, path) if state.rules.thresholds[i] is not None else None
+            if value is not None:
+                state.prev[i] = state.sent[i] = value
+            else:
+                state.prev[i] = _fingerprint(records, path, whole)
+                state.sent[i] = None
+
+    def _notify(self, state: _Obs, now: float) -> None:
+        obs = state.obs
+        payload, records = self._sampler.sample(obs.ssid, obs.paths, obs.content_format)
+        self._baseline(state, records)
+        state.last_notify = state.last_eval = now
+        state.pending = state.dirty = 0
+        state.seq = (state.seq + 1) % SEQUENCE_MODULUS
+        settings = self._settings
+        confirmable = settings.confirmable or now - state.last_con >= settings.max_non_interval
+        if confirmable:
+            state.last_con = now
+        message = Message(
+            type=MessageType.CON if confirmable else MessageType.NON,
+            code=Code.CONTENT,
+            token=obs.token,
+            options=make_options(observe=state.seq, content_format=obs.content_format),
+            payload=payload,
+        )
+        self._outbox.append(Notification(obs.ssid, obs.token, _describe(obs), message, now))
+
+    def _gone(self, state: _Obs, now: float) -> None:
+        """A path vanished: a final 4.04 (no Observe option ends it, RFC 7641 §3.2).
+
+        Sent as CON whatever the settings: it is the last word on this
+        observation and a lost NON would leave the server waiting until pmax.
+        """
+        obs = state.obs
+        self._forget((obs.ssid, obs.token))
+        message = Message(type=MessageType.CON, code=Code.NOT_FOUND, token=obs.token)
+        self._outbox.append(Notification(obs.ssid, obs.token, _describe(obs), message, now))
+
+
+def _discard(index: dict[Path, set[tuple[int, bytes]]], path: Path, key: tuple[int, bytes]) -> None:
+    keys = index.get(path)
+    if keys is not None:
+        keys.discard(key)
+        if not keys:
+            del index[path]
+
+
+def _describe(obs: Observation) -> str:
+    """``Notification.path``: the path, or the comma-separated paths of a composite."""
+    return ",".join(str(p) for p in obs.paths)
