@@ -24,9 +24,10 @@ import enum
 import random
 from collections import deque
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiolwm2m.client import events as ev
+from aiolwm2m.client.bootstrap import Provisioning
 from aiolwm2m.client.config import (
     ClientConfig,
     InvalidParameters,
@@ -141,13 +142,14 @@ class RegistrationRecord:
 class Snapshot:
     """The engine state worth persisting (written by ``aiolwm2m.client.storage``).
 
-    ``accounts`` is None while the servers are those of the factory
+    ``provisioning`` (:meth:`Provisioning.to_dict`, JSON-able and opaque to
+    the store) is None while the servers are those of the factory
     configuration, so editing the config file takes effect until a bootstrap
     provisions other accounts. Times are on the caller's clock; :meth:`shifted`
     moves them to another one (the runtime stores wall-clock seconds).
     """
 
-    accounts: tuple[ServerAccount, ...] | None = None
+    provisioning: dict[str, Any] | None = None
     registrations: tuple[RegistrationRecord, ...] = ()
     notifications: tuple[Notification, ...] = ()
 
@@ -321,8 +323,11 @@ class ClientEngine:
 
     def snapshot(self) -> Snapshot:
         accounts = tuple(srv.account for srv in self._servers.values())
+        provisioned = replace(self.config, servers=accounts)
         return Snapshot(
-            accounts=None if accounts == self.config.servers else accounts,
+            provisioning=None
+            if accounts == self.config.servers
+            else Provisioning.from_config(provisioned).to_dict(),
             registrations=tuple(
                 RegistrationRecord(
                     srv.ssid,
@@ -347,8 +352,10 @@ class ClientEngine:
         """
         if self._started:
             raise NotAllowedError("restore() after start()")
-        if snapshot.accounts is not None:
-            self._set_accounts(snapshot.accounts)
+        if snapshot.provisioning is not None:
+            # Validated when the store read it (an unusable one is never restored).
+            accounts = Provisioning.from_dict(snapshot.provisioning).accounts()
+            self._set_accounts(tuple(accounts))
         for record in snapshot.registrations:
             srv = self._servers.get(record.ssid)
             if srv is not None and srv.account.uri == record.uri:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
@@ -21,10 +22,19 @@ from aiolwm2m.client.engine import (
     ClientEngine,
     CloseLink,
     LinkFailure,
+    NotAllowedError,
     ObjectTree,
     OpenLink,
     SendDatagram,
     ServerState,
+    Snapshot,
+)
+from aiolwm2m.client.storage import (
+    Store,
+    StoreReadError,
+    StoreWriteError,
+    factory_reset,
+    open_store,
 )
 from aiolwm2m.runtime.links import Link
 
@@ -51,7 +61,16 @@ class EngineDriver(ABC):
         self._callbacks: list[EventCallback] = []
         self._timer_at: float | None = None
         self._started_at = 0.0
+        self._started = False
         self._stopped = False
+        # Persistent state ([storage] path): read now, restored and reported at start.
+        self._store: Store | None = None
+        self._restored = Snapshot()
+        self._storage_errors: list[StoreReadError] = []
+        if config.storage_path is not None:
+            self._store, self._restored, self._storage_errors = open_store(config.storage_path)
+        self._saved_version = 0
+        self._time_offset = 0.0  # wall clock - engine clock, fixed at start
 
     # ------------------------------------------------------------------ runtime hooks
     @abstractmethod
@@ -67,11 +86,39 @@ class EngineDriver(ABC):
     @abstractmethod
     def _set_timer(self, when: float | None) -> None: ...
 
+    def wall_time(self) -> float:
+        """Seconds since the epoch: stored times use it so they survive a reboot."""
+        return time.time()
+
     # ------------------------------------------------------------------ application API
     def start_engine(self) -> None:
-        self._started_at = self.now()
-        self.engine.start(self.now())
+        now = self._started_at = self.now()
+        self._started = True
+        for exc in self._storage_errors:
+            self._deliver(ev.Error(now, exc.code, detail=str(exc)))
+        self._time_offset = self.wall_time() - now
+        self.engine.restore(self._restored.shifted(-self._time_offset))
+        self._restored = Snapshot()
+        self._saved_version = self.engine.state_version
+        self.engine.start(now)
         self._pump()
+
+    def factory_reset(self) -> None:
+        """Clear the persistent state: the next start runs from the factory configuration.
+
+        Allowed before start and after stop only; a running engine would write
+        its state straight back. Raises :class:`NotAllowedError` (and reports
+        ``not_allowed``) otherwise, or ``StoreWriteError`` if the store refuses.
+        """
+        if self._started and not self._stopped:
+            detail = "factory_reset() while running"
+            self._deliver(ev.Error(self.now(), ev.ErrorCode.NOT_ALLOWED, detail=detail))
+            raise NotAllowedError("factory_reset() while the client runs: stop it first")
+        self._restored = Snapshot()
+        if self._store is not None:
+            self._store.clear()
+        elif self.config.storage_path is not None:
+            factory_reset(self.config.storage_path)
 
     def all_connections_failed(self) -> bool:
         return self.engine.all_connections_failed()
@@ -140,10 +187,21 @@ class EngineDriver(ABC):
                 self._begin_open(action, self._generation[action.link])
         while (event := self.engine.next_event()) is not None:
             self._deliver(event)
+        if self._store is not None and self.engine.state_version != self._saved_version:
+            self._save()
         when = self.engine.next_timer()
         if when != self._timer_at:
             self._timer_at = when
             self._set_timer(when)
+
+    def _save(self) -> None:
+        """Write the engine's state; a failure is reported and retried at the next change."""
+        assert self._store is not None
+        self._saved_version = self.engine.state_version
+        try:
+            self._store.save(self.engine.snapshot(), self._time_offset)
+        except StoreWriteError as exc:
+            self._deliver(ev.Error(self.now(), exc.code, detail=str(exc)))
 
     def _deliver(self, event: ev.Event) -> None:
         log.debug("event %s", event)

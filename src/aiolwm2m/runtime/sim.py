@@ -254,6 +254,10 @@ class SimClient(EngineDriver):
     def now(self) -> float:
         return self.net.clock.now
 
+    def wall_time(self) -> float:
+        """The virtual clock: stored times stay exact across a simulated restart."""
+        return self.net.clock.now
+
     def named(self, name: str) -> list[ev.Event]:
         return [e for e in self.events if e.name == name]
 
