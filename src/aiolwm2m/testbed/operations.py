@@ -124,6 +124,9 @@ class OperationError(Lwm2mError, ValueError):
 class UnknownEndpointError(OperationError, KeyError):
     """No client is registered under that endpoint name (also a ``KeyError``)."""
 
+    def __str__(self) -> str:  # KeyError would show the message in quotes
+        return str(self.args[0]) if self.args else ""
+
 
 class TransportError(Lwm2mError):
     """The request got no answer: timeout, RST from the client, or a network error."""
