@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from aiolwm2m.dtls.credentials import load_certificate_der, load_private_key_der
 from aiolwm2m.errors import ConfigError
 
 __all__ = [
@@ -31,6 +32,8 @@ __all__ = [
     "generate_ca",
     "generate_device_certificate",
     "generate_server_certificate",
+    "load_ca",
+    "write_device_certificate",
     "write_test_pki",
 ]
 
@@ -328,3 +331,40 @@ def write_test_pki(
         _write(pki.device_cert_path(ep), dev.certificate_pem)
         _write(pki.device_key_path(ep), dev.private_key_pem, secret=True)
     return pki
+
+
+def load_ca(directory: str | os.PathLike[str]) -> CertifiedKey:
+    """The CA that :func:`write_test_pki` wrote into ``directory`` (to mint more devices)."""
+    out = Path(directory)
+    if not (out / "ca.pem").exists() or not (out / "ca.key.pem").exists():
+        raise ConfigError(f"no test CA in {os.fspath(out)!r} (run `aiolwm2m certs init` first)")
+    return CertifiedKey(
+        certificate_der=load_certificate_der(out / "ca.pem"),
+        private_key_der=load_private_key_der(out / "ca.key.pem"),
+    )
+
+
+def write_device_certificate(
+    directory: str | os.PathLike[str],
+    endpoint: str,
+    *,
+    days: float = 825,
+    expired: bool = False,
+) -> tuple[Path, Path]:
+    """Mint one more device certificate from the CA in ``directory``; return (cert, key) paths.
+
+    ``expired=True`` makes one whose validity ended a month ago, for testing
+    how a client and server deal with stale credentials.
+    """
+    ca = load_ca(directory)
+    if expired:
+        start = _dt.datetime.now(_dt.UTC) - _dt.timedelta(days=60)
+        device = generate_device_certificate(ca, endpoint, not_before=start, days=30)
+    else:
+        device = generate_device_certificate(ca, endpoint, days=days)
+    out = Path(directory)
+    cert_path = out / f"{_safe_file_name(endpoint)}.pem"
+    key_path = out / f"{_safe_file_name(endpoint)}.key.pem"
+    _write(cert_path, device.certificate_pem)
+    _write(key_path, device.private_key_pem, secret=True)
+    return cert_path, key_path

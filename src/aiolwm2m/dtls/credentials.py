@@ -89,6 +89,14 @@ class PskCredentials:
             raise ConfigError(f"PSK key is not valid hex: {exc}") from exc
         return cls(ident, key)
 
+    @classmethod
+    def from_spec(cls, spec: str) -> PskCredentials:
+        """Parse ``IDENTITY:HEXKEY`` (the form of ``aiolwm2m server --psk``)."""
+        identity, sep, key_hex = spec.rpartition(":")
+        if not sep or not identity:
+            raise ConfigError(f"PSK must be IDENTITY:HEXKEY, got {spec!r}")
+        return cls.from_hex(identity, key_hex)
+
 
 class CertificateUsage:
     """LwM2M 1.1 Certificate Usage (/0/x/15), RFC 6698 semantics."""
@@ -220,6 +228,19 @@ class ServerCertificateCredentials:
         object.__setattr__(self, "client_ca_certificates_der", cas)
         for i, ca in enumerate(cas):
             _parse_cert(ca, f"client CA certificate #{i}")
+
+    @classmethod
+    def from_files(
+        cls,
+        certificate: str | os.PathLike[str],
+        private_key: str | os.PathLike[str],
+        client_ca_certificates: Iterable[str | os.PathLike[str]] = (),
+    ) -> ServerCertificateCredentials:
+        """Load from PEM or DER files (a CA file may hold several PEM certificates)."""
+        cas: list[bytes] = []
+        for path in client_ca_certificates:
+            cas.extend(load_certificates_der(path))
+        return cls(load_certificate_der(certificate), load_private_key_der(private_key), tuple(cas))
 
 
 DtlsCredentials = PskCredentials | CertificateCredentials
