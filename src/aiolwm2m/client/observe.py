@@ -113,8 +113,7 @@ class ObserveSettings:
     except that one is made CON when ``max_non_interval`` seconds passed since
     the last CON (or the registration), as RFC 7641 §4.5 requires at least
     every 24 hours so a client that lost interest is found out.
-    ``initial_sequence`` is the Observe value of the first response of a new
-    observation (a replaced observation continues its own sequence).
+    ``initial_sequence`` is the first Observe value the observer hands out.
     """
 
     confirmable: bool = False
@@ -174,13 +173,11 @@ class _Obs:
         "prev",
         "rules",
         "sent",
-        "seq",
     )
 
-    def __init__(self, obs: Observation, rules: _Rules, seq: int, now: float) -> None:
+    def __init__(self, obs: Observation, rules: _Rules, now: float) -> None:
         self.obs = obs
         self.rules = rules
-        self.seq = seq
         self.last_notify = now  # the first 2.05 response counts as a notification
         self.last_con = now
         self.last_eval = now
@@ -226,12 +223,14 @@ class Observer:
         self._sampler = sampler
         self._settings = settings if settings is not None else ObserveSettings()
         self._obs: dict[tuple[int, bytes], _Obs] = {}
-        # Which observations a change of a path concerns, without a scan:
-        # ``_at[p]`` observe exactly p, ``_below[p]`` observe p or something below it.
-        self._at: dict[Path, set[tuple[int, bytes]]] = {}
-        self._below: dict[Path, set[tuple[int, bytes]]] = {}
+        # Observation keys by the object instance their path lies in (shorter
+        # ids for object and root paths), so a resource change looks at a few
+        # lists instead of every observation. Lists, not sets: they hold one or
+        # two keys, and a set costs four times the memory.
+        self._index: dict[tuple[int, ...], list[tuple[int, bytes]]] = {}
         self._heap: list[tuple[float, tuple[int, bytes]]] = []
         self._outbox: list[Notification] = []
+        self._sequence = self._settings.initial_sequence
 
     # ------------------------------------------------------------------ queries
     def __len__(self) -> int:
@@ -250,21 +249,17 @@ class Observer:
         the caller to answer 4.04; nothing is registered then).
         """
         key = (obs.ssid, obs.token)
-        old = self._obs.get(key)
-        seq = self._settings.initial_sequence if old is None else (old.seq + 1) % SEQUENCE_MODULUS
         if records is None:
             _, records = self._sampler.sample(obs.ssid, obs.paths, obs.content_format)
-        if old is not None:
+        if key in self._obs:
             self._forget(key)
-        state = _Obs(obs, self._read_rules(obs), seq, now)
+        state = _Obs(obs, self._read_rules(obs), now)
         self._baseline(state, records)
         self._obs[key] = state
-        for path in obs.paths:
-            self._at.setdefault(path, set()).add(key)
-            for ancestor in path.ancestors():
-                self._below.setdefault(ancestor, set()).add(key)
+        for bucket in {p.ids[:2] for p in obs.paths}:
+            self._index.setdefault(bucket, []).append(key)
         self._schedule(state)
-        return seq
+        return self._next_sequence()
 
     def remove(self, ssid: int, token: bytes) -> bool:
         """End one observation (Cancel-Observe, Reset, failure); False if unknown."""
@@ -281,9 +276,12 @@ class Observer:
     # ------------------------------------------------------------------ inputs
     def value_changed(self, path: Path, now: float) -> None:
         """The application changed ``path``; observations on it, above or below it react."""
-        keys = set(self._below.get(path, ()))
-        for ancestor in path.ancestors():
-            keys.update(self._at.get(ancestor, ()))
+        ids = path.ids
+        if len(ids) >= 2:
+            index = self._index
+            keys = {*index.get(ids[:2], ()), *index.get(ids[:1], ()), *index.get((), ())}
+        else:  # an object or the root changed (instances created/deleted): rare
+            keys = set(self._obs)
         for key in sorted(keys):  # sorted: notifications in a reproducible order
             state = self._obs.get(key)
             if state is None:
@@ -347,15 +345,28 @@ class Observer:
         return out
 
     # ------------------------------------------------------------------ internals
+    def _next_sequence(self) -> int:
+        """One counter for every observation of this client, wrapping at 24 bits.
+
+        Shared rather than per observation so a token re-used after Cancel
+        (or a replaced observation) never repeats or goes back in numbers the
+        server may still hold (RFC 7641 §3.4 freshness); with thousands of
+        devices per process it also saves a field per observation.
+        """
+        value = self._sequence
+        self._sequence = (value + 1) % SEQUENCE_MODULUS
+        return value
+
     def _read_rules(self, obs: Observation) -> _Rules:
         return _rules(tuple(self._sampler.attributes(obs.ssid, p) for p in obs.paths))
 
     def _forget(self, key: tuple[int, bytes]) -> None:
         state = self._obs.pop(key)
-        for path in state.obs.paths:
-            _discard(self._at, path, key)
-            for ancestor in path.ancestors():
-                _discard(self._below, ancestor, key)
+        for bucket in {p.ids[:2] for p in state.obs.paths}:
+            keys = self._index[bucket]
+            keys.remove(key)
+            if not keys:
+                del self._index[bucket]
         if self._outbox:
             self._outbox = [n for n in self._outbox if (n.ssid, n.token) != key]
 
@@ -472,7 +483,6 @@ class Observer:
         self._baseline(state, records)
         state.last_notify = state.last_eval = now
         state.pending = state.dirty = 0
-        state.seq = (state.seq + 1) % SEQUENCE_MODULUS
         settings = self._settings
         confirmable = settings.confirmable or now - state.last_con >= settings.max_non_interval
         if confirmable:
@@ -481,7 +491,7 @@ class Observer:
             type=MessageType.CON if confirmable else MessageType.NON,
             code=Code.CONTENT,
             token=obs.token,
-            options=make_options(observe=state.seq, content_format=obs.content_format),
+            options=make_options(observe=self._next_sequence(), content_format=obs.content_format),
             payload=payload,
         )
         self._outbox.append(Notification(obs.ssid, obs.token, _describe(obs), message, now))
@@ -496,14 +506,6 @@ class Observer:
         self._forget((obs.ssid, obs.token))
         message = Message(type=MessageType.CON, code=Code.NOT_FOUND, token=obs.token)
         self._outbox.append(Notification(obs.ssid, obs.token, _describe(obs), message, now))
-
-
-def _discard(index: dict[Path, set[tuple[int, bytes]]], path: Path, key: tuple[int, bytes]) -> None:
-    keys = index.get(path)
-    if keys is not None:
-        keys.discard(key)
-        if not keys:
-            del index[path]
 
 
 def _describe(obs: Observation) -> str:

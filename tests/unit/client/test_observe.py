@@ -358,12 +358,14 @@ def test_sequence_numbers_increase_and_wrap_at_24_bits() -> None:
     assert [n.message.observe for n in h.sent] == [SEQUENCE_MODULUS - 1, 0, 1]
 
 
-def test_replacing_an_observation_continues_its_sequence(h: Harness) -> None:
+def test_sequence_never_goes_back_for_a_replaced_or_reused_token(h: Harness) -> None:
     assert h.observe(TEMP) == 0
     h.set(TEMP, 1.0, at=1.0)
     assert h.observe(TEMP) == 2  # same ssid and token: replaced, not restarted
     assert len(h.observer) == 1
-    assert h.observe(TEMP, token=b"\x02") == 0
+    assert h.observer.remove(1, b"\x01")
+    assert h.observe(TEMP) == 3  # the token re-used after a cancel
+    assert h.observe(TEMP, token=b"\x02") == 4
 
 
 def test_a_con_notification_at_least_every_24_hours(h: Harness) -> None:
@@ -596,3 +598,61 @@ def test_property_gt_notifies_exactly_on_crossings(gt: int, values: list[int]) -
         if (a > gt) != (b > gt)
     ]
     assert h.times() == expected
+
+
+_PATHS = (TEMP, Path.of(3303, 1, 5700), Path.of(3303, 0), Path.of(3303))
+_op = st.one_of(
+    st.tuples(st.just("change"), st.integers(0, 1), st.integers(-30, 30)),
+    st.tuples(st.just("silent"), st.integers(0, 1), st.integers(-30, 30)),
+    st.tuples(st.just("wait"), st.integers(0, 50), st.just(0)),
+    st.tuples(st.just("attrs"), st.integers(0, 3), st.integers(0, 20)),
+    st.tuples(st.just("observe"), st.integers(0, 3), st.integers(0, 2)),
+    st.tuples(st.just("remove"), st.integers(0, 2), st.just(0)),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(ops=st.lists(_op, max_size=40))
+def test_property_timers_and_sequences_stay_consistent(ops: list[tuple[str, int, int]]) -> None:
+    h = Harness()
+    h.sampler.values.update({TEMP: 0.0, Path.of(3303, 1, 5700): 0.0})
+    last_seq: dict[bytes, int] = {}
+    checked = 0
+
+    def check_new_notifications() -> None:
+        nonlocal checked
+        for note in h.sent[checked:]:
+            if note.message.code == Code.CONTENT:
+                seq = note.message.observe
+                assert seq is not None and seq > last_seq[note.token]
+                last_seq[note.token] = seq
+        checked = len(h.sent)
+        assert h.times() == sorted(h.times())
+
+    for kind, a, b in ops:
+        if kind == "change":
+            h.set(_PATHS[a], float(b), at=h.now + 1)
+        elif kind == "silent":
+            h.sampler.values[_PATHS[a]] = float(b)
+        elif kind == "wait":
+            h.run_until(h.now + a)
+        elif kind == "attrs":
+            gt = float(b) if _PATHS[a].is_resource else None
+            attrs = Attributes(pmin=b % 7, pmax=b + 3, epmax=b % 5 + 1, gt=gt)
+            h.sampler.write_attributes(1, _PATHS[a], attrs)
+            h.observer.attributes_changed(1, h.now)
+        elif kind == "observe":
+            check_new_notifications()
+            token = bytes([b])
+            seq = h.observer.add(Observation(1, token, (_PATHS[a],), TEXT), h.now)
+            assert token not in last_seq or seq > last_seq[token]
+            last_seq[token] = seq
+        else:
+            h.observer.remove(1, bytes([a]))
+        h.collect()
+        check_new_notifications()
+        deadline = h.observer.next_timer()
+        assert deadline is None or deadline > h.now
+        assert len(h.observer._heap) <= 2 * len(h.observer) + 65
+    h.run_until(h.now + 100)
+    check_new_notifications()
