@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 
 from aiolwm2m.client import events as ev
-from aiolwm2m.client.basic_objects import BasicObjects
 from aiolwm2m.client.config import (
     ClientConfig,
     InvalidParameters,
@@ -107,20 +106,6 @@ class Spy:
                 t.close()
 
 
-class DeviceObject(BasicObjects):
-    """Answers every GET with 2.05 and a fixed manufacturer, echoing Observe.
-
-    Enough to prove server-initiated requests travel over the DTLS session; the
-    data model proper is tested elsewhere.
-    """
-
-    def handle_request(self, ssid: int, request: Message, now: float) -> Message:
-        response = Message(code=Code.CONTENT, payload=b"aiolwm2m")
-        if request.get_uint(OptionNumber.OBSERVE) == 0:
-            response.set_uint(OptionNumber.OBSERVE, 1)
-        return response
-
-
 def assert_no_plaintext(datagrams: list[bytes], *, app_data: bool) -> None:
     """Every datagram is DTLS and no CoAP (Register query, link-format) shows in clear.
 
@@ -200,7 +185,7 @@ def cert_security(pki: TestPki, server: Any = None) -> ServerSecurity:
 async def test_psk_registration_and_server_read_observe_over_the_session(
     psk_server: TestbedServer, spy_on: Spy
 ) -> None:
-    client = Client(config(psk_account(spy_on.uri)), DeviceObject({1: [0], 3: [0]}))
+    client = Client(config(psk_account(spy_on.uri)))
     await client.start()
     try:
         await client.wait_for("registered", 5)
@@ -209,7 +194,9 @@ async def test_psk_registration_and_server_read_observe_over_the_session(
         (peer,) = psk_server.dtls.endpoint.established_peers()
         info = psk_server.dtls.endpoint.peer_info(peer)
         assert info is not None and info.psk_identity == EP.encode()
-        read = Message(type=MessageType.CON, code=Code.GET, options=make_options(path=["3", "0"]))
+        read = Message(
+            type=MessageType.CON, code=Code.GET, options=make_options(path=["3", "0", "0"])
+        )
         answer = await psk_server.request(EP, read, timeout=5)
         assert answer.result.response is not None
         assert answer.result.response.code == Code.CONTENT

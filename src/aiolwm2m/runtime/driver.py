@@ -9,6 +9,7 @@ virtual clock exercise exactly the code path production uses.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
@@ -16,7 +17,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 
 from aiolwm2m.client import events as ev
-from aiolwm2m.client.basic_objects import default_objects
 from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.client.engine import (
     ClientEngine,
@@ -29,6 +29,14 @@ from aiolwm2m.client.engine import (
     ServerState,
     Snapshot,
 )
+from aiolwm2m.client.operations import (
+    DataModelRuntime,
+    DisableServer,
+    Job,
+    ObjectsChanged,
+    TriggerUpdate,
+    default_objects,
+)
 from aiolwm2m.client.storage import (
     Store,
     StoreReadError,
@@ -36,6 +44,7 @@ from aiolwm2m.client.storage import (
     factory_reset,
     open_store,
 )
+from aiolwm2m.coap.message import Code, Message
 from aiolwm2m.runtime.links import Link
 
 log = logging.getLogger("aiolwm2m.client")
@@ -54,8 +63,13 @@ class EngineDriver(ABC):
         rng: random.Random | None = None,
     ) -> None:
         self.config = config
-        self.objects = objects or default_objects([s.short_server_id for s in config.servers])
+        self.objects = objects if objects is not None else default_objects(config)
         self.engine = ClientEngine(config, self.objects, rng=rng or random.Random())
+        # The data model's async hooks, engine actions and value-change wake-ups.
+        self._data_model = self.objects if isinstance(self.objects, DataModelRuntime) else None
+        self._job_tasks: set[asyncio.Task[None]] = set()
+        if self._data_model is not None:
+            self._data_model.set_wakeup(self.poll)
         self._links: dict[int, Link] = {}
         self._generation: dict[int, int] = {}
         self._callbacks: list[EventCallback] = []
@@ -175,6 +189,8 @@ class EngineDriver(ABC):
         """Carry out the engine's link actions, deliver its events, re-arm its timer."""
         if self._stopped:
             return
+        if self._data_model is not None:
+            self._run_data_model(self._data_model)
         for action in self.engine.link_actions():
             if isinstance(action, SendDatagram):
                 link = self._links.get(action.link)
@@ -202,6 +218,45 @@ class EngineDriver(ABC):
             self._store.save(self.engine.snapshot(), self._time_offset)
         except StoreWriteError as exc:
             self._deliver(ev.Error(self.now(), exc.code, detail=str(exc)))
+
+    def _run_data_model(self, model: DataModelRuntime) -> None:
+        """Carry out what server operations asked of the engine; start async hook jobs."""
+        now = self.now()
+        for action in model.take_actions():
+            if isinstance(action, TriggerUpdate):
+                if self.engine.registered(action.ssid):
+                    self.engine.trigger_update(now, action.ssid)
+            elif isinstance(action, DisableServer):
+                self.engine.disable_server(action.ssid, now, action.timeout)
+            elif isinstance(action, ObjectsChanged):
+                self.engine.objects_changed(now)
+        for job in model.take_jobs():
+            self._start_job(job)
+        self.engine.poll(now)
+
+    def _start_job(self, job: Job) -> None:
+        """Await an async hook on the running event loop, then send its response.
+
+        Without a running loop (the simulated runtime driven synchronously)
+        async hooks cannot run: the request is answered 5.00.
+        """
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            job.coroutine.close()
+            log.error("async data model hook without a running event loop: answering 5.00")
+            response = Message(code=Code.INTERNAL_SERVER_ERROR)
+            self.engine.respond(job.ssid, job.request, response, self.now())
+            return
+        task = loop.create_task(self._finish_job(job))
+        self._job_tasks.add(task)
+        task.add_done_callback(self._job_tasks.discard)
+
+    async def _finish_job(self, job: Job) -> None:
+        response = await job.coroutine
+        if not self._stopped:
+            self.engine.respond(job.ssid, job.request, response, self.now())
+            self._pump()
 
     def _deliver(self, event: ev.Event) -> None:
         log.debug("event %s", event)

@@ -1,0 +1,926 @@
+"""Server-initiated LwM2M operations on the client's object tree (the engine's ``ObjectTree``).
+
+:class:`Operations` maps a CoAP request to an LwM2M operation (LwM2M 1.1.1
+Transport §6.4 / Core §5.4):
+
+============================  =====================================================
+GET                           Read; Accept 40: Discover; Observe 0/1: (Cancel) Observe
+PUT with payload              Write (replace)
+PUT with Uri-Query only       Write-Attributes
+POST /oid                     Create (2.01, Location-Path of the new instance)
+POST /oid/iid                 Write (partial update)
+POST /oid/iid/rid             Execute (E resource) or partial update of a multiple one
+DELETE /oid/iid               Delete
+FETCH /                       Read-Composite; Observe 0/1: (Cancel) Observe-Composite
+iPATCH /                      Write-Composite
+============================  =====================================================
+
+Errors are answered, never raised: 4.00 bad payload/arguments/attributes,
+4.01 refused by Access Control, 4.04 no such path (or a hidden object: the
+Security object is never exposed), 4.05 operation not allowed on the target,
+4.06 no acceptable format, 4.15 unsupported Content-Format, 5.00 when an
+application hook raises (a hook may raise
+:class:`~aiolwm2m.lwm2m.model.InvalidValueError` to refuse a written value:
+4.00).
+
+**Async hooks.** Any application hook may return an awaitable. The request
+is then not answered at once: :meth:`Operations.handle_request` returns None
+(the engine keeps the request for a later ``engine.respond``) and queues a
+:class:`Job`. The runtime collects jobs with :meth:`Operations.take_jobs`,
+awaits ``job.coroutine`` (which never raises: errors become the response)
+and passes its result to ``engine.respond(job.ssid, job.request, response,
+now)``. This keeps this module sans-IO: it never touches an event loop.
+Observe sampling is synchronous, so an observed resource with an async read
+hook notifies its last stored value.
+
+Server object executes and writes that concern the engine (Registration
+Update Trigger, Disable, a new lifetime) and instance creation/deletion are
+likewise queued as :data:`ClientAction` values for :meth:`take_actions`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from aiolwm2m.client.config import ClientConfig, ServerAccount
+from aiolwm2m.client.engine import Notification
+from aiolwm2m.client.observe import (
+    InvalidObservationError,
+    Observation,
+    ObservedPathGone,
+    Observer,
+    ObserveSettings,
+)
+from aiolwm2m.coap.message import CoapDecodeError, Code, Message, OptionNumber, encode_uint
+from aiolwm2m.errors import ConfigError
+from aiolwm2m.lwm2m import linkformat
+from aiolwm2m.lwm2m.attributes import (
+    Attributes,
+    InvalidAttributesError,
+    effective_attributes,
+    parse_query,
+    write_attributes,
+)
+from aiolwm2m.lwm2m.ddf import ObjectRegistry
+from aiolwm2m.lwm2m.formats import (
+    VALUE_FORMATS,
+    ContentFormat,
+    ContentFormatError,
+    FormatEncodeError,
+    UnsupportedFormatError,
+    decode,
+    encode,
+    senml_cbor,
+    senml_json,
+)
+from aiolwm2m.lwm2m.model import InvalidValueError, ResourceType
+from aiolwm2m.lwm2m.objects import (
+    AccessControl,
+    DeviceInfo,
+    Right,
+    ServerCallbacks,
+    build_default_tree,
+)
+from aiolwm2m.lwm2m.objects.access_control import CREATE_TARGET
+from aiolwm2m.lwm2m.objects.server import DEFAULT_PMAX, DEFAULT_PMIN, SERVER_OBJECT
+from aiolwm2m.lwm2m.path import Path, PathError, PathLevel
+from aiolwm2m.lwm2m.tree import (
+    BadArgumentsError,
+    ExecuteHook,
+    Instance,
+    NotFoundError,
+    ObjectTree,
+    OperationNotAllowedError,
+    ResourceValue,
+    is_awaitable,
+    parse_execute_arguments,
+)
+from aiolwm2m.lwm2m.values import Record
+
+__all__ = [
+    "ClientAction",
+    "DataModelRuntime",
+    "DisableServer",
+    "Job",
+    "ObjectsChanged",
+    "Operations",
+    "TriggerUpdate",
+    "default_objects",
+]
+
+#: Objects never exposed to LwM2M servers (Security, OSCORE): answered 4.04.
+HIDDEN_OBJECTS = frozenset({0, 21})
+_COMPOSITE_FORMATS = frozenset(
+    {ContentFormat.SENML_JSON, ContentFormat.SENML_CBOR, ContentFormat.LWM2M_CBOR}
+)
+
+
+@dataclass(frozen=True)
+class TriggerUpdate:
+    """Send an Update to ``ssid`` (Registration Update Trigger, or its account changed)."""
+
+    ssid: int
+    account: ServerAccount | None = None
+
+
+@dataclass(frozen=True)
+class DisableServer:
+    """Server ``ssid`` executed Disable (/1/x/4): go offline for ``timeout`` seconds."""
+
+    ssid: int
+    timeout: float
+
+
+@dataclass(frozen=True)
+class ObjectsChanged:
+    """Instances were created or deleted: registered servers need an Update."""
+
+
+ClientAction = TriggerUpdate | DisableServer | ObjectsChanged
+
+
+@dataclass
+class Job:
+    """A request whose answer waits for async hooks; see the module docstring."""
+
+    ssid: int
+    request: Message
+    coroutine: Coroutine[Any, Any, Message]
+
+
+@runtime_checkable
+class DataModelRuntime(Protocol):
+    """What a runtime drives beyond the engine's ``ObjectTree`` protocol."""
+
+    def take_jobs(self) -> list[Job]: ...
+
+    def take_actions(self) -> list[ClientAction]: ...
+
+    def set_wakeup(self, callback: Callable[[], None] | None) -> None: ...
+
+
+class _Reply(Exception):
+    """Internal: stop handling and answer ``code`` (with a diagnostic payload)."""
+
+    def __init__(self, code: Code, detail: str = "") -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+class _HookFailed(Exception):
+    """Internal: an application hook raised; answered 5.00."""
+
+
+@dataclass
+class _Deferred:
+    """Awaitables from hooks plus the synchronous step that builds the answer."""
+
+    awaitables: list[Awaitable[Any]]
+    finish: Callable[[list[Any]], Message]
+
+
+_Result = Message | _Deferred
+
+
+@dataclass
+class _ServerState:
+    attributes: dict[Path, Attributes] = field(default_factory=dict)
+
+
+def _error_code(exc: Exception) -> Code:
+    """HTTP-like mapping of the typed errors to LwM2M response codes."""
+    if isinstance(exc, _Reply):
+        return exc.code
+    if isinstance(exc, NotFoundError | PathError):
+        return Code.NOT_FOUND
+    if isinstance(exc, OperationNotAllowedError):
+        return Code.METHOD_NOT_ALLOWED
+    if isinstance(exc, UnsupportedFormatError):
+        return Code.UNSUPPORTED_CONTENT_FORMAT
+    if isinstance(
+        exc,
+        ContentFormatError
+        | InvalidValueError
+        | InvalidAttributesError
+        | BadArgumentsError
+        | CoapDecodeError
+        | ConfigError
+        | InvalidObservationError,
+    ):
+        return Code.BAD_REQUEST
+    return Code.INTERNAL_SERVER_ERROR
+
+
+def _error(exc: Exception) -> Message:
+    code = _error_code(exc)
+    detail = str(exc) if code != Code.INTERNAL_SERVER_ERROR else "internal error"
+    return Message(code=code, payload=detail[:120].encode("utf-8", "replace"))
+
+
+_HANDLED = (
+    _Reply,
+    _HookFailed,
+    NotFoundError,
+    PathError,
+    OperationNotAllowedError,
+    ContentFormatError,
+    InvalidValueError,
+    InvalidAttributesError,
+    BadArgumentsError,
+    CoapDecodeError,
+    ConfigError,
+    InvalidObservationError,
+)
+
+
+def _call(hook: Callable[[], Any]) -> Any:
+    """Run an application hook; anything it raises except a value refusal is a 5.00."""
+    try:
+        return hook()
+    except (InvalidValueError, ConfigError, NotFoundError, OperationNotAllowedError):
+        raise
+    except Exception as exc:
+        raise _HookFailed(repr(exc)) from exc
+
+
+def _content(payload: bytes, content_format: int, observe: int | None = None) -> Message:
+    msg = Message(code=Code.CONTENT, payload=payload)
+    if observe is not None:
+        msg.add(OptionNumber.OBSERVE, encode_uint(observe))
+    msg.add(OptionNumber.CONTENT_FORMAT, encode_uint(content_format))
+    return msg
+
+
+class Operations:
+    """The client data model as the engine sees it; also the observe :class:`Sampler`.
+
+    ``access`` enforces Access Control (give the one from
+    :func:`~aiolwm2m.lwm2m.objects.build_default_tree`); without it every
+    server has every right, as the spec says for a single server.
+    """
+
+    def __init__(
+        self,
+        tree: ObjectTree,
+        *,
+        access: AccessControl | None = None,
+        observe: ObserveSettings | None = None,
+    ) -> None:
+        self.tree = tree
+        self.access = access if access is not None else AccessControl(tree, enabled=False)
+        self.observer = Observer(self, observe)
+        self._servers: dict[int, _ServerState] = {}
+        self._jobs: list[Job] = []
+        self._actions: list[ClientAction] = []
+        self._wakeup: Callable[[], None] | None = None
+        self._busy = False
+        # The initial state is no change: the object list goes out with Register.
+        tree.take_structure_changed()
+        tree.take_changes()
+        tree.set_listener(self._tree_changed)
+
+    # ------------------------------------------------------------------ runtime side
+    def take_jobs(self) -> list[Job]:
+        out, self._jobs = self._jobs, []
+        return out
+
+    def take_actions(self) -> list[ClientAction]:
+        if self.tree.take_structure_changed():
+            self._actions.append(ObjectsChanged())
+        out, self._actions = self._actions, []
+        return out
+
+    def set_wakeup(self, callback: Callable[[], None] | None) -> None:
+        """``callback`` runs when the application changed a value (outside a request)."""
+        self._wakeup = callback
+
+    def queue_action(self, action: ClientAction) -> None:
+        self._actions.append(action)
+
+    def _tree_changed(self) -> None:
+        if not self._busy and self._wakeup is not None:
+            self._wakeup()
+
+    # ------------------------------------------------------------------ engine protocol
+    def registration_payload(self, lwm2m_version: str) -> bytes:
+        links = linkformat.registration_links(self.tree.instance_ids(), self.tree.versions())
+        return linkformat.encode(links)
+
+    def handle_request(self, ssid: int, request: Message, now: float) -> Message | None:
+        # Changes made before this request must not count against observations it starts.
+        self._feed_changes(now)
+        self._busy = True
+        try:
+            result = self._dispatch(ssid, request, now)
+        except _HANDLED as exc:
+            return _error(exc)
+        finally:
+            self._busy = False
+        if isinstance(result, Message):
+            return result
+        self._jobs.append(Job(ssid, request, self._later(result)))
+        return None
+
+    def drop_observations(self, ssid: int) -> None:
+        self.observer.drop(ssid)
+
+    def cancel_observation(self, ssid: int, token: bytes, reason: str) -> None:
+        self.observer.remove(ssid, token)
+
+    def take_notifications(self, now: float) -> list[Notification]:
+        self._feed_changes(now)
+        return self.observer.take_notifications(now)
+
+    def _feed_changes(self, now: float) -> None:
+        for path in self.tree.take_changes():
+            self.observer.value_changed(path, now)
+
+    def next_timer(self) -> float | None:
+        return self.observer.next_timer()
+
+    def handle_timer(self, now: float) -> None:
+        self.observer.handle_timer(now)
+
+    # ------------------------------------------------------------------ Sampler protocol
+    def sample(
+        self, ssid: int, paths: Sequence[Path], content_format: int
+    ) -> tuple[bytes, list[Record]]:
+        records: list[Record] = []
+        try:
+            for path in paths:
+                self.tree.check_exists(path)
+                records.extend(self._finish_read(self._collect(ssid, path, sync=True)))
+            base = paths[0] if len(paths) == 1 else Path()
+            return encode(content_format, records, base), records
+        except (NotFoundError, _Reply, _HookFailed) as exc:
+            raise ObservedPathGone(str(exc)) from exc
+
+    def attributes(self, ssid: int, path: Path) -> Attributes:
+        pmin, pmax = self._default_periods(ssid)
+        stored = self._server(ssid).attributes
+        return effective_attributes(path, stored, default_pmin=pmin, default_pmax=pmax)
+
+    # ------------------------------------------------------------------ dispatch
+    def _dispatch(self, ssid: int, request: Message, now: float) -> _Result:
+        code = request.code
+        segments = request.uri_path
+        path = Path.from_segments(segments) if segments else Path()
+        if path.object_id in HIDDEN_OBJECTS:
+            raise _Reply(Code.NOT_FOUND, f"{path} is not exposed to servers")
+        observe = request.observe
+        if code == Code.GET:
+            if request.accept == ContentFormat.LINK_FORMAT:
+                return self._discover(ssid, path)
+            return self._read(ssid, request, path, observe, now)
+        if code == Code.FETCH:
+            return self._read_composite(ssid, request, path, observe, now)
+        if code == Code.IPATCH:
+            return self._write_composite(ssid, request, path)
+        if code == Code.PUT:
+            if not request.payload and request.content_format is None and request.uri_query:
+                return self._write_attributes(ssid, request, path, now)
+            return self._write(ssid, request, path, replace=True)
+        if code == Code.POST:
+            if path.level is PathLevel.OBJECT:
+                return self._create(ssid, request, path)
+            if path.level is PathLevel.RESOURCE:
+                rdef = self.tree.resource_def(path)
+                if rdef.operations.executable or not rdef.multiple:
+                    return self._execute(ssid, request, path)
+            return self._write(ssid, request, path, replace=False)
+        if code == Code.DELETE:
+            return self._delete(ssid, path)
+        raise _Reply(Code.METHOD_NOT_ALLOWED, f"method {code} not supported")
+
+    # ------------------------------------------------------------------ access control
+    def _require(self, ssid: int, path: Path, right: Right) -> None:
+        if path.object_id is None or path.instance_id is None:
+            return
+        if not self.access.allowed(ssid, path.object_id, path.instance_id, right):
+            raise _Reply(Code.UNAUTHORIZED, f"server {ssid} lacks {right.name} on {path}")
+
+    def _visible_instances(self, ssid: int, object_id: int) -> list[int]:
+        node = self.tree.node(object_id)
+        return [
+            iid
+            for iid in sorted(node.instances)
+            if self.access.allowed(ssid, object_id, iid, Right.READ)
+        ]
+
+    # ------------------------------------------------------------------ Read / Observe
+    def _collect(self, ssid: int, path: Path, *, sync: bool = False) -> list[tuple[Path, Any]]:
+        """``(resource path, value or awaitable)`` for everything a Read of ``path`` returns.
+
+        ``sync`` (observe sampling) replaces an async hook's answer by the
+        stored value.
+        """
+        tree = self.tree
+        if path.is_root:
+            raise _Reply(Code.METHOD_NOT_ALLOWED, "Read of the root path; use Read-Composite")
+        self.tree.check_exists(path)
+        assert path.object_id is not None
+        if path.instance_id is None:
+            targets = [
+                Path.of(path.object_id, iid)
+                for iid in self._visible_instances(ssid, path.object_id)
+            ]
+        else:
+            self._require(ssid, path, Right.READ)
+            targets = [path]
+        out: list[tuple[Path, Any]] = []
+        for target in targets:
+            assert target.object_id is not None and target.instance_id is not None
+            inst = tree.instance(target.object_id, target.instance_id)
+            if target.resource_id is None:
+                rids = tree.readable_resources(target.object_id, target.instance_id)
+                strict = False
+            else:
+                rdef = tree.resource_def(target)
+                if not rdef.operations.readable:
+                    raise _Reply(Code.METHOD_NOT_ALLOWED, f"{target} is not readable")
+                rids = [target.resource_id]
+                strict = True
+            for rid in rids:
+                try:
+                    value = _call(lambda inst=inst, rid=rid: inst.read(rid))  # type: ignore[misc]
+                except NotFoundError:
+                    if strict:
+                        raise
+                    continue
+                if sync and is_awaitable(value):
+                    _discard(value)
+                    value = inst.values.get(rid)
+                    if value is None:
+                        continue
+                out.append((target if strict else target.child(rid), value))
+        return out
+
+    def _finish_read(self, collected: Sequence[tuple[Path, Any]]) -> list[Record]:
+        records: list[Record] = []
+        for path, value in collected:
+            assert path.resource_id is not None
+            resource_path = Path.of(*path.ids[:3])
+            try:
+                checked = self.tree.validate(resource_path, value)
+            except InvalidValueError as exc:
+                raise _HookFailed(f"{resource_path} holds an invalid value: {exc}") from exc
+            selected = self.tree.select(path, checked)
+            records.extend(self.tree.to_records(path, selected))
+        return records
+
+    def _response_format(self, request: Message, path: Path, records: Sequence[Record]) -> int:
+        accept = request.accept
+        if accept is not None:
+            if accept not in VALUE_FORMATS:
+                raise _Reply(Code.NOT_ACCEPTABLE, f"cannot answer in content format {accept}")
+            return accept
+        if len(records) == 1 and records[0].path == path:
+            if isinstance(records[0].value, bytes):
+                return ContentFormat.OPAQUE
+            return ContentFormat.TEXT
+        return ContentFormat.TLV
+
+    def _encode(self, content_format: int, records: Sequence[Record], base: Path) -> bytes:
+        try:
+            return encode(content_format, records, base)
+        except (FormatEncodeError, UnsupportedFormatError) as exc:
+            raise _Reply(Code.NOT_ACCEPTABLE, str(exc)) from exc
+
+    def _read(
+        self, ssid: int, request: Message, path: Path, observe: int | None, now: float
+    ) -> _Result:
+        if observe == 0:
+            collected = self._collect(ssid, path, sync=True)
+            records = self._finish_read(collected)
+            cf = self._response_format(request, path, records)
+            payload = self._encode(cf, records, path)
+            obs = Observation(ssid, request.token, (path,), cf)
+            seq = self.observer.add(obs, now, records=records)
+            return _content(payload, cf, observe=seq)
+        if observe == 1:
+            self.observer.remove(ssid, request.token)
+        collected = self._collect(ssid, path)
+
+        def finish(values: list[Any]) -> Message:
+            records = self._finish_read(_resolved(collected, values))
+            cf = self._response_format(request, path, records)
+            return _content(self._encode(cf, records, path), cf)
+
+        return self._maybe_later(collected, finish)
+
+    # ------------------------------------------------------------------ composite
+    def _composite_paths(self, request: Message) -> list[Path]:
+        cf = request.content_format
+        if cf in (ContentFormat.SENML_JSON,):
+            return senml_json.decode_paths(request.payload)
+        if cf in (ContentFormat.SENML_CBOR,):
+            return senml_cbor.decode_paths(request.payload)
+        raise _Reply(Code.UNSUPPORTED_CONTENT_FORMAT, f"Read-Composite in content format {cf}")
+
+    def _read_composite(
+        self, ssid: int, request: Message, path: Path, observe: int | None, now: float
+    ) -> _Result:
+        if not path.is_root:
+            raise _Reply(Code.METHOD_NOT_ALLOWED, "FETCH is only defined on the root path")
+        paths = self._composite_paths(request)
+        accept = request.accept if request.accept is not None else request.content_format
+        if accept not in _COMPOSITE_FORMATS:
+            raise _Reply(Code.NOT_ACCEPTABLE, f"composite answers cannot use format {accept}")
+        assert accept is not None
+        collected: list[tuple[Path, Any]] = []
+        found: list[Path] = []
+        for target in paths:
+            if target.object_id in HIDDEN_OBJECTS or not self.tree.exists(target):
+                continue
+            try:
+                collected.extend(self._collect(ssid, target, sync=observe == 0))
+            except _Reply as exc:
+                if exc.code not in (Code.UNAUTHORIZED, Code.METHOD_NOT_ALLOWED):
+                    raise
+                continue
+            found.append(target)
+        if not found:
+            raise _Reply(Code.NOT_FOUND, "none of the requested paths exists")
+        if observe == 0:
+            records = self._finish_read(collected)
+            payload = self._encode(accept, records, Path())
+            seq = self.observer.add(
+                Observation(ssid, request.token, tuple(found), accept), now, records=records
+            )
+            return _content(payload, accept, observe=seq)
+        if observe == 1:
+            self.observer.remove(ssid, request.token)
+
+        def finish(values: list[Any]) -> Message:
+            records = self._finish_read(_resolved(collected, values))
+            return _content(self._encode(accept, records, Path()), accept)
+
+        return self._maybe_later(collected, finish)
+
+    def _write_composite(self, ssid: int, request: Message, path: Path) -> _Result:
+        if not path.is_root:
+            raise _Reply(Code.METHOD_NOT_ALLOWED, "iPATCH is only defined on the root path")
+        cf = request.content_format
+        if cf not in _COMPOSITE_FORMATS:
+            raise _Reply(Code.UNSUPPORTED_CONTENT_FORMAT, f"Write-Composite in format {cf}")
+        records = decode(cf, request.payload, Path(), self.tree.type_of)
+        if not records:
+            raise _Reply(Code.BAD_REQUEST, "Write-Composite without values")
+        changes = self._prepare_writes(ssid, records, merge=True)
+        return self._apply_writes(changes, Code.CHANGED)
+
+    # ------------------------------------------------------------------ Write
+    def _write(self, ssid: int, request: Message, path: Path, *, replace: bool) -> _Result:
+        if path.level < PathLevel.INSTANCE or (not replace and path.is_resource_instance):
+            raise _Reply(Code.METHOD_NOT_ALLOWED, f"Write is not allowed on {path}")
+        assert path.object_id is not None and path.instance_id is not None
+        self.tree.instance(path.object_id, path.instance_id)
+        if path.resource_id is not None:
+            self.tree.resource_def(path)
+        self._require(ssid, path, Right.WRITE)
+        records = self._decode_payload(request, path)
+        if not records:
+            raise _Reply(Code.BAD_REQUEST, "Write without values")
+        merge = not replace or path.is_resource_instance
+        changes = self._prepare_writes(ssid, records, merge=merge)
+        return self._apply_writes(changes, Code.CHANGED)
+
+    def _decode_payload(self, request: Message, path: Path) -> list[Record]:
+        cf = request.content_format
+        if cf is None:
+            raise _Reply(Code.BAD_REQUEST, "Content-Format option missing")
+        if cf not in VALUE_FORMATS:
+            raise _Reply(Code.UNSUPPORTED_CONTENT_FORMAT, f"content format {cf} carries no values")
+        records = decode(cf, request.payload, path, self.tree.type_of)
+        for record in records:
+            if not path.contains(record.path):
+                raise _Reply(Code.BAD_REQUEST, f"{record.path} is not below {path}")
+        return records
+
+    def _prepare_writes(
+        self, ssid: int, records: Iterable[Record], *, merge: bool
+    ) -> list[tuple[Path, ResourceValue]]:
+        """Validate every record first (all-or-nothing): ``[(resource path, new value)]``.
+
+        Multiple resources are replaced by the written instances unless
+        ``merge`` (partial update, composite, resource-instance writes).
+        """
+        grouped: dict[Path, dict[int, object] | object] = {}
+        for record in records:
+            rpath = Path.of(*record.path.ids[:3])
+            assert rpath.object_id is not None and rpath.instance_id is not None
+            self.tree.instance(rpath.object_id, rpath.instance_id)
+            rdef = self.tree.resource_def(rpath)
+            self._require(ssid, rpath, Right.WRITE)
+            if not rdef.operations.writable:
+                raise _Reply(Code.METHOD_NOT_ALLOWED, f"{rpath} is not writable")
+            if record.path.resource_instance_id is not None:
+                if not rdef.multiple:
+                    raise NotFoundError(f"{rpath} is single-instance")
+                slot = grouped.setdefault(rpath, {})
+                assert isinstance(slot, dict)
+                slot[record.path.resource_instance_id] = record.value
+            elif rdef.multiple:
+                raise _Reply(Code.BAD_REQUEST, f"{rpath} is multiple: write resource instances")
+            else:
+                grouped[rpath] = record.value
+        out: list[tuple[Path, ResourceValue]] = []
+        for rpath, raw in grouped.items():
+            value = self.tree.validate(rpath, raw)
+            if merge and isinstance(value, dict):
+                assert rpath.object_id is not None and rpath.instance_id is not None
+                current = self.tree.instance(rpath.object_id, rpath.instance_id).values.get(
+                    rpath.resource_id or 0
+                )
+                if isinstance(current, dict):
+                    value = {**current, **value}
+            out.append((rpath, value))
+        return out
+
+    def _apply_writes(self, changes: Sequence[tuple[Path, ResourceValue]], code: Code) -> _Result:
+        pending: list[Awaitable[Any]] = []
+        for rpath, value in changes:
+            assert rpath.object_id is not None and rpath.instance_id is not None
+            assert rpath.resource_id is not None
+            inst = self.tree.instance(rpath.object_id, rpath.instance_id)
+            rid = rpath.resource_id
+            result = _call(lambda inst=inst, rid=rid, value=value: inst.write(rid, value))  # type: ignore[misc]
+            if is_awaitable(result):
+                pending.append(result)
+            self.tree.mark_changed(rpath)
+        return self._maybe_later([(Path(), a) for a in pending], lambda _: Message(code=code))
+
+    # ------------------------------------------------------------------ Execute
+    def _execute(self, ssid: int, request: Message, path: Path) -> _Result:
+        assert path.object_id is not None and path.instance_id is not None
+        assert path.resource_id is not None
+        inst = self.tree.instance(path.object_id, path.instance_id)
+        rdef = self.tree.resource_def(path)
+        if not rdef.operations.executable:
+            raise _Reply(Code.METHOD_NOT_ALLOWED, f"{path} is not executable")
+        if path.resource_id not in inst.resource_ids():
+            raise NotFoundError(f"{path} does not exist")
+        self._require(ssid, path, Right.EXECUTE)
+        try:
+            text = request.payload.decode("ascii")
+        except UnicodeDecodeError as exc:
+            raise _Reply(Code.BAD_REQUEST, "execute arguments must be ASCII") from exc
+        arguments = parse_execute_arguments(text)
+        rid = path.resource_id
+        result = _call(lambda: inst.execute(rid, arguments))
+        pending = [(path, result)] if is_awaitable(result) else []
+        return self._maybe_later(pending, lambda _: Message(code=Code.CHANGED))
+
+    # ------------------------------------------------------------------ Create / Delete
+    def _create(self, ssid: int, request: Message, path: Path) -> _Result:
+        assert path.object_id is not None
+        node = self.tree.node(path.object_id)
+        if node.factory is None:
+            raise _Reply(Code.METHOD_NOT_ALLOWED, f"object {path.object_id} takes no Create")
+        if not self.access.allowed(ssid, path.object_id, CREATE_TARGET, Right.CREATE):
+            raise _Reply(Code.UNAUTHORIZED, f"server {ssid} may not create in {path}")
+        records = self._decode_create(request, path, node.free_instance_id())
+        ids = {r.path.instance_id for r in records if r.path.instance_id is not None}
+        if len(ids) > 1:
+            raise _Reply(Code.BAD_REQUEST, "Create of several instances at once is not supported")
+        new_path = path.child(ids.pop() if ids else node.free_instance_id())
+        if new_path.instance_id in node.instances:
+            raise _Reply(Code.BAD_REQUEST, f"{new_path} already exists")
+        values: dict[Path, dict[int, object] | object] = {}
+        for record in records:
+            rpath = Path.of(*record.path.ids[:3])
+            rdef = self.tree.resource_def(rpath)
+            if rdef.type is ResourceType.NONE:
+                raise _Reply(Code.BAD_REQUEST, f"{rpath} is executable")
+            if record.path.resource_instance_id is not None:
+                slot = values.setdefault(rpath, {})
+                assert isinstance(slot, dict)
+                slot[record.path.resource_instance_id] = record.value
+            else:
+                values[rpath] = record.value
+        checked = [(rpath, self.tree.validate(rpath, raw)) for rpath, raw in values.items()]
+        iid = new_path.instance_id
+        assert iid is not None
+        factory = node.factory
+        inst = _call(lambda: factory(iid))
+        if not isinstance(inst, Instance):
+            raise _HookFailed(f"factory of object {path.object_id} returned {inst!r}")
+        self.tree.add_instance(path.object_id, iid, inst)
+        self.access.created(ssid, path.object_id, iid)
+        created = Message(code=Code.CREATED)
+        for segment in new_path.segments():
+            created.add(OptionNumber.LOCATION_PATH, segment.encode())
+        result = self._apply_writes(checked, Code.CREATED)
+        if isinstance(result, Message):
+            return created
+        return _Deferred(result.awaitables, lambda _: created)
+
+    def _decode_create(self, request: Message, path: Path, new_id: int) -> list[Record]:
+        try:
+            return self._decode_payload(request, path)
+        except ContentFormatError:
+            # LwM2M 1.0 style: resources without an instance wrapper.
+            if request.content_format not in (ContentFormat.TLV, ContentFormat.LEGACY_TLV):
+                raise
+            return self._decode_payload(request, path.child(new_id))
+
+    def _delete(self, ssid: int, path: Path) -> _Result:
+        if not path.is_instance:
+            raise _Reply(Code.METHOD_NOT_ALLOWED, f"Delete is not allowed on {path}")
+        assert path.object_id is not None and path.instance_id is not None
+        node = self.tree.node(path.object_id)
+        self.tree.instance(path.object_id, path.instance_id)
+        if not node.deletable:
+            raise _Reply(
+                Code.METHOD_NOT_ALLOWED, f"instances of {path.object_id} cannot be deleted"
+            )
+        self._require(ssid, path, Right.DELETE)
+        self.tree.remove_instance(path.object_id, path.instance_id)
+        self.access.deleted(path.object_id, path.instance_id)
+        for state in self._servers.values():
+            for stored in [p for p in state.attributes if path.contains(p)]:
+                del state.attributes[stored]
+        self.tree.mark_changed(path)
+        return Message(code=Code.DELETED)
+
+    # ------------------------------------------------------------------ Discover / attributes
+    def _discover(self, ssid: int, path: Path) -> _Result:
+        if path.is_root:
+            raise _Reply(Code.METHOD_NOT_ALLOWED, "Discover of the root path")
+        self.tree.check_exists(path)
+        assert path.object_id is not None
+        stored = self._server(ssid).attributes
+        node = self.tree.node(path.object_id)
+        entries: list[tuple[Path, dict[str, object]]] = []
+
+        def attrs(p: Path, **extra: object) -> dict[str, object]:
+            found = stored.get(p)
+            return {**extra, **(found.as_dict() if found else {})}
+
+        if path.is_object:
+            version = node.definition.version
+            entries.append((path, attrs(path, ver=version if version != "1.0" else None)))
+            instance_ids = sorted(node.instances)
+        else:
+            instance_ids = [path.instance_id] if path.instance_id is not None else []
+        for iid in instance_ids:
+            ipath = Path.of(path.object_id, iid)
+            inst = node.instances[iid]
+            if path.level <= PathLevel.INSTANCE:
+                entries.append((ipath, attrs(ipath)))
+                rids = sorted(r for r in inst.resource_ids() if node.definition.resource(r))
+            else:
+                assert path.resource_id is not None
+                rids = [path.resource_id]
+            for rid in rids:
+                rpath = ipath.child(rid)
+                if path.is_resource_instance:
+                    entries.append((path, attrs(path)))
+                    continue
+                riids = self._instance_ids(inst, rpath)
+                entries.append((rpath, attrs(rpath, dim=len(riids) if riids is not None else None)))
+                if path.level is PathLevel.RESOURCE and riids:
+                    entries.extend((rpath.child(r), attrs(rpath.child(r))) for r in riids)
+        payload = linkformat.encode(linkformat.discover_links(entries))
+        msg = Message(code=Code.CONTENT, payload=payload)
+        msg.add(OptionNumber.CONTENT_FORMAT, encode_uint(ContentFormat.LINK_FORMAT))
+        return msg
+
+    def _instance_ids(self, inst: Instance, rpath: Path) -> list[int] | None:
+        """Resource instance ids of a multiple resource (None for single ones)."""
+        if not self.tree.resource_def(rpath).multiple:
+            return None
+        assert rpath.resource_id is not None
+        value: object = inst.values.get(rpath.resource_id)
+        if rpath.resource_id in inst.on_read:
+            try:
+                read = inst.on_read[rpath.resource_id]()
+            except Exception:
+                return None
+            if is_awaitable(read):
+                _discard(read)
+            else:
+                value = read
+        return sorted(value) if isinstance(value, dict) else []
+
+    def _write_attributes(self, ssid: int, request: Message, path: Path, now: float) -> _Result:
+        if path.is_root:
+            raise _Reply(Code.METHOD_NOT_ALLOWED, "attributes cannot be written on the root")
+        self.tree.check_exists(path)
+        self._require(ssid, path, Right.READ)
+        update = parse_query(request.uri_query)
+        stored = self._server(ssid).attributes
+        rtype = self.tree.type_of(path) if path.level >= PathLevel.RESOURCE else None
+        result = write_attributes(stored.get(path, Attributes()), update, path, rtype)
+        if result:
+            stored[path] = result
+        else:
+            stored.pop(path, None)
+        self.observer.attributes_changed(ssid, now)
+        return Message(code=Code.CHANGED)
+
+    # ------------------------------------------------------------------ helpers
+    def _server(self, ssid: int) -> _ServerState:
+        state = self._servers.get(ssid)
+        if state is None:
+            state = self._servers[ssid] = _ServerState()
+        return state
+
+    def _default_periods(self, ssid: int) -> tuple[int | None, int | None]:
+        """Default Minimum/Maximum Period from the server's /1 instance."""
+        node = self.tree.objects.get(SERVER_OBJECT)
+        for inst in node.instances.values() if node is not None else ():
+            if inst.values.get(0) == ssid:
+                pmin = inst.values.get(DEFAULT_PMIN)
+                pmax = inst.values.get(DEFAULT_PMAX)
+                return (
+                    pmin if isinstance(pmin, int) else None,
+                    pmax if isinstance(pmax, int) and pmax > 0 else None,
+                )
+        return None, None
+
+    def _maybe_later(
+        self, collected: Sequence[tuple[Path, Any]], finish: Callable[[list[Any]], Message]
+    ) -> _Result:
+        awaitables = [value for _, value in collected if is_awaitable(value)]
+        if not awaitables:
+            return finish([value for _, value in collected])
+        values = [value for _, value in collected]
+
+        def finish_all(results: list[Any]) -> Message:
+            done = iter(results)
+            return finish([next(done) if is_awaitable(v) else v for v in values])
+
+        return _Deferred(awaitables, finish_all)
+
+    async def _later(self, deferred: _Deferred) -> Message:
+        """Await the hooks, then build the answer; never raises (errors are answers)."""
+        results: list[Any] = []
+        remaining = list(deferred.awaitables)
+        try:
+            while remaining:
+                awaitable = remaining.pop(0)
+                try:
+                    results.append(await awaitable)
+                except _HANDLED:
+                    raise
+                except (InvalidValueError, ConfigError):
+                    raise
+                except Exception as exc:
+                    raise _HookFailed(repr(exc)) from exc
+            return deferred.finish(results)
+        except _HANDLED as exc:
+            for leftover in remaining:
+                _discard(leftover)
+            return _error(exc)
+
+
+def _resolved(collected: Sequence[tuple[Path, Any]], values: list[Any]) -> list[tuple[Path, Any]]:
+    return [(path, value) for (path, _), value in zip(collected, values, strict=True)]
+
+
+def _discard(awaitable: object) -> None:
+    if inspect.iscoroutine(awaitable):
+        awaitable.close()
+
+
+def default_objects(
+    config: ClientConfig,
+    *,
+    registry: ObjectRegistry | None = None,
+    device: DeviceInfo | None = None,
+    on_reboot: ExecuteHook | None = None,
+    on_factory_reset: ExecuteHook | None = None,
+    observe: ObserveSettings | None = None,
+) -> Operations:
+    """The client's default data model: Server (1), Access Control (2, only with more
+    than one server), Device (3), Connectivity Monitoring (4).
+
+    Add application objects to ``result.tree`` before starting the client (or
+    later: the next Update carries the new object list).
+    """
+    holder: list[Operations] = []
+
+    def queue(action: ClientAction) -> None:
+        holder[0].queue_action(action)
+
+    callbacks = ServerCallbacks(
+        account_changed=lambda account: queue(TriggerUpdate(account.short_server_id, account)),
+        update_trigger=lambda ssid: queue(TriggerUpdate(ssid)),
+        disable=lambda ssid, timeout: queue(DisableServer(ssid, timeout)),
+    )
+    built = build_default_tree(
+        config.servers,
+        registry=registry,
+        device=device,
+        on_reboot=on_reboot,
+        on_factory_reset=on_factory_reset,
+        callbacks=callbacks,
+    )
+    ops = Operations(built.tree, access=built.access, observe=observe)
+    holder.append(ops)
+    return ops

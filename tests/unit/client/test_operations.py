@@ -1,0 +1,686 @@
+"""Server-initiated operations on the client's data model (sans-IO, no sockets)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from aiolwm2m.client.config import ClientConfig, ServerAccount
+from aiolwm2m.client.operations import (
+    DataModelRuntime,
+    DisableServer,
+    ObjectsChanged,
+    Operations,
+    TriggerUpdate,
+    default_objects,
+)
+from aiolwm2m.coap.message import Code, Message, MessageType, OptionNumber, make_options
+from aiolwm2m.lwm2m import ContentFormat, Path, decode, encode, linkformat, load_builtin
+from aiolwm2m.lwm2m.formats import senml_cbor, senml_json, tlv
+from aiolwm2m.lwm2m.objects import DeviceInfo, HostNetwork, Platform, Right, build_default_tree
+from aiolwm2m.lwm2m.tree import Instance
+from aiolwm2m.lwm2m.values import Record, records_to_dict
+
+TYPES = load_builtin().type_of
+T0 = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+class FakePlatform(Platform):
+    def now(self) -> datetime:
+        return T0
+
+    def local_offset(self) -> timedelta:
+        return timedelta(hours=1)
+
+    def timezone_name(self) -> str:
+        return "Europe/Paris"
+
+    def memory_kib(self) -> tuple[int | None, int | None]:
+        return 1000, 4000
+
+    def serial_number(self) -> str:
+        return "SN-1"
+
+    def model(self) -> str:
+        return "Model-X"
+
+    def firmware_version(self) -> str:
+        return "1.2.3"
+
+
+class FakeNetwork(HostNetwork):
+    def ip_addresses(self) -> list[str]:
+        return ["192.0.2.10", "2001:db8::10"]
+
+    def routers(self) -> list[str]:
+        return ["192.0.2.1"]
+
+
+def make_ops(ssids: tuple[int, ...] = (1,), **kwargs: Any) -> Operations:
+    servers = [ServerAccount(f"coap://s{i}", i, lifetime=300) for i in ssids]
+    built = build_default_tree(
+        servers, platform=FakePlatform(), network=FakeNetwork(), device=DeviceInfo(), **kwargs
+    )
+    ops = Operations(built.tree, access=built.access)
+    ops.tree.add_object(3303, factory=lambda iid: Instance())
+    ops.tree.add_instance(3303, 0, Instance({5700: 21.5, 5701: "Cel"}))
+    return ops
+
+
+def request(
+    code: Code,
+    path: str,
+    payload: bytes = b"",
+    *,
+    cf: int | None = None,
+    accept: int | None = None,
+    observe: int | None = None,
+    query: tuple[str, ...] = (),
+    token: bytes = b"tk",
+) -> Message:
+    segments = [s for s in path.split("/") if s]
+    return Message(
+        type=MessageType.CON,
+        code=code,
+        token=token,
+        options=make_options(
+            path=segments, query=query, content_format=cf, accept=accept, observe=observe
+        ),
+        payload=payload,
+    )
+
+
+def answer(ops: Operations, msg: Message, ssid: int = 1, now: float = 0.0) -> Message:
+    response = ops.handle_request(ssid, msg, now)
+    assert response is not None
+    return response
+
+
+def values(response: Message, base: str) -> dict[Path, Any]:
+    cf = response.content_format
+    assert cf is not None
+    return records_to_dict(decode(cf, response.payload, Path.parse(base), TYPES))
+
+
+@pytest.fixture
+def ops() -> Operations:
+    return make_ops()
+
+
+# ---------------------------------------------------------------- Read
+
+
+def test_read_single_resource_defaults_to_text(ops: Operations) -> None:
+    resp = answer(ops, request(Code.GET, "/3/0/0"))
+    assert resp.code == Code.CONTENT
+    assert resp.content_format == ContentFormat.TEXT
+    assert resp.payload == b"aiolwm2m"
+
+
+@pytest.mark.parametrize(
+    "fmt",
+    [
+        ContentFormat.TLV,
+        ContentFormat.SENML_JSON,
+        ContentFormat.SENML_CBOR,
+        ContentFormat.LWM2M_CBOR,
+        ContentFormat.OMA_JSON,
+    ],
+)
+def test_read_instance_in_every_format(ops: Operations, fmt: ContentFormat) -> None:
+    resp = answer(ops, request(Code.GET, "/3/0", accept=fmt))
+    assert resp.code == Code.CONTENT and resp.content_format == fmt
+    got = values(resp, "/3/0")
+    assert got[Path.parse("/3/0/0")] == "aiolwm2m"
+    assert got[Path.parse("/3/0/1")] == "Model-X"
+    assert got[Path.parse("/3/0/13")] == T0  # Current Time (hook), a Time value
+    assert got[Path.parse("/3/0/10")] == 1000  # memory free
+    assert got[Path.parse("/3/0/11/0")] == 0  # error code list
+    assert got[Path.parse("/3/0/14")] == "UTC+01:00"
+    assert Path.parse("/3/0/4") not in got  # executable resources are not read
+
+
+def test_read_object_and_multiple_resource(ops: Operations) -> None:
+    resp = answer(ops, request(Code.GET, "/4", accept=ContentFormat.SENML_JSON))
+    got = values(resp, "/4")
+    assert got[Path.parse("/4/0/4/0")] == "192.0.2.10"
+    assert got[Path.parse("/4/0/4/1")] == "2001:db8::10"
+    assert got[Path.parse("/4/0/5/0")] == "192.0.2.1"
+    resp = answer(ops, request(Code.GET, "/4/0/4", accept=ContentFormat.TLV))
+    assert values(resp, "/4/0/4") == {
+        Path.parse("/4/0/4/0"): "192.0.2.10",
+        Path.parse("/4/0/4/1"): "2001:db8::10",
+    }
+    resp = answer(ops, request(Code.GET, "/4/0/4/1"))
+    assert resp.payload == b"2001:db8::10"
+
+
+def test_read_text_and_opaque_negotiation(ops: Operations) -> None:
+    assert answer(ops, request(Code.GET, "/3303/0/5700")).payload == b"21.5"
+    assert answer(ops, request(Code.GET, "/3/0", accept=ContentFormat.TEXT)).code == (
+        Code.NOT_ACCEPTABLE
+    )
+    assert answer(ops, request(Code.GET, "/3/0/0", accept=ContentFormat.OPAQUE)).code == (
+        Code.NOT_ACCEPTABLE
+    )
+    assert answer(ops, request(Code.GET, "/3/0/0", accept=9999)).code == Code.NOT_ACCEPTABLE
+
+
+@pytest.mark.parametrize(
+    ("path", "code"),
+    [
+        ("/3/0/4", Code.METHOD_NOT_ALLOWED),  # executable
+        ("/3/1", Code.NOT_FOUND),
+        ("/3/0/99", Code.NOT_FOUND),  # not defined
+        ("/3/0/9", Code.NOT_FOUND),  # defined, absent (battery level)
+        ("/9999", Code.NOT_FOUND),
+        ("/0/0", Code.NOT_FOUND),  # Security is never exposed
+        ("/0", Code.NOT_FOUND),
+        ("/3/x", Code.NOT_FOUND),
+        ("/", Code.METHOD_NOT_ALLOWED),
+        ("/3/0/11/7", Code.NOT_FOUND),
+    ],
+)
+def test_read_errors(ops: Operations, path: str, code: Code) -> None:
+    assert answer(ops, request(Code.GET, path)).code == code
+
+
+def test_read_hook_raising_is_500(ops: Operations) -> None:
+    def broken() -> float:
+        raise RuntimeError("sensor unplugged")
+
+    ops.tree.instance(3303, 0).on_read[5700] = broken
+    resp = answer(ops, request(Code.GET, "/3303/0/5700"))
+    assert resp.code == Code.INTERNAL_SERVER_ERROR
+    assert b"unplugged" not in resp.payload  # no internals leak to the server
+
+
+def test_read_hook_returning_wrong_type_is_500(ops: Operations) -> None:
+    ops.tree.instance(3303, 0).on_read[5700] = lambda: "hot"
+    assert answer(ops, request(Code.GET, "/3303/0/5700")).code == Code.INTERNAL_SERVER_ERROR
+
+
+# ---------------------------------------------------------------- Write
+
+
+def test_write_replace_resource_every_format(ops: Operations) -> None:
+    base = Path.parse("/3/0/15")
+    for n, fmt in enumerate(
+        [
+            ContentFormat.TEXT,
+            ContentFormat.TLV,
+            ContentFormat.SENML_JSON,
+            ContentFormat.SENML_CBOR,
+            ContentFormat.LWM2M_CBOR,
+            ContentFormat.OMA_JSON,
+        ]
+    ):
+        zone = f"Zone/{n}"
+        payload = encode(fmt, [Record(base, zone)], base)
+        resp = answer(ops, request(Code.PUT, "/3/0/15", payload, cf=fmt))
+        assert resp.code == Code.CHANGED, (fmt, resp.payload)
+        assert ops.tree.get(base) == zone
+
+
+def test_write_current_time_moves_the_clock(ops: Operations) -> None:
+    later = T0 + timedelta(hours=5)
+    payload = str(int(later.timestamp())).encode()
+    assert answer(ops, request(Code.PUT, "/3/0/13", payload, cf=0)).code == Code.CHANGED
+    assert ops.tree.get(Path.parse("/3/0/13")) == later
+
+
+def test_write_partial_update_instance_tlv(ops: Operations) -> None:
+    base = Path.parse("/3/0")
+    payload = tlv.encode([Record(base.child(14), "UTC+02:00"), Record(base.child(15), "X")], base)
+    resp = answer(ops, request(Code.POST, "/3/0", payload, cf=ContentFormat.TLV))
+    assert resp.code == Code.CHANGED
+    assert ops.tree.get(base.child(14)) == "UTC+02:00"
+    assert ops.tree.take_changes()[-2:] == [base.child(14), base.child(15)]
+
+
+def test_write_multiple_resource_replace_vs_partial(ops: Operations) -> None:
+    ops.tree.add_object(2, definition=None)
+    ops.tree.add_instance(2, 0, Instance({0: 3, 1: 0, 2: {1: 1, 2: 3}, 3: 1}))
+    base = Path.parse("/2/0/2")
+    payload = senml_json.encode([Record(base.child(5), 7)], base)
+    assert answer(ops, request(Code.POST, "/2/0/2", payload, cf=110)).code == Code.CHANGED
+    assert ops.tree.get(base) == {1: 1, 2: 3, 5: 7}
+    assert answer(ops, request(Code.PUT, "/2/0/2", payload, cf=110)).code == Code.CHANGED
+    assert ops.tree.get(base) == {5: 7}
+    assert answer(ops, request(Code.PUT, "/2/0/2/9", b"4", cf=0)).code == Code.CHANGED
+    assert ops.tree.get(base) == {5: 7, 9: 4}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "payload", "cf", "code"),
+    [
+        (Code.PUT, "/3/0/0", b"ACME", 0, Code.METHOD_NOT_ALLOWED),  # R resource
+        (Code.PUT, "/3/0/15", b"x", 40, Code.UNSUPPORTED_CONTENT_FORMAT),
+        (Code.PUT, "/3/0/15", b"x", 9999, Code.UNSUPPORTED_CONTENT_FORMAT),
+        (Code.PUT, "/3/0/15", b"x", None, Code.BAD_REQUEST),
+        (Code.PUT, "/3/0/13", b"soon", 0, Code.BAD_REQUEST),  # not a time
+        (Code.PUT, "/3/0/15", b"\xff\x00", ContentFormat.TLV, Code.BAD_REQUEST),
+        (Code.PUT, "/3/0/15", b"{", ContentFormat.SENML_JSON, Code.BAD_REQUEST),
+        (Code.PUT, "/3/0/15", b"\x9f", ContentFormat.SENML_CBOR, Code.BAD_REQUEST),
+        (Code.PUT, "/3/7/15", b"x", 0, Code.NOT_FOUND),
+        (Code.PUT, "/3/0/777", b"x", 0, Code.NOT_FOUND),
+        (Code.PUT, "/3", b"x", 0, Code.METHOD_NOT_ALLOWED),
+        (Code.POST, "/3/0/15/0", b"x", 0, Code.METHOD_NOT_ALLOWED),
+        (Code.POST, "/3/0/15", b"x", 0, Code.METHOD_NOT_ALLOWED),  # not executable
+        (Code.PUT, "/3303/0/5700", b"30", 0, Code.METHOD_NOT_ALLOWED),
+    ],
+)
+def test_write_errors(
+    ops: Operations, method: Code, path: str, payload: bytes, cf: int | None, code: Code
+) -> None:
+    before = ops.tree.get(Path.parse("/3/0/15"))
+    assert answer(ops, request(method, path, payload, cf=cf)).code == code
+    assert ops.tree.get(Path.parse("/3/0/15")) == before
+
+
+def test_write_is_all_or_nothing(ops: Operations) -> None:
+    base = Path.parse("/3/0")
+    payload = senml_json.encode([Record(base.child(15), "X"), Record(base.child(0), "Y")], base)
+    assert answer(ops, request(Code.POST, "/3/0", payload, cf=110)).code == (
+        Code.METHOD_NOT_ALLOWED
+    )
+    assert ops.tree.get(base.child(15)) == "Europe/Paris"
+
+
+def test_write_hook_can_refuse_a_value(ops: Operations) -> None:
+    from aiolwm2m.lwm2m.model import InvalidValueError
+
+    def refuse(value: object) -> None:
+        raise InvalidValueError("no")
+
+    ops.tree.instance(3, 0).on_write[15] = refuse
+    assert answer(ops, request(Code.PUT, "/3/0/15", b"Z", cf=0)).code == Code.BAD_REQUEST
+
+
+# ---------------------------------------------------------------- Execute
+
+
+def test_execute_with_arguments_and_errors() -> None:
+    calls: list[dict[int, str | None]] = []
+    ops = make_ops(on_reboot=calls.append)
+    assert answer(ops, request(Code.POST, "/3/0/4", b"0='a b',3")).code == Code.CHANGED
+    assert calls == [{0: "a b", 3: None}]
+    assert answer(ops, request(Code.POST, "/3/0/4")).code == Code.CHANGED
+    assert calls[-1] == {}
+    for bad in (b"x", b"12", b"1='a", b"1,1", b"\xff"):
+        assert answer(ops, request(Code.POST, "/3/0/4", bad)).code == Code.BAD_REQUEST, bad
+    assert answer(ops, request(Code.POST, "/3/0/5")).code == Code.NOT_FOUND  # no callback
+    assert answer(ops, request(Code.POST, "/3/0/0")).code == Code.METHOD_NOT_ALLOWED
+    assert answer(ops, request(Code.POST, "/3/9/4")).code == Code.NOT_FOUND
+
+
+def test_execute_hook_raising_is_500() -> None:
+    def boom(args: object) -> None:
+        raise OSError("no permission")
+
+    ops = make_ops(on_reboot=boom)
+    assert answer(ops, request(Code.POST, "/3/0/4")).code == Code.INTERNAL_SERVER_ERROR
+
+
+def test_reset_error_code(ops: Operations) -> None:
+    device = ops.tree.instance(3, 0)
+    device.set(11, {0: 1, 1: 5})
+    assert answer(ops, request(Code.POST, "/3/0/12")).code == Code.CHANGED
+    assert ops.tree.get(Path.parse("/3/0/11")) == {0: 0}
+
+
+# ---------------------------------------------------------------- Create / Delete
+
+
+@pytest.mark.parametrize(
+    "fmt", [ContentFormat.TLV, ContentFormat.SENML_JSON, ContentFormat.SENML_CBOR]
+)
+def test_create_and_delete(ops: Operations, fmt: ContentFormat) -> None:
+    base = Path.parse("/3303")
+    records = [Record(Path.parse("/3303/4/5700"), 19.0), Record(Path.parse("/3303/4/5701"), "K")]
+    resp = answer(ops, request(Code.POST, "/3303", tlv_or(fmt, records, base), cf=fmt))
+    assert resp.code == Code.CREATED
+    assert resp.location_path == ["3303", "4"]
+    assert ops.tree.get(Path.parse("/3303/4/5700")) == 19.0
+    assert ops.take_actions() == [ObjectsChanged()]
+    assert answer(ops, request(Code.POST, "/3303", tlv_or(fmt, records, base), cf=fmt)).code == (
+        Code.BAD_REQUEST
+    )  # already exists
+    assert answer(ops, request(Code.DELETE, "/3303/4")).code == Code.DELETED
+    assert not ops.tree.exists(Path.parse("/3303/4"))
+    assert answer(ops, request(Code.DELETE, "/3303/4")).code == Code.NOT_FOUND
+
+
+def tlv_or(fmt: ContentFormat, records: list[Record], base: Path) -> bytes:
+    return encode(fmt, records, base)
+
+
+def test_create_without_instance_id_picks_one(ops: Operations) -> None:
+    # LwM2M 1.0 style TLV: resources without an object instance wrapper.
+    new = Path.parse("/3303/1")
+    payload = tlv.encode([Record(new.child(5700), 1.5)], new)
+    resp = answer(ops, request(Code.POST, "/3303", payload, cf=ContentFormat.TLV))
+    assert resp.code == Code.CREATED and resp.location_path == ["3303", "1"]
+    resp = answer(ops, request(Code.POST, "/3303", b"", cf=ContentFormat.TLV))
+    assert resp.code == Code.CREATED and resp.location_path == ["3303", "2"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "code"),
+    [
+        (Code.POST, "/3", Code.METHOD_NOT_ALLOWED),  # no factory
+        (Code.POST, "/77", Code.NOT_FOUND),
+        (Code.DELETE, "/3/0", Code.METHOD_NOT_ALLOWED),
+        (Code.DELETE, "/3303", Code.METHOD_NOT_ALLOWED),
+        (Code.DELETE, "/3303/0/5700", Code.METHOD_NOT_ALLOWED),
+        (Code.DELETE, "/", Code.METHOD_NOT_ALLOWED),
+        (Code.PATCH, "/3/0", Code.METHOD_NOT_ALLOWED),
+    ],
+)
+def test_create_delete_errors(ops: Operations, method: Code, path: str, code: Code) -> None:
+    assert answer(ops, request(method, path, b"", cf=ContentFormat.TLV)).code == code
+
+
+def test_create_bad_payload(ops: Operations) -> None:
+    bad = senml_json.encode([Record(Path.parse("/3303/1/5700"), "hot")], Path.parse("/3303"))
+    assert answer(ops, request(Code.POST, "/3303", bad, cf=110)).code == Code.BAD_REQUEST
+    assert answer(ops, request(Code.POST, "/3303", b"x", cf=40)).code == (
+        Code.UNSUPPORTED_CONTENT_FORMAT
+    )
+    assert not ops.tree.exists(Path.parse("/3303/1"))
+
+
+# ---------------------------------------------------------------- Discover / attributes
+
+
+def test_discover_levels_and_attributes(ops: Operations) -> None:
+    put = request(Code.PUT, "/3303/0/5700", query=("pmin=5", "gt=30"))
+    assert answer(ops, put).code == Code.CHANGED
+    assert answer(ops, request(Code.PUT, "/3303", query=("pmax=60",))).code == Code.CHANGED
+    resp = answer(ops, request(Code.GET, "/3303", accept=40))
+    assert resp.content_format == 40
+    links = {link.target: dict(link.params) for link in linkformat.decode(resp.payload)}
+    assert links["/3303"] == {"ver": "1.1", "pmax": "60"}
+    assert links["/3303/0/5700"] == {"pmin": "5", "gt": "30"}
+    assert "/3303/0" in links and "/3303/0/5701" in links
+    resp = answer(ops, request(Code.GET, "/4/0/4", accept=40))
+    targets = [link.target for link in linkformat.decode(resp.payload)]
+    assert targets == ["/4/0/4", "/4/0/4/0", "/4/0/4/1"]
+    assert linkformat.decode(resp.payload)[0].get("dim") == "2"
+    # attributes are per server
+    other = answer(ops, request(Code.GET, "/3303/0/5700", accept=40), ssid=2)
+    assert other.payload == b"</3303/0/5700>"
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "code"),
+    [
+        ("/3303/0/5700", ("pmin=x",), Code.BAD_REQUEST),
+        ("/3303/0/5700", ("pmin=10", "pmax=5"), Code.BAD_REQUEST),
+        ("/3303/0/5701", ("gt=1",), Code.BAD_REQUEST),  # string resource
+        ("/3303/0", ("gt=1",), Code.BAD_REQUEST),
+        ("/3303/0/5700", ("dim=2",), Code.BAD_REQUEST),
+        ("/3303/9", ("pmin=1",), Code.NOT_FOUND),
+        ("/", ("pmin=1",), Code.METHOD_NOT_ALLOWED),
+    ],
+)
+def test_write_attributes_errors(
+    ops: Operations, path: str, query: tuple[str, ...], code: Code
+) -> None:
+    assert answer(ops, request(Code.PUT, path, query=query)).code == code
+
+
+def test_discover_errors(ops: Operations) -> None:
+    assert answer(ops, request(Code.GET, "/", accept=40)).code == Code.METHOD_NOT_ALLOWED
+    assert answer(ops, request(Code.GET, "/3/3", accept=40)).code == Code.NOT_FOUND
+
+
+# ---------------------------------------------------------------- composite
+
+
+@pytest.mark.parametrize("fmt", [ContentFormat.SENML_JSON, ContentFormat.SENML_CBOR])
+def test_read_composite(ops: Operations, fmt: ContentFormat) -> None:
+    codec = senml_json if fmt == ContentFormat.SENML_JSON else senml_cbor
+    paths = [Path.parse("/3/0/0"), Path.parse("/3303/0"), Path.parse("/3/0/77")]
+    resp = answer(ops, request(Code.FETCH, "/", codec.encode_paths(paths), cf=fmt))
+    assert resp.code == Code.CONTENT and resp.content_format == fmt
+    got = values(resp, "/")
+    assert got == {
+        Path.parse("/3/0/0"): "aiolwm2m",
+        Path.parse("/3303/0/5700"): 21.5,
+        Path.parse("/3303/0/5701"): "Cel",
+    }
+
+
+def test_read_composite_errors(ops: Operations) -> None:
+    missing = senml_json.encode_paths([Path.parse("/9/9")])
+    assert answer(ops, request(Code.FETCH, "/", missing, cf=110)).code == Code.NOT_FOUND
+    assert answer(ops, request(Code.FETCH, "/", b"[{", cf=110)).code == Code.BAD_REQUEST
+    assert answer(ops, request(Code.FETCH, "/", b"", cf=11542)).code == (
+        Code.UNSUPPORTED_CONTENT_FORMAT
+    )
+    some = senml_json.encode_paths([Path.parse("/3/0/0")])
+    assert answer(ops, request(Code.FETCH, "/", some, cf=110, accept=11542)).code == (
+        Code.NOT_ACCEPTABLE
+    )
+    assert answer(ops, request(Code.FETCH, "/3", some, cf=110)).code == Code.METHOD_NOT_ALLOWED
+
+
+def test_write_composite(ops: Operations) -> None:
+    records = [Record(Path.parse("/3/0/15"), "Z1"), Record(Path.parse("/3/0/14"), "UTC+03:00")]
+    payload = senml_cbor.encode(records, Path())
+    assert answer(ops, request(Code.IPATCH, "/", payload, cf=112)).code == Code.CHANGED
+    assert ops.tree.get(Path.parse("/3/0/15")) == "Z1"
+    bad = senml_cbor.encode(
+        [Record(Path.parse("/3/0/15"), "Z2"), Record(Path.parse("/3/0/0"), "M")], Path()
+    )
+    assert answer(ops, request(Code.IPATCH, "/", bad, cf=112)).code == Code.METHOD_NOT_ALLOWED
+    assert ops.tree.get(Path.parse("/3/0/15")) == "Z1"
+    assert answer(ops, request(Code.IPATCH, "/", payload, cf=0)).code == (
+        Code.UNSUPPORTED_CONTENT_FORMAT
+    )
+    gone = senml_cbor.encode([Record(Path.parse("/3/5/15"), "Z")], Path())
+    assert answer(ops, request(Code.IPATCH, "/", gone, cf=112)).code == Code.NOT_FOUND
+
+
+# ---------------------------------------------------------------- Observe
+
+
+def test_observe_notify_and_cancel(ops: Operations) -> None:
+    first = answer(ops, request(Code.GET, "/3303/0/5700", observe=0, token=b"o1"), now=0.0)
+    assert first.code == Code.CONTENT and first.observe is not None
+    assert first.payload == b"21.5"
+    ops.tree.set("/3303/0/5700", 22.0)
+    (note,) = ops.take_notifications(1.0)
+    assert note.token == b"o1" and note.message.payload == b"22.0"
+    assert note.message.observe is not None and note.message.observe != first.observe
+    # Cancel with GET Observe=1: a normal read answer, and no more notifications.
+    cancel = answer(ops, request(Code.GET, "/3303/0/5700", observe=1, token=b"o1"), now=2.0)
+    assert cancel.code == Code.CONTENT and cancel.observe is None
+    ops.tree.set("/3303/0/5700", 23.0)
+    assert ops.take_notifications(3.0) == []
+
+
+def test_observe_pmin_from_write_attributes_and_reset_cancel(ops: Operations) -> None:
+    answer(ops, request(Code.PUT, "/3303/0", query=("pmin=10",)))
+    answer(ops, request(Code.GET, "/3303/0", observe=0, token=b"o2", accept=110), now=0.0)
+    ops.tree.set("/3303/0/5700", 30.0)
+    assert ops.take_notifications(1.0) == []
+    assert ops.next_timer() == 10.0
+    ops.handle_timer(10.0)
+    (note,) = ops.take_notifications(10.0)
+    assert note.message.content_format == 110
+    assert values(note.message, "/3303/0")[Path.parse("/3303/0/5700")] == 30.0
+    ops.cancel_observation(1, b"o2", "reset")
+    ops.tree.set("/3303/0/5700", 31.0)
+    assert ops.take_notifications(100.0) == []
+
+
+def test_observe_composite_and_deleted_path(ops: Operations) -> None:
+    paths = senml_json.encode_paths([Path.parse("/3303/0/5700"), Path.parse("/3/0/15")])
+    first = answer(ops, request(Code.FETCH, "/", paths, cf=110, observe=0, token=b"c"))
+    assert first.code == Code.CONTENT and first.observe is not None
+    answer(ops, request(Code.PUT, "/3/0/15", b"Q", cf=0))
+    (note,) = ops.take_notifications(1.0)
+    assert values(note.message, "/")[Path.parse("/3/0/15")] == "Q"
+    answer(ops, request(Code.DELETE, "/3303/0"))
+    (gone,) = ops.take_notifications(2.0)
+    assert gone.message.code == Code.NOT_FOUND
+
+
+def test_observe_errors_and_drop(ops: Operations) -> None:
+    assert answer(ops, request(Code.GET, "/3/0/4", observe=0)).code == Code.METHOD_NOT_ALLOWED
+    assert answer(ops, request(Code.GET, "/3/5", observe=0)).code == Code.NOT_FOUND
+    long_token = request(Code.GET, "/3/0/0", observe=0, token=b"123456789")
+    assert answer(ops, long_token).code == Code.BAD_REQUEST
+    answer(ops, request(Code.GET, "/3303/0/5700", observe=0))
+    ops.drop_observations(1)
+    ops.tree.set("/3303/0/5700", 1.0)
+    assert ops.take_notifications(1.0) == []
+
+
+def test_default_pmax_from_server_object() -> None:
+    servers = [ServerAccount("coap://s1", 1, default_pmax=30)]
+    built = build_default_tree(servers, platform=FakePlatform(), network=FakeNetwork())
+    ops = Operations(built.tree, access=built.access)
+    answer(ops, request(Code.GET, "/3/0/0", observe=0))
+    assert ops.next_timer() == 30.0
+    assert ops.attributes(1, Path.parse("/3/0/0")).pmax == 30
+
+
+# ---------------------------------------------------------------- Server object
+
+
+def test_server_object_write_and_executes() -> None:
+    config = ClientConfig("ep", (ServerAccount("coap://s1", 1, lifetime=300),))
+    ops = default_objects(config)
+    assert answer(ops, request(Code.GET, "/1/0/1")).payload == b"300"
+    assert answer(ops, request(Code.PUT, "/1/0/1", b"600", cf=0)).code == Code.CHANGED
+    (action,) = ops.take_actions()
+    assert isinstance(action, TriggerUpdate) and action.account is not None
+    assert action.account.lifetime == 600
+    assert answer(ops, request(Code.PUT, "/1/0/1", b"0", cf=0)).code == Code.BAD_REQUEST
+    assert answer(ops, request(Code.PUT, "/1/0/7", b"T", cf=0)).code == Code.BAD_REQUEST
+    assert answer(ops, request(Code.GET, "/1/0/1")).payload == b"600"
+    assert answer(ops, request(Code.POST, "/1/0/8")).code == Code.CHANGED
+    assert answer(ops, request(Code.POST, "/1/0/4")).code == Code.CHANGED
+    assert ops.take_actions() == [TriggerUpdate(1), DisableServer(1, 86400.0)]
+    assert answer(ops, request(Code.PUT, "/1/0/0", b"9", cf=0)).code == Code.METHOD_NOT_ALLOWED
+
+
+def test_registration_payload_hides_security(ops: Operations) -> None:
+    links = linkformat.parse_registration(linkformat.decode(ops.registration_payload("1.1")))
+    assert set(links.objects) == {1, 3, 4, 3303}
+    assert links.objects[3].version == "1.2"
+
+
+# ---------------------------------------------------------------- Access Control
+
+
+def test_access_control_with_two_servers() -> None:
+    ops = make_ops((1, 2))
+    assert 2 in ops.tree.objects  # /2 exists with more than one server
+    # Device: owned by server 1, readable by others.
+    assert answer(ops, request(Code.GET, "/3/0/0"), ssid=2).code == Code.CONTENT
+    assert answer(ops, request(Code.PUT, "/3/0/15", b"x", cf=0), ssid=2).code == (Code.UNAUTHORIZED)
+    assert answer(ops, request(Code.PUT, "/3/0/15", b"x", cf=0), ssid=1).code == Code.CHANGED
+    assert answer(ops, request(Code.POST, "/3/0/4"), ssid=2).code == Code.UNAUTHORIZED
+    # Server instances: each server its own.
+    assert answer(ops, request(Code.GET, "/1/1"), ssid=1).code == Code.UNAUTHORIZED
+    assert answer(ops, request(Code.GET, "/1/1"), ssid=2).code == Code.CONTENT
+    resp = answer(ops, request(Code.GET, "/1", accept=ContentFormat.SENML_JSON), ssid=2)
+    assert {p.instance_id for p in values(resp, "/1")} == {1}
+    # /3303/0 has no Access Control instance: nobody may touch it.
+    assert answer(ops, request(Code.GET, "/3303/0/5700"), ssid=1).code == Code.UNAUTHORIZED
+    # Create needs an instance targeting 3303:65535 with the C bit.
+    assert answer(ops, request(Code.POST, "/3303", b"", cf=11542), ssid=2).code == (
+        Code.UNAUTHORIZED
+    )
+    ops.access.grant(3303, 65535, 1, {2: Right.CREATE})
+    resp = answer(ops, request(Code.POST, "/3303", b"", cf=11542), ssid=2)
+    assert resp.code == Code.CREATED
+    new = "/" + "/".join(resp.location_path)
+    # The creator owns the new instance: full rights; server 1 has none.
+    assert answer(ops, request(Code.GET, new), ssid=1).code == Code.UNAUTHORIZED
+    assert answer(ops, request(Code.DELETE, new), ssid=1).code == Code.UNAUTHORIZED
+    assert answer(ops, request(Code.DELETE, new), ssid=2).code == Code.DELETED
+    # Access Control instances: readable by all, writable by their owner only.
+    assert answer(ops, request(Code.GET, "/2/0"), ssid=1).code == Code.CONTENT
+    assert answer(ops, request(Code.PUT, "/2/0/3", b"2", cf=0), ssid=2).code == (Code.UNAUTHORIZED)
+
+
+def test_single_server_has_every_right(ops: Operations) -> None:
+    assert 2 not in ops.tree.objects
+    assert answer(ops, request(Code.GET, "/1/0")).code == Code.CONTENT
+
+
+# ---------------------------------------------------------------- async hooks
+
+
+async def test_async_hooks_answer_later() -> None:
+    ops = make_ops()
+    gate = asyncio.Event()
+
+    async def slow_read() -> float:
+        await gate.wait()
+        return 25.0
+
+    writes: list[object] = []
+
+    async def slow_write(value: object) -> None:
+        await asyncio.sleep(0)
+        writes.append(value)
+
+    inst = ops.tree.instance(3303, 0)
+    inst.on_read[5700] = slow_read
+    inst.on_write[5750] = slow_write
+    read = request(Code.GET, "/3303/0", accept=ContentFormat.SENML_JSON)
+    assert ops.handle_request(1, read, 0.0) is None
+    (job,) = ops.take_jobs()
+    assert job.request is read and job.ssid == 1
+    task = asyncio.ensure_future(job.coroutine)
+    await asyncio.sleep(0)
+    assert not task.done()
+    gate.set()
+    resp = await task
+    assert resp.code == Code.CONTENT
+    assert values(resp, "/3303/0")[Path.parse("/3303/0/5700")] == 25.0
+    assert ops.handle_request(1, request(Code.PUT, "/3303/0/5750", b"lab", cf=0), 0.0) is None
+    (job,) = ops.take_jobs()
+    assert (await job.coroutine).code == Code.CHANGED
+    assert writes == ["lab"]
+
+
+async def test_async_hook_failure_is_500() -> None:
+    ops = make_ops()
+
+    async def broken() -> None:
+        raise RuntimeError("x")
+
+    ops.tree.instance(3303, 0).on_execute[5605] = lambda args: broken()
+    assert ops.handle_request(1, request(Code.POST, "/3303/0/5605"), 0.0) is None
+    (job,) = ops.take_jobs()
+    assert (await job.coroutine).code == Code.INTERNAL_SERVER_ERROR
+
+
+def test_operations_is_a_data_model_runtime(ops: Operations) -> None:
+    assert isinstance(ops, DataModelRuntime)
+    woken: list[int] = []
+    ops.set_wakeup(lambda: woken.append(1))
+    ops.tree.set("/3303/0/5700", 1.0)
+    assert woken == [1]
+    # Inside a request the wake-up is held back (the runtime polls afterwards).
+    answer(ops, request(Code.PUT, "/3/0/15", b"A", cf=0))
+    assert woken == [1]
+
+
+def test_never_crashes_on_garbage_options(ops: Operations) -> None:
+    msg = request(Code.GET, "/3/0/0")
+    msg.add(OptionNumber.URI_PATH, b"\xff")
+    assert answer(ops, msg).code in (Code.BAD_REQUEST, Code.NOT_FOUND)
+    msg = request(Code.GET, "/3/0/0")
+    msg.add(OptionNumber.ACCEPT, b"\x01\x02\x03")
+    assert answer(ops, msg).code == Code.BAD_REQUEST
