@@ -55,6 +55,8 @@ from aiolwm2m.errors import ConfigError, StorageError
 APPLICATION_ID = 0x4C774D32
 #: ``PRAGMA user_version``: bumped on any incompatible schema change.
 SCHEMA_VERSION = 1
+#: Seconds a save waits for a lock held by another connection (e.g. a factory reset).
+BUSY_TIMEOUT = 0.1
 #: Files SQLite keeps next to the database; they move and vanish together.
 SIDECARS = ("-wal", "-shm", "-journal")
 
@@ -122,7 +124,9 @@ class Store:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None)
+            # A store locked by another process fails fast (reported, retried at
+            # the next change) instead of stalling the event loop for seconds.
+            self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
         except sqlite3.Error as exc:
             raise _read_error(exc, self.path) from exc
         try:
@@ -136,9 +140,9 @@ class Store:
         self._time_offset = 0.0
 
     def _open(self) -> None:
+        # Identify the file before changing anything in it (WAL mode rewrites
+        # the header): a foreign or damaged file is moved aside byte for byte.
         try:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
             app_id = self._db.execute("PRAGMA application_id").fetchone()[0]
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             tables = self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
@@ -147,16 +151,21 @@ class Store:
             raise _read_error(exc, self.path) from exc
         if check != [("ok",)]:
             raise CorruptStore(f"store {self.path} is damaged: {check[0][0]}")
-        if app_id == 0 and version == 0 and tables == 0:
-            self._create()
-            return
-        if app_id != APPLICATION_ID:
+        new = app_id == 0 and version == 0 and tables == 0
+        if not new and app_id != APPLICATION_ID:
             raise CorruptStore(f"{self.path} is an SQLite file but not an aiolwm2m store")
-        if version != SCHEMA_VERSION:
+        if not new and version != SCHEMA_VERSION:
             raise CorruptStore(
                 f"store {self.path} has schema version {version}, this client reads "
                 f"{SCHEMA_VERSION} (factory reset to start over)"
             )
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+        except sqlite3.Error as exc:
+            raise _read_error(exc, self.path) from exc
+        if new:
+            self._create()
 
     def _create(self) -> None:
         try:
