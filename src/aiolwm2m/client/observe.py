@@ -298,12 +298,13 @@ class Observer:
         """Write-Attributes for ``ssid`` happened: re-read attributes and reschedule.
 
         When a path gains or loses thresholds its remembered value changes
-        meaning (number vs fingerprint), so the observation takes a fresh
-        sample as its new baseline.
+        meaning (number vs fingerprint), so a fresh sample becomes that path's
+        baseline; the other paths keep theirs (st still counts from the value
+        last sent).
         """
         for state in [s for s in self._obs.values() if s.obs.ssid == ssid]:
             rules = self._read_rules(state.obs)
-            rebaseline = rules.threshold_mask != state.rules.threshold_mask
+            rebaseline = rules.threshold_mask ^ state.rules.threshold_mask
             state.rules = rules
             if rebaseline:
                 try:
@@ -313,8 +314,7 @@ class Observer:
                 except ObservedPathGone:
                     self._gone(state, now)
                     continue
-                state.last_eval = now
-                self._baseline(state, records)
+                self._baseline(state, records, rebaseline)
             self._step(state, now)
 
     # ------------------------------------------------------------------ timers and output
@@ -465,11 +465,16 @@ class Observer:
             if fired:
                 state.pending |= bit
 
-    def _baseline(self, state: _Obs, records: Sequence[Record]) -> None:
-        """Remember ``records`` as both the last sample and the last notified values."""
+    def _baseline(self, state: _Obs, records: Sequence[Record], mask: int = -1) -> None:
+        """Remember ``records`` as both the last sample and the last notified values.
+
+        Only for the paths in ``mask`` (all by default).
+        """
         obs = state.obs
         whole = len(obs.paths) == 1
         for i, path in enumerate(obs.paths):
+            if not mask >> i & 1:
+                continue
             value = _numeric(records, path) if state.rules.thresholds[i] is not None else None
             if value is not None:
                 state.prev[i] = state.sent[i] = value

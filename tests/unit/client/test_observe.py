@@ -339,6 +339,18 @@ def test_attributes_changed_adding_thresholds_takes_a_new_baseline(h: Harness) -
     assert h.times() == [3.0]
 
 
+def test_attributes_changed_keeps_the_st_reference_of_untouched_paths(h: Harness) -> None:
+    other = Path.of(3303, 1, 5700)
+    h.sampler.values[other] = 0.0
+    h.sampler.write_attributes(1, TEMP, Attributes(st=5.0))
+    h.observe(TEMP, other)  # TEMP notified as 10
+    h.sampler.values[TEMP] = 14.0  # silently: not evaluated
+    h.sampler.write_attributes(1, other, Attributes(gt=1.0))
+    h.observer.attributes_changed(1, 1.0)  # re-baselines ``other`` only
+    h.set(TEMP, 15.0, at=2.0)  # 5 from the value last sent, not from 14
+    assert h.times() == [2.0]
+
+
 def test_attributes_changed_for_another_server_changes_nothing(h: Harness) -> None:
     h.observe(TEMP)
     h.sampler.write_attributes(2, TEMP, Attributes(pmax=5))
