@@ -35,6 +35,7 @@ test: setup lint typecheck peers
 bench: setup
 	$(PY) benchmarks/bench_coap.py
 	$(PY) benchmarks/bench_dtls.py
+	$(PY) benchmarks/bench_formats.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
