@@ -147,14 +147,19 @@ class Provisioning:
     @classmethod
     def from_config(cls, config: ClientConfig) -> Provisioning:
         """Instances for the accounts of a configuration file (the factory state)."""
+        return cls.from_accounts(config.servers, config.bootstrap)
+
+    @classmethod
+    def from_accounts(
+        cls, servers: tuple[ServerAccount, ...], bootstrap: ServerAccount | None
+    ) -> Provisioning:
+        """Security/Server instance pairs for ``servers``, then the Bootstrap-Server's."""
         prov = cls()
-        for iid, account in enumerate(config.servers):
+        for iid, account in enumerate(servers):
             prov.security[iid] = _security_instance(account, bootstrap=False)
             prov.server[iid] = _server_instance(account)
-        if config.bootstrap is not None:
-            prov.security[len(config.servers)] = _security_instance(
-                config.bootstrap, bootstrap=True
-            )
+        if bootstrap is not None:
+            prov.security[len(servers)] = _security_instance(bootstrap, bootstrap=True)
         return prov
 
     def copy(self) -> Provisioning:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from aiolwm2m.client import events as ev
-from aiolwm2m.client.bootstrap import Provisioning
+from aiolwm2m.client.bootstrap import BootstrapHandler, Provisioning
 from aiolwm2m.client.config import (
     ClientConfig,
     InvalidParameters,
@@ -56,8 +56,16 @@ from aiolwm2m.coap.message import (
     make_options,
 )
 from aiolwm2m.errors import Lwm2mError
+from aiolwm2m.lwm2m import linkformat
+from aiolwm2m.lwm2m.linkformat import ObjectEntry
 
 CONTENT_FORMAT_LINK = 40
+#: Link id of the Bootstrap-Server link (server links use their Short Server ID, 1..65534).
+BOOTSTRAP_LINK = 0
+#: Content format announced as ``pct`` in the Bootstrap-Request (SenML CBOR).
+BOOTSTRAP_PREFERRED_FORMAT = 112
+#: Spec §10: the doubling bootstrap hold-off never exceeds this (unless /0/x/11 itself does).
+BOOTSTRAP_HOLD_OFF_CAP = 20.0
 
 
 class ServerState(enum.Enum):
@@ -238,6 +246,39 @@ class _Server:
         return self.account.short_server_id
 
 
+class BootstrapPhase(enum.Enum):
+    IDLE = "idle"
+    CONNECTING = "connecting"  # waiting for the runtime to open the Bootstrap-Server link
+    HOLD_OFF = "hold_off"  # link open: a server-initiated bootstrap may start; then Request
+    REQUESTING = "requesting"  # Bootstrap-Request sent
+    PROVISIONING = "provisioning"  # taking Bootstrap-Server operations until Finish
+    FAILED = "failed"  # this attempt failed: (B) does not hold until the outer loop retries
+
+
+@dataclass
+class _Bootstrap:
+    """The Bootstrap-Server link and the progress of one bootstrap attempt."""
+
+    phase: BootstrapPhase = BootstrapPhase.IDLE
+    account: ServerAccount | None = None
+    uri: ServerUri | None = None
+    layer: MessageLayer | None = None
+    link_open: bool = False
+    link_secure: bool = False
+    fresh_session: bool = False
+    resend: bool = False  # reopened after a handshake retry: send the Request at once
+    request_at: float | None = None  # end of the hold-off (or of a 4.29 wait)
+    deadline: float | None = None  # EXCHANGE_LIFETIME after the last bootstrap operation
+    failures: int = 0  # failed attempts since the last success: doubles the hold-off
+    inflight: dict[int, _Pending] = field(default_factory=dict)
+    handler: BootstrapHandler | None = None
+    malformed_seen: int = 0
+
+    @property
+    def running(self) -> bool:
+        return self.phase not in (BootstrapPhase.IDLE, BootstrapPhase.FAILED)
+
+
 class ClientEngine:
     """The whole client as a deterministic state machine; see the module docstring."""
 
@@ -261,6 +302,9 @@ class ClientEngine:
         self._started = False
         self._closing = False
         self._state_version = 0
+        self._bootstrap_account = config.bootstrap
+        self._bs = _Bootstrap()
+        self._bs_factor: float | None = None  # drawn once, at the first bootstrap
 
     # ------------------------------------------------------------------ queries
     def all_connections_failed(self) -> bool:
@@ -275,8 +319,22 @@ class ClientEngine:
     @property
     def idle(self) -> bool:
         """Nothing in flight: safe to stop the runtime after :meth:`close`."""
-        return all(
+        return not self._bs.inflight and all(
             not s.inflight and s.state != ServerState.DEREGISTERING for s in self._servers.values()
+        )
+
+    def bootstrap_phase(self) -> BootstrapPhase:
+        return self._bs.phase
+
+    @property
+    def bootstrap_account(self) -> ServerAccount | None:
+        """The Bootstrap-Server account (from the config, or rewritten by a bootstrap)."""
+        return self._bootstrap_account
+
+    def provisioning(self) -> Provisioning:
+        """The current accounts as Security/Server instances (what a bootstrap starts from)."""
+        return Provisioning.from_accounts(
+            tuple(s.account for s in self._servers.values()), self._bootstrap_account
         )
 
     def registered(self, ssid: int | None = None) -> bool:
@@ -303,6 +361,10 @@ class ClientEngine:
                 lt = srv.layer.next_timer()
                 if lt is not None:
                     times.append(lt)
+        bs = self._bs
+        times += [t for t in (bs.request_at, bs.deadline) if t is not None]
+        if bs.layer is not None and (lt := bs.layer.next_timer()) is not None:
+            times.append(lt)
         object_timer = self.objects.next_timer()
         if object_timer is not None:
             times.append(object_timer)
@@ -323,11 +385,11 @@ class ClientEngine:
 
     def snapshot(self) -> Snapshot:
         accounts = tuple(srv.account for srv in self._servers.values())
-        provisioned = replace(self.config, servers=accounts)
+        factory = (
+            accounts == self.config.servers and self._bootstrap_account == self.config.bootstrap
+        )
         return Snapshot(
-            provisioning=None
-            if accounts == self.config.servers
-            else Provisioning.from_config(provisioned).to_dict(),
+            provisioning=None if factory else self.provisioning().to_dict(),
             registrations=tuple(
                 RegistrationRecord(
                     srv.ssid,
@@ -354,8 +416,10 @@ class ClientEngine:
             raise NotAllowedError("restore() after start()")
         if snapshot.provisioning is not None:
             # Validated when the store read it (an unusable one is never restored).
-            accounts = Provisioning.from_dict(snapshot.provisioning).accounts()
-            self._set_accounts(tuple(accounts))
+            provisioning = Provisioning.from_dict(snapshot.provisioning)
+            self._set_accounts(tuple(provisioning.accounts()))
+            # A bootstrap may have rewritten the Bootstrap-Server account too.
+            self._bootstrap_account = provisioning.bootstrap_account() or self._bootstrap_account
         for record in snapshot.registrations:
             srv = self._servers.get(record.ssid)
             if srv is not None and srv.account.uri == record.uri:
@@ -381,25 +445,32 @@ class ClientEngine:
             self._emit(ev.Error(now, ev.ErrorCode.INVALID_PARAMETERS, detail=str(exc)))
             return
         for srv in self._servers.values():
-            try:
-                srv.uri = parse_server_uri(srv.account.uri)
-                check_security(srv.account, srv.uri)
-            except InvalidParameters as exc:
-                self._emit(
-                    ev.Error(now, ev.ErrorCode.INVALID_PARAMETERS, ssid=srv.ssid, detail=str(exc))
-                )
-                self._set_state(srv, ServerState.FAILED, now)
-                continue
-            if srv.account.initial_registration_delay > 0:
-                srv.wake_at = now + srv.account.initial_registration_delay
-                srv.wake_action = RequestKind.REGISTER
-            else:
-                self._connect(srv, now)
+            self._start_server(srv, now)
+        if not self._servers and self._bootstrap_account is not None:
+            # Factory state with only a Bootstrap-Server account: bootstrap first.
+            self._begin_bootstrap(now)
+
+    def _start_server(self, srv: _Server, now: float) -> None:
+        try:
+            srv.uri = parse_server_uri(srv.account.uri)
+            check_security(srv.account, srv.uri)
+        except InvalidParameters as exc:
+            self._emit(
+                ev.Error(now, ev.ErrorCode.INVALID_PARAMETERS, ssid=srv.ssid, detail=str(exc))
+            )
+            self._set_state(srv, ServerState.FAILED, now)
+            return
+        if srv.account.initial_registration_delay > 0:
+            srv.wake_at = now + srv.account.initial_registration_delay
+            srv.wake_action = RequestKind.REGISTER
+        else:
+            self._connect(srv, now)
 
     def close(self, now: float) -> None:
         """De-register from every registered server; ``not_registered`` if there is none."""
         self._closing = True
         self._reconnect_at = None
+        self._stop_bootstrap(BootstrapPhase.IDLE, now)
         registered = [s for s in self._servers.values() if s.state == ServerState.REGISTERED]
         if not registered:
             self._emit(
@@ -418,6 +489,7 @@ class ClientEngine:
             return
         self._reconnect_at = None
         self._all_failed = False
+        revived = False
         for srv in self._servers.values():
             if srv.uri is not None and srv.state in (
                 ServerState.FAILED,
@@ -425,6 +497,8 @@ class ClientEngine:
                 ServerState.IDLE,
             ):
                 self._revive(srv, now)
+                revived = True
+        self._reconnect_bootstrap(revived, now)
 
     def enable_server(self, ssid: int, now: float) -> None:
         srv = self._require(ssid)
@@ -480,6 +554,9 @@ class ClientEngine:
     def link_up(
         self, link: int, now: float, *, new_session: bool = True, secure: bool = False
     ) -> None:
+        if link == BOOTSTRAP_LINK:
+            self._bootstrap_link_up(now, secure)
+            return
         srv = self._servers.get(link)
         if srv is None or srv.state != ServerState.CONNECTING:
             self._actions.append(CloseLink(link))
@@ -498,9 +575,6 @@ class ClientEngine:
             self._send_register(srv, now)
 
     def link_failed(self, link: int, failure: LinkFailure, now: float, detail: str = "") -> None:
-        srv = self._servers.get(link)
-        if srv is None or srv.state not in (ServerState.CONNECTING, ServerState.REGISTERING):
-            return
         code = {
             LinkFailure.DNS: ev.ErrorCode.DNS_RESOLVING_FAILED,
             LinkFailure.NETWORK: ev.ErrorCode.NETWORK_ERROR,
@@ -508,6 +582,12 @@ class ClientEngine:
             LinkFailure.SECURE: ev.ErrorCode.SECURE_CONNECTION_FAILED,
             LinkFailure.INTERNAL: ev.ErrorCode.INTERNAL_ERROR,
         }[failure]
+        if link == BOOTSTRAP_LINK:
+            self._bootstrap_link_failed(code, detail or failure.value, now)
+            return
+        srv = self._servers.get(link)
+        if srv is None or srv.state not in (ServerState.CONNECTING, ServerState.REGISTERING):
+            return
         srv.link_open = False
         srv.reg_deadline = None
         self._emit(
@@ -521,6 +601,11 @@ class ClientEngine:
             self._bootstrap_or_abort(srv, now, f"connect failed: {failure.value}")
 
     def datagram_received(self, link: int, data: bytes, now: float) -> None:
+        if link == BOOTSTRAP_LINK:
+            if self._bs.layer is not None and self._bs.link_open:
+                self._bs.layer.receive(data, now)
+                self._flush_bootstrap(now)
+            return
         srv = self._servers.get(link)
         if srv is None or srv.layer is None or not srv.link_open:
             return
@@ -529,6 +614,11 @@ class ClientEngine:
 
     def link_error(self, link: int, now: float) -> None:
         """ICMP (port/host unreachable) on an open link."""
+        if link == BOOTSTRAP_LINK:
+            if self._bs.layer is not None:
+                self._bs.layer.network_error(now)
+                self._flush_bootstrap(now)
+            return
         srv = self._servers.get(link)
         if srv is None or srv.layer is None:
             return
@@ -546,9 +636,13 @@ class ClientEngine:
         if self._reconnect_at is not None and self._reconnect_at <= now:
             self._reconnect_at = None
             self._all_failed = False
+            revived = False
             for srv in self._servers.values():
                 if srv.uri is not None and srv.state == ServerState.FAILED:
                     self._revive(srv, now)
+                    revived = True
+            self._reconnect_bootstrap(revived, now)
+        self._bootstrap_timers(now)
         for srv in list(self._servers.values()):
             if srv.layer is not None:
                 srv.layer.handle_timer(now)
@@ -1031,8 +1125,24 @@ class ClientEngine:
             self._give_up(srv, now, "registration failed")
 
     def _bootstrap_or_abort(self, srv: _Server, now: float, reason: str) -> None:
-        """Client-initiated bootstrap if (B) holds, else abort this server (spec §3 (B))."""
-        self._give_up(srv, now, reason)
+        """Client-initiated bootstrap if (B) holds, else abort this server (spec §3 (B)).
+
+        (B): a Bootstrap-Server account exists, no other server is registered
+        (has a usable connection), and the bootstrap account has not itself
+        failed since the outer loop last retried it.
+        """
+        if (
+            self._bootstrap_account is None
+            or self._closing
+            or self._bs.phase is BootstrapPhase.FAILED
+            or any(
+                o is not srv and o.state == ServerState.REGISTERED for o in self._servers.values()
+            )
+        ):
+            self._give_up(srv, now, reason)
+            return
+        self._stop_server(srv, ServerState.BOOTSTRAPPING, now)
+        self._begin_bootstrap(now)
 
     def _give_up(self, srv: _Server, now: float, reason: str) -> None:
         self._stop_server(srv, ServerState.FAILED, now)
@@ -1040,23 +1150,330 @@ class ClientEngine:
         self._check_all_failed(now)
 
     def _check_all_failed(self, now: float) -> None:
-        if self._closing or self._all_failed:
+        if self._closing or self._all_failed or self._bs.running:
             return
-        if not self._servers or any(
+        if any(
             s.state not in (ServerState.FAILED, ServerState.SUSPENDED, ServerState.IDLE)
             for s in self._servers.values()
         ):
             return
-        if not any(s.state == ServerState.FAILED for s in self._servers.values()):
+        bootstrap_failed = self._bs.phase is BootstrapPhase.FAILED
+        if not bootstrap_failed and not any(
+            s.state == ServerState.FAILED for s in self._servers.values()
+        ):
             return
         self._all_failed = True
         self._emit(ev.AllConnectionsFailed(now))
-        if self.config.reconnect.enabled and any(
-            s.uri is not None and s.state == ServerState.FAILED for s in self._servers.values()
+        retry_bootstrap = bootstrap_failed and self._bootstrap_account is not None
+        if self.config.reconnect.enabled and (
+            retry_bootstrap
+            or any(
+                s.uri is not None and s.state == ServerState.FAILED for s in self._servers.values()
+            )
         ):
             delay = self._schedule.next_delay()
             self._reconnect_at = now + delay
             self._emit(ev.ReconnectScheduled(now, delay, self._schedule.attempts))
+
+    # ------------------------------------------------------------------ bootstrap
+    def _begin_bootstrap(self, now: float) -> None:
+        """Open the Bootstrap-Server link; servers wait in BOOTSTRAPPING until Finish.
+
+        Every server not suspended by the application is stopped: the
+        bootstrap will replace the server set, and (B) only holds when none of
+        them has a usable connection anyway.
+        """
+        for srv in self._servers.values():
+            if srv.state not in (ServerState.SUSPENDED, ServerState.BOOTSTRAPPING):
+                self._stop_server(srv, ServerState.BOOTSTRAPPING, now)
+        bs = self._bs
+        if bs.running:
+            return
+        account = self._bootstrap_account
+        assert account is not None
+        try:
+            uri = parse_server_uri(account.uri)
+            check_security(account, uri)
+        except InvalidParameters as exc:
+            self._emit(
+                ev.Error(
+                    now,
+                    ev.ErrorCode.INVALID_PARAMETERS,
+                    request=RequestKind.BOOTSTRAP_REQUEST.value,
+                    detail=f"bootstrap account: {exc}",
+                )
+            )
+            self._bootstrap_failed(now)
+            return
+        bs.account, bs.uri, bs.resend = account, uri, False
+        bs.handler = BootstrapHandler(self.provisioning(), self._object_entries())
+        bs.phase = BootstrapPhase.CONNECTING
+        self._emit(ev.BootstrapStarted(now, str(uri)))
+        self._actions.append(OpenLink(BOOTSTRAP_LINK, uri, account))
+
+    def _object_entries(self) -> dict[int, ObjectEntry]:
+        """The application's objects, for Bootstrap-Discover (from its Register payload)."""
+        try:
+            payload = self.objects.registration_payload("1.1")
+            return dict(linkformat.parse_registration(linkformat.decode(payload)).objects)
+        except Exception:  # the object tree's problem must not stop a bootstrap
+            return {}
+
+    def _hold_off(self) -> float:
+        """Spec §10: max(1 s, /0/x/11) × a factor in [1, 1.5] drawn once, ×2 per failure."""
+        if self._bs_factor is None:
+            self._bs_factor = self._rng.uniform(1.0, 1.5)
+        account = self._bootstrap_account
+        hold_off = account.client_hold_off_time if account is not None else 0.0
+        base = max(1.0, hold_off) * self._bs_factor
+        return min(base * 2.0**self._bs.failures, max(BOOTSTRAP_HOLD_OFF_CAP, base))
+
+    def _bootstrap_link_up(self, now: float, secure: bool) -> None:
+        bs = self._bs
+        if bs.phase is not BootstrapPhase.CONNECTING:
+            self._actions.append(CloseLink(BOOTSTRAP_LINK))
+            return
+        bs.layer = MessageLayer(self.config.coap, self._rng)
+        bs.link_open, bs.link_secure, bs.fresh_session = True, secure, secure
+        if bs.resend:
+            self._send_bootstrap_request(now)
+            return
+        # The link is open during the hold-off so a Bootstrap-Server may start a
+        # server-initiated bootstrap on it; the Request goes out when it ends.
+        bs.phase = BootstrapPhase.HOLD_OFF
+        bs.request_at = now + self._hold_off()
+
+    def _bootstrap_link_failed(self, code: ev.ErrorCode, detail: str, now: float) -> None:
+        if self._bs.phase is not BootstrapPhase.CONNECTING:
+            return
+        self._bs.link_open = False
+        self._emit(ev.Error(now, code, request="bootstrap_connect", detail=detail))
+        # Spec §5: stop talking to the Bootstrap-Server; with no regular server
+        # left (all wait in BOOTSTRAPPING) that aborts all communication.
+        self._bootstrap_failed(now)
+
+    def _send_bootstrap_request(self, now: float) -> None:
+        bs = self._bs
+        assert bs.layer is not None
+        bs.phase = BootstrapPhase.REQUESTING
+        bs.request_at = None
+        query = [f"ep={self.config.endpoint}"]
+        if self.config.registration.lwm2m_version == "1.1":
+            query.append(f"pct={BOOTSTRAP_PREFERRED_FORMAT}")
+        msg = Message(
+            type=MessageType.CON, code=Code.POST, options=make_options(path=["bs"], query=query)
+        )
+        key = bs.layer.send_request(msg, now)
+        bs.inflight[key] = _Pending(RequestKind.BOOTSTRAP_REQUEST, bs.fresh_session)
+        bs.fresh_session = False
+        bs.deadline = now + self.config.coap.exchange_lifetime
+        self._flush_bootstrap(now)
+
+    def _bootstrap_timers(self, now: float) -> None:
+        bs = self._bs
+        if bs.layer is not None:
+            bs.layer.handle_timer(now)
+            self._flush_bootstrap(now)
+        if bs.request_at is not None and bs.request_at <= now and bs.link_open:
+            self._send_bootstrap_request(now)
+        if bs.deadline is not None and bs.deadline <= now and bs.running:
+            self._emit(
+                ev.Error(
+                    now,
+                    ev.ErrorCode.TIMEOUT,
+                    request="bootstrap_finish",
+                    detail="no Bootstrap-Finish within EXCHANGE_LIFETIME of the last operation",
+                )
+            )
+            self._bootstrap_failed(now)
+
+    def _flush_bootstrap(self, now: float) -> None:
+        bs = self._bs
+        layer = bs.layer
+        if layer is None:
+            return
+        while (event := layer.next_event()) is not None:
+            if isinstance(event, ExchangeResult):
+                self._on_bootstrap_result(event, now)
+            else:
+                self._on_bootstrap_operation(event, now)
+            if bs.layer is not layer:  # finished, failed or reopened while handling
+                return
+        if layer.stats.malformed > bs.malformed_seen:
+            bs.malformed_seen = layer.stats.malformed
+            self._emit(
+                ev.Error(
+                    now,
+                    ev.ErrorCode.RESPONSE_PARSE_FAILED,
+                    detail="malformed CoAP datagram from the Bootstrap-Server ignored",
+                )
+            )
+        if bs.link_open:
+            for data in layer.datagrams_to_send():
+                self._actions.append(SendDatagram(BOOTSTRAP_LINK, data))
+
+    def _on_bootstrap_operation(self, req: IncomingRequest, now: float) -> None:
+        bs = self._bs
+        assert bs.layer is not None
+        if bs.handler is None or bs.phase is BootstrapPhase.CONNECTING:
+            bs.layer.respond(req.key, Message(code=Code.SERVICE_UNAVAILABLE), now)
+            return
+        # Operations before (or without) our Request: a server-initiated bootstrap.
+        bs.phase = BootstrapPhase.PROVISIONING
+        bs.request_at = None
+        bs.deadline = now + self.config.coap.exchange_lifetime
+        try:
+            reply = bs.handler.handle(req.message)
+        except Exception as exc:  # a bug in a handler must not take the client down
+            self._emit(
+                ev.Error(now, ev.ErrorCode.INTERNAL_ERROR, detail=f"bootstrap handler: {exc!r}")
+            )
+            bs.layer.respond(req.key, Message(code=Code.INTERNAL_SERVER_ERROR), now)
+            return
+        bs.layer.respond(req.key, reply.response, now)
+        if reply.accounts is not None:
+            self._finish_bootstrap(reply.accounts, now)
+
+    def _on_bootstrap_result(self, result: ExchangeResult, now: float) -> None:
+        bs = self._bs
+        pending = bs.inflight.pop(result.key, None)
+        if pending is None or bs.phase is not BootstrapPhase.REQUESTING:
+            return  # the server already started operating: the Request did its job
+        resp = result.response
+        coap_code: str | None = None
+        if result.outcome is Outcome.RESPONSE:
+            assert resp is not None
+            if is_success(resp.code):
+                bs.phase = BootstrapPhase.PROVISIONING
+                bs.deadline = now + self.config.coap.exchange_lifetime
+                return
+            if resp.code == Code.TOO_MANY_REQUESTS:
+                self._bootstrap_rate_limited(resp, now)
+                return
+            failure, code = Failure.COAP_ERROR, ev.ErrorCode.COAP_ERROR
+            coap_code = code_str(resp.code)
+            if resp.code == Code.BAD_REQUEST:
+                # Spec §6: "quota reached" is a 4.00 whose diagnostic names the quota.
+                quota = b"quota" in resp.payload.lower()
+                code = ev.ErrorCode.QUOTA_REACHED if quota else ev.ErrorCode.BAD_REQUEST
+        else:
+            failure, code = {
+                Outcome.TIMEOUT: (
+                    Failure.TIMEOUT_DTLS if bs.link_secure else Failure.TIMEOUT_NOSEC,
+                    ev.ErrorCode.TIMEOUT,
+                ),
+                Outcome.RESET: (Failure.RESET, ev.ErrorCode.RESET),
+                Outcome.NETWORK_ERROR: (Failure.NETWORK, ev.ErrorCode.NETWORK_ERROR),
+                Outcome.ACKNOWLEDGED: (Failure.INTERNAL, ev.ErrorCode.INTERNAL_ERROR),
+            }[result.outcome]
+        table = self.config.failure_table
+        action = table.action(RequestKind.BOOTSTRAP_REQUEST, failure)
+        if action is Action.RETRY_HANDSHAKE and pending.sent_after_handshake:
+            action = table.action(RequestKind.BOOTSTRAP_REQUEST, Failure.TIMEOUT_NOSEC)  # (†)
+        self._emit(
+            ev.Error(
+                now,
+                code,
+                request=RequestKind.BOOTSTRAP_REQUEST.value,
+                coap_code=coap_code,
+                action=action.value,
+                detail=resp.payload.decode("utf-8", "replace")[:200] if resp else None,
+            )
+        )
+        if action is Action.RETRY_HANDSHAKE and bs.uri is not None and bs.account is not None:
+            self._close_bootstrap_link()
+            bs.phase, bs.resend, bs.deadline = BootstrapPhase.CONNECTING, True, None
+            self._actions.append(OpenLink(BOOTSTRAP_LINK, bs.uri, bs.account))
+        elif action is Action.IGNORE or action is Action.NOT_APPLICABLE:
+            return  # wait: the Finish deadline still ends a bootstrap that never comes
+        else:
+            if action is Action.ABORT_ALL:
+                for srv in self._servers.values():
+                    self._stop_server(srv, ServerState.FAILED, now)
+            self._bootstrap_failed(now)
+
+    def _bootstrap_rate_limited(self, resp: Message, now: float) -> None:
+        try:
+            max_age = resp.max_age
+        except CoapDecodeError:
+            max_age = None
+        wait = float(60 if max_age is None else max_age)
+        self._bs.phase = BootstrapPhase.HOLD_OFF
+        self._bs.request_at = now + wait
+        self._bs.deadline = None
+        self._emit(
+            ev.Error(
+                now,
+                ev.ErrorCode.TOO_MANY_REQUESTS,
+                request=RequestKind.BOOTSTRAP_REQUEST.value,
+                coap_code="4.29",
+                detail=f"waiting {wait:g} s (Max-Age)",
+            )
+        )
+
+    def _finish_bootstrap(self, accounts: list[ServerAccount], now: float) -> None:
+        """Bootstrap-Finish accepted: new server set, then Register to each."""
+        bs = self._bs
+        assert bs.handler is not None
+        self._bootstrap_account = bs.handler.provisioning.bootstrap_account() or bs.account
+        self._stop_bootstrap(BootstrapPhase.IDLE, now)
+        bs.failures = 0
+        old = self._servers
+        for srv in old.values():
+            self._stop_server(srv, ServerState.IDLE, now)
+            self.objects.drop_observations(srv.ssid)
+        self._set_accounts(tuple(accounts))
+        for srv in self._servers.values():
+            kept = old.get(srv.ssid)
+            if kept is not None and kept.account.uri == srv.account.uri:
+                srv.stored = kept.stored  # same server: its stored notifications still count
+                srv.stored_dropped = kept.stored_dropped
+        self._state_version += 1
+        self._emit(ev.Bootstrapped(now, sorted(self._servers)))
+        for srv in self._servers.values():
+            self._start_server(srv, now)
+
+    def _bootstrap_failed(self, now: float) -> None:
+        """This attempt failed: (B) stops holding until the outer loop retries."""
+        self._stop_bootstrap(BootstrapPhase.FAILED, now)
+        self._bs.failures += 1
+        for srv in self._servers.values():
+            if srv.state == ServerState.BOOTSTRAPPING:
+                self._set_state(srv, ServerState.FAILED, now)
+        self._check_all_failed(now)
+
+    def _reconnect_bootstrap(self, revived: bool, now: float) -> None:
+        """Outer loop: the bootstrap account may be tried again; alone if no server revived."""
+        if self._bs.phase is BootstrapPhase.FAILED:
+            self._bs.phase = BootstrapPhase.IDLE
+        if not revived and self._bootstrap_account is not None and not self._bs.running:
+            self._begin_bootstrap(now)
+
+    def _stop_bootstrap(self, phase: BootstrapPhase, now: float) -> None:
+        bs = self._bs
+        if bs.layer is not None:
+            for key in list(bs.inflight):
+                bs.layer.cancel(key, now)
+        was_connecting = bs.phase is BootstrapPhase.CONNECTING
+        self._close_bootstrap_link()
+        if was_connecting:
+            self._actions.append(CloseLink(BOOTSTRAP_LINK))
+        bs.phase = phase
+        bs.request_at = bs.deadline = None
+        bs.handler = None
+
+    def _close_bootstrap_link(self) -> None:
+        bs = self._bs
+        if bs.link_open and bs.layer is not None:
+            # The Finish answer (or any ACK) goes out before the close.
+            for data in bs.layer.datagrams_to_send():
+                self._actions.append(SendDatagram(BOOTSTRAP_LINK, data))
+            self._actions.append(CloseLink(BOOTSTRAP_LINK))
+        bs.link_open = False
+        if bs.layer is not None:
+            bs.layer.clear()
+        bs.layer = None
+        bs.inflight.clear()
 
     # ------------------------------------------------------------------ helpers
     def _set_accounts(self, accounts: tuple[ServerAccount, ...]) -> None:

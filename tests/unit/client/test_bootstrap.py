@@ -3,20 +3,36 @@
 from __future__ import annotations
 
 import json
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import pytest
+from simkit import EXACT_COAP, account, requests_to
 
+from aiolwm2m.client import events as ev
 from aiolwm2m.client.bootstrap import (
     BootstrapHandler,
     InconsistentConfiguration,
-    Operation,
     Provisioning,
 )
+from aiolwm2m.client.bootstrap import Operation as BsOp
 from aiolwm2m.client.config import ClientConfig, SecurityMode, ServerAccount
+from aiolwm2m.client.engine import BootstrapPhase, ServerState
+from aiolwm2m.client.policy import RetrySettings
 from aiolwm2m.coap.message import Code, Message, MessageType, make_options
+from aiolwm2m.coap.params import TransmissionParameters
 from aiolwm2m.errors import StorageError
 from aiolwm2m.lwm2m import ContentFormat, Path, Record, decode, encode, linkformat, load_builtin
 from aiolwm2m.lwm2m.linkformat import ObjectEntry
+from aiolwm2m.runtime.sim import SimClient, SimNetwork, SimServer
+from aiolwm2m.testbed.bootstrap import (
+    BootstrapConfig,
+    BootstrapFault,
+    ProvisionedServer,
+    SimBootstrapServer,
+)
+from aiolwm2m.testbed.core import Address, FaultKind, FaultRule, Operation
 
 BS_URI = "coap://10.0.0.9:5683"
 VALUE_FORMATS = [
@@ -49,7 +65,7 @@ def request(code: Code, path: str, payload: bytes = b"", **opts: int) -> Message
 def write(handler: BootstrapHandler, path: str, records: list[Record], cf: int) -> Code:
     payload = encode(cf, records, Path.parse(path))
     reply = handler.handle(request(Code.PUT, path, payload, content_format=cf))
-    assert reply.operation is Operation.WRITE
+    assert reply.operation is BsOp.WRITE
     return Code(reply.response.code)
 
 
@@ -75,7 +91,7 @@ def security_records(iid: int, ssid: int, uri: str, mode: int = 3) -> list[Recor
 
 def finish(handler: BootstrapHandler) -> tuple[Code, bytes, list[ServerAccount] | None]:
     reply = handler.handle(request(Code.POST, "/bs"))
-    assert reply.operation is Operation.FINISH
+    assert reply.operation is BsOp.FINISH
     return Code(reply.response.code), reply.response.payload, reply.accounts
 
 
@@ -183,7 +199,7 @@ def test_delete_never_removes_the_bootstrap_account() -> None:
 def test_discover_lists_ssid_and_uri() -> None:
     handler = BootstrapHandler(factory(), {3: ObjectEntry("1.1", (0,)), 1: ObjectEntry()})
     reply = handler.handle(request(Code.GET, "/", accept=ContentFormat.LINK_FORMAT))
-    assert reply.operation is Operation.DISCOVER
+    assert reply.operation is BsOp.DISCOVER
     assert reply.response.content_format == ContentFormat.LINK_FORMAT
     links = linkformat.decode(reply.response.payload)
     assert links[0].target == "/" and links[0].get("lwm2m") == "1.1"
@@ -203,7 +219,7 @@ def test_discover_lists_ssid_and_uri() -> None:
 def test_bootstrap_read_of_server_object(cf: ContentFormat) -> None:
     handler = BootstrapHandler(factory())
     reply = handler.handle(request(Code.GET, "/1", accept=cf))
-    assert reply.operation is Operation.READ and reply.response.code == Code.CONTENT
+    assert reply.operation is BsOp.READ and reply.response.code == Code.CONTENT
     records = decode(cf, reply.response.payload, Path.of(1), load_builtin().type_of)
     values = {str(r.path): r.value for r in records}
     assert values["/1/0/0"] == 1 and values["/1/0/1"] == 300
@@ -298,3 +314,290 @@ def test_from_dict_rejects_garbage(data: dict[str, object]) -> None:
 def test_accounts_raise_typed_error() -> None:
     with pytest.raises(InconsistentConfiguration):
         Provisioning().accounts()
+
+
+# -- the engine on the virtual clock ------------------------------------------------------------
+
+A_ADDR = ("10.0.0.1", 5683)  # the factory LwM2M server
+B_ADDR = ("10.0.0.5", 5683)  # the server the bootstrap provisions
+BS_ADDR = ("10.0.0.9", 5683)
+BS_ACCOUNT = ServerAccount(uri=f"coap://{BS_ADDR[0]}:{BS_ADDR[1]}")
+
+
+@dataclass
+class World:
+    net: SimNetwork
+    a: SimServer
+    b: SimServer
+    bs: SimBootstrapServer
+
+    def client(
+        self,
+        *,
+        servers: tuple[ServerAccount, ...] | None = None,
+        bootstrap: ServerAccount | None = BS_ACCOUNT,
+        coap: TransmissionParameters = EXACT_COAP,
+        start: bool = True,
+    ) -> SimClient:
+        if servers is None:
+            servers = (account(self.a.uri),)
+        config = ClientConfig(endpoint="dev-1", servers=servers, bootstrap=bootstrap, coap=coap)
+        client = SimClient(self.net, config, rng=random.Random(3))
+        if start:
+            client.start()
+        return client
+
+
+@pytest.fixture
+def world() -> World:
+    net = SimNetwork(seed=11)
+    a, b = SimServer(net, A_ADDR), SimServer(net, B_ADDR)
+    a.start()
+    b.start()
+    config = BootstrapConfig(default=(ProvisionedServer(uri=b.uri, ssid=2, server={1: 600}),))
+    bs = SimBootstrapServer(net, config, BS_ADDR)
+    bs.start()
+    return World(net, a, b, bs)
+
+
+def names(client: SimClient) -> list[str]:
+    return [e.name for e in client.events if e.name != "state_changed"]
+
+
+def registered_to(client: SimClient, ssid: int) -> Callable[[], bool]:
+    return lambda: any(isinstance(e, ev.Registered) and e.ssid == ssid for e in client.events)
+
+
+def request_times(net: SimNetwork, dst: Address, path: list[str]) -> list[float]:
+    return [t for t, msg in requests_to(net, dst) if msg.uri_path == path]
+
+
+def test_update_reset_bootstraps_to_a_new_server(world: World) -> None:
+    world.net.trace = []
+    client = world.client()
+    clock = world.net.clock
+    assert clock.run_until_true(registered_to(client, 1), 10)
+    world.a.core.add_rule(FaultRule(Operation.UPDATE, FaultKind.RESET))
+    client.trigger_update(1)
+    assert clock.run_until_true(registered_to(client, 2), 60)
+    (error,) = client.errors(ev.ErrorCode.RESET)
+    assert (error.request, error.action) == ("update", "bootstrap")
+    tail = names(client)[names(client).index("error") :]
+    assert tail[:4] == ["error", "bootstrap_started", "bootstrapped", "registering"]
+    (done,) = client.named("bootstrapped")
+    assert isinstance(done, ev.Bootstrapped) and done.servers == [2]
+    assert client.engine.server_states() == {2: ServerState.REGISTERED}
+    assert world.b.core.registrations["dev-1"].lifetime == 600
+    assert world.bs.kinds("dev-1") == [
+        "bootstrap_request",
+        "bs_discover",
+        "bs_delete",
+        "bs_delete",
+        "bs_write",
+        "bs_write",
+        "bs_finish",
+        "bootstrapped",
+    ]
+    # Spec §10 hold-off: the Request leaves max(1 s, /0/x/11) × factor after the link opened.
+    (started,) = client.named("bootstrap_started")
+    (sent,) = request_times(world.net, BS_ADDR, ["bs"])
+    factor = client.engine._bs_factor
+    assert factor is not None and 1.0 <= factor <= 1.5
+    assert sent - started.time == pytest.approx(factor)
+    query = next(m for _, m in requests_to(world.net, BS_ADDR) if m.uri_path == ["bs"]).uri_query
+    assert query == ["ep=dev-1", "pct=112"]
+    # The client asked for SenML CBOR: the writes came in it.
+    writes = [m for _, m in requests_to(world.net, client_addr(world)) if m.code == Code.PUT]
+    assert writes and all(m.content_format == ContentFormat.SENML_CBOR for m in writes)
+
+
+def client_addr(world: World) -> Address:
+    """Where the bootstrap server sent its operations (the client's bootstrap socket)."""
+    assert world.net.trace is not None
+    return next(dst for _, src, dst, _ in world.net.trace if src == BS_ADDR)
+
+
+def test_register_never_answered_runs_retry_procedure_then_bootstraps(world: World) -> None:
+    retry = RetrySettings(
+        bootstrap_on_registration_failure=True,
+        communication_retry_count=2,
+        communication_retry_timer=10,
+        communication_sequence_retry_count=1,
+    )
+    world.a.core.add_rule(FaultRule(Operation.REGISTER, FaultKind.SILENT))
+    client = world.client(servers=(account(world.a.uri, retry=retry),))
+    assert world.net.clock.run_until_true(registered_to(client, 2), 400)
+    (retry_event,) = client.named("retry_scheduled")
+    assert isinstance(retry_event, ev.RetryScheduled) and retry_event.delay == 10
+    timeouts = client.errors(ev.ErrorCode.TIMEOUT)
+    assert [e.action for e in timeouts] == ["abort_registration", "abort_registration"]
+    # Two Registers timed out (62 s each) with 10 s between them, then bootstrap.
+    (started,) = client.named("bootstrap_started")
+    assert started.time == pytest.approx(62 + 10 + 62, abs=0.1)
+    assert client.engine.server_states() == {2: ServerState.REGISTERED}
+
+
+def test_network_error_on_update_bootstraps(world: World) -> None:
+    client = world.client()
+    clock = world.net.clock
+    assert clock.run_until_true(registered_to(client, 1), 10)
+    world.a.stop()  # ICMP port unreachable for the next datagram
+    client.trigger_update(1)
+    assert clock.run_until_true(registered_to(client, 2), 60)
+    (error,) = client.errors(ev.ErrorCode.NETWORK_ERROR)
+    assert (error.request, error.action) == ("update", "bootstrap")
+
+
+def test_without_bootstrap_account_b_does_not_hold(world: World) -> None:
+    client = world.client(bootstrap=None)
+    clock = world.net.clock
+    assert clock.run_until_true(registered_to(client, 1), 10)
+    world.a.core.add_rule(FaultRule(Operation.UPDATE, FaultKind.RESET))
+    client.trigger_update(1)
+    clock.run_for(5)
+    assert client.named("bootstrap_started") == []
+    assert len(client.named("server_gave_up")) == 1
+    assert client.named("all_connections_failed")
+    assert client.all_connections_failed()
+
+
+def test_another_registered_server_means_no_bootstrap(world: World) -> None:
+    c = SimServer(world.net, ("10.0.0.3", 5683))
+    c.start()
+    client = world.client(servers=(account(world.a.uri), account(c.uri, short_server_id=3)))
+    clock = world.net.clock
+    assert clock.run_until_true(lambda: client.engine.registered(3), 10)
+    assert clock.run_until_true(lambda: client.engine.registered(1), 10)
+    world.a.core.add_rule(FaultRule(Operation.UPDATE, FaultKind.RESET))
+    client.trigger_update(1)
+    clock.run_for(5)
+    assert client.named("bootstrap_started") == []
+    (gave_up,) = client.named("server_gave_up")
+    assert isinstance(gave_up, ev.ServerGaveUp) and gave_up.ssid == 1
+    assert client.state(3) is ServerState.REGISTERED
+    assert not client.all_connections_failed()
+
+
+def test_failed_bootstrap_account_means_no_bootstrap_until_the_outer_loop(world: World) -> None:
+    world.bs.core.config.faults.append(BootstrapFault(FaultKind.RESPOND, Code.SERVICE_UNAVAILABLE))
+    world.a.core.add_rule(FaultRule(Operation.UPDATE, FaultKind.RESET, count=2))
+    client = world.client()
+    clock = world.net.clock
+    assert clock.run_until_true(registered_to(client, 1), 10)
+    client.trigger_update(1)
+    assert clock.run_until_true(client.all_connections_failed, 30)
+    (error,) = client.errors(ev.ErrorCode.COAP_ERROR)
+    assert (error.request, error.coap_code, error.action) == (
+        "bootstrap_request",
+        "5.03",
+        "abort_all",
+    )
+    assert client.engine.bootstrap_phase() is BootstrapPhase.FAILED
+    # The application revives the server; its next failure cannot bootstrap: (B) fails.
+    client.enable_server(1)
+    assert clock.run_until_true(lambda: client.engine.registered(1), 10)
+    client.trigger_update(1)
+    clock.run_for(5)
+    assert len(client.named("bootstrap_started")) == 1
+    assert client.named("server_gave_up")
+
+
+def test_bootstrap_request_timeout_on_nosec_aborts_all(world: World) -> None:
+    world.bs.core.config.faults.append(BootstrapFault(FaultKind.SILENT))
+    client = world.client(servers=())
+    clock = world.net.clock
+    assert clock.run_until_true(client.all_connections_failed, 200)
+    (error,) = client.errors(ev.ErrorCode.TIMEOUT)
+    assert (error.request, error.action) == ("bootstrap_request", "abort_all")
+    (started,) = client.named("bootstrap_started")
+    factor = client.engine._bs_factor
+    assert factor is not None
+    assert error.time - started.time == pytest.approx(factor + 62)
+    assert client.named("reconnect_scheduled")  # the outer loop keeps trying bootstrap
+
+
+def test_quota_reached_is_reported_and_bootstrap_retried_with_doubled_hold_off(
+    world: World,
+) -> None:
+    world.net.trace = []
+    world.bs.core.config.faults.append(
+        BootstrapFault(FaultKind.RESPOND, Code.BAD_REQUEST, b"account device quota reached", 1)
+    )
+    client = world.client(servers=())
+    clock = world.net.clock
+    assert clock.run_until_true(registered_to(client, 2), 120)
+    (error,) = client.errors(ev.ErrorCode.QUOTA_REACHED)
+    assert (error.coap_code, error.action) == ("4.00", "abort_all")
+    (scheduled,) = client.named("reconnect_scheduled")
+    assert isinstance(scheduled, ev.ReconnectScheduled) and 2 <= scheduled.delay <= 10
+    first, second = client.named("bootstrap_started")
+    assert second.time == pytest.approx(scheduled.time + scheduled.delay)
+    sent = request_times(world.net, BS_ADDR, ["bs"])
+    factor = client.engine._bs_factor
+    assert factor is not None
+    assert sent[0] - first.time == pytest.approx(factor)
+    assert sent[1] - second.time == pytest.approx(2 * factor)  # doubled after one failure
+
+
+def test_hold_off_uses_resource_11_and_caps_at_20_s(world: World) -> None:
+    world.net.trace = []
+    bootstrap = ServerAccount(uri=world.bs.uri, client_hold_off_time=8)
+    world.bs.core.config.faults.append(BootstrapFault(FaultKind.RESPOND, Code.BAD_REQUEST, count=2))
+    client = world.client(servers=(), bootstrap=bootstrap)
+    assert world.net.clock.run_until_true(registered_to(client, 2), 400)
+    starts = [e.time for e in client.named("bootstrap_started")]
+    sent = request_times(world.net, BS_ADDR, ["bs"])
+    factor = client.engine._bs_factor
+    assert factor is not None
+    waits = [s - t for s, t in zip(sent, starts, strict=True)]
+    assert waits == pytest.approx([8 * factor, min(16 * factor, 20), 20])
+
+
+def test_no_finish_within_exchange_lifetime_fails_the_bootstrap(world: World) -> None:
+    # Only the 2.04 to the Request gets through; no operation ever arrives.
+    passed: list[bytes] = []
+
+    def first_only(src: Address, dst: Address, data: bytes) -> bool:
+        if src != BS_ADDR:
+            return True
+        passed.append(data)
+        return len(passed) == 1
+
+    world.net.filters.append(first_only)
+    world.net.trace = []
+    client = world.client(servers=(), coap=TransmissionParameters())
+    assert world.net.clock.run_until_true(client.all_connections_failed, 400)
+    (error,) = client.errors(ev.ErrorCode.TIMEOUT)
+    assert error.request == "bootstrap_finish"
+    (sent,) = request_times(world.net, BS_ADDR, ["bs"])
+    assert error.time - sent == pytest.approx(247.0, abs=0.02)  # 2.04 arrived ~5 ms later
+    assert client.named("bootstrapped") == []
+
+
+def test_server_initiated_bootstrap_during_hold_off(world: World) -> None:
+    world.net.trace = []
+    bootstrap = ServerAccount(uri=world.bs.uri, client_hold_off_time=30)
+    client = world.client(servers=(), bootstrap=bootstrap)
+    clock = world.net.clock
+    clock.run_for(1)
+    assert client.engine.bootstrap_phase() is BootstrapPhase.HOLD_OFF
+    socket = next(addr for addr, sock in world.net._sockets.items() if sock.remote == BS_ADDR)
+    assert world.bs.push(socket, "dev-1")
+    assert clock.run_until_true(registered_to(client, 2), 20)
+    assert "bootstrap_request" not in world.bs.kinds()
+    assert request_times(world.net, BS_ADDR, ["bs"]) == []
+    assert client.named("bootstrapped")
+
+
+def test_inconsistent_provisioning_is_rejected_and_nothing_changes(world: World) -> None:
+    world.bs.core.config.default = (ProvisionedServer(uri="coaps://10.0.0.5:5684", ssid=2),)
+    client = world.client()
+    clock = world.net.clock
+    assert clock.run_until_true(registered_to(client, 1), 10)
+    world.a.core.add_rule(FaultRule(Operation.UPDATE, FaultKind.RESET, count=1))
+    client.trigger_update(1)
+    clock.run_for(30)
+    assert "finish_rejected" in world.bs.kinds()
+    assert client.named("bootstrapped") == []
+    # The factory account is still the one the engine knows about.
+    assert client.engine.provisioning().accounts()[0].uri == world.a.uri
