@@ -1,0 +1,58 @@
+"""Smoke test over real UDP on 127.0.0.1: the testbed server operates the client's data model.
+
+The full operation matrix lives in the testbed's own integration tests and in
+``tests/unit/client/test_operations.py``; this checks the wiring (engine,
+driver jobs and actions, observe notifications) end to end, including an
+async read hook answered through the runtime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiolwm2m.client.config import ClientConfig, ServerAccount
+from aiolwm2m.client.operations import default_objects
+from aiolwm2m.coap.message import Code
+from aiolwm2m.lwm2m import ContentFormat, Path
+from aiolwm2m.lwm2m.tree import Instance
+from aiolwm2m.lwm2m.values import records_to_dict
+from aiolwm2m.runtime.aio import Client
+from aiolwm2m.testbed.server import TestbedServer
+
+EP = "ops-smoke"
+
+
+async def test_server_operates_the_client_data_model() -> None:
+    async with TestbedServer(host="127.0.0.1", port=0) as server:
+        config = ClientConfig(EP, (ServerAccount(server.uri, lifetime=60),))
+        objects = default_objects(config)
+        reboots: list[object] = []
+        objects.tree.instance(3, 0).on_execute[4] = reboots.append
+
+        async def slow_units() -> str:
+            await asyncio.sleep(0.01)
+            return "Cel"
+
+        sensor = Instance({5700: 20.0}, on_read={5701: slow_units})
+        objects.tree.add_object(3303, factory=lambda iid: Instance())
+        objects.tree.add_instance(3303, 0, sensor)
+        async with Client(config, objects):
+            await server.wait_registered(EP, timeout=5)
+            read = await server.read(EP, "/3303/0", ContentFormat.TLV, timeout=5)
+            assert read.code == Code.CONTENT
+            assert records_to_dict(read.records) == {
+                Path.parse("/3303/0/5700"): 20.0,
+                Path.parse("/3303/0/5701"): "Cel",  # from the async hook
+            }
+            write = await server.write(EP, "/3/0/15", "Europe/Oslo", ContentFormat.TEXT)
+            assert write.code == Code.CHANGED
+            assert objects.tree.instance(3, 0).values[15] == "Europe/Oslo"
+            assert (await server.execute(EP, "/3/0/4", "1='x'", timeout=5)).code == Code.CHANGED
+            assert reboots == [{1: "x"}]
+            assert (await server.read(EP, "/3/0/4", timeout=5)).code == Code.METHOD_NOT_ALLOWED
+            assert (await server.read(EP, "/0/0", timeout=5)).code == Code.NOT_FOUND
+            observation = await server.observe(EP, "/3303/0/5700", ContentFormat.SENML_CBOR)
+            assert observation.active
+            sensor.set(5700, 21.5)
+            note = await observation.next(timeout=5)
+            assert records_to_dict(note.records) == {Path.parse("/3303/0/5700"): 21.5}
