@@ -187,6 +187,7 @@ class CommandShell:
         self.types: TypeLookup | None = server.core.types
         self._watchers: set[asyncio.Task[None]] = set()
         self._observing: dict[tuple[str, Path], Observation] = {}
+        self._line = ""  # the raw command line (Execute arguments keep their quotes)
 
     async def close(self) -> None:
         for task in self._watchers:
@@ -216,6 +217,7 @@ class CommandShell:
             return True
         if not words:
             return True
+        self._line = line
         verb, args = words[0].lower(), words[1:]
         if verb in ("quit", "exit"):
             return False
@@ -287,7 +289,9 @@ class CommandShell:
 
     async def cmd_exec(self, args: list[str]) -> None:
         self._need(args, 2, "exec EP PATH [ARGS...]")
-        arguments = " ".join(args[2:]) or None
+        # LwM2M arguments quote with single quotes (0='a b'): pass them through raw.
+        raw = self._line.split("#", 1)[0].split(None, 3)
+        arguments = raw[3].strip() if len(raw) > 3 else None
         result = await self.server.execute(args[0], args[1], arguments, timeout=self.timeout)
         self.show(args[0], args[1], result)
 

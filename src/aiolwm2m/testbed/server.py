@@ -27,7 +27,7 @@ from aiolwm2m.dtls.aio import DtlsServer, serve_dtls
 from aiolwm2m.dtls.errors import DtlsStateError
 from aiolwm2m.dtls.server import ServerSecurity
 from aiolwm2m.lwm2m.formats import ContentFormat
-from aiolwm2m.lwm2m.model import Value
+from aiolwm2m.lwm2m.model import TypeLookup, Value
 from aiolwm2m.lwm2m.path import Path
 from aiolwm2m.lwm2m.values import Record
 from aiolwm2m.testbed import operations as ops
@@ -141,12 +141,15 @@ class TestbedServer:
         params: TransmissionParameters | None = None,
         core: ServerCore | None = None,
         security: ServerSecurity | None = None,
+        types: TypeLookup | None = None,
     ) -> None:
+        """``types`` gives resource types for decoding answers (default: shipped objects;
+        pass ``registry.type_of`` when clients expose objects of their own)."""
         self.host = host
         self.security = security
         self.dtls: DtlsServer | None = None
         self.port = port
-        self.core = core or ServerCore(params=params or TransmissionParameters())
+        self.core = core or ServerCore(params=params or TransmissionParameters(), types=types)
         self._transport: asyncio.DatagramTransport | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
