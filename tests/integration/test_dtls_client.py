@@ -447,3 +447,51 @@ def test_config_refuses_mismatched_security_at_load_time() -> None:
     )
     assert loaded.servers[0].effective_security_mode is SecurityMode.PSK
     assert loaded.dtls == HandshakeTiming(0.5, 8)
+
+
+async def test_expired_certificate_falls_back_to_bootstrap_for_fresh_credentials(
+    pki: TestPki, tmp_path: Path
+) -> None:
+    """§6: secure connection failed → bootstrap → new (PSK) credentials → registered."""
+    bs = pytest.importorskip("aiolwm2m.testbed.bootstrap")
+    past = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+    device = generate_device_certificate(pki.ca, EP, not_before=past, days=30)
+    (tmp_path / "old.pem").write_bytes(device.certificate_pem)
+    (tmp_path / "old.key.pem").write_bytes(device.private_key_pem)
+    fresh = bytes(range(100, 116))
+    server = TestbedServer(
+        security=ServerSecurity(
+            psk_store={EP.encode(): fresh}, certificate=cert_security(pki).certificate
+        )
+    )
+    await server.start()
+    bootstrap = bs.BootstrapServer(
+        bs.BootstrapConfig(
+            default=(bs.ProvisionedServer(server.uri, psk_identity=EP.encode(), psk_key=fresh),)
+        )
+    )
+    await bootstrap.start()
+    expired = ServerAccount(
+        uri=server.uri,
+        certificate=str(tmp_path / "old.pem"),
+        private_key=str(tmp_path / "old.key.pem"),
+        server_certificate=str(pki.server_cert_path),
+    )
+    client = Client(config(expired, bootstrap=ServerAccount(uri=bootstrap.uri)))
+    seen: list[ev.Event] = []
+    client.subscribe(seen.append)
+    await client.start()
+    try:
+        await client.wait_for("registered", 10)
+    finally:
+        await client.close()
+        await bootstrap.stop()
+        await server.stop()
+    failed = [e for e in seen if isinstance(e, ev.Error) and e.request == "connect"]
+    assert failed[0].code is ev.ErrorCode.SECURE_CONNECTION_FAILED
+    assert (failed[0].detail or "").startswith("client_cert_rejected")
+    names = [e.name for e in seen]
+    order = [names.index(n) for n in ("error", "bootstrap_started", "bootstrapped", "registered")]
+    assert order == sorted(order)
+    (registered,) = [e for e in server.core.history if e.kind == "registered"]
+    assert registered.endpoint == EP
