@@ -13,7 +13,15 @@ import sys
 from collections.abc import Sequence
 
 from aiolwm2m import __version__
-from aiolwm2m.cli import certs_cmd, client_cmd, demo_cmd, server_cmd
+from aiolwm2m.cli import (
+    certs_cmd,
+    client_cmd,
+    demo_cmd,
+    factory_reset_cmd,
+    proxy_cmd,
+    scenario_cmd,
+    server_cmd,
+)
 from aiolwm2m.errors import ConfigError
 
 
@@ -24,7 +32,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"aiolwm2m {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logs on stderr")
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (client_cmd, server_cmd, demo_cmd, certs_cmd):
+    for module in (
+        client_cmd,
+        server_cmd,
+        demo_cmd,
+        certs_cmd,
+        proxy_cmd,
+        scenario_cmd,
+        factory_reset_cmd,
+    ):
         module.add_parser(sub)
     return parser
 

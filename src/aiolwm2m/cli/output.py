@@ -17,8 +17,11 @@ def event_json(event: ev.Event, since: float) -> str:
     return json.dumps(data, sort_keys=False)
 
 
-def event_line(event: ev.Event, since: float) -> str | None:
-    """One human-readable timeline line, or None for events too chatty to show."""
+def event_line(event: ev.Event, since: float, source: str = "client") -> str | None:
+    """One human-readable timeline line, or None for events too chatty to show.
+
+    ``source`` names the client in the line (``aiolwm2m scenario`` runs several).
+    """
     if event.name in _SKIP_HUMAN:
         return None
     fields: dict[str, Any] = {
@@ -27,7 +30,7 @@ def event_line(event: ev.Event, since: float) -> str | None:
     if "delay" in fields:
         fields["delay"] = f"{fields['delay']:.2f}s"
     detail = " ".join(f"{k}={v}" for k, v in fields.items())
-    return f"{event.time - since:8.3f}s  client  {event.name:<24} {detail}".rstrip()
+    return f"{event.time - since:8.3f}s  {source}  {event.name:<24} {detail}".rstrip()
 
 
 def emit(line: str, stream: TextIO | None = None) -> None:
