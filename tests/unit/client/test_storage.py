@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from simkit import FakeTree, MakeClient, account
 
+from aiolwm2m.cli.main import main
 from aiolwm2m.client import events as ev
 from aiolwm2m.client.bootstrap import Provisioning
 from aiolwm2m.client.config import ClientConfig
@@ -470,3 +471,18 @@ def test_restart_after_the_registration_expired_drops_what_was_stored(
     assert second.engine.dropped_notifications(1) == 1
     assert second.named("notifications_flushed") == []
     assert reopened(store_path).notifications == ()
+
+
+def test_cli_factory_reset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "state.db"
+    store = Store(path)
+    store.save(full_snapshot())
+    store.close()
+    config = tmp_path / "client.toml"
+    config.write_text(f'endpoint = "dev"\n[storage]\npath = "{path}"\n')
+    assert main(["factory-reset", "--config", str(config)]) == 0
+    assert "cleared" in capsys.readouterr().out
+    assert reopened(path) == Snapshot()
+    config.write_text('endpoint = "dev"\n')
+    assert main(["factory-reset", "--config", str(config)]) == 2, "no [storage] path"
+    assert main(["factory-reset", "--storage", str(tmp_path / "none.db")]) == 0
