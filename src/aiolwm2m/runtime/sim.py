@@ -38,6 +38,7 @@ from aiolwm2m.client.engine import LinkFailure, ObjectTree, OpenLink
 from aiolwm2m.coap.params import TransmissionParameters
 from aiolwm2m.runtime.driver import EngineDriver
 from aiolwm2m.testbed.core import Address, ServerCore
+from aiolwm2m.testbed.operations import OperationRequest
 
 
 class TimerHandle:
@@ -417,6 +418,12 @@ class SimServer:
         self.core.forget_peers()
         self.sessions.clear()
         self.start()
+
+    def start_operation(self, endpoint: str, request: OperationRequest) -> int:
+        """Send an LwM2M operation now; its answer comes from ``core.next_response()``."""
+        key = self.core.start_operation(endpoint, request, self.net.clock.now)
+        self._pump()
+        return key
 
     def _on_datagram(self, src: Address, data: bytes) -> None:
         if self.handshake is not None and not self._dtls_datagram(src, data):

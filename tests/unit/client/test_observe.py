@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import random
 from collections.abc import Sequence
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from aiolwm2m.client.config import ClientConfig, ServerAccount
 from aiolwm2m.client.engine import Notification
 from aiolwm2m.client.observe import (
     SEQUENCE_MODULUS,
@@ -18,12 +20,21 @@ from aiolwm2m.client.observe import (
     Observer,
     ObserveSettings,
 )
+from aiolwm2m.client.operations import default_objects
 from aiolwm2m.coap.message import Code, MessageType, OptionNumber
 from aiolwm2m.errors import ConfigError
 from aiolwm2m.lwm2m.attributes import Attributes, effective_attributes
 from aiolwm2m.lwm2m.model import Value
 from aiolwm2m.lwm2m.path import Path
+from aiolwm2m.lwm2m.tree import Instance
 from aiolwm2m.lwm2m.values import Record
+from aiolwm2m.runtime.sim import SimClient, SimNetwork, SimServer
+from aiolwm2m.testbed.operations import (
+    OperationRequest,
+    OperationResult,
+    observe_request,
+    write_attributes_request,
+)
 
 TEMP = Path.of(3303, 0, 5700)
 TEXT = 0
@@ -668,3 +679,83 @@ def test_property_timers_and_sequences_stay_consistent(ops: list[tuple[str, int,
         assert len(h.observer._heap) <= 2 * len(h.observer) + 65
     h.run_until(h.now + 100)
     check_new_notifications()
+
+
+# ---------------------------------------------------------------------- end to end, virtual clock
+
+
+class SimDevice:
+    """A client with a 3303 temperature sensor and the testbed server, on the virtual clock."""
+
+    def __init__(self) -> None:
+        self.net = SimNetwork()
+        self.server = SimServer(self.net)
+        self.server.start()
+        account = ServerAccount(self.server.uri, 1, lifetime=86400)
+        config = ClientConfig(endpoint="dev-1", servers=(account,))
+        self.objects = default_objects(config)
+        self.objects.tree.add_object(3303, factory=lambda iid: Instance())
+        self.objects.tree.add_instance(3303, 0, Instance({5700: 20.0, 5701: "Cel"}))
+        self.client = SimClient(self.net, config, self.objects, rng=random.Random(1))
+        self.client.start()
+        self.events: list[tuple[float, int, OperationResult]] = []
+        self.net.clock.run_for(5.0)
+        assert self.client.engine.registered()
+
+    @property
+    def now(self) -> float:
+        return self.net.clock.now
+
+    def operation(self, request: OperationRequest) -> tuple[float, OperationResult]:
+        """Send, and step the clock only until its answer arrives: (arrival time, answer)."""
+        key = self.server.start_operation("dev-1", request)
+        clock = self.net.clock
+        while clock.step():
+            self._collect()
+            for i, (_, event_key, _) in enumerate(self.events):
+                if event_key == key:
+                    when, _, result = self.events.pop(i)
+                    return when, result
+        raise AssertionError("no answer")
+
+    def run_until(self, until: float) -> None:
+        """Step the clock, noting when each notification reaches the server."""
+        clock = self.net.clock
+        while (t := clock.next_time()) is not None and t <= until:
+            clock.step()
+            self._collect()
+        clock.run_until(until)
+
+    def _collect(self) -> None:
+        while (event := self.server.core.next_response()) is not None:
+            assert event.operation is not None, event.result
+            self.events.append((self.net.clock.now, event.key, event.operation))
+
+    def notes(self, since: float) -> list[tuple[float, bytes]]:
+        """Notifications so far: (arrival time - ``since``, payload); forgets them."""
+        out = [(round(t - since, 6), result.payload) for t, _, result in self.events]
+        self.events.clear()
+        return out
+
+    def set_temperature(self, value: float, at: float) -> None:
+        self.run_until(at)
+        self.objects.tree.set("/3303/0/5700", value)  # the tree wakes the client itself
+
+
+def test_end_to_end_pmin_pmax_inheritance_and_gt_on_the_virtual_clock() -> None:
+    dev = SimDevice()
+    # Object-level pmin/pmax, inherited by the observed resource.
+    _, written = dev.operation(write_attributes_request("/3303", {"pmin": 10, "pmax": 60}))
+    assert written.code == Code.CHANGED
+    start, first = dev.operation(observe_request("/3303/0/5700", 0))
+    assert (first.code, first.payload) == (Code.CONTENT, b"20.0")
+    dev.set_temperature(21.0, at=start + 1)  # pmin suppresses until start + 10
+    dev.run_until(start + 75)
+    assert dev.notes(start) == [(10.0, b"21.0"), (70.0, b"21.0")]  # then pmax forces one
+    # gt on the resource itself: only crossings count; pmin is still the object's.
+    _, written = dev.operation(write_attributes_request("/3303/0/5700", {"gt": 30}))
+    assert written.code == Code.CHANGED
+    dev.set_temperature(29.0, at=start + 76)
+    dev.set_temperature(31.0, at=start + 77)  # crosses: sent when pmin ends (70 + 10)
+    dev.run_until(start + 100)
+    assert dev.notes(start) == [(80.0, b"31.0")]
