@@ -38,6 +38,7 @@ from aiolwm2m.dtls.credentials import ServerCertificateCredentials
 from aiolwm2m.dtls.policy import HandshakeTiming
 from aiolwm2m.dtls.records import ContentType, is_client_hello, iter_records, looks_like_dtls
 from aiolwm2m.dtls.server import ServerSecurity
+from aiolwm2m.errors import ConfigError
 from aiolwm2m.runtime.aio import Client
 from aiolwm2m.testbed.core import FaultKind, FaultRule, Operation
 from aiolwm2m.testbed.server import TestbedServer
@@ -447,6 +448,14 @@ def test_config_refuses_mismatched_security_at_load_time() -> None:
     )
     assert loaded.servers[0].effective_security_mode is SecurityMode.PSK
     assert loaded.dtls == HandshakeTiming(0.5, 8)
+    for bad, match in [
+        ({"handshake_initial": 1}, "unknown key"),
+        ({"handshake_initial_timeout": "1"}, r"\[dtls\] initial_timeout must be a number"),
+        ({"handshake_initial_timeout": 0}, "positive"),
+        ({"handshake_initial_timeout": 5, "handshake_max_timeout": 2}, "must not be below"),
+    ]:
+        with pytest.raises(ConfigError, match=match):
+            load_config({**base, "dtls": bad})
 
 
 async def test_expired_certificate_falls_back_to_bootstrap_for_fresh_credentials(
