@@ -556,10 +556,14 @@ class BootstrapCore:
             return
         if step is Step.DISCOVER:
             try:
+                # After the deletes only the client's Bootstrap-Server account
+                # remains: the Security instance Discover lists without an ssid.
                 taken = {
                     p.instance_id
                     for link in linkformat.decode(resp.payload)
-                    if (p := link.path()).object_id == 0 and p.instance_id is not None
+                    if (p := link.path()).object_id == 0
+                    and p.instance_id is not None
+                    and not link.has("ssid")
                 }
             except LinkFormatError as exc:
                 self._log(now, "bootstrap_failed", ep, f"discover: {exc}")
