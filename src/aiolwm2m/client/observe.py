@@ -237,6 +237,7 @@ class Observer:
         return len(self._obs)
 
     def observations(self, ssid: int | None = None) -> list[Observation]:
+        """The registered observations (of one server when ``ssid`` is given)."""
         return [o.obs for o in self._obs.values() if ssid is None or o.obs.ssid == ssid]
 
     # ------------------------------------------------------------------ registration
@@ -319,6 +320,7 @@ class Observer:
 
     # ------------------------------------------------------------------ timers and output
     def next_timer(self) -> float | None:
+        """The earliest deadline (pmin end, pmax, evaluation), dropping stale heap entries."""
         heap = self._heap
         while heap:
             deadline, key = heap[0]
@@ -329,6 +331,7 @@ class Observer:
         return None
 
     def handle_timer(self, now: float) -> None:
+        """Run every observation whose deadline is at or before ``now``."""
         heap = self._heap
         while heap and heap[0][0] <= now:
             deadline, key = heapq.heappop(heap)
