@@ -7,6 +7,9 @@ with SIGKILL at a random moment (seeded), opens the store and checks it holds
 exactly the last reported generation or the one being written — every row of
 one generation, never a mix.
 
+The asyncio client at the end checks the same store over real UDP with
+wall-clock times.
+
 Interpreter start-up plus imports cost most of a second, so the writers are
 forked from one pre-imported "zygote" process (this file run as a script):
 each round is still a separate process killed by the kernel mid-write.
@@ -14,6 +17,7 @@ each round is still a separate process killed by the kernel mid-write.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import signal
@@ -30,11 +34,15 @@ from aiolwm2m.client.config import ClientConfig, ServerAccount
 from aiolwm2m.client.engine import Notification, RegistrationRecord, Snapshot
 from aiolwm2m.client.storage import Store
 from aiolwm2m.coap.message import Code, Message, MessageType
+from aiolwm2m.coap.params import TransmissionParameters
+from aiolwm2m.runtime.aio import Client
+from aiolwm2m.testbed.server import TestbedServer
 
 KILLS = 200
 SEED = 20261123
 #: Kill this long after the writer reports it is writing: uniform in [0, MAX_DELAY] s.
 MAX_DELAY = 0.03
+FAST = TransmissionParameters(ack_timeout=0.2, ack_random_factor=1.0, max_retransmit=2)
 
 
 # ----------------------------------------------------------------------------- the states
@@ -168,11 +176,7 @@ def test_kill_9_during_writes_leaves_the_old_or_the_new_state(tmp_path: Path) ->
             reported_total += len(saved)
             for gen in range(max(states) + 1, last + 2):
                 states[gen] = payloads_after(states[gen - 1], gen)
-            store = Store(path)  # must open: no StorageError
-            try:
-                snapshot = store.load()
-            finally:
-                store.close()
+            snapshot = reopened(path)  # must open: no StorageError
             gen = generation_of(snapshot)
             assert gen in (last, last + 1), f"stored generation {gen}, last reported {last}"
             mid_write += gen == last + 1
@@ -186,6 +190,56 @@ def test_kill_9_during_writes_leaves_the_old_or_the_new_state(tmp_path: Path) ->
         f"{mid_write} kills landed after a commit was written but before it was reported"
     )
     assert max(states) > KILLS, "the writers made progress between kills"
+
+
+# ----------------------------------------------------------------------------- asyncio client
+
+
+async def test_asyncio_client_saves_wall_clock_times_and_restarts_from_them(
+    tmp_path: Path,
+) -> None:
+    """Real UDP: the store holds wall-clock times; a new process-like client maps them back."""
+    server = TestbedServer("127.0.0.1", 0, params=FAST)
+    await server.start()
+    path = tmp_path / "client.db"
+    config = ClientConfig(
+        endpoint="store-dev",
+        servers=(ServerAccount(uri=server.uri, lifetime=60),),
+        coap=FAST,
+        storage_path=str(path),
+    )
+    try:
+        before = time.time()
+        first = Client(config)
+        await first.start()
+        await first.wait_for("registered", 5)
+        await first.stop()  # no De-register: what a crash leaves behind
+        after = time.time()
+        [stored] = reopened(path).registrations
+        assert before <= stored.registered_at <= after
+        assert stored.location == tuple(
+            server.core.registrations["store-dev"].location.strip("/").split("/")
+        )
+
+        second = Client(config)
+        await second.start()
+        loop_now = asyncio.get_running_loop().time()
+        [restored] = second.engine.snapshot().registrations
+        age = loop_now - restored.registered_at
+        assert 0 <= age <= after - before + 1, "the registration's age survived the restart"
+        await second.wait_for("registered", 5)
+        assert second.engine.snapshot().registrations[0].location == stored.location
+        await second.close()
+    finally:
+        await server.stop()
+
+
+def reopened(path: Path) -> Snapshot:
+    store = Store(path)
+    try:
+        return store.load()
+    finally:
+        store.close()
 
 
 if __name__ == "__main__":
