@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from aiolwm2m import __version__
 from aiolwm2m.cli import (
+    bootstrap_cmd,
     certs_cmd,
     client_cmd,
     demo_cmd,
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     for module in (
         client_cmd,
         server_cmd,
+        bootstrap_cmd,
         demo_cmd,
         certs_cmd,
         proxy_cmd,
