@@ -376,4 +376,3 @@ def load_config(
             raise ConfigError("[storage] notification_limit must be an integer >= 0")
         kwargs["notification_store_limit"] = limit
     return ClientConfig(endpoint=ep, **kwargs)
-

@@ -170,9 +170,7 @@ class Snapshot:
             registrations=tuple(
                 replace(r, registered_at=r.registered_at + delta) for r in self.registrations
             ),
-            notifications=tuple(
-                replace(n, created=n.created + delta) for n in self.notifications
-            ),
+            notifications=tuple(replace(n, created=n.created + delta) for n in self.notifications),
         )
 
 
