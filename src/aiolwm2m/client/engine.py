@@ -416,8 +416,7 @@ class ClientEngine:
             # Validated when the store read it (an unusable one is never restored).
             provisioning = Provisioning.from_dict(snapshot.provisioning)
             self._set_accounts(tuple(provisioning.accounts()))
-            # A bootstrap may have rewritten the Bootstrap-Server account too.
-            self._bootstrap_account = provisioning.bootstrap_account() or self._bootstrap_account
+            self._adopt_bootstrap_account(provisioning)
         for record in snapshot.registrations:
             srv = self._servers.get(record.ssid)
             if srv is not None and srv.account.uri == record.uri:
@@ -1413,7 +1412,7 @@ class ClientEngine:
         """Bootstrap-Finish accepted: new server set, then Register to each."""
         bs = self._bs
         assert bs.handler is not None
-        self._bootstrap_account = bs.handler.provisioning.bootstrap_account() or bs.account
+        self._adopt_bootstrap_account(bs.handler.provisioning)
         self._stop_bootstrap(BootstrapPhase.IDLE, now)
         bs.failures = 0
         old = self._servers
@@ -1430,6 +1429,13 @@ class ClientEngine:
         self._emit(ev.Bootstrapped(now, sorted(self._servers)))
         for srv in self._servers.values():
             self._start_server(srv, now)
+
+    def _adopt_bootstrap_account(self, provisioning: Provisioning) -> None:
+        """Take the Bootstrap-Server account from ``provisioning`` if a bootstrap rewrote it."""
+        ours = self.provisioning().bootstrap_instance()
+        theirs = provisioning.bootstrap_instance()
+        if theirs is not None and (ours is None or ours[1] != theirs[1]):
+            self._bootstrap_account = provisioning.bootstrap_account() or self._bootstrap_account
 
     def _bootstrap_failed(self, now: float) -> None:
         """This attempt failed: (B) stops holding until the outer loop retries."""

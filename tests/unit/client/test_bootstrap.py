@@ -601,3 +601,27 @@ def test_inconsistent_provisioning_is_rejected_and_nothing_changes(world: World)
     assert client.named("bootstrapped") == []
     # The factory account is still the one the engine knows about.
     assert client.engine.provisioning().accounts()[0].uri == world.a.uri
+
+
+def test_unresolvable_bootstrap_server_stops_the_bootstrap(world: World) -> None:
+    client = world.client(servers=(), bootstrap=ServerAccount(uri="coap://nowhere.invalid:5683"))
+    assert world.net.clock.run_until_true(client.all_connections_failed, 5)
+    (error,) = client.errors(ev.ErrorCode.DNS_RESOLVING_FAILED)
+    assert error.request == "bootstrap_connect"
+    assert client.engine.bootstrap_phase() is BootstrapPhase.FAILED
+    assert client.named("reconnect_scheduled")
+
+
+def test_provisioned_accounts_survive_a_restart(world: World) -> None:
+    bootstrap = ServerAccount(uri=world.bs.uri, client_hold_off_time=3)
+    client = world.client(servers=(), bootstrap=bootstrap)
+    assert world.net.clock.run_until_true(registered_to(client, 2), 30)
+    snapshot = client.engine.snapshot()
+    assert snapshot.provisioning is not None
+    restored = world.client(servers=(), bootstrap=bootstrap, start=False)
+    restored.engine.restore(snapshot)
+    assert [a.short_server_id for a in restored.engine.provisioning().accounts()] == [2]
+    assert restored.engine.bootstrap_account == bootstrap
+    restored.start()
+    assert world.net.clock.run_until_true(registered_to(restored, 2), 10)
+    assert restored.named("bootstrap_started") == []
