@@ -25,7 +25,7 @@ from aiolwm2m.coap.params import TransmissionParameters
 from aiolwm2m.errors import StorageError
 from aiolwm2m.lwm2m import ContentFormat, Path, Record, decode, encode, linkformat, load_builtin
 from aiolwm2m.lwm2m.linkformat import ObjectEntry
-from aiolwm2m.runtime.sim import SimClient, SimNetwork, SimServer
+from aiolwm2m.runtime.sim import HandshakeOutcome, SimClient, SimNetwork, SimServer
 from aiolwm2m.testbed.bootstrap import (
     BootstrapConfig,
     BootstrapFault,
@@ -625,3 +625,42 @@ def test_provisioned_accounts_survive_a_restart(world: World) -> None:
     restored.start()
     assert world.net.clock.run_until_true(registered_to(restored, 2), 10)
     assert restored.named("bootstrap_started") == []
+
+
+def test_dtls_bootstrap_request_timeout_right_after_handshake_aborts_all(world: World) -> None:
+    """Row Bootstrap-Request × timeout on a DTLS server with the (†) rule: the Request
+    is the first one on a fresh session, so no second handshake: abort all (A)."""
+    secure_bs = SimServer(world.net, ("10.0.0.10", 5684), dtls=HandshakeOutcome.ACCEPT)
+    secure_bs.start()
+    secure_bs.core.add_rule(FaultRule(Operation.ANY, FaultKind.SILENT))
+    bootstrap = ServerAccount(uri=secure_bs.uri, psk_identity=b"dev-1", psk_key=b"k")
+    client = world.client(servers=(), bootstrap=bootstrap)
+    assert world.net.clock.run_until_true(client.all_connections_failed, 200)
+    (error,) = client.errors(ev.ErrorCode.TIMEOUT)
+    assert (error.request, error.action) == ("bootstrap_request", "abort_all")
+    assert len(secure_bs.handshakes) == 1
+
+
+def test_dtls_bootstrap_request_timeout_later_in_the_session_retries_the_handshake(
+    world: World,
+) -> None:
+    """After a 4.29 wait the Request is not the first on the session: a timeout retries
+    the handshake once and resends at once; that one times out right after it: (A)."""
+    secure_bs = SimServer(world.net, ("10.0.0.10", 5684), dtls=HandshakeOutcome.ACCEPT)
+    secure_bs.start()
+    secure_bs.core.add_rule(
+        FaultRule(Operation.ANY, FaultKind.RESPOND, Code.TOO_MANY_REQUESTS, max_age=5, count=1)
+    )
+    secure_bs.core.add_rule(FaultRule(Operation.ANY, FaultKind.SILENT))
+    bootstrap = ServerAccount(uri=secure_bs.uri, psk_identity=b"dev-1", psk_key=b"k")
+    client = world.client(servers=(), bootstrap=bootstrap)
+    assert world.net.clock.run_until_true(client.all_connections_failed, 400)
+    errors = [(e.code, e.action) for e in client.errors()]
+    assert errors == [
+        (ev.ErrorCode.TOO_MANY_REQUESTS, None),
+        (ev.ErrorCode.TIMEOUT, "retry_handshake"),
+        (ev.ErrorCode.TIMEOUT, "abort_all"),
+    ]
+    assert len(secure_bs.handshakes) == 2
+    limited, first_timeout, _ = client.errors()
+    assert first_timeout.time - limited.time == pytest.approx(5 + 62, abs=0.1)
