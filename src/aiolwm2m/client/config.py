@@ -312,7 +312,7 @@ def load_config(
                 data = tomllib.load(fh)
         except OSError as exc:
             raise ConfigError(f"cannot read config file {source}: {exc}") from exc
-        except tomllib.TOMLDecodeError as exc:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {source} is not valid TOML: {exc}") from exc
     data = dict(data)
     allowed = {
