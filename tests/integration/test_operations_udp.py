@@ -56,3 +56,19 @@ async def test_server_operates_the_client_data_model() -> None:
             sensor.set(5700, 21.5)
             note = await observation.next(timeout=5)
             assert records_to_dict(note.records) == {Path.parse("/3303/0/5700"): 21.5}
+
+
+async def test_large_read_goes_block_wise_over_udp() -> None:
+    """A Read bigger than one block arrives whole: the client slices, the testbed reassembles."""
+    big = "".join(f"{i:06d};" for i in range(1500))  # 10.5 kB: eleven 1024-byte blocks
+    async with TestbedServer(host="127.0.0.1", port=0) as server:
+        config = ClientConfig(EP, (ServerAccount(server.uri, lifetime=60),))
+        objects = default_objects(config)
+        objects.tree.add_instance(3303, 0, Instance({5700: 20.0, 5750: big}))
+        async with Client(config, objects):
+            await server.wait_registered(EP, timeout=5)
+            read = await server.read(EP, "/3303/0/5750", timeout=5)
+            assert read.code == Code.CONTENT
+            assert records_to_dict(read.records) == {Path.parse("/3303/0/5750"): big}
+            tlv = await server.read(EP, "/3303/0", ContentFormat.SENML_CBOR, timeout=5)
+            assert records_to_dict(tlv.records)[Path.parse("/3303/0/5750")] == big

@@ -33,6 +33,16 @@ now)``. This keeps this module sans-IO: it never touches an event loop.
 Observe sampling is synchronous, so an observed resource with an async read
 hook notifies its last stored value.
 
+**Block-wise transfers** (RFC 7959, :class:`BlockwiseSettings`). A Read,
+Discover or Read-Composite answer larger than the block size (the request's
+Block2 size if it names one, else ``block_size``) goes out in Block2 slices
+with an ETag; the representation is kept per (server, request) for
+``lifetime`` seconds (at most ``max_representations`` of them), so the
+following GETs with Block2 NUM > 0 get slices of the same bytes. A request
+with Block1 is assembled first (2.31 Continue per block, 4.08 on a gap, 4.13
+above ``max_body``) and then handled as one request; its final answer echoes
+Block1.
+
 Server object executes and writes that concern the engine (Registration
 Update Trigger, Disable, a new lifetime) and instance creation/deletion are
 likewise queued as :data:`ClientAction` values for :meth:`take_actions`.
@@ -40,9 +50,11 @@ likewise queued as :data:`ClientAction` values for :meth:`take_actions`.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
 from aiolwm2m.client.config import ClientConfig, ServerAccount
@@ -54,7 +66,22 @@ from aiolwm2m.client.observe import (
     Observer,
     ObserveSettings,
 )
-from aiolwm2m.coap.message import CoapDecodeError, Code, Message, OptionNumber, encode_uint
+from aiolwm2m.coap.blockwise import (
+    Block1Assembler,
+    Block1Result,
+    Block1Status,
+    BlockwiseError,
+    slice_block2,
+    szx_for,
+)
+from aiolwm2m.coap.message import (
+    Block,
+    CoapDecodeError,
+    Code,
+    Message,
+    OptionNumber,
+    encode_uint,
+)
 from aiolwm2m.errors import ConfigError
 from aiolwm2m.lwm2m import linkformat
 from aiolwm2m.lwm2m.attributes import (
@@ -101,6 +128,7 @@ from aiolwm2m.lwm2m.tree import (
 from aiolwm2m.lwm2m.values import Record
 
 __all__ = [
+    "BlockwiseSettings",
     "ClientAction",
     "DataModelRuntime",
     "DisableServer",
@@ -116,6 +144,81 @@ HIDDEN_OBJECTS = frozenset({0, 21})
 _COMPOSITE_FORMATS = frozenset(
     {ContentFormat.SENML_JSON, ContentFormat.SENML_CBOR, ContentFormat.LWM2M_CBOR}
 )
+
+
+@dataclass(frozen=True)
+class BlockwiseSettings:
+    """RFC 7959 limits of the client's answers to servers (see the module docstring).
+
+    ``block_size`` (16..1024, a power of two) is used when a request names no
+    Block2 size; a smaller size a server asks for wins. ``lifetime`` defaults
+    to EXCHANGE_LIFETIME: a server fetches the blocks of one answer within it.
+    """
+
+    block_size: int = 1024
+    max_body: int = 1 << 20
+    lifetime: float = 247.0
+    max_representations: int = 8
+
+    def __post_init__(self) -> None:
+        size = self.block_size
+        if not 16 <= size <= 1024 or size & (size - 1):
+            raise ConfigError(f"block_size must be a power of two in 16..1024, not {size}")
+        if self.max_body < 0 or self.lifetime <= 0 or self.max_representations < 1:
+            raise ConfigError("max_body >= 0, lifetime > 0 and max_representations >= 1")
+
+    @property
+    def szx(self) -> int:
+        return szx_for(self.block_size)
+
+
+@dataclass
+class _Representation:
+    """A complete answer being fetched block by block (RFC 7959 §2.4)."""
+
+    code: int
+    content_format: int | None
+    payload: bytes
+    etag: bytes
+    expires: float
+
+
+class _Representations:
+    """The Block2 answers kept for continuations; bounded in count and time."""
+
+    def __init__(self, settings: BlockwiseSettings) -> None:
+        self._settings = settings
+        self._kept: OrderedDict[Hashable, _Representation] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def get(self, key: Hashable, now: float) -> _Representation | None:
+        self._expire(now)
+        return self._kept.get(key)
+
+    def keep(self, key: Hashable, response: Message, now: float) -> _Representation:
+        self._expire(now)
+        found = self._kept.pop(key, None)
+        cf = response.content_format
+        if found is None or found.payload != response.payload or found.content_format != cf:
+            found = _Representation(response.code, cf, response.payload, _etag(response), 0.0)
+        found.expires = now + self._settings.lifetime
+        self._kept[key] = found
+        while len(self._kept) > self._settings.max_representations:
+            self._kept.popitem(last=False)
+        return found
+
+    def _expire(self, now: float) -> None:
+        for key in [k for k, r in self._kept.items() if r.expires <= now]:
+            del self._kept[key]
+
+
+def _etag(response: Message) -> bytes:
+    """A content hash, so a regenerated identical answer keeps its ETag across blocks."""
+    digest = hashlib.blake2b(response.payload, digest_size=8)
+    digest.update(encode_uint(response.content_format or 0))
+    return digest.digest()
 
 
 @dataclass(frozen=True)
@@ -269,10 +372,18 @@ class Operations:
         *,
         access: AccessControl | None = None,
         observe: ObserveSettings | None = None,
+        blockwise: BlockwiseSettings | None = None,
     ) -> None:
         self.tree = tree
         self.access = access if access is not None else AccessControl(tree, enabled=False)
         self.observer = Observer(self, observe)
+        self.blockwise = blockwise if blockwise is not None else BlockwiseSettings()
+        self._representations = _Representations(self.blockwise)
+        self._block1 = Block1Assembler(
+            max_size=self.blockwise.max_body,
+            max_szx=self.blockwise.szx,
+            lifetime=self.blockwise.lifetime,
+        )
         self._servers: dict[int, _ServerState] = {}
         self._jobs: list[Job] = []
         self._actions: list[ClientAction] = []
@@ -315,7 +426,7 @@ class Operations:
         self._feed_changes(now)
         self._busy = True
         try:
-            result = self._dispatch(ssid, request, now)
+            result = self._blockwise(ssid, request, now)
         except _HANDLED as exc:
             return _error(exc)
         finally:
@@ -324,6 +435,73 @@ class Operations:
             return result
         self._jobs.append(Job(ssid, request, self._later(result)))
         return None
+
+    # ------------------------------------------------------------------ block-wise
+    def _blockwise(self, ssid: int, request: Message, now: float) -> _Result:
+        """RFC 7959 around :meth:`_dispatch`: assemble Block1, slice (or resume) Block2."""
+        try:
+            block1 = request.block1
+            block2 = request.block2
+        except CoapDecodeError as exc:
+            raise _Reply(Code.BAD_OPTION, f"unreadable block option: {exc}") from exc
+        echo: Block1Result | None = None
+        if block1 is not None:
+            echo = self._block1.feed(request, now, key=(ssid, Block1Assembler.default_key(request)))
+            if echo.status is not Block1Status.COMPLETE:
+                assert echo.code is not None
+                return echo.apply(Message(code=echo.code, payload=echo.reason[:120].encode()))
+            assert echo.payload is not None
+            request = replace(request, options=list(request.options), payload=echo.payload)
+            request.remove(OptionNumber.BLOCK1)
+            request.remove(OptionNumber.SIZE1)
+        key: Hashable = None
+        if request.code in (Code.GET, Code.FETCH):
+            key = (ssid, request.code, tuple(request.uri_path), request.accept, request.payload)
+            if block2 is not None and block2.num > 0:
+                kept = self._representations.get(key, now)
+                if kept is not None:
+                    return self._sliced(key, self._resumed(kept), block2, request, now)
+        result = self._dispatch(ssid, request, now)
+
+        def finish(response: Message) -> Message:
+            if echo is not None and echo.block1 is not None:
+                echo.apply(response)
+            if key is None or response.code != Code.CONTENT:
+                return response
+            return self._sliced(key, response, block2, request, now)
+
+        if isinstance(result, Message):
+            return finish(result)
+        inner = result.finish
+        return _Deferred(result.awaitables, lambda values: finish(inner(values)))
+
+    def _sliced(
+        self, key: Hashable, response: Message, block2: Block | None, request: Message, now: float
+    ) -> Message:
+        """Cut a complete 2.05 to the requested block; keep it if it spans several blocks."""
+        if block2 is None and len(response.payload) <= self.blockwise.block_size:
+            return response
+        try:
+            piece = slice_block2(
+                response.payload,
+                block2,
+                max_szx=self.blockwise.szx,
+                include_size2=request.has(OptionNumber.SIZE2),
+            )
+        except BlockwiseError as exc:
+            return Message(code=exc.code, payload=str(exc)[:120].encode())
+        if piece.block is not None and (piece.block.more or piece.block.num > 0):
+            response.remove(OptionNumber.ETAG)
+            response.add(OptionNumber.ETAG, self._representations.keep(key, response, now).etag)
+        return piece.apply(response)
+
+    @staticmethod
+    def _resumed(kept: _Representation) -> Message:
+        """The kept answer again, for a continuation (no Observe: RFC 7959 §2.6)."""
+        response = Message(code=kept.code, payload=kept.payload)
+        if kept.content_format is not None:
+            response.add(OptionNumber.CONTENT_FORMAT, encode_uint(kept.content_format))
+        return response
 
     def drop_observations(self, ssid: int) -> None:
         self.observer.drop(ssid)
@@ -896,6 +1074,7 @@ def default_objects(
     on_reboot: ExecuteHook | None = None,
     on_factory_reset: ExecuteHook | None = None,
     observe: ObserveSettings | None = None,
+    blockwise: BlockwiseSettings | None = None,
 ) -> Operations:
     """The client's default data model: Server (1), Access Control (2, only with more
     than one server), Device (3), Connectivity Monitoring (4).
@@ -921,6 +1100,6 @@ def default_objects(
         on_factory_reset=on_factory_reset,
         callbacks=callbacks,
     )
-    ops = Operations(built.tree, access=built.access, observe=observe)
+    ops = Operations(built.tree, access=built.access, observe=observe, blockwise=blockwise)
     holder.append(ops)
     return ops

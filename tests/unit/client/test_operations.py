@@ -10,6 +10,7 @@ import pytest
 
 from aiolwm2m.client.config import ClientConfig, ServerAccount
 from aiolwm2m.client.operations import (
+    BlockwiseSettings,
     DataModelRuntime,
     DisableServer,
     ObjectsChanged,
@@ -17,7 +18,9 @@ from aiolwm2m.client.operations import (
     TriggerUpdate,
     default_objects,
 )
-from aiolwm2m.coap.message import Code, Message, MessageType, OptionNumber, make_options
+from aiolwm2m.coap.blockwise import Block2Receiver
+from aiolwm2m.coap.message import Block, Code, Message, MessageType, OptionNumber, make_options
+from aiolwm2m.errors import ConfigError
 from aiolwm2m.lwm2m import ContentFormat, Path, decode, encode, linkformat, load_builtin
 from aiolwm2m.lwm2m.formats import senml_cbor, senml_json, tlv
 from aiolwm2m.lwm2m.objects import DeviceInfo, HostNetwork, Platform, Right, build_default_tree
@@ -684,3 +687,193 @@ def test_never_crashes_on_garbage_options(ops: Operations) -> None:
     msg = request(Code.GET, "/3/0/0")
     msg.add(OptionNumber.ACCEPT, b"\x01\x02\x03")
     assert answer(ops, msg).code == Code.BAD_REQUEST
+
+
+# ---------------------------------------------------------------- block-wise (RFC 7959)
+
+BIG = "".join(f"{i:05d}," for i in range(600))  # 3600 bytes of text
+
+
+def block_request(path: str, num: int, szx: int = 6, **kwargs: Any) -> Message:
+    msg = request(Code.GET, path, **kwargs)
+    msg.add(OptionNumber.BLOCK2, Block(num=num, more=False, szx=szx).encode())
+    return msg
+
+
+def fetch_blocks(ops: Operations, path: str, szx: int | None = None, **kwargs: Any) -> bytes:
+    """Read ``path`` the way a server does: first GET, then Block2 continuations."""
+    receiver = Block2Receiver()
+    first = request(Code.GET, path, **kwargs)
+    if szx is not None:
+        first.add(OptionNumber.BLOCK2, Block(0, False, szx).encode())
+    following = receiver.feed(answer(ops, first))
+    while following is not None:
+        msg = request(Code.GET, path, **kwargs)
+        msg.add(OptionNumber.BLOCK2, following.encode())
+        following = receiver.feed(answer(ops, msg))
+    return receiver.payload
+
+
+def test_large_read_is_answered_in_block2_slices(ops: Operations) -> None:
+    ops.tree.set("/3303/0/5750", BIG)
+    first = answer(ops, request(Code.GET, "/3303/0/5750"))
+    assert first.code == Code.CONTENT
+    assert first.block2 == Block(num=0, more=True, szx=6)
+    assert len(first.payload) == 1024
+    assert first.get_uint(OptionNumber.SIZE2) == len(BIG)
+    etag = first.get_first(OptionNumber.ETAG)
+    assert etag is not None
+    last = answer(ops, block_request("/3303/0/5750", 3))
+    assert last.block2 == Block(num=3, more=False, szx=6)
+    assert last.get_first(OptionNumber.ETAG) == etag
+    assert last.content_format == ContentFormat.TEXT
+    assert fetch_blocks(ops, "/3303/0/5750") == BIG.encode()
+
+
+def test_block2_size_from_request_and_configured_default() -> None:
+    ops = make_ops()
+    ops.tree.set("/3303/0/5750", BIG)
+    small = answer(ops, block_request("/3303/0/5750", 0, szx=2))  # 64-byte blocks
+    assert small.block2 == Block(num=0, more=True, szx=2) and len(small.payload) == 64
+    assert fetch_blocks(ops, "/3303/0/5750", szx=2) == BIG.encode()
+    built = build_default_tree([ServerAccount("coap://s1", 1)], device=DeviceInfo())
+    tight = Operations(built.tree, blockwise=BlockwiseSettings(block_size=256))
+    tight.tree.add_instance(3303, 0, Instance({5750: BIG}))
+    resp = answer(tight, request(Code.GET, "/3303/0/5750"))
+    assert resp.block2 == Block(num=0, more=True, szx=4) and len(resp.payload) == 256
+    # A server asking for more than the configured size gets the configured size.
+    assert answer(tight, block_request("/3303/0/5750", 0, szx=6)).block2 == Block(0, True, 4)
+
+
+def test_small_read_has_no_block2_unless_asked(ops: Operations) -> None:
+    plain = answer(ops, request(Code.GET, "/3303/0/5701"))
+    assert not plain.has(OptionNumber.BLOCK2) and not plain.has(OptionNumber.ETAG)
+    asked = answer(ops, block_request("/3303/0/5701", 0))
+    assert asked.block2 == Block(num=0, more=False, szx=6) and asked.payload == b"Cel"
+
+
+def test_continuations_serve_the_kept_representation(ops: Operations) -> None:
+    ops.tree.set("/3303/0/5750", BIG)
+    first = answer(ops, request(Code.GET, "/3303/0/5750"))
+    ops.tree.set("/3303/0/5750", "changed")  # the server still gets the answer it started
+    second = answer(ops, block_request("/3303/0/5750", 1))
+    assert second.payload == BIG.encode()[1024:2048]
+    assert second.get_first(OptionNumber.ETAG) == first.get_first(OptionNumber.ETAG)
+    # A fresh Read starts over with the new value.
+    assert answer(ops, request(Code.GET, "/3303/0/5750")).payload == b"changed"
+
+
+def test_kept_representations_expire_and_are_bounded() -> None:
+    ops = make_ops()
+    lifetime = ops.blockwise.lifetime
+    ops.tree.set("/3303/0/5750", BIG)
+    first = answer(ops, request(Code.GET, "/3303/0/5750"), now=0.0)
+    ops.tree.set("/3303/0/5750", BIG.upper() + "!")
+    late = answer(ops, block_request("/3303/0/5750", 1), now=lifetime + 1)
+    # Expired: regenerated from the current value, so the ETag tells the server it changed.
+    assert late.get_first(OptionNumber.ETAG) != first.get_first(OptionNumber.ETAG)
+    for i in range(20):  # many answers at once: only max_representations are kept
+        ops.tree.set("/3303/0/5750", BIG + str(i))
+        answer(ops, request(Code.GET, "/3303/0/5750", accept=ContentFormat.TEXT, token=bytes([i])))
+        answer(ops, request(Code.GET, "/3303/0/5750", accept=ContentFormat.SENML_JSON))
+    assert len(ops._representations) <= ops.blockwise.max_representations
+
+
+def test_block2_past_the_end_is_402(ops: Operations) -> None:
+    ops.tree.set("/3303/0/5750", BIG)
+    assert answer(ops, block_request("/3303/0/5750", 50)).code == Code.BAD_OPTION
+
+
+def test_large_observe_and_composite_reads_are_sliced(ops: Operations) -> None:
+    ops.tree.set("/3303/0/5750", BIG)
+    observed = answer(ops, request(Code.GET, "/3303/0/5750", observe=0))
+    assert observed.observe is not None and observed.block2 == Block(0, True, 6)
+    rest = answer(ops, block_request("/3303/0/5750", 1))
+    assert rest.observe is None and rest.payload == BIG.encode()[1024:2048]
+    paths = senml_json.encode_paths([Path.parse("/3303/0/5750"), Path.parse("/3/0/0")])
+    fetch = request(Code.FETCH, "/", paths, cf=ContentFormat.SENML_JSON)
+    first = answer(ops, fetch)
+    receiver = Block2Receiver()
+    following = receiver.feed(first)
+    while following is not None:
+        again = request(Code.FETCH, "/", paths, cf=ContentFormat.SENML_JSON)
+        again.add(OptionNumber.BLOCK2, following.encode())
+        following = receiver.feed(answer(ops, again))
+    records = decode(ContentFormat.SENML_JSON, receiver.payload, Path(), TYPES)
+    assert records_to_dict(records)[Path.parse("/3303/0/5750")] == BIG
+
+
+def block1_write(
+    ops: Operations, code: Code, path: str, body: bytes, cf: int, szx: int = 4
+) -> list[Message]:
+    size = 16 << szx
+    answers = []
+    for num, offset in enumerate(range(0, len(body), size)):
+        msg = request(code, path, body[offset : offset + size], cf=cf, token=bytes([num]))
+        more = offset + size < len(body)
+        msg.add(OptionNumber.BLOCK1, Block(num=num, more=more, szx=szx).encode())
+        answers.append(answer(ops, msg))
+    return answers
+
+
+def test_block1_write_is_assembled_then_applied(ops: Operations) -> None:
+    answers = block1_write(ops, Code.PUT, "/3303/0/5750", BIG.encode(), ContentFormat.TEXT)
+    assert [a.code for a in answers[:-1]] == [Code.CONTINUE] * (len(answers) - 1)
+    assert answers[0].block1 == Block(num=0, more=True, szx=4)
+    assert ops.tree.get(Path.parse("/3303/0/5750")) == BIG  # applied once complete
+    assert answers[-1].code == Code.CHANGED
+    assert answers[-1].block1 == Block(num=len(answers) - 1, more=False, szx=4)
+
+
+def test_block1_partial_update_tlv_and_create(ops: Operations) -> None:
+    records = [Record(Path.parse("/3303/0/5750"), BIG)]
+    body = encode(ContentFormat.TLV, records, Path.parse("/3303/0"))
+    answers = block1_write(ops, Code.POST, "/3303/0", body, ContentFormat.TLV, szx=6)
+    assert answers[-1].code == Code.CHANGED and ops.tree.get(Path.parse("/3303/0/5750")) == BIG
+    created = [Record(Path.parse("/3303/7/5750"), BIG)]
+    body = encode(ContentFormat.SENML_CBOR, created, Path.parse("/3303"))
+    answers = block1_write(ops, Code.POST, "/3303", body, ContentFormat.SENML_CBOR)
+    assert answers[-1].code == Code.CREATED
+    assert answers[-1].location_path == ["3303", "7"]
+    assert ops.tree.get(Path.parse("/3303/7/5750")) == BIG
+
+
+def test_block1_errors(ops: Operations) -> None:
+    # A continuation without its start: 4.08 Request Entity Incomplete; nothing written.
+    msg = request(Code.PUT, "/3303/0/5750", b"x" * 16, cf=ContentFormat.TEXT)
+    msg.add(OptionNumber.BLOCK1, Block(num=3, more=True, szx=0).encode())
+    assert answer(ops, msg).code == Code.REQUEST_ENTITY_INCOMPLETE
+    # Above max_body: 4.13 with Size1.
+    built = build_default_tree([ServerAccount("coap://s1", 1)], device=DeviceInfo())
+    small = Operations(built.tree, blockwise=BlockwiseSettings(max_body=100))
+    small.tree.add_instance(3303, 0, Instance())
+    answers = block1_write(small, Code.PUT, "/3303/0/5750", BIG.encode(), ContentFormat.TEXT)
+    too_large = next(a for a in answers if a.code != Code.CONTINUE)
+    assert too_large.code == Code.REQUEST_ENTITY_TOO_LARGE
+    assert too_large.get_uint(OptionNumber.SIZE1) == 100
+    # A bad assembled payload is judged like any write.
+    answers = block1_write(ops, Code.PUT, "/3303/0/5750", b"\xff" * 40, ContentFormat.TEXT)
+    assert answers[-1].code == Code.BAD_REQUEST
+    # Unreadable Block2 option: 4.02.
+    bad = request(Code.GET, "/3/0/0")
+    bad.add(OptionNumber.BLOCK2, b"\x01\x02\x03\x04")
+    assert answer(ops, bad).code == Code.BAD_OPTION
+
+
+@pytest.mark.parametrize("size", [0, 8, 100, 2048])
+def test_blockwise_settings_validation(size: int) -> None:
+    with pytest.raises(ConfigError):
+        BlockwiseSettings(block_size=size)
+
+
+def test_large_answer_of_an_async_hook_is_sliced_too(ops: Operations) -> None:
+    async def big() -> str:
+        return BIG
+
+    ops.tree.add_instance(3303, 1, Instance(on_read={5750: big}))
+    assert ops.handle_request(1, request(Code.GET, "/3303/1/5750"), 0.0) is None
+    (job,) = ops.take_jobs()
+    first = asyncio.run(job.coroutine)
+    assert first.block2 == Block(num=0, more=True, szx=6) and first.has(OptionNumber.ETAG)
+    rest = answer(ops, block_request("/3303/1/5750", 1))  # served from the kept answer
+    assert rest.payload == BIG.encode()[1024:2048]
