@@ -113,12 +113,15 @@ class ObserveSettings:
     except that one is made CON when ``max_non_interval`` seconds passed since
     the last CON (or the registration), as RFC 7641 §4.5 requires at least
     every 24 hours so a client that lost interest is found out.
-    ``initial_sequence`` is the first Observe value the observer hands out.
+    ``initial_sequence`` is the first Observe value the observer hands out;
+    1, not 0, because node-coap (under lwm2m-node-lib) only accepts a value
+    greater than its starting 0 and silently drops a first response with
+    Observe 0 (valid per RFC 7641 §3.4; see tests/interop).
     """
 
     confirmable: bool = False
     max_non_interval: float = 86400.0
-    initial_sequence: int = 0
+    initial_sequence: int = 1
 
     def __post_init__(self) -> None:
         if not self.max_non_interval > 0:

@@ -131,14 +131,14 @@ def h() -> Harness:
 
 
 def test_notification_message_is_a_complete_205(h: Harness) -> None:
-    assert h.observe(TEMP, token=b"\xaa\xbb") == 0
+    assert h.observe(TEMP, token=b"\xaa\xbb") == 1  # not 0: see ObserveSettings
     h.set(TEMP, 11.5, at=3.0)
     [note] = h.sent
     msg = note.message
     assert msg.code == Code.CONTENT
     assert msg.type == MessageType.NON
     assert msg.token == b"\xaa\xbb" == note.token
-    assert msg.observe == 1
+    assert msg.observe == 2
     assert msg.content_format == TEXT
     assert msg.payload == b"/3303/0/5700=11.5"
     assert (note.ssid, note.path, note.created) == (1, "/3303/0/5700", 3.0)
@@ -382,13 +382,13 @@ def test_sequence_numbers_increase_and_wrap_at_24_bits() -> None:
 
 
 def test_sequence_never_goes_back_for_a_replaced_or_reused_token(h: Harness) -> None:
-    assert h.observe(TEMP) == 0
+    assert h.observe(TEMP) == 1
     h.set(TEMP, 1.0, at=1.0)
-    assert h.observe(TEMP) == 2  # same ssid and token: replaced, not restarted
+    assert h.observe(TEMP) == 3  # same ssid and token: replaced, not restarted
     assert len(h.observer) == 1
     assert h.observer.remove(1, b"\x01")
-    assert h.observe(TEMP) == 3  # the token re-used after a cancel
-    assert h.observe(TEMP, token=b"\x02") == 4
+    assert h.observe(TEMP) == 4  # the token re-used after a cancel
+    assert h.observe(TEMP, token=b"\x02") == 5
 
 
 def test_a_con_notification_at_least_every_24_hours(h: Harness) -> None:
