@@ -362,3 +362,75 @@ async def peer_process(
         yield proc
     finally:
         await proc.stop()
+
+
+class NodeLwm2mServer:
+    """lwm2m-node-lib's server, driven through ``node/lwm2m_server_driver.js``.
+
+    Commands go to the driver's stdin as JSON lines; replies and the server's
+    events (registered, updated, deregistered, notification) come back on
+    stdout and are sorted into per-request futures and an event queue.
+    """
+
+    def __init__(self, node: str, log_path: Path) -> None:
+        self.node = node
+        self.log_path = log_path
+        self.port = 0
+        self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._next_id = 1
+
+    @property
+    def uri(self) -> str:
+        return f"coap://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self.port = free_udp_port()
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop())
+        self.proc = await asyncio.create_subprocess_exec(
+            self.node,
+            str(NODE_DIR / "lwm2m_server_driver.js"),
+            str(self.port),
+            cwd=NODE_DIR,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=self._log,
+        )
+        self._reader = asyncio.ensure_future(self._read())
+        ready = await self.next_event(10)
+        if ready.get("event") != "ready":
+            raise RuntimeError(f"lwm2m-node-lib did not start: {ready}")
+
+    async def stop(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            await asyncio.wait_for(self.proc.wait(), 5)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+        self._reader.cancel()
+        self._log.close()
+
+    async def _read(self) -> None:
+        assert self.proc.stdout is not None
+        while line := await self.proc.stdout.readline():
+            msg = json.loads(line)
+            fut = self._replies.pop(msg["id"], None) if "id" in msg else None
+            if fut is not None:
+                fut.set_result(msg)
+            else:
+                self.events.put_nowait(msg)
+
+    async def next_event(self, timeout: float = 10.0) -> dict[str, Any]:
+        return await asyncio.wait_for(self.events.get(), timeout)
+
+    async def command(self, cmd: str, timeout: float = 15.0, **args: Any) -> dict[str, Any]:
+        """Run one library call (read/write/observe/discover/devices) and return its reply."""
+        assert self.proc.stdin is not None
+        ident = self._next_id
+        self._next_id += 1
+        fut = self._replies[ident] = asyncio.get_running_loop().create_future()
+        self.proc.stdin.write(json.dumps({"id": ident, "cmd": cmd, **args}).encode() + b"\n")
+        await self.proc.stdin.drain()
+        return await asyncio.wait_for(fut, timeout)

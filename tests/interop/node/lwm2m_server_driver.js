@@ -16,6 +16,8 @@
  */
 
 const lwm2m = require('lwm2m-node-lib').server;
+// The library logs to stdout, which carries our protocol: move its log to stderr.
+require('logops').setStream(process.stderr);
 const readline = require('readline');
 
 const port = parseInt(process.argv[2], 10);
@@ -29,7 +31,7 @@ const config = {
     lifetimeCheckInterval: 1000,
     udpWindow: 100,
     defaultType: 'Device',
-    logLevel: 'FATAL',
+    logLevel: process.env.LWM2M_NODE_LOG_LEVEL || 'FATAL',
     ipProtocol: 'udp4',
     serverProtocol: 'udp4',
     formats: [
@@ -83,8 +85,9 @@ function handle(msg) {
             lwm2m.write(d.id, p[0], p[1], p[2], msg.value, reply));
         break;
     case 'discover':
+        // discover() tells object/instance/resource level apart by its arity.
         withDevice(msg.endpoint, reply, (d) =>
-            lwm2m.discover(d.id, p[0], p[1], p[2], reply));
+            lwm2m.discover(d.id, ...p, reply));
         break;
     case 'observe':
         withDevice(msg.endpoint, reply, (d) => {
@@ -126,5 +129,6 @@ lwm2m.start(config, (error, serverInfo) => {
             handle(JSON.parse(line));
         }
     });
-    rl.on('close', () => lwm2m.stop(() => process.exit(0)));
+    // lwm2m.stop() never calls back when observations are open: just leave.
+    rl.on('close', () => process.exit(0));
 });
