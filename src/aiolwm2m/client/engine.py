@@ -232,6 +232,8 @@ class _Server:
     reg_deadline: float | None = None
     rate_limited_until: float = 0.0
     objects_changed: bool = False
+    # (lifetime, binding) as last sent in Register/Update: an Update repeats what changed.
+    announced: tuple[int, str] | None = None
     inflight: dict[int, _Pending] = field(default_factory=dict)
     retry: RegistrationRetry | None = None
     malformed_seen: int = 0
@@ -532,6 +534,24 @@ class ClientEngine:
         for srv in registered:
             self._send_update(srv, now)
 
+    def update_account(self, account: ServerAccount, now: float) -> None:
+        """A server rewrote its Server object (/1/x): use ``account`` from now on.
+
+        The registration, link and stored notifications are kept. A registered
+        server gets an Update at once carrying the parameters that changed (the
+        Core's Update operation sends Lifetime/Binding only when they differ
+        from the registration), and the new lifetime schedules the following
+        Updates; otherwise the next Register carries it.
+        """
+        srv = self._require(account.short_server_id)
+        if account.uri != srv.account.uri:
+            self._not_allowed(now, "update_account() cannot change the server URI", srv.ssid)
+            return
+        srv.account = account
+        self._state_version += 1
+        if srv.state == ServerState.REGISTERED:
+            self._send_update(srv, now)
+
     def objects_changed(self, now: float) -> None:
         """The object/instance list changed: registered servers get an Update with it."""
         for srv in self._servers.values():
@@ -699,6 +719,7 @@ class ClientEngine:
         payload = self._registration_payload(srv, RequestKind.REGISTER, now)
         if payload is None:
             return
+        srv.announced = (srv.account.lifetime, srv.account.binding)
         msg = Message(
             type=MessageType.CON,
             code=Code.POST,
@@ -724,11 +745,19 @@ class ClientEngine:
             if built is None:
                 return
             payload = built
+        query: list[str] = []
+        lifetime, binding = srv.announced or (None, None)
+        if srv.account.lifetime != lifetime:
+            query.append(f"lt={srv.account.lifetime}")
+        if srv.account.binding != binding:
+            query.append(f"b={srv.account.binding}")
+        srv.announced = (srv.account.lifetime, srv.account.binding)
         msg = Message(
             type=MessageType.CON,
             code=Code.POST,
             options=make_options(
                 path=srv.location,
+                query=query,
                 content_format=CONTENT_FORMAT_LINK if with_objects else None,
             ),
             payload=payload,

@@ -224,7 +224,10 @@ class EngineDriver(ABC):
         now = self.now()
         for action in model.take_actions():
             if isinstance(action, TriggerUpdate):
-                if self.engine.registered(action.ssid):
+                if action.account is not None:
+                    if action.ssid in self.engine.server_states():
+                        self.engine.update_account(action.account, now)
+                elif self.engine.registered(action.ssid):
                     self.engine.trigger_update(now, action.ssid)
             elif isinstance(action, DisableServer):
                 self.engine.disable_server(action.ssid, now, action.timeout)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from simkit import MakeClient, requests_to
 
 from aiolwm2m.client.config import ClientConfig, ServerAccount
+from aiolwm2m.client.engine import ServerState
+from aiolwm2m.client.events import ErrorCode
 from aiolwm2m.client.operations import (
     BlockwiseSettings,
     DataModelRuntime,
@@ -26,6 +30,13 @@ from aiolwm2m.lwm2m.formats import senml_cbor, senml_json, tlv
 from aiolwm2m.lwm2m.objects import DeviceInfo, HostNetwork, Platform, Right, build_default_tree
 from aiolwm2m.lwm2m.tree import Instance
 from aiolwm2m.lwm2m.values import Record, records_to_dict
+from aiolwm2m.runtime.sim import SimNetwork, SimServer
+from aiolwm2m.testbed.operations import (
+    OperationRequest,
+    OperationResult,
+    execute_request,
+    write_request,
+)
 
 TYPES = load_builtin().type_of
 T0 = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -877,3 +888,69 @@ def test_large_answer_of_an_async_hook_is_sliced_too(ops: Operations) -> None:
     assert first.block2 == Block(num=0, more=True, szx=6) and first.has(OptionNumber.ETAG)
     rest = answer(ops, block_request("/3303/1/5750", 1))  # served from the kept answer
     assert rest.payload == BIG.encode()[1024:2048]
+
+
+# ---------------------------------------------------------------- engine wiring (virtual clock)
+
+
+def sim_operation(net: SimNetwork, server: SimServer, op: OperationRequest) -> OperationResult:
+    """Run one testbed operation against the simulated client and return its decoded answer."""
+    key = server.start_operation("dev-1", op)
+    answers: list[OperationResult] = []
+
+    def answered() -> bool:
+        while (event := server.core.next_response()) is not None:
+            if event.key == key and event.operation is not None:
+                answers.append(event.operation)
+        return bool(answers)
+
+    assert net.clock.run_until_true(answered, timeout=30)
+    return answers[0]
+
+
+def test_server_write_of_lifetime_reaches_the_engine(
+    net: SimNetwork, server: SimServer, make_client: MakeClient
+) -> None:
+    net.trace = []
+    client = make_client()
+    net.clock.run_for(2)
+    reg = server.core.registrations["dev-1"]
+    assert reg.lifetime == 300
+    written = sim_operation(net, server, write_request("/1/0/1", 120, ContentFormat.TEXT))
+    assert written.code == Code.CHANGED
+    net.clock.run_for(1)
+    updates = [m for _, m in requests_to(net, server.addr) if m.uri_path == ["rd", "1"]]
+    assert [u.uri_query for u in updates] == [["lt=120"]]  # at once, only what changed
+    assert reg.lifetime == 120 and reg.updates == 1
+    assert client.engine.server_state(1) is ServerState.REGISTERED
+    # The next periodic Update follows the new lifetime (lifetime/2 = 60 s, as it is below
+    # MAX_TRANSMIT_WAIT = 62 s with EXACT_COAP, instead of 300 - 62) and repeats nothing.
+    net.clock.run_for(70)
+    updates = [(t, m) for t, m in requests_to(net, server.addr) if m.uri_path == ["rd", "1"]]
+    assert len(updates) == 2 and updates[1][1].uri_query == []
+    assert updates[1][0] - updates[0][0] == pytest.approx(60, abs=0.1)
+    # A binding change goes out as b=, and a Registration Update Trigger execute still works.
+    written = sim_operation(net, server, write_request("/1/0/7", "UQ", ContentFormat.TEXT))
+    assert written.code == Code.CHANGED
+    net.clock.run_for(1)
+    assert reg.binding == "UQ"
+    assert sim_operation(net, server, execute_request("/1/0/8")).code == Code.CHANGED
+    net.clock.run_for(1)
+    assert reg.updates == 4
+    # An invalid lifetime is refused and changes nothing.
+    refused = sim_operation(net, server, write_request("/1/0/1", 0, ContentFormat.TEXT))
+    assert refused.code == Code.BAD_REQUEST and reg.lifetime == 120
+
+
+def test_update_account_before_registration_is_used_by_register(
+    net: SimNetwork, server: SimServer, make_client: MakeClient
+) -> None:
+    client = make_client(start=False)
+    client.start()
+    account = client.config.servers[0]
+    client.engine.update_account(replace(account, lifetime=77), net.clock.now)
+    net.clock.run_for(2)
+    assert server.core.registrations["dev-1"].lifetime == 77
+    client.engine.update_account(replace(account, uri="coap://10.9.9.9:5683"), net.clock.now)
+    client.poll()  # deliver the engine's events
+    assert client.errors(ErrorCode.NOT_ALLOWED)
