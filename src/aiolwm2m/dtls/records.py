@@ -66,6 +66,26 @@ def _parse_one(data: bytes, offset: int) -> Record | None:
     return Record(ctype, version, epoch, seq, bytes(data[offset + HEADER_LEN : end]))
 
 
+_RECORD_TYPES = frozenset((20, 21, 22, 23))
+
+
+def _spans(data: bytes) -> Iterator[tuple[int, int]]:
+    """(offset, end) of each well-formed record at the start of ``data``.
+
+    The per-datagram hot path: reads only the type, version and length bytes
+    and copies nothing (``iter_records`` builds full objects for tests/tools).
+    """
+    offset, size = 0, len(data)
+    while size - offset >= HEADER_LEN:
+        if data[offset] not in _RECORD_TYPES or data[offset + 1] != _DTLS_MAJOR:
+            return
+        end = offset + HEADER_LEN + ((data[offset + 11] << 8) | data[offset + 12])
+        if end > size:
+            return
+        yield offset, end
+        offset = end
+
+
 def iter_records(data: bytes) -> Iterator[Record]:
     """Yield the well-formed records at the start of ``data``; stop at the first bad one."""
     offset = 0
@@ -79,20 +99,18 @@ def iter_records(data: bytes) -> Iterator[Record]:
 
 def looks_like_dtls(data: bytes) -> bool:
     """True if ``data`` is entirely a sequence of well-formed DTLS records."""
-    total = 0
-    for record in iter_records(data):
-        total += record.wire_length
-    return total == len(data) and total > 0
+    ends = [end for _, end in _spans(data)]
+    return bool(ends) and ends[-1] == len(data)
 
 
 def is_client_hello(data: bytes) -> bool:
     """True if the datagram opens with a plaintext handshake record carrying a ClientHello."""
-    for record in iter_records(data):
+    for start, end in _spans(data):
         return (
-            record.content_type == ContentType.HANDSHAKE
-            and record.epoch == 0
-            and len(record.fragment) >= 12
-            and record.fragment[0] == _HANDSHAKE_CLIENT_HELLO
+            data[start] == ContentType.HANDSHAKE
+            and data[start + 3] == data[start + 4] == 0  # epoch 0
+            and end - start >= HEADER_LEN + 12
+            and data[start + HEADER_LEN] == _HANDSHAKE_CLIENT_HELLO
         )
     return False
 
@@ -100,9 +118,11 @@ def is_client_hello(data: bytes) -> bool:
 def plaintext_alerts(data: bytes) -> list[tuple[int, int]]:
     """(level, description) of every unencrypted alert record in the datagram."""
     return [
-        (r.fragment[0], r.fragment[1])
-        for r in iter_records(data)
-        if r.content_type == ContentType.ALERT and r.epoch == 0 and len(r.fragment) == 2
+        (data[start + HEADER_LEN], data[start + HEADER_LEN + 1])
+        for start, end in _spans(data)
+        if data[start] == ContentType.ALERT
+        and data[start + 3] == data[start + 4] == 0  # epoch 0: not encrypted
+        and end - start == HEADER_LEN + 2
     ]
 
 
@@ -115,22 +135,14 @@ def split_into_datagrams(stream: bytes, max_size: int) -> list[bytes]:
     than dropped, so a bug here cannot silently eat traffic.
     """
     out: list[bytes] = []
-    current = bytearray()
-    offset = 0
-    while offset < len(stream):
-        record = _parse_one(stream, offset)
-        if record is None:
-            if current:
-                out.append(bytes(current))
-                current.clear()
-            out.append(bytes(stream[offset:]))
-            return out
-        size = record.wire_length
-        if current and len(current) + size > max_size:
-            out.append(bytes(current))
-            current.clear()
-        current += stream[offset : offset + size]
-        offset += size
-    if current:
-        out.append(bytes(current))
+    first = last = 0  # the records stream[first:last] make the current datagram
+    for start, end in _spans(stream):
+        if last > first and end - first > max_size:
+            out.append(bytes(stream[first:last]))
+            first = start
+        last = end
+    if last > first:
+        out.append(bytes(stream[first:last]))
+    if last < len(stream):
+        out.append(bytes(stream[last:]))
     return out

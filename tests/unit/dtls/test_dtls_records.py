@@ -69,3 +69,41 @@ def test_garbage_never_raises(data: bytes) -> None:
     is_client_hello(data)
     plaintext_alerts(data)
     assert b"".join(split_into_datagrams(data, 100)) == data
+
+
+_records = st.lists(
+    st.tuples(
+        st.sampled_from([20, 21, 22, 23]),
+        st.binary(max_size=40),
+        st.integers(0, 2),
+    ).map(lambda t: rec(t[0], t[1], epoch=t[2])),
+    max_size=6,
+)
+
+
+@given(_records, st.binary(max_size=20), st.integers(14, 120))
+def test_header_walk_agrees_with_full_parse(records: list[bytes], tail: bytes, size: int) -> None:
+    """The copy-free hot path means exactly what parsing every record means."""
+    data = b"".join(records) + tail
+    parsed = list(iter_records(data))
+    covered = sum(r.wire_length for r in parsed)
+    assert looks_like_dtls(data) == (covered == len(data) > 0)
+    assert plaintext_alerts(data) == [
+        (r.fragment[0], r.fragment[1])
+        for r in parsed
+        if r.content_type == 21 and r.epoch == 0 and len(r.fragment) == 2
+    ]
+    datagrams = split_into_datagrams(data, size)
+    assert b"".join(datagrams) == data
+    for datagram in datagrams[: len(datagrams) - (covered < len(data))]:
+        inner = list(iter_records(datagram))
+        assert sum(r.wire_length for r in inner) == len(datagram)
+        assert len(inner) == 1 or len(datagram) <= size
+    hello = next(iter(parsed), None)
+    assert is_client_hello(data) == (
+        hello is not None
+        and hello.content_type == 22
+        and hello.epoch == 0
+        and len(hello.fragment) >= 12
+        and hello.fragment[0] == 1
+    )
