@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint typecheck unit bench soak fuzz clean peers
+.PHONY: setup demo test lint typecheck unit bench soak scenarios fuzz clean peers
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -37,5 +37,30 @@ bench: setup
 	$(PY) benchmarks/bench_dtls.py
 	$(PY) benchmarks/bench_formats.py
 
+# Soak: N clients through the fault proxy with random faults for M seconds; stops by itself.
+SOAK_CLIENTS ?= 100
+SOAK_SECONDS ?= 600
+soak: setup
+	$(PY) -m aiolwm2m.testbed.soak --clients $(SOAK_CLIENTS) --seconds $(SOAK_SECONDS)
+
+# Every shipped scenario at its own time scale (several minutes in all).
+scenarios: setup
+	@for f in scenarios/*.toml; do $(VENV)/bin/aiolwm2m scenario --quiet $$f || \
+	  grep -q 'expect_verdict = "fail"' $$f || exit 1; done
+
+# atheris (coverage-guided) on each decoder for FUZZ_SECONDS each; corpora and
+# any crash-* input are kept in $(FUZZ_DIR).
+FUZZ_SECONDS ?= 600
+FUZZ_DIR ?= .fuzz
+FUZZ_TARGETS := $(patsubst fuzz/fuzz_%.py,%,$(wildcard fuzz/fuzz_*.py))
+fuzz: setup
+	$(PY) -m pip install -q -e '.[fuzz]'
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ_DIR)/corpus-$$t && echo "== fuzz $$t ($(FUZZ_SECONDS) s)" && \
+	  (cd $(FUZZ_DIR) && $(abspath $(PY)) $(CURDIR)/fuzz/fuzz_$$t.py \
+	    -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    corpus-$$t $(CURDIR)/fuzz/seeds/$$t) || exit 1; \
+	done
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .fuzz

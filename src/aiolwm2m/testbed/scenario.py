@@ -46,6 +46,7 @@ the wire) are not scaled.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import math
 import random
 import socket
@@ -374,7 +375,7 @@ def load_scenario(source: str | Path | dict[str, Any]) -> Scenario:
                 data = tomllib.load(fh)
         except OSError as exc:
             raise ConfigError(f"cannot read scenario {source}: {exc}") from exc
-        except tomllib.TOMLDecodeError as exc:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"scenario {source} is not valid TOML: {exc}") from exc
     unknown = set(data) - {"scenario", "client", "notify", "step"}
     if unknown:
@@ -420,7 +421,7 @@ def load_scenario(source: str | Path | dict[str, Any]) -> Scenario:
     if not isinstance(client, dict):
         raise ConfigError("[client] must be a table")
     scenario.client = client
-    _client_config(scenario, "127.0.0.1:1", 0)  # reject bad overrides now, not mid-run
+    client_config(scenario, "127.0.0.1:1", 0)  # reject bad overrides now, not mid-run
     if "notify" in data:
         n = data["notify"]
         if not isinstance(n, dict) or set(n) - {"every", "start", "stop"}:
@@ -515,7 +516,8 @@ _SCALED = {
 }
 
 
-def _client_config(scenario: Scenario, hostport: str, index: int) -> ClientConfig:
+def client_config(scenario: Scenario, hostport: str, index: int) -> ClientConfig:
+    """Client ``index``'s configuration: base timings, ``[client]`` overrides, time scale."""
     merged: dict[str, Any] = {k: dict(v) for k, v in BASE_CLIENT.items()}
     for key, value in scenario.client.items():
         if key not in merged or not isinstance(value, dict):
@@ -535,6 +537,21 @@ def _client_config(scenario: Scenario, hostport: str, index: int) -> ClientConfi
     merged["server"] = [server]
     merged["endpoint"] = f"client-{index}"
     return load_config(merged)
+
+
+def fault_period(steps: list[Step], step: Step) -> list[Step]:
+    """The steps whose windows overlap ``step``'s, transitively, ordered by end."""
+    period = [step]
+    start, end = step.at, step.end
+    grown = True
+    while grown:
+        grown = False
+        for other in steps:
+            if other not in period and other.at <= end and other.end >= start:
+                period.append(other)
+                start, end = min(start, other.at), max(end, other.end)
+                grown = True
+    return sorted(period, key=lambda s: s.end)
 
 
 def recovery_bound(config: ClientConfig, window: float, extra_wait: float = 0.0) -> float:
@@ -579,7 +596,8 @@ class TimelineEntry:
 class ClientReport:
     index: int
     endpoint: str
-    events: list[tuple[float, ev.Event]] = field(default_factory=list)
+    events: list[tuple[float, ev.Event]] = field(default_factory=list)  # when recording
+    successes: list[float] = field(default_factory=list)  # times of registered / updated
     produced: int = 0
     delivered: list[int] = field(default_factory=list)
     store_dropped: int = 0
@@ -611,10 +629,21 @@ class ScenarioRunner:
     """Runs one :class:`Scenario`; :meth:`run` returns the :class:`Verdict`."""
 
     def __init__(
-        self, scenario: Scenario, on_entry: Callable[[TimelineEntry], None] | None = None
+        self,
+        scenario: Scenario,
+        on_entry: Callable[[TimelineEntry], None] | None = None,
+        *,
+        record: bool = True,
     ) -> None:
+        """``record=False`` keeps no timeline or event lists (the soak runs for
+        minutes with many clients and measures memory): only the figures the
+        verdict needs. ``expect`` patterns need the events, so they need ``record``.
+        """
+        if not record and any(step.expect for step in scenario.steps):
+            raise ConfigError("expect patterns need a recorded run")
         self.scenario = scenario
         self.on_entry = on_entry
+        self.record = record
         self.timeline: list[TimelineEntry] = []
         self.reports: list[ClientReport] = []
         self.errors: list[str] = []
@@ -637,8 +666,11 @@ class ScenarioRunner:
         return self._loop.time() - self._t0
 
     def _add(self, source: str, text: str, event: ev.Event | None = None) -> None:
+        if not self.record and self.on_entry is None:
+            return
         entry = TimelineEntry(self.now(), source, text, event)
-        self.timeline.append(entry)
+        if self.record:
+            self.timeline.append(entry)
         if self.on_entry is not None:
             self.on_entry(entry)
 
@@ -659,7 +691,7 @@ class ScenarioRunner:
         if resolver is None and any(s.fault == "dns" for s in sc.steps):
             raise ConfigError("dns faults need the scenario's own event loop (run_scenario)")
         self._t0 = loop.time()
-        probe = _client_config(sc, "127.0.0.1:1", 0)
+        probe = client_config(sc, "127.0.0.1:1", 0)
         core = ObservingCore(params=probe.coap, rng=random.Random(sc.seed))
         server = TestbedServer("127.0.0.1", 0, core=core)
         server.on_event = self._on_server_event
@@ -701,14 +733,20 @@ class ScenarioRunner:
         return verdict
 
     def _start_client(self, index: int, hostport: str) -> None:
-        config = _client_config(self.scenario, hostport, index)
+        config = client_config(self.scenario, hostport, index)
         objects = NotifyingObjects(config.endpoint, [s.short_server_id for s in config.servers])
         client = Client(config, objects, rng=random.Random(self.scenario.seed * 1000 + index))
         report = ClientReport(index, config.endpoint)
         source = f"client {index}" if self.scenario.clients > 1 else "client"
 
         def on_event(event: ev.Event) -> None:
-            report.events.append((self.now(), event))
+            now = self.now()
+            if event.name in ("registered", "updated"):
+                report.successes.append(now)
+            elif isinstance(event, ev.Error) and event.request == "notify":
+                report.notify_failures += 1
+            if self.record:
+                report.events.append((now, event))
             self._add(source, event.name, event)
 
         client.subscribe(on_event)
@@ -745,9 +783,7 @@ class ScenarioRunner:
                 "reset": RuleAction.RESET,
                 "silence": RuleAction.DROP,
             }[step.fault]
-            max_age = step.max_age
-            if max_age is not None:
-                max_age = max(1, round(self.scaled(max_age)))
+            max_age = self._wire_max_age(step) if step.max_age is not None else None
             rule = proxy.add_rule(
                 CoapRule(step.match, action, step.code, max_age=max_age, count=step.count)
             )
@@ -774,6 +810,12 @@ class ScenarioRunner:
             else:
                 proxy.clear_faults(step.direction)
         self._add("fault", f"#{index} ends")
+
+    def _wire_max_age(self, step: Step) -> int:
+        """The Max-Age a respond step puts on the wire: scaled, but whole seconds (>= 1)."""
+        if step.fault != "respond" or step.max_age is None:
+            return 0
+        return max(1, round(self.scaled(step.max_age)))
 
     async def _flap(self, step: Step, length: float) -> None:
         end = self.now() + length
@@ -867,31 +909,25 @@ class ScenarioRunner:
             report.delivered = list(core.delivered.get(report.endpoint, []))
             report.store_dropped = client.engine.dropped_notifications(ssid)
             report.still_stored = len(client.engine.stored_notifications(ssid))
-            report.notify_failures = sum(
-                1 for _, e in report.events if isinstance(e, ev.Error) and e.request == "notify"
-            )
 
     def _judge(self, proxy: FaultProxy) -> Verdict:
         sc = self.scenario
         reasons: list[str] = list(f"unhandled exception: {e}" for e in self.errors)
         recoveries: list[Recovery] = []
-        probe = _client_config(sc, "127.0.0.1:1", 0)
+        probe = client_config(sc, "127.0.0.1:1", 0)
         for index, step in enumerate(sc.steps, 1):
-            window_end = self.scaled(step.end)
+            # Overlapping windows are one fault period: recovery counts from its end.
+            period = fault_period(sc.steps, step)
+            window_end = self.scaled(period[-1].end if period else step.end)
             if sc.bound is not None:
                 bound = self.scaled(sc.bound)
             else:
-                extra = self.scaled(step.max_age or 0) if step.fault == "respond" else 0.0
-                bound = recovery_bound(probe, self.scaled(step.duration), extra)
+                start = self.scaled(min(s.at for s in period))
+                extra = max(self._wire_max_age(s) for s in period)
+                bound = recovery_bound(probe, window_end - start, extra)
             for report in self.reports:
-                done = next(
-                    (
-                        t
-                        for t, e in report.events
-                        if t >= window_end and e.name in ("registered", "updated")
-                    ),
-                    None,
-                )
+                i = bisect.bisect_left(report.successes, window_end)
+                done = report.successes[i] if i < len(report.successes) else None
                 after = None if done is None else done - window_end
                 recoveries.append(Recovery(index, report.index, window_end, after, bound))
                 who = f"client {report.index}"
@@ -966,6 +1002,7 @@ __all__ = [
     "Step",
     "TimelineEntry",
     "Verdict",
+    "client_config",
     "load_scenario",
     "recovery_bound",
     "run_scenario",

@@ -1,0 +1,238 @@
+"""Soak test: many clients, minutes of randomly drawn faults, invariants checked throughout.
+
+``python -m aiolwm2m.testbed.soak --clients 100 --seconds 600`` (``make soak``)
+generates a fault timeline from a seed — one fault window at a time, each
+followed by a quiet period as long as the clients' recovery bound — and runs
+it as a scenario (:class:`~aiolwm2m.testbed.scenario.ScenarioRunner`, no
+event recording) with every client observed and notifying. It stops by itself
+and checks:
+
+* no unhandled exception in any task (the event loop's exception handler);
+* after every fault window every client registered or updated again within
+  the bound derived from its own reconnect and retry schedules;
+* every notification produced arrived in order, or is accounted for by the
+  store's drop policy, a reported ``notify`` failure or the store itself;
+* resident memory (``VmRSS``) grew less than 5 % between the end of the
+  warm-up and the end of the run.
+
+It prints the figures (faults, recoveries, worst recovery time, notifications,
+RSS) and exits 1 if any invariant failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sys
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiolwm2m.testbed.scenario import (
+    NotifySpec,
+    Scenario,
+    ScenarioRunner,
+    Step,
+    Verdict,
+    client_config,
+    recovery_bound,
+)
+
+#: Client timings of the soak (scenario defaults with a longer lifetime: Updates
+#: from many clients are spread out, as in a fleet).
+SOAK_CLIENT: dict[str, Any] = {"server": {"lifetime": 20}}
+#: Gap after each fault window beyond the recovery bound, so windows never overlap
+#: a recovery that is still allowed to be in progress.
+MARGIN = 2.0
+MAX_RSS_GROWTH = 0.05
+
+
+def read_rss_kib() -> int:
+    """This process's resident set size (``VmRSS`` in /proc/self/status), in KiB."""
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def _draw(rng: random.Random, clients: int) -> dict[str, Any]:
+    """One random fault (its step fields without ``at``)."""
+    kind = rng.choice(
+        [
+            "blackhole",
+            "loss",
+            "unreachable",
+            "update-5.03",
+            "update-4.04",
+            "update-reset",
+            "overloaded",
+            "delay",
+            "duplicate",
+            "restart",
+            "flap",
+            "notify-silence",
+        ]
+    )
+    duration = round(rng.uniform(2.0, 8.0), 1)
+    some = max(1, clients // 2)
+    table: dict[str, dict[str, Any]] = {
+        "blackhole": {"fault": "blackhole"},
+        "loss": {"fault": "loss", "probability": round(rng.uniform(0.2, 0.6), 2)},
+        "unreachable": {"fault": "unreachable"},
+        "update-5.03": {"fault": "respond", "match": "POST /rd/*", "code": "5.03"},
+        "update-4.04": {"fault": "respond", "match": "POST /rd/*", "code": "4.04", "count": some},
+        "update-reset": {"fault": "reset", "match": "POST /rd/*", "count": some},
+        "overloaded": {"fault": "respond", "match": "POST /rd/*", "code": "4.29", "max_age": 2},
+        "delay": {"fault": "delay", "delay": 0.2, "jitter": 0.15},
+        "duplicate": {"fault": "duplicate", "probability": 0.3},
+        "restart": {"fault": "restart", "forget_registrations": rng.random() < 0.5},
+        "flap": {"fault": "flap", "up": 1.0, "down": 1.0},
+        "notify-silence": {"fault": "silence", "match": "2.05", "count": some},
+    }
+    step = dict(table[kind])
+    step["duration"] = min(duration, 3.0) if kind == "restart" else duration
+    return step
+
+
+@dataclass
+class SoakSettings:
+    clients: int = 100
+    seconds: float = 600.0
+    seed: int = 1
+    notify_every: float = 2.0
+    warmup: float | None = None  # default: 20 % of the run, at most 60 s
+
+
+def build_scenario(settings: SoakSettings) -> Scenario:
+    """The random fault timeline for these settings (same seed, same timeline)."""
+    rng = random.Random(settings.seed)
+    scenario = Scenario(
+        name=f"soak-{settings.clients}x{settings.seconds:g}s-seed{settings.seed}",
+        duration=settings.seconds,
+        steps=[],
+        clients=settings.clients,
+        seed=settings.seed,
+        client=SOAK_CLIENT,
+        notify=NotifySpec(every=settings.notify_every, start=1.0),
+    )
+    config = client_config(scenario, "127.0.0.1:1", 0)
+    warmup = _warmup(settings)
+    at = warmup
+    while True:
+        fields = _draw(rng, settings.clients)
+        extra = float(fields.get("max_age", 0))
+        quiet = recovery_bound(config, fields["duration"], extra) + MARGIN
+        if at + fields["duration"] + quiet > settings.seconds:
+            break
+        scenario.steps.append(Step(at=round(at, 1), **fields))
+        at += fields["duration"] + quiet
+    assert scenario.notify is not None
+    scenario.notify.stop = settings.seconds - recovery_bound(config, 0.0) - MARGIN
+    return scenario
+
+
+def _warmup(settings: SoakSettings) -> float:
+    if settings.warmup is not None:
+        return settings.warmup
+    return min(60.0, 0.2 * settings.seconds)
+
+
+@dataclass
+class SoakResult:
+    verdict: Verdict
+    scenario: Scenario
+    rss_after_warmup: int = 0
+    rss_end: int = 0
+    rss_max: int = 0
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict.passed and not self.reasons
+
+    @property
+    def rss_growth(self) -> float:
+        return (self.rss_end - self.rss_after_warmup) / max(1, self.rss_after_warmup)
+
+    def figures(self) -> list[str]:
+        v = self.verdict
+        done = [r.recovered_after for r in v.recoveries if r.recovered_after is not None]
+        produced = sum(c.produced for c in v.clients)
+        delivered = sum(len(c.delivered) for c in v.clients)
+        faults = ", ".join(
+            f"{k}={n}" for k, n in sorted(Counter(s.fault for s in self.scenario.steps).items())
+        )
+        return [
+            f"soak {self.scenario.name}: {len(v.clients)} clients, "
+            f"{self.scenario.duration:g} s, {len(self.scenario.steps)} fault windows",
+            f"faults injected: {faults}",
+            "proxy counters: " + ", ".join(f"{k}={n}" for k, n in sorted(v.counters.items())),
+            f"recoveries: {len(done)}/{len(v.recoveries)} client×window, max recovery "
+            f"{max(done, default=0.0):.2f} s, mean {sum(done) / max(1, len(done)):.2f} s "
+            f"(bounds {min((r.bound for r in v.recoveries), default=0):.1f}-"
+            f"{max((r.bound for r in v.recoveries), default=0):.1f} s)",
+            f"notifications: produced {produced}, delivered in order {delivered}, dropped by "
+            f"store {sum(c.store_dropped for c in v.clients)}, failed (reported) "
+            f"{sum(c.notify_failures for c in v.clients)}, still stored "
+            f"{sum(c.still_stored for c in v.clients)}, duplicates seen by the server "
+            f"{v.server_duplicates}",
+            f"RSS: {self.rss_after_warmup / 1024:.1f} MiB after warm-up, "
+            f"{self.rss_end / 1024:.1f} MiB at the end ({self.rss_growth:+.1%}), "
+            f"max {self.rss_max / 1024:.1f} MiB",
+        ]
+
+
+async def run_soak(
+    settings: SoakSettings, progress: Callable[[str], None] | None = None
+) -> SoakResult:
+    scenario = build_scenario(settings)
+    runner = ScenarioRunner(scenario, record=False)
+    rss: list[int] = []  # samples from the end of the warm-up on
+
+    async def sample_rss() -> None:
+        await asyncio.sleep(_warmup(settings))
+        while True:
+            rss.append(read_rss_kib())
+            if progress is not None:
+                progress(f"{runner.now():7.1f}s  RSS {rss[-1] / 1024:.1f} MiB")
+            await asyncio.sleep(10.0)
+
+    sampler = asyncio.get_running_loop().create_task(sample_rss())
+    try:
+        verdict = await runner.run()
+    finally:
+        sampler.cancel()
+    rss.append(read_rss_kib())
+    result = SoakResult(verdict, scenario, rss[0], rss[-1], max(rss))
+    if result.rss_growth >= MAX_RSS_GROWTH:
+        result.reasons.append(
+            f"RSS grew {result.rss_growth:.1%} after warm-up (limit {MAX_RSS_GROWTH:.0%})"
+        )
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m aiolwm2m.testbed.soak", description=__doc__)
+    p.add_argument("--clients", type=int, default=100)
+    p.add_argument("--seconds", type=float, default=600.0)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--notify-every", type=float, default=2.0)
+    args = p.parse_args(argv)
+    settings = SoakSettings(args.clients, args.seconds, args.seed, args.notify_every)
+    result = asyncio.run(run_soak(settings, progress=lambda line: print(line, flush=True)))
+    for line in result.figures():
+        print(line)
+    if result.passed:
+        print("SOAK: PASS")
+        return 0
+    print("SOAK: FAIL")
+    for reason in [*result.verdict.reasons, *result.reasons][:50]:
+        print(f"  - {reason}")
+    return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
