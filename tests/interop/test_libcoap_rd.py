@@ -13,6 +13,8 @@ What libcoap 4.3.1's coap-rd does not do, and what our client must survive:
   detected"); the client still sends exactly one De-register there and closes.
 
 Every message is seen on the wire through a relay between client and coap-rd.
+Over DTLS-PSK (``coap-rd-openssl -k``) the client registers through its real
+``coaps://`` link; a wrong key ends in ``secure_connection_failed``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from aiolwm2m.client import events as ev
 from aiolwm2m.client.config import ClientConfig, ServerAccount
 from aiolwm2m.coap.message import Code, Message
 from aiolwm2m.coap.params import TransmissionParameters
+from aiolwm2m.dtls import HandshakeTiming
 from aiolwm2m.runtime.aio import Client
 from interop.peers import PeerProcess, Relay, free_udp_port, libcoap_tool, run_tool
 
@@ -107,3 +110,56 @@ async def test_deregister_sent_to_location_path(tmp_path: Path) -> None:
     # re-addressed; the client closes within the bound either way.
     assert deletes and all(m.uri_path == location for m in deletes)
     assert len({m.mid for m in deletes}) == 1
+
+
+# -- over DTLS-PSK: coap-rd-openssl ------------------------------------------------------
+
+PSK_KEY = b"interop-rd-key"
+
+
+async def dtls_rd_client(tmp_path: Path, key: bytes) -> tuple[PeerProcess, Client]:
+    binary = libcoap_tool("coap-rd-openssl")
+    port = free_udp_port(pair=True)  # libcoap listens for DTLS on port + 1
+    rd = PeerProcess(
+        [binary, "-A", "127.0.0.1", "-p", str(port), "-k", PSK_KEY.decode(), "-v", "7"],
+        tmp_path / "rd.log",
+    )
+    await rd.start(wait_port=port + 1)
+    account = ServerAccount(
+        uri=f"coaps://127.0.0.1:{port + 1}", lifetime=600, psk_identity=b"ep", psk_key=key
+    )
+    config = ClientConfig(
+        "interop-rd-dtls", servers=(account,), coap=PARAMS, dtls=HandshakeTiming(0.2, 0.8)
+    )
+    return rd, Client(config)
+
+
+async def test_register_over_dtls_psk_with_coap_rd_openssl(tmp_path: Path) -> None:
+    rd, client = await dtls_rd_client(tmp_path, PSK_KEY)
+    try:
+        await client.start()
+        registered = await client.wait_for("registered", 10)
+    finally:
+        await client.stop()
+        await rd.stop()
+    assert isinstance(registered, ev.Registered)
+    assert registered.location.startswith("/rd/"), rd.log()
+
+
+async def test_wrong_psk_with_coap_rd_openssl_is_secure_connection_failed(
+    tmp_path: Path,
+) -> None:
+    rd, client = await dtls_rd_client(tmp_path, b"not-the-key")
+    try:
+        await client.start()
+        error = await client.wait_for(
+            "error", 10, lambda e: e.code is ev.ErrorCode.SECURE_CONNECTION_FAILED
+        )
+        state = client.state(1)
+    finally:
+        await client.stop()
+        await rd.stop()
+    # OpenSSL drops the Finished it cannot decrypt without an alert, so mbedtls can
+    # only see a handshake timeout (see test_libcoap_server.py).
+    assert isinstance(error, ev.Error) and "timeout" in (error.detail or "")
+    assert state.value == "failed"
