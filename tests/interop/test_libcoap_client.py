@@ -251,6 +251,18 @@ async def test_blockwise_read_with_16_byte_blocks(device: Device) -> None:
     assert stable(got) == stable(device.expected("/3/0"))
 
 
+async def test_blockwise_write_with_16_byte_blocks(device: Device) -> None:
+    value = "America/Argentina/ComodRivadavia" * 3  # 96 bytes: six Block1 blocks
+    start = len(device.relay.seen)
+    reply = await device.coap_client("/3/0/15", "-m", "put", "-t", "0", "-b", "16", "-e", value)
+    assert reply.code == Code.CHANGED, code_str(reply.code)
+    assert device.tree.get(LwPath.parse("/3/0/15")) == value
+    sent = [m for s in device.relay.seen[start:] if s.direction == "p2c" and (m := s.msg)]
+    blocks = [m.block1 for m in sent if m.block1 is not None]
+    assert [b.num for b in blocks] == list(range(6)) and all(b.size == 16 for b in blocks)
+    assert [code_str(m.code) for m in reply.responses] == ["2.31"] * 5 + ["2.04"]
+
+
 async def test_non_confirmable_request_gets_non_response(device: Device) -> None:
     reply = await device.coap_client("/3/0/0", "-N", "-A", "0")
     assert reply.code == Code.CONTENT
