@@ -23,8 +23,9 @@ from aiolwm2m.client.config import (
     SecurityMode,
     ServerAccount,
     load_config,
+    parse_server_uri,
 )
-from aiolwm2m.client.engine import ServerState
+from aiolwm2m.client.engine import LinkFailure, ServerState
 from aiolwm2m.client.policy import RetrySettings
 from aiolwm2m.coap.message import Code, Message, MessageType, OptionNumber, make_options
 from aiolwm2m.coap.params import TransmissionParameters
@@ -40,6 +41,7 @@ from aiolwm2m.dtls.records import ContentType, is_client_hello, iter_records, lo
 from aiolwm2m.dtls.server import ServerSecurity
 from aiolwm2m.errors import ConfigError
 from aiolwm2m.runtime.aio import Client
+from aiolwm2m.runtime.links import LinkError, open_link
 from aiolwm2m.testbed.core import FaultKind, FaultRule, Operation
 from aiolwm2m.testbed.server import TestbedServer
 
@@ -288,7 +290,11 @@ async def test_expired_client_certificate_is_secure_connection_failed(
 
 @pytest.mark.parametrize(
     ("which", "expected"),
-    [("expired", "server_cert_expired"), ("untrusted", "server_cert_untrusted")],
+    [
+        ("expired", "server_cert_expired"),
+        ("untrusted", "server_cert_untrusted"),
+        ("other name", "server_cert_name_mismatch"),
+    ],
 )
 async def test_bad_server_certificate_is_secure_connection_failed(
     pki: TestPki, which: str, expected: str
@@ -296,6 +302,8 @@ async def test_bad_server_certificate_is_secure_connection_failed(
     past = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
     if which == "expired":
         bad = generate_server_certificate(pki.ca, not_before=past, days=30)
+    elif which == "other name":
+        bad = generate_server_certificate(pki.ca, hosts=["lwm2m.example.com"])
     else:
         bad = generate_server_certificate(None)  # self-signed, not the pinned one
     server = TestbedServer(security=cert_security(pki, bad))
@@ -505,3 +513,22 @@ async def test_expired_certificate_falls_back_to_bootstrap_for_fresh_credentials
     assert order == sorted(order)
     (registered,) = [e for e in server.core.history if e.kind == "registered"]
     assert registered.endpoint == EP
+
+
+async def test_link_layer_refuses_a_secure_account_on_plain_coap() -> None:
+    """Accounts provisioned later (bootstrap) skip the start-time check: the link checks too."""
+    loop = asyncio.get_running_loop()
+    silent = Silent()
+    transport, _ = await loop.create_datagram_endpoint(lambda: silent, local_addr=("127.0.0.1", 0))
+    uri = f"coap://127.0.0.1:{transport.get_extra_info('sockname')[1]}"
+    account = psk_account(uri)
+    try:
+        with pytest.raises(LinkError, match="never talks plaintext") as caught:
+            await open_link(
+                parse_server_uri(uri), account, config(account), lambda _: None, lambda _: None
+            )
+        await asyncio.sleep(0.05)
+    finally:
+        transport.close()
+    assert caught.value.failure is LinkFailure.SECURE
+    assert silent.received == 0

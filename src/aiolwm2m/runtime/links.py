@@ -13,7 +13,7 @@ import socket
 from collections.abc import Callable
 from typing import Protocol
 
-from aiolwm2m.client.config import ClientConfig, ServerAccount, ServerUri
+from aiolwm2m.client.config import ClientConfig, ServerAccount, ServerUri, check_security
 from aiolwm2m.client.engine import LinkFailure
 from aiolwm2m.dtls.aio import dtls_client_connect
 from aiolwm2m.dtls.errors import DtlsHandshakeError
@@ -109,17 +109,17 @@ async def open_link(
 ) -> Link:
     """Open a link for ``account``: plain UDP for coap://, a DTLS session for coaps://.
 
-    The scheme alone decides, and the engine has already refused accounts whose
-    security mode disagrees with it (``check_security``), so a secure account
-    can never end up on a plaintext socket here.
+    The engine refuses configured accounts whose security mode disagrees with
+    the scheme; the check is repeated here because accounts also arrive later
+    (bootstrap), and a secure account must never end up on a plaintext socket.
     """
-    if uri.secure:
-        try:
-            credentials = account_credentials(account)
-        except ConfigError as exc:
-            raise LinkError(LinkFailure.SECURE, f"unusable credentials: {exc}") from exc
+    try:
+        check_security(account, uri)  # InvalidParameters is a ConfigError
+        credentials = account_credentials(account) if uri.secure else None
+    except ConfigError as exc:
+        raise LinkError(LinkFailure.SECURE, f"unusable credentials: {exc}") from exc
     remote = await resolve(uri.host, uri.port)
-    if not uri.secure:
+    if credentials is None:
         transport = await open_udp(remote, on_datagram, on_error, local_host)
         return UdpLink(transport)
     try:
