@@ -39,7 +39,7 @@ def _installer_notes(prefix: str) -> str:
     except OSError:
         return "scripts/install-peers.sh has not run (make peers)"
     notes = [line for line in lines if line.startswith(prefix)]
-    return "; ".join(notes) if notes else "installer reported no problem"
+    return "; ".join(notes) if notes else "not on PATH although scripts/install-peers.sh ran"
 
 
 def libcoap_tool(name: str) -> str:
@@ -72,7 +72,11 @@ def node_lib_version() -> str | None:
 def node_lib_or_skip() -> str:
     """Path of the node binary when lwm2m-node-lib is installed, else skip saying why."""
     node = shutil.which("node")
-    if node is None or node_lib_version() is None:
+    if node is None:
+        pytest.skip(
+            "node not installed (runs npm lwm2m-node-lib): " + _installer_notes("lwm2m-node-lib")
+        )
+    if node_lib_version() is None:
         pytest.skip(
             "npm lwm2m-node-lib not installed in tests/interop/node: "
             + _installer_notes("lwm2m-node-lib")

@@ -276,14 +276,30 @@ async def test_non_confirmable_request_gets_non_response(device: Device) -> None
 @pytest.mark.parametrize(
     ("args", "path", "code"),
     [
-        (["-m", "get"], "/99/0", Code.NOT_FOUND),
-        (["-m", "get"], "/3/7", Code.NOT_FOUND),
-        (["-m", "get", "-A", "0"], "/3/0", Code.NOT_ACCEPTABLE),  # text for an instance
-        (["-m", "get", "-A", "9999"], "/3/0/0", Code.NOT_ACCEPTABLE),
-        (["-m", "put", "-t", "9999", "-e", "x"], "/3/0/14", Code.UNSUPPORTED_CONTENT_FORMAT),
-        (["-m", "put", "-t", "0", "-e", "evil"], "/3/0/0", Code.METHOD_NOT_ALLOWED),
-        (["-m", "post", "-e", "x"], "/3/0/0", Code.METHOD_NOT_ALLOWED),  # execute a read-only
-        (["-m", "delete"], "/3/0", Code.METHOD_NOT_ALLOWED),
+        pytest.param(["-m", "get"], "/99/0", Code.NOT_FOUND, id="unknown-object"),
+        pytest.param(["-m", "get"], "/3/7", Code.NOT_FOUND, id="unknown-instance"),
+        pytest.param(["-m", "get", "-A", "0"], "/3/0", Code.NOT_ACCEPTABLE, id="text-for-instance"),
+        pytest.param(
+            ["-m", "get", "-A", "9999"], "/3/0/0", Code.NOT_ACCEPTABLE, id="unknown-accept"
+        ),
+        pytest.param(
+            ["-m", "put", "-t", "9999", "-e", "x"],
+            "/3/0/14",
+            Code.UNSUPPORTED_CONTENT_FORMAT,
+            id="unknown-content-format",
+        ),
+        pytest.param(
+            ["-m", "put", "-t", "0", "-e", "evil"],
+            "/3/0/0",
+            Code.METHOD_NOT_ALLOWED,
+            id="write-read-only",
+        ),
+        pytest.param(
+            ["-m", "post", "-e", "x"], "/3/0/0", Code.METHOD_NOT_ALLOWED, id="execute-read-only"
+        ),
+        pytest.param(
+            ["-m", "delete"], "/3/0", Code.METHOD_NOT_ALLOWED, id="delete-device-instance"
+        ),
     ],
 )
 async def test_bad_requests_answered_and_client_alive(
