@@ -9,8 +9,12 @@ async read hook answered through the runtime.
 from __future__ import annotations
 
 import asyncio
+import time
+
+import pytest
 
 from aiolwm2m.client.config import ClientConfig, ServerAccount
+from aiolwm2m.client.engine import NotAllowedError
 from aiolwm2m.client.operations import default_objects
 from aiolwm2m.coap.message import Code
 from aiolwm2m.lwm2m import ContentFormat, Path
@@ -72,3 +76,29 @@ async def test_large_read_goes_block_wise_over_udp() -> None:
             assert records_to_dict(read.records) == {Path.parse("/3303/0/5750"): big}
             tlv = await server.read(EP, "/3303/0", ContentFormat.SENML_CBOR, timeout=5)
             assert records_to_dict(tlv.records)[Path.parse("/3303/0/5750")] == big
+
+
+async def test_send_over_udp() -> None:
+    """Client.send() posts SenML to /dp; the testbed decodes it; a muted Send is refused."""
+    async with TestbedServer(host="127.0.0.1", port=0) as server:
+        config = ClientConfig(EP, (ServerAccount(server.uri, lifetime=60),))
+        objects = default_objects(config)
+        objects.tree.add_instance(3303, 0, Instance({5700: 20.5}))
+        async with Client(config, objects) as client:
+            await server.wait_registered(EP, timeout=5)
+            before = time.time()
+            outcome = await client.send(["/3303/0/5700", "/3/0/0"], timeout=5)
+            assert (outcome.success, outcome.coap_code) == (True, "2.04")
+            (data,) = server.core.sent
+            assert records_to_dict(data.records) == {
+                Path.parse("/3303/0/5700"): 20.5,
+                Path.parse("/3/0/0"): "aiolwm2m",
+            }
+            assert all(before - 1 <= (r.time or 0) <= time.time() + 1 for r in data.records)
+            json_outcome = await client.send(["/3303/0"], content_format=ContentFormat.SENML_JSON)
+            assert json_outcome.success
+            assert server.core.sent[-1].content_format == ContentFormat.SENML_JSON
+            muted = await server.write(EP, "/1/0/23", True, ContentFormat.TEXT)
+            assert muted.code == Code.CHANGED
+            with pytest.raises(NotAllowedError):
+                await client.send(["/3303/0/5700"])

@@ -235,6 +235,7 @@ class _Server:
     # (lifetime, binding) as last sent in Register/Update: an Update repeats what changed.
     announced: tuple[int, str] | None = None
     inflight: dict[int, _Pending] = field(default_factory=dict)
+    sends: dict[int, int] = field(default_factory=dict)  # layer key -> send id
     retry: RegistrationRetry | None = None
     malformed_seen: int = 0
     stored: deque[Notification] = field(default_factory=deque)
@@ -305,6 +306,7 @@ class ClientEngine:
         self._bootstrap_account = config.bootstrap
         self._bs = _Bootstrap()
         self._bs_factor: float | None = None  # drawn once, at the first bootstrap
+        self._next_send_id = 1
 
     # ------------------------------------------------------------------ queries
     def all_connections_failed(self) -> bool:
@@ -551,6 +553,31 @@ class ClientEngine:
         self._state_version += 1
         if srv.state == ServerState.REGISTERED:
             self._send_update(srv, now)
+
+    def send(self, ssid: int, payload: bytes, content_format: int, now: float) -> int:
+        """LwM2M Send (1.1): POST ``payload`` (SenML) to the server's ``/dp``; returns its id.
+
+        The outcome is a :class:`~aiolwm2m.client.events.SendFinished` event.
+        Send failures take no recovery action (the failure table has no Send
+        column): they are reported as ``error`` events with ``request="send"``
+        and the registration is left alone. Only a registered server can take
+        a Send; otherwise it fails at once with ``not_registered``.
+        """
+        srv = self._require(ssid)
+        send_id = self._next_send_id
+        self._next_send_id += 1
+        if srv.state != ServerState.REGISTERED or srv.layer is None:
+            self._send_failed(srv, send_id, ev.ErrorCode.NOT_REGISTERED, now)
+            return send_id
+        msg = Message(
+            type=MessageType.CON,
+            code=Code.POST,
+            options=make_options(path=["dp"], content_format=content_format),
+            payload=payload,
+        )
+        srv.sends[srv.layer.send_request(msg, now)] = send_id
+        self._flush(srv, now)
+        return send_id
 
     def objects_changed(self, now: float) -> None:
         """The object/instance list changed: registered servers get an Update with it."""
@@ -855,6 +882,10 @@ class ClientEngine:
 
     # ------------------------------------------------------------------ outcomes
     def _on_result(self, srv: _Server, result: ExchangeResult, now: float) -> None:
+        send_id = srv.sends.pop(result.key, None)
+        if send_id is not None:
+            self._send_result(srv, send_id, result, now)
+            return
         pending = srv.inflight.pop(result.key, None)
         if pending is None:
             return
@@ -903,6 +934,45 @@ class ClientEngine:
                 Outcome.ACKNOWLEDGED: (Failure.INTERNAL, ev.ErrorCode.INTERNAL_ERROR),
             }[result.outcome]
         self._fail(srv, pending, failure, code, now, coap_code=coap_code)
+
+    def _send_result(self, srv: _Server, send_id: int, result: ExchangeResult, now: float) -> None:
+        resp = result.response
+        if result.outcome is Outcome.RESPONSE and resp is not None:
+            coap_code = code_str(resp.code)
+            if is_success(resp.code):
+                self._emit(ev.SendFinished(now, srv.ssid, send_id, True, coap_code))
+            else:
+                detail = resp.payload.decode("utf-8", "replace")[:200] or None
+                self._send_failed(srv, send_id, ev.ErrorCode.COAP_ERROR, now, coap_code, detail)
+            return
+        code = {
+            Outcome.TIMEOUT: ev.ErrorCode.TIMEOUT,
+            Outcome.RESET: ev.ErrorCode.RESET,
+            Outcome.NETWORK_ERROR: ev.ErrorCode.NETWORK_ERROR,
+        }.get(result.outcome, ev.ErrorCode.INTERNAL_ERROR)
+        self._send_failed(srv, send_id, code, now)
+
+    def _send_failed(
+        self,
+        srv: _Server,
+        send_id: int,
+        code: ev.ErrorCode,
+        now: float,
+        coap_code: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        self._emit(
+            ev.Error(
+                now,
+                code,
+                ssid=srv.ssid,
+                request="send",
+                coap_code=coap_code,
+                action="none",
+                detail=detail or f"send {send_id}",
+            )
+        )
+        self._emit(ev.SendFinished(now, srv.ssid, send_id, False, coap_code, code.value))
 
     def _fail(
         self,
@@ -1543,6 +1613,12 @@ class ClientEngine:
         srv.inflight.clear()
 
     def _set_state(self, srv: _Server, state: ServerState, now: float) -> None:
+        if srv.sends and srv.layer is None:
+            # The link closed under Sends in flight: their answers can no longer come.
+            lost = ev.ErrorCode.NETWORK_ERROR
+            for send_id in srv.sends.values():
+                self._send_failed(srv, send_id, lost, now, detail="link closed")
+            srv.sends.clear()
         if srv.state is not state:
             old = srv.state
             srv.state = state

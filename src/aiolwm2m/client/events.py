@@ -163,6 +163,22 @@ class NotificationsFlushed(Event):
 
 
 @dataclass
+class SendFinished(Event):
+    """Outcome of one LwM2M Send (POST /dp), ``send_id`` as ``start_send`` returned it.
+
+    A failed Send is also reported as an ``error`` with ``request="send"``; it has
+    no recovery action (spec §3's table has no Send column): the application decides.
+    """
+
+    name: ClassVar[str] = "send_finished"
+    ssid: int
+    send_id: int
+    success: bool
+    coap_code: str | None = None
+    reason: str | None = None
+
+
+@dataclass
 class Error(Event):
     """A failed attempt or a rejected call, with its spec §6 / §3 code."""
 

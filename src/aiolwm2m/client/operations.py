@@ -82,7 +82,7 @@ from aiolwm2m.coap.message import (
     OptionNumber,
     encode_uint,
 )
-from aiolwm2m.errors import ConfigError
+from aiolwm2m.errors import ConfigError, Lwm2mError
 from aiolwm2m.lwm2m import linkformat
 from aiolwm2m.lwm2m.attributes import (
     Attributes,
@@ -112,7 +112,7 @@ from aiolwm2m.lwm2m.objects import (
     build_default_tree,
 )
 from aiolwm2m.lwm2m.objects.access_control import CREATE_TARGET
-from aiolwm2m.lwm2m.objects.server import DEFAULT_PMAX, DEFAULT_PMIN, SERVER_OBJECT
+from aiolwm2m.lwm2m.objects.server import DEFAULT_PMAX, DEFAULT_PMIN, MUTE_SEND, SERVER_OBJECT
 from aiolwm2m.lwm2m.path import Path, PathError, PathLevel
 from aiolwm2m.lwm2m.tree import (
     BadArgumentsError,
@@ -135,6 +135,7 @@ __all__ = [
     "Job",
     "ObjectsChanged",
     "Operations",
+    "SendError",
     "TriggerUpdate",
     "default_objects",
 ]
@@ -144,6 +145,15 @@ HIDDEN_OBJECTS = frozenset({0, 21})
 _COMPOSITE_FORMATS = frozenset(
     {ContentFormat.SENML_JSON, ContentFormat.SENML_CBOR, ContentFormat.LWM2M_CBOR}
 )
+
+
+#: Content formats a Send payload may use (LwM2M 1.1 Transport: SenML only).
+SEND_FORMATS = frozenset({ContentFormat.SENML_JSON, ContentFormat.SENML_CBOR})
+
+
+class SendError(Lwm2mError):
+    """A Send cannot be built: Mute Send is on, a path is unknown or unreadable, or
+    the format is not SenML."""
 
 
 @dataclass(frozen=True)
@@ -263,6 +273,10 @@ class DataModelRuntime(Protocol):
     def take_actions(self) -> list[ClientAction]: ...
 
     def set_wakeup(self, callback: Callable[[], None] | None) -> None: ...
+
+    def send_payload(
+        self, ssid: int, paths: Sequence[Path | str], content_format: int, time: float
+    ) -> bytes: ...
 
 
 class _Reply(Exception):
@@ -536,6 +550,36 @@ class Operations:
             return encode(content_format, records, base), records
         except (NotFoundError, _Reply, _HookFailed) as exc:
             raise ObservedPathGone(str(exc)) from exc
+
+    # ------------------------------------------------------------------ Send
+    def send_payload(
+        self, ssid: int, paths: Sequence[Path | str], content_format: int, time: float
+    ) -> bytes:
+        """The SenML body of a Send of ``paths`` to ``ssid``, stamped with ``time``.
+
+        Values are sampled as for a notification (an async read hook gives its
+        last stored value). Raises :class:`SendError` when server ``ssid`` set
+        Mute Send (/1/x/23), for a path it may not read or that does not
+        exist, and for a format other than SenML JSON (110) / CBOR (112).
+        """
+        if content_format not in SEND_FORMATS:
+            raise SendError(f"Send uses SenML JSON (110) or CBOR (112), not {content_format}")
+        if self._server_value(ssid, MUTE_SEND) is True:
+            raise SendError(f"server {ssid} muted Send (/1/x/{MUTE_SEND})")
+        if not paths:
+            raise SendError("Send needs at least one path")
+        records: list[Record] = []
+        try:
+            for item in paths:
+                path = Path.parse(item) if isinstance(item, str) else item
+                if path.is_root or path.object_id in HIDDEN_OBJECTS:
+                    raise NotFoundError(f"{path} cannot be sent")
+                self.tree.check_exists(path)
+                records.extend(self._finish_read(self._collect(ssid, path, sync=True)))
+        except _HANDLED as exc:
+            raise SendError(f"cannot send: {exc}") from exc
+        stamped = [replace(record, time=time) for record in records]
+        return encode(content_format, stamped, Path())
 
     def attributes(self, ssid: int, path: Path) -> Attributes:
         pmin, pmax = self._default_periods(ssid)
@@ -1008,18 +1052,22 @@ class Operations:
             state = self._servers[ssid] = _ServerState()
         return state
 
-    def _default_periods(self, ssid: int) -> tuple[int | None, int | None]:
-        """Default Minimum/Maximum Period from the server's /1 instance."""
+    def _server_value(self, ssid: int, resource_id: int) -> object:
+        """A resource of the server's /1 instance (None if absent)."""
         node = self.tree.objects.get(SERVER_OBJECT)
         for inst in node.instances.values() if node is not None else ():
             if inst.values.get(0) == ssid:
-                pmin = inst.values.get(DEFAULT_PMIN)
-                pmax = inst.values.get(DEFAULT_PMAX)
-                return (
-                    pmin if isinstance(pmin, int) else None,
-                    pmax if isinstance(pmax, int) and pmax > 0 else None,
-                )
-        return None, None
+                return inst.values.get(resource_id)
+        return None
+
+    def _default_periods(self, ssid: int) -> tuple[int | None, int | None]:
+        """Default Minimum/Maximum Period from the server's /1 instance."""
+        pmin = self._server_value(ssid, DEFAULT_PMIN)
+        pmax = self._server_value(ssid, DEFAULT_PMAX)
+        return (
+            pmin if isinstance(pmin, int) else None,
+            pmax if isinstance(pmax, int) and pmax > 0 else None,
+        )
 
     def _maybe_later(
         self, collected: Sequence[tuple[Path, Any]], finish: Callable[[list[Any]], Message]

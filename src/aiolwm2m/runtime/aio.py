@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from aiolwm2m.client import events as ev
 from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.client.engine import ObjectTree, OpenLink
+from aiolwm2m.lwm2m.formats import ContentFormat
+from aiolwm2m.lwm2m.path import Path
 from aiolwm2m.runtime.driver import EngineDriver
 from aiolwm2m.runtime.links import LinkError, open_link
 
@@ -103,6 +105,38 @@ class Client(EngineDriver):
         unsubscribe = self.subscribe(check)
         try:
             return await asyncio.wait_for(fut, timeout)
+        finally:
+            unsubscribe()
+
+    # ------------------------------------------------------------------ Send
+    async def send(
+        self,
+        paths: Sequence[Path | str],
+        *,
+        ssid: int | None = None,
+        content_format: int = ContentFormat.SENML_CBOR,
+        timeout: float | None = None,
+    ) -> ev.SendFinished:
+        """LwM2M Send (POST /dp, SenML) of the current values of ``paths``; see
+        :meth:`start_send`. Returns the outcome (``success``, ``coap_code``,
+        ``reason``); a failed Send is not retried and changes nothing else.
+        """
+        finished: dict[int, ev.SendFinished] = {}
+        arrived = asyncio.Event()
+
+        def collect(event: ev.Event) -> None:
+            if isinstance(event, ev.SendFinished):
+                finished[event.send_id] = event
+                arrived.set()
+
+        unsubscribe = self.subscribe(collect)
+        try:
+            send_id = self.start_send(paths, ssid=ssid, content_format=content_format)
+            async with asyncio.timeout(timeout):
+                while send_id not in finished:
+                    arrived.clear()
+                    await arrived.wait()
+            return finished[send_id]
         finally:
             unsubscribe()
 

@@ -14,7 +14,7 @@ import logging
 import random
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from aiolwm2m.client import events as ev
 from aiolwm2m.client.config import ClientConfig
@@ -34,6 +34,7 @@ from aiolwm2m.client.operations import (
     DisableServer,
     Job,
     ObjectsChanged,
+    SendError,
     TriggerUpdate,
     default_objects,
 )
@@ -45,6 +46,8 @@ from aiolwm2m.client.storage import (
     open_store,
 )
 from aiolwm2m.coap.message import Code, Message
+from aiolwm2m.lwm2m.formats import ContentFormat
+from aiolwm2m.lwm2m.path import Path
 from aiolwm2m.runtime.links import Link
 
 log = logging.getLogger("aiolwm2m.client")
@@ -156,6 +159,40 @@ class EngineDriver(ABC):
     def objects_changed(self) -> None:
         self.engine.objects_changed(self.now())
         self._pump()
+
+    def start_send(
+        self,
+        paths: Sequence[Path | str],
+        *,
+        ssid: int | None = None,
+        content_format: int = ContentFormat.SENML_CBOR,
+    ) -> int:
+        """LwM2M Send of the current values of ``paths``; returns the send id.
+
+        The outcome arrives as a ``send_finished`` event with that id. ``ssid``
+        may be omitted when exactly one server is configured. Raises
+        :class:`NotAllowedError` (also reported as ``not_allowed``) when the
+        data model cannot build the payload: Mute Send set by the server,
+        unknown or unreadable paths, a non-SenML format, no such server.
+        """
+        now = self.now()
+        servers = sorted(self.engine.server_states())
+        if ssid is None and len(servers) == 1:
+            ssid = servers[0]
+        try:
+            if ssid is None or ssid not in servers:
+                raise SendError(f"send(): name one of the servers {servers}, not {ssid}")
+            if self._data_model is None:
+                raise SendError("send() needs the client's data model (client.operations)")
+            payload = self._data_model.send_payload(
+                ssid, paths, content_format, now + self._time_offset
+            )
+        except SendError as exc:
+            self._deliver(ev.Error(now, ev.ErrorCode.NOT_ALLOWED, ssid, "send", detail=str(exc)))
+            raise NotAllowedError(str(exc)) from exc
+        send_id = self.engine.send(ssid, payload, content_format, now)
+        self._pump()
+        return send_id
 
     def poll(self) -> None:
         """The data model has new notifications (a value changed): send or store them now."""

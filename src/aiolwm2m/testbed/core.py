@@ -34,8 +34,13 @@ from aiolwm2m.coap.message import (
     is_success,
 )
 from aiolwm2m.coap.params import TransmissionParameters
+from aiolwm2m.errors import DecodeError
 from aiolwm2m.lwm2m.ddf import load_builtin
+from aiolwm2m.lwm2m.formats import ContentFormat
+from aiolwm2m.lwm2m.formats import decode as decode_values
 from aiolwm2m.lwm2m.model import TypeLookup
+from aiolwm2m.lwm2m.path import Path
+from aiolwm2m.lwm2m.values import Record
 from aiolwm2m.testbed.operations import (
     OperationRequest,
     OperationResult,
@@ -55,6 +60,7 @@ class Operation(enum.Enum):
     REGISTER = "register"
     UPDATE = "update"
     DEREGISTER = "deregister"
+    SEND = "send"  # LwM2M 1.1 Send: POST /dp from a registered client
     ANY = "any"
 
 
@@ -93,6 +99,16 @@ class Registration:
     registered_at: float
     updated_at: float
     updates: int = 0
+
+
+@dataclass
+class SentData:
+    """Values a client pushed with LwM2M Send (POST /dp), decoded."""
+
+    time: float
+    endpoint: str
+    content_format: int
+    records: list[Record]
 
 
 @dataclass
@@ -180,6 +196,7 @@ class ServerCore:
         self.rules: list[FaultRule] = []
         self.events: deque[ServerEvent] = deque(maxlen=10_000)
         self.history: list[ServerEvent] = []
+        self.sent: list[SentData] = []  # every accepted Send, oldest first
         self._peers: dict[Address, _Peer] = {}
         self._tx: list[tuple[Address, bytes]] = []
         self._responses: deque[ResponseEvent] = deque()
@@ -424,8 +441,11 @@ class ServerCore:
         self.events.append(event)
         self.history.append(event)
 
-    def _classify(self, msg: Message) -> tuple[Operation, str | None]:
+    def _classify(self, msg: Message, addr: Address) -> tuple[Operation, str | None]:
         path = msg.uri_path
+        if path == ["dp"] and msg.code == Code.POST:
+            ep = next((r.endpoint for r in self.registrations.values() if r.address == addr), None)
+            return Operation.SEND, ep
         if not path or path[0] != "rd":
             return Operation.ANY, None
         if len(path) == 1 and msg.code == Code.POST:
@@ -439,7 +459,7 @@ class ServerCore:
     def _on_request(self, addr: Address, peer: _Peer, req: IncomingRequest, now: float) -> None:
         msg = req.message
         try:
-            op, ep = self._classify(msg)
+            op, ep = self._classify(msg, addr)
         except CoapDecodeError:
             peer.layer.respond(req.key, Message(code=Code.BAD_REQUEST), now)
             return
@@ -470,6 +490,8 @@ class ServerCore:
         reg = self.registrations.get(ep) if ep else None
         if reg is None:
             return Message(code=Code.NOT_FOUND)
+        if op is Operation.SEND:
+            return self._send_received(reg, msg, now)
         if op is Operation.DEREGISTER:
             del self.registrations[reg.endpoint]
             self._log(now, "deregistered", reg.endpoint)
@@ -487,6 +509,21 @@ class ServerCore:
         reg.updated_at = now
         reg.updates += 1
         self._log(now, "updated", reg.endpoint)
+        return Message(code=Code.CHANGED)
+
+    def _send_received(self, reg: Registration, msg: Message, now: float) -> Message:
+        """Record and log the values of a Send; 4.15 for non-SenML, 4.00 if undecodable."""
+        cf = msg.content_format
+        if cf not in (ContentFormat.SENML_JSON, ContentFormat.SENML_CBOR):
+            return Message(code=Code.UNSUPPORTED_CONTENT_FORMAT)
+        try:
+            records = decode_values(cf, msg.payload, Path(), self.types)
+        except DecodeError as exc:
+            self._log(now, "send_rejected", reg.endpoint, str(exc)[:200])
+            return Message(code=Code.BAD_REQUEST)
+        self.sent.append(SentData(now, reg.endpoint, cf, records))
+        detail = " ".join(f"{r.path}={r.value!r}" for r in records)
+        self._log(now, "send", reg.endpoint, detail[:500])
         return Message(code=Code.CHANGED)
 
     def _register(self, addr: Address, msg: Message, now: float) -> Message:

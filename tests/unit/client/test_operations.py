@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from simkit import MakeClient, requests_to
+from simkit import CON_GIVES_UP_AFTER, MakeClient, account, client_factory, requests_to
 
 from aiolwm2m.client.config import ClientConfig, ServerAccount
-from aiolwm2m.client.engine import ServerState
-from aiolwm2m.client.events import ErrorCode
+from aiolwm2m.client.engine import NotAllowedError, ServerState
+from aiolwm2m.client.events import ErrorCode, SendFinished
 from aiolwm2m.client.operations import (
     BlockwiseSettings,
     DataModelRuntime,
@@ -30,7 +30,8 @@ from aiolwm2m.lwm2m.formats import senml_cbor, senml_json, tlv
 from aiolwm2m.lwm2m.objects import DeviceInfo, HostNetwork, Platform, Right, build_default_tree
 from aiolwm2m.lwm2m.tree import Instance
 from aiolwm2m.lwm2m.values import Record, records_to_dict
-from aiolwm2m.runtime.sim import SimNetwork, SimServer
+from aiolwm2m.runtime.sim import SimClient, SimNetwork, SimServer
+from aiolwm2m.testbed.core import FaultKind, FaultRule, Operation
 from aiolwm2m.testbed.operations import (
     OperationRequest,
     OperationResult,
@@ -954,3 +955,114 @@ def test_update_account_before_registration_is_used_by_register(
     client.engine.update_account(replace(account, uri="coap://10.9.9.9:5683"), net.clock.now)
     client.poll()  # deliver the engine's events
     assert client.errors(ErrorCode.NOT_ALLOWED)
+
+
+# ---------------------------------------------------------------- Send (virtual clock)
+
+
+def finished(client: SimClient) -> list[SendFinished]:
+    return [e for e in client.events if isinstance(e, SendFinished)]
+
+
+def registered_client(make_client: MakeClient, net: SimNetwork, **kwargs: Any) -> SimClient:
+    client = make_client(**kwargs)
+    assert net.clock.run_until_true(client.engine.registered, timeout=5)
+    client.objects.tree.add_instance(3303, 0, Instance({5700: 21.5, 5701: "Cel"}))
+    client.poll()
+    net.clock.run_for(1)  # the Update announcing /3303/0
+    return client
+
+
+@pytest.mark.parametrize("fmt", [ContentFormat.SENML_CBOR, ContentFormat.SENML_JSON])
+def test_send_posts_current_values_with_time(
+    net: SimNetwork, server: SimServer, make_client: MakeClient, fmt: ContentFormat
+) -> None:
+    client = registered_client(make_client, net)
+    net.clock.run_for(10)
+    sent_at = net.clock.now
+    send_id = client.start_send(["/3303/0/5700", "/3/0/0"], content_format=fmt)
+    assert net.clock.run_until_true(lambda: bool(finished(client)), timeout=5)
+    (outcome,) = finished(client)
+    assert (outcome.send_id, outcome.success, outcome.coap_code) == (send_id, True, "2.04")
+    (data,) = server.core.sent
+    assert data.endpoint == "dev-1" and data.content_format == fmt
+    assert records_to_dict(data.records) == {
+        Path.parse("/3303/0/5700"): 21.5,
+        Path.parse("/3/0/0"): "aiolwm2m",
+    }
+    assert {r.time for r in data.records} == {sent_at}  # SimClient's wall clock is virtual
+    assert any(e.kind == "send" for e in server.core.history)
+
+
+def test_send_failures_are_reported_without_recovery(
+    net: SimNetwork, server: SimServer, make_client: MakeClient
+) -> None:
+    client = registered_client(make_client, net)
+    rule = server.core.add_rule(
+        FaultRule(Operation.SEND, FaultKind.RESPOND, Code.SERVICE_UNAVAILABLE)
+    )
+    client.start_send(["/3303/0/5700"])
+    net.clock.run_for(1)
+    outcome = finished(client)[-1]
+    assert (outcome.success, outcome.coap_code, outcome.reason) == (False, "5.03", "coap_error")
+    error = client.errors(ErrorCode.COAP_ERROR)[-1]
+    assert (error.request, error.action) == ("send", "none")
+    rule.count = 0
+    server.core.add_rule(FaultRule(Operation.SEND, FaultKind.SILENT))
+    registrations = len(client.named("registering"))
+    client.start_send(["/3303/0/5700"])
+    net.clock.run_for(CON_GIVES_UP_AFTER + 1)
+    assert finished(client)[-1].reason == "timeout"
+    assert client.errors(ErrorCode.TIMEOUT)[-1].request == "send"
+    # No recovery action: still registered, no new Register.
+    assert client.engine.server_state(1) is ServerState.REGISTERED
+    assert len(client.named("registering")) == registrations
+
+
+def test_send_in_flight_when_the_link_closes_fails(
+    net: SimNetwork, server: SimServer, make_client: MakeClient
+) -> None:
+    client = registered_client(make_client, net)
+    server.core.add_rule(FaultRule(Operation.SEND, FaultKind.SILENT))
+    client.start_send(["/3303/0/5700"])
+    net.clock.run_for(1)
+    assert not finished(client)
+    client.disable_server(1)
+    outcome = finished(client)[-1]
+    assert (outcome.success, outcome.reason) == (False, "network_error")
+    # Not registered any more: a Send fails at once.
+    client.start_send(["/3303/0/5700"])
+    assert finished(client)[-1].reason == "not_registered"
+
+
+def test_send_refused_before_sending(
+    net: SimNetwork, server: SimServer, make_client: MakeClient
+) -> None:
+    client = registered_client(make_client, net)
+    for paths, kwargs in [
+        (["/3303/0/9999"], {}),
+        (["/0/0/0"], {}),
+        ([], {}),
+        (["/3303/0/5700"], {"content_format": ContentFormat.TLV}),
+        (["/3303/0/5700"], {"ssid": 9}),
+    ]:
+        with pytest.raises(NotAllowedError):
+            client.start_send(paths, **kwargs)
+    assert len(client.errors(ErrorCode.NOT_ALLOWED)) == 5
+    # The server mutes Send (/1/0/23): refused until it unmutes.
+    muted = sim_operation(net, server, write_request("/1/0/23", True, ContentFormat.TEXT))
+    assert muted.code == Code.CHANGED
+    with pytest.raises(NotAllowedError, match="muted"):
+        client.start_send(["/3303/0/5700"])
+    sim_operation(net, server, write_request("/1/0/23", False, ContentFormat.TEXT))
+    client.start_send(["/3303/0/5700"])
+    net.clock.run_for(1)
+    assert finished(client)[-1].success
+    assert records_to_dict(server.core.sent[-1].records) == {Path.parse("/3303/0/5700"): 21.5}
+
+
+def test_send_needs_a_server_named_when_several(net: SimNetwork, server: SimServer) -> None:
+    servers = (account(server.uri, short_server_id=1), account(server.uri, short_server_id=2))
+    client = client_factory(net, server.uri)(servers=servers, start=False)
+    with pytest.raises(NotAllowedError, match="name one of the servers"):
+        client.start_send(["/3/0/0"])

@@ -36,6 +36,7 @@ DISABLE_TIMEOUT = 5
 NOTIFICATION_STORING = 6
 BINDING = 7
 UPDATE_TRIGGER = 8
+MUTE_SEND = 23
 
 #: Disable Timeout when the server never wrote one (the DDF's default, 1 day).
 DEFAULT_DISABLE_TIMEOUT = 86400
