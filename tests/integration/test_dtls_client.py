@@ -27,7 +27,7 @@ from aiolwm2m.client.config import (
 )
 from aiolwm2m.client.engine import LinkFailure, ServerState
 from aiolwm2m.client.policy import RetrySettings
-from aiolwm2m.coap.message import Code, Message, MessageType, OptionNumber, make_options
+from aiolwm2m.coap.message import Code, Message, MessageType, make_options
 from aiolwm2m.coap.params import TransmissionParameters
 from aiolwm2m.dtls.certs import (
     TestPki,
@@ -205,15 +205,13 @@ async def test_psk_registration_and_server_read_observe_over_the_session(
         assert answer.result.response is not None
         assert answer.result.response.code == Code.CONTENT
         assert answer.result.response.payload == b"aiolwm2m"
-        observe = Message(
-            type=MessageType.CON,
-            code=Code.GET,
-            options=make_options(path=["3", "0", "0"], observe=0),
-        )
-        first = await psk_server.request(EP, observe, timeout=5, keep_open=True)
-        assert first.result.response is not None
-        assert first.result.response.code == Code.CONTENT
-        assert first.result.response.get_uint(OptionNumber.OBSERVE) is not None
+        # Observe, then a notification the client sends on its own (pmax) over the session.
+        observation = await psk_server.observe(EP, "/3/0/0", pmin=0, pmax=1, timeout=5)
+        assert observation.active and observation.initial is not None
+        note = await observation.next(5)
+        assert note.code == Code.CONTENT and note.observe is not None
+        assert note.value("/3/0/0") == "aiolwm2m"
+        await observation.cancel(timeout=5)
     finally:
         await client.close()
     assert_no_plaintext(spy_on.client_datagrams(), app_data=True)
