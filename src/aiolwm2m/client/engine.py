@@ -1299,6 +1299,8 @@ class ClientEngine:
                     detail=f"bootstrap account: {exc}",
                 )
             )
+            # Spec §6 invalid parameters: no retry until reconfigured.
+            self._bootstrap_account = None
             self._bootstrap_failed(now)
             return
         bs.account, bs.uri, bs.resend = account, uri, False

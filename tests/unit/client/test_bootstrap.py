@@ -664,3 +664,14 @@ def test_dtls_bootstrap_request_timeout_later_in_the_session_retries_the_handsha
     assert len(secure_bs.handshakes) == 2
     limited, first_timeout, _ = client.errors()
     assert first_timeout.time - limited.time == pytest.approx(5 + 62, abs=0.1)
+
+
+def test_invalid_bootstrap_account_is_reported_and_not_retried(world: World) -> None:
+    client = world.client(servers=(), bootstrap=ServerAccount(uri="http://10.0.0.9:80"))
+    clock = world.net.clock
+    assert clock.run_until_true(client.all_connections_failed, 5)
+    (error,) = client.errors(ev.ErrorCode.INVALID_PARAMETERS)
+    assert error.request == "bootstrap_request"
+    clock.run_for(3600)
+    assert client.named("bootstrap_started") == []
+    assert client.named("reconnect_scheduled") == []
