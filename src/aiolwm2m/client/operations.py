@@ -809,7 +809,26 @@ class Operations:
             raise _Reply(Code.BAD_REQUEST, "Write without values")
         merge = not replace or path.is_resource_instance
         changes = self._prepare_writes(ssid, records, merge=merge)
+        if replace and path.is_instance:
+            self._clear_unwritten(path, {rpath.resource_id for rpath, _ in changes})
         return self._apply_writes(changes, Code.CHANGED)
+
+    def _clear_unwritten(self, path: Path, written: set[int | None]) -> None:
+        """Replace of an instance: writable optional resources not in the payload go away.
+
+        The Write replaces the instance with what the server sent (Core, Write
+        operation); mandatory resources cannot be absent, so a missing one
+        keeps its value, and read-only resources belong to the client.
+        """
+        assert path.object_id is not None and path.instance_id is not None
+        inst = self.tree.instance(path.object_id, path.instance_id)
+        definition = self.tree.node(path.object_id).definition
+        for rid in sorted(set(inst.resource_ids()) - written):
+            rdef = definition.resource(rid)
+            if rdef is None or rdef.mandatory or not rdef.operations.writable:
+                continue
+            _call(lambda rid=rid: inst.remove(rid))  # type: ignore[misc]
+            self.tree.mark_changed(path.child(rid))
 
     def _decode_payload(self, request: Message, path: Path) -> list[Record]:
         cf = request.content_format
@@ -899,6 +918,12 @@ class Operations:
 
     # ------------------------------------------------------------------ Create / Delete
     def _create(self, ssid: int, request: Message, path: Path) -> _Result:
+        """Create one instance, or several when the payload names several (LwM2M 1.1).
+
+        All-or-nothing: every instance id and value is checked before any
+        instance is made. One new instance is answered with its Location-Path;
+        several have none (the server chose their ids).
+        """
         assert path.object_id is not None
         node = self.tree.node(path.object_id)
         if node.factory is None:
@@ -906,12 +931,38 @@ class Operations:
         if not self.access.allowed(ssid, path.object_id, CREATE_TARGET, Right.CREATE):
             raise _Reply(Code.UNAUTHORIZED, f"server {ssid} may not create in {path}")
         records = self._decode_create(request, path, node.free_instance_id())
-        ids = {r.path.instance_id for r in records if r.path.instance_id is not None}
-        if len(ids) > 1:
-            raise _Reply(Code.BAD_REQUEST, "Create of several instances at once is not supported")
-        new_path = path.child(ids.pop() if ids else node.free_instance_id())
-        if new_path.instance_id in node.instances:
-            raise _Reply(Code.BAD_REQUEST, f"{new_path} already exists")
+        by_instance: dict[int, list[Record]] = {}
+        for record in records:
+            assert record.path.instance_id is not None
+            by_instance.setdefault(record.path.instance_id, []).append(record)
+        if not by_instance:
+            by_instance[node.free_instance_id()] = []
+        if len(by_instance) > 1 and not node.definition.multiple:
+            raise _Reply(Code.BAD_REQUEST, f"object {path.object_id} is single-instance")
+        planned: list[tuple[int, list[tuple[Path, ResourceValue]]]] = []
+        for iid, found in sorted(by_instance.items()):
+            if iid in node.instances:
+                raise _Reply(Code.BAD_REQUEST, f"{path.child(iid)} already exists")
+            planned.append((iid, self._create_values(found)))
+        pending: list[Awaitable[Any]] = []
+        factory = node.factory
+        for iid, checked in planned:
+            inst = _call(lambda iid=iid: factory(iid))  # type: ignore[misc]
+            if not isinstance(inst, Instance):
+                raise _HookFailed(f"factory of object {path.object_id} returned {inst!r}")
+            self.tree.add_instance(path.object_id, iid, inst)
+            self.access.created(ssid, path.object_id, iid)
+            result = self._apply_writes(checked, Code.CREATED)
+            if not isinstance(result, Message):
+                pending.extend(result.awaitables)
+        created = Message(code=Code.CREATED)
+        if len(planned) == 1:
+            for segment in path.child(planned[0][0]).segments():
+                created.add(OptionNumber.LOCATION_PATH, segment.encode())
+        return self._maybe_later([(Path(), a) for a in pending], lambda _: created)
+
+    def _create_values(self, records: Sequence[Record]) -> list[tuple[Path, ResourceValue]]:
+        """Validated ``(resource path, value)`` of one instance to create."""
         values: dict[Path, dict[int, object] | object] = {}
         for record in records:
             rpath = Path.of(*record.path.ids[:3])
@@ -924,22 +975,7 @@ class Operations:
                 slot[record.path.resource_instance_id] = record.value
             else:
                 values[rpath] = record.value
-        checked = [(rpath, self.tree.validate(rpath, raw)) for rpath, raw in values.items()]
-        iid = new_path.instance_id
-        assert iid is not None
-        factory = node.factory
-        inst = _call(lambda: factory(iid))
-        if not isinstance(inst, Instance):
-            raise _HookFailed(f"factory of object {path.object_id} returned {inst!r}")
-        self.tree.add_instance(path.object_id, iid, inst)
-        self.access.created(ssid, path.object_id, iid)
-        created = Message(code=Code.CREATED)
-        for segment in new_path.segments():
-            created.add(OptionNumber.LOCATION_PATH, segment.encode())
-        result = self._apply_writes(checked, Code.CREATED)
-        if isinstance(result, Message):
-            return created
-        return _Deferred(result.awaitables, lambda _: created)
+        return [(rpath, self.tree.validate(rpath, raw)) for rpath, raw in values.items()]
 
     def _decode_create(self, request: Message, path: Path, new_id: int) -> list[Record]:
         try:
@@ -986,8 +1022,9 @@ class Operations:
         if path.is_object:
             version = node.definition.version
             entries.append((path, attrs(path, ver=version if version != "1.0" else None)))
-            instance_ids = sorted(node.instances)
+            instance_ids = self._visible_instances(ssid, path.object_id)
         else:
+            self._require(ssid, path, Right.READ)  # Discover needs the Read right (Core §7.3)
             instance_ids = [path.instance_id] if path.instance_id is not None else []
         for iid in instance_ids:
             ipath = Path.of(path.object_id, iid)

@@ -278,19 +278,42 @@ class EngineDriver(ABC):
         """Await an async hook on the running event loop, then send its response.
 
         Without a running loop (the simulated runtime driven synchronously)
-        async hooks cannot run: the request is answered 5.00.
+        the hook runs at once instead, see :meth:`_run_job_now`.
         """
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            job.coroutine.close()
-            log.error("async data model hook without a running event loop: answering 5.00")
-            response = Message(code=Code.INTERNAL_SERVER_ERROR)
-            self.engine.respond(job.ssid, job.request, response, self.now())
+            self._run_job_now(job)
             return
         task = loop.create_task(self._finish_job(job))
         self._job_tasks.add(task)
         task.add_done_callback(self._job_tasks.discard)
+
+    def _run_job_now(self, job: Job) -> None:
+        """Run an async hook to completion without an event loop (deterministic).
+
+        An ``async def`` hook that only computes finishes in one step and is
+        answered as usual. One that waits for IO or time cannot run on the
+        virtual clock: it is stopped, answered 5.00 and reported as an
+        ``internal_error`` event; such hooks need the asyncio runtime.
+        """
+        try:
+            job.coroutine.send(None)
+        except StopIteration as done:
+            response: Message = done.value
+        else:
+            job.coroutine.close()
+            response = Message(code=Code.INTERNAL_SERVER_ERROR, payload=b"internal error")
+        if response.code == Code.INTERNAL_SERVER_ERROR:
+            target = "/" + "/".join(job.request.uri_path)
+            detail = (
+                f"async data model hook for {target} failed without an event loop "
+                "(hooks that await IO or time need the asyncio runtime)"
+            )
+            log.error("%s", detail)
+            error = ev.Error(self.now(), ev.ErrorCode.INTERNAL_ERROR, job.ssid, detail=detail)
+            self._deliver(error)
+        self.engine.respond(job.ssid, job.request, response, self.now())
 
     async def _finish_job(self, job: Job) -> None:
         response = await job.coroutine

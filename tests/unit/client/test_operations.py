@@ -36,6 +36,7 @@ from aiolwm2m.testbed.operations import (
     OperationRequest,
     OperationResult,
     execute_request,
+    read_request,
     write_request,
 )
 
@@ -1066,3 +1067,119 @@ def test_send_needs_a_server_named_when_several(net: SimNetwork, server: SimServ
     client = client_factory(net, server.uri)(servers=servers, start=False)
     with pytest.raises(NotAllowedError, match="name one of the servers"):
         client.start_send(["/3/0/0"])
+
+
+# ---------------------------------------------------------------- replace, discover, create
+
+
+def test_write_replace_of_an_instance_drops_unwritten_optional_resources(
+    ops: Operations,
+) -> None:
+    inst = ops.tree.instance(3303, 0)
+    inst.set(5750, "greenhouse")  # optional RW
+    base = Path.parse("/3303/0")
+    only_units = encode(ContentFormat.TLV, [Record(Path.parse("/3303/0/5701"), "K")], base)
+    # 5701 is read-only: a replace naming it is refused before anything changes.
+    assert answer(ops, request(Code.PUT, "/3303/0", only_units, cf=11542)).code == (
+        Code.METHOD_NOT_ALLOWED
+    )
+    assert inst.values[5750] == "greenhouse"
+    # Replace with an empty instance: 5750 goes, read-only values stay.
+    empty = encode(ContentFormat.SENML_JSON, [], base)
+    resp = answer(ops, request(Code.PUT, "/3303/0", empty, cf=ContentFormat.SENML_JSON))
+    assert resp.code == Code.BAD_REQUEST  # a Write needs at least one value
+    written = encode(ContentFormat.TLV, [Record(Path.parse("/3303/0/5750"), "lab")], base)
+    assert answer(ops, request(Code.PUT, "/3303/0", written, cf=11542)).code == Code.CHANGED
+    assert inst.values[5750] == "lab"
+    # Device: replacing /3/0 with only the UTC offset removes the time zone (optional RW)
+    # and keeps the read-only resources.
+    device = ops.tree.instance(3, 0)
+    device.set(15, "Europe/Paris")
+    offset = encode(
+        ContentFormat.TLV, [Record(Path.parse("/3/0/14"), "+02:00")], Path.parse("/3/0")
+    )
+    assert answer(ops, request(Code.PUT, "/3/0", offset, cf=11542)).code == Code.CHANGED
+    assert 15 not in device.values and device.values[14] == "+02:00"
+    assert device.values[0] == "aiolwm2m"  # read-only, untouched
+    # A partial update (POST) keeps what it does not name.
+    device.set(15, "Europe/Paris")
+    post = request(Code.POST, "/3/0", offset, cf=11542)
+    assert answer(ops, post).code == Code.CHANGED and device.values[15] == "Europe/Paris"
+
+
+def test_replace_keeps_mandatory_resources(ops: Operations) -> None:
+    server = ops.tree.instance(1, 0)
+    payload = encode(ContentFormat.TLV, [Record(Path.parse("/1/0/2"), 5)], Path.parse("/1/0"))
+    assert answer(ops, request(Code.PUT, "/1/0", payload, cf=11542)).code == Code.CHANGED
+    assert server.values[1] == 300 and server.values[7] == "U"  # mandatory: kept
+    assert 5 not in server.values  # Disable Timeout: optional, not written
+
+
+def test_discover_respects_access_rights() -> None:
+    ops = make_ops((1, 2))
+    assert answer(ops, request(Code.GET, "/1/0", accept=40), ssid=2).code == Code.UNAUTHORIZED
+    resp = answer(ops, request(Code.GET, "/1", accept=40), ssid=2)
+    targets = {link.target for link in linkformat.decode(resp.payload)}
+    assert "/1/1" in targets and "/1/0" not in targets
+    assert not any(t.startswith("/1/0/") for t in targets)
+    assert answer(ops, request(Code.GET, "/1/1/1", accept=40), ssid=2).code == Code.CONTENT
+
+
+@pytest.mark.parametrize("fmt", [ContentFormat.TLV, ContentFormat.SENML_CBOR])
+def test_create_several_instances_in_one_request(ops: Operations, fmt: ContentFormat) -> None:
+    records = [
+        Record(Path.parse("/3303/5/5750"), "a"),
+        Record(Path.parse("/3303/6/5750"), "b"),
+    ]
+    resp = answer(
+        ops, request(Code.POST, "/3303", encode(fmt, records, Path.parse("/3303")), cf=fmt)
+    )
+    assert resp.code == Code.CREATED and resp.location_path == []
+    assert ops.tree.get(Path.parse("/3303/5/5750")) == "a"
+    assert ops.tree.get(Path.parse("/3303/6/5750")) == "b"
+    # All or nothing: one existing id refuses the whole request.
+    again = [Record(Path.parse("/3303/7/5750"), "c"), Record(Path.parse("/3303/6/5750"), "d")]
+    payload = encode(fmt, again, Path.parse("/3303"))
+    assert answer(ops, request(Code.POST, "/3303", payload, cf=fmt)).code == Code.BAD_REQUEST
+    assert not ops.tree.exists(Path.parse("/3303/7"))
+    assert ops.tree.get(Path.parse("/3303/6/5750")) == "b"
+    # An invalid value in the second instance: nothing created either.
+    bad = [Record(Path.parse("/3303/8/5750"), "ok"), Record(Path.parse("/3303/9/5700"), "x")]
+    payload = encode(ContentFormat.SENML_JSON, bad, Path.parse("/3303"))
+    resp = answer(ops, request(Code.POST, "/3303", payload, cf=ContentFormat.SENML_JSON))
+    assert resp.code == Code.BAD_REQUEST
+    assert not ops.tree.exists(Path.parse("/3303/8"))
+
+
+# ---------------------------------------------------------------- async hooks on the virtual clock
+
+
+def test_sim_runs_async_hooks_that_do_not_wait(
+    net: SimNetwork, server: SimServer, make_client: MakeClient
+) -> None:
+    client = make_client()
+    assert net.clock.run_until_true(client.engine.registered, timeout=5)
+
+    async def units() -> str:
+        return "Cel"
+
+    async def waits() -> str:
+        await asyncio.sleep(1)
+        return "never"
+
+    async def yields() -> float:
+        await asyncio.sleep(0)
+        return 1.0
+
+    client.objects.tree.add_instance(
+        3303, 0, Instance({5700: 1.0}, on_read={5701: units, 5750: waits, 5601: yields})
+    )
+    read = sim_operation(net, server, read_request("/3303/0/5701"))
+    assert (read.code, read.payload) == (Code.CONTENT, b"Cel")
+    assert not client.errors()
+    for path in ("/3303/0/5750", "/3303/0/5601"):
+        failed = sim_operation(net, server, read_request(path))
+        assert failed.code == Code.INTERNAL_SERVER_ERROR
+        error = client.errors(ErrorCode.INTERNAL_ERROR)[-1]
+        assert path in (error.detail or "") and "asyncio runtime" in (error.detail or "")
+    assert client.engine.registered()
