@@ -7,6 +7,8 @@ Run it against any LwM2M server (Leshan's demo server, or the bundled testbed):
 
 The server can then Read /3303/0, Observe /3303/0/5700 (the value changes
 every second), Execute /3303/0/5605 (reset min/max) and Write-Attributes.
+Every ``--send-every`` seconds the client also pushes the temperature with
+LwM2M Send (POST /dp, SenML CBOR), unless the server muted Send (/1/0/23).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import math
 import time
 
 from aiolwm2m.client.config import ClientConfig, ServerAccount
+from aiolwm2m.client.engine import NotAllowedError
 from aiolwm2m.client.operations import default_objects
 from aiolwm2m.lwm2m.tree import ExecuteArguments, Instance
 from aiolwm2m.runtime.aio import Client
@@ -59,6 +62,7 @@ async def main() -> None:
     parser.add_argument("uri", nargs="?", default="coap://127.0.0.1:5683")
     parser.add_argument("--endpoint", default="custom-object-example")
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--send-every", type=float, default=10.0)
     args = parser.parse_args()
 
     config = ClientConfig(args.endpoint, (ServerAccount(args.uri, lifetime=60),))
@@ -69,8 +73,16 @@ async def main() -> None:
     async with Client(config, objects) as client:
         client.subscribe(lambda event: print(f"{event.name}: {event}"))
         deadline = time.monotonic() + args.seconds
+        next_send = time.monotonic() + args.send_every
         while time.monotonic() < deadline:
             thermometer.measure()
+            if time.monotonic() >= next_send:
+                next_send += args.send_every
+                try:
+                    outcome = await client.send([f"/3303/0/{SENSOR_VALUE}"], timeout=30)
+                    print(f"send: success={outcome.success} {outcome.coap_code or outcome.reason}")
+                except NotAllowedError as exc:  # e.g. the server set Mute Send
+                    print(f"send refused: {exc}")
             await asyncio.sleep(1.0)
 
 
