@@ -24,6 +24,8 @@ from aiolwm2m.client.operations import (
 )
 from aiolwm2m.coap.blockwise import Block2Receiver
 from aiolwm2m.coap.message import Block, Code, Message, MessageType, OptionNumber, make_options
+from aiolwm2m.coap.message import decode as coap_decode
+from aiolwm2m.coap.message import encode as coap_encode
 from aiolwm2m.errors import ConfigError
 from aiolwm2m.lwm2m import ContentFormat, Path, decode, encode, linkformat, load_builtin
 from aiolwm2m.lwm2m.formats import senml_cbor, senml_json, tlv
@@ -31,7 +33,7 @@ from aiolwm2m.lwm2m.objects import DeviceInfo, HostNetwork, Platform, Right, bui
 from aiolwm2m.lwm2m.tree import Instance
 from aiolwm2m.lwm2m.values import Record, records_to_dict
 from aiolwm2m.runtime.sim import SimClient, SimNetwork, SimServer
-from aiolwm2m.testbed.core import FaultKind, FaultRule, Operation
+from aiolwm2m.testbed.core import Address, FaultKind, FaultRule, Operation, ServerCore
 from aiolwm2m.testbed.operations import (
     OperationRequest,
     OperationResult,
@@ -1183,3 +1185,34 @@ def test_sim_runs_async_hooks_that_do_not_wait(
         error = client.errors(ErrorCode.INTERNAL_ERROR)[-1]
         assert path in (error.detail or "") and "asyncio runtime" in (error.detail or "")
     assert client.engine.registered()
+
+
+def test_testbed_core_send_errors() -> None:
+    """The testbed's POST /dp: 4.15 for non-SenML, 4.00 undecodable, 4.04 unregistered."""
+    core = ServerCore()
+    addr = ("10.0.0.2", 40000)
+
+    def post(path: list[str], payload: bytes, cf: int, mid: int, src: Address = addr) -> int:
+        msg = Message(
+            type=MessageType.CON,
+            code=Code.POST,
+            mid=mid,
+            token=bytes([mid]),
+            options=make_options(
+                path=path, query=["ep=dev"] if path == ["rd"] else [], content_format=cf
+            ),
+            payload=payload,
+        )
+        core.datagram_received(src, coap_encode(msg), 0.0)
+        (reply,) = [coap_decode(data) for _, data in core.datagrams_to_send()]
+        return reply.code
+
+    assert post(["rd"], b"</3/0>", 40, 1) == Code.CREATED
+    assert post(["dp"], b"1", ContentFormat.TEXT, 2) == Code.UNSUPPORTED_CONTENT_FORMAT
+    assert post(["dp"], b"\xff\x00", ContentFormat.SENML_CBOR, 3) == Code.BAD_REQUEST
+    good = senml_cbor.encode([Record(Path.parse("/3/0/0"), "x", 1.5)], Path())
+    assert post(["dp"], good, ContentFormat.SENML_CBOR, 4, ("10.0.0.3", 1)) == Code.NOT_FOUND
+    assert post(["dp"], good, ContentFormat.SENML_CBOR, 5) == Code.CHANGED
+    (data,) = core.sent
+    assert data.records == [Record(Path.parse("/3/0/0"), "x", 1.5)]
+    assert [e.kind for e in core.history].count("send_rejected") == 1
