@@ -827,7 +827,14 @@ class ClientEngine:
 
     def _request(self, srv: _Server, kind: RequestKind, msg: Message, now: float) -> None:
         assert srv.layer is not None
-        key = srv.layer.send_request(msg, now)
+        try:
+            key = srv.layer.send_request(msg, now)
+        except (MemoryError, ValueError) as exc:
+            # Spec §6 "memory / message build failure": the Internal-error row decides.
+            detail = f"could not build the {kind.value} request: {exc!r}"
+            pending = _Pending(kind, srv.fresh_session)
+            self._fail(srv, pending, Failure.INTERNAL, ev.ErrorCode.MEMORY, now, detail=detail)
+            return
         srv.inflight[key] = _Pending(kind, srv.fresh_session)
         srv.fresh_session = False
         self._flush(srv, now)
@@ -1361,7 +1368,15 @@ class ClientEngine:
         msg = Message(
             type=MessageType.CON, code=Code.POST, options=make_options(path=["bs"], query=query)
         )
-        key = bs.layer.send_request(msg, now)
+        try:
+            key = bs.layer.send_request(msg, now)
+        except (MemoryError, ValueError) as exc:
+            pending = _Pending(RequestKind.BOOTSTRAP_REQUEST, bs.fresh_session)
+            detail = f"could not build the Bootstrap-Request: {exc!r}"
+            self._bootstrap_request_failed(
+                pending, Failure.INTERNAL, ev.ErrorCode.MEMORY, None, detail, now
+            )
+            return
         bs.inflight[key] = _Pending(RequestKind.BOOTSTRAP_REQUEST, bs.fresh_session)
         bs.fresh_session = False
         bs.deadline = now + self.config.coap.exchange_lifetime
@@ -1464,6 +1479,20 @@ class ClientEngine:
                 Outcome.NETWORK_ERROR: (Failure.NETWORK, ev.ErrorCode.NETWORK_ERROR),
                 Outcome.ACKNOWLEDGED: (Failure.INTERNAL, ev.ErrorCode.INTERNAL_ERROR),
             }[result.outcome]
+        detail = resp.payload.decode("utf-8", "replace")[:200] if resp else None
+        self._bootstrap_request_failed(pending, failure, code, coap_code, detail, now)
+
+    def _bootstrap_request_failed(
+        self,
+        pending: _Pending,
+        failure: Failure,
+        code: ev.ErrorCode,
+        coap_code: str | None,
+        detail: str | None,
+        now: float,
+    ) -> None:
+        """The Bootstrap-Request column of the failure table (spec §3)."""
+        bs = self._bs
         table = self.config.failure_table
         action = table.action(RequestKind.BOOTSTRAP_REQUEST, failure)
         if action is Action.RETRY_HANDSHAKE and pending.sent_after_handshake:
@@ -1475,7 +1504,7 @@ class ClientEngine:
                 request=RequestKind.BOOTSTRAP_REQUEST.value,
                 coap_code=coap_code,
                 action=action.value,
-                detail=resp.payload.decode("utf-8", "replace")[:200] if resp else None,
+                detail=detail,
             )
         )
         if action is Action.RETRY_HANDSHAKE and bs.uri is not None and bs.account is not None:
