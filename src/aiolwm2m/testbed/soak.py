@@ -40,9 +40,6 @@ from aiolwm2m.testbed.scenario import (
     recovery_bound,
 )
 
-#: Client timings of the soak (scenario defaults with a longer lifetime: Updates
-#: from many clients are spread out, as in a fleet).
-SOAK_CLIENT: dict[str, Any] = {"server": {"lifetime": 20}}
 #: Gap after each fault window beyond the recovery bound, so windows never overlap
 #: a recovery that is still allowed to be in progress.
 MARGIN = 2.0
@@ -104,6 +101,8 @@ class SoakSettings:
     seed: int = 1
     notify_every: float = 2.0
     warmup: float | None = None  # default: 20 % of the run, at most 60 s
+    # Longer than the scenario default so Updates from many clients spread out.
+    lifetime: int = 20
 
 
 def build_scenario(settings: SoakSettings) -> Scenario:
@@ -115,7 +114,7 @@ def build_scenario(settings: SoakSettings) -> Scenario:
         steps=[],
         clients=settings.clients,
         seed=settings.seed,
-        client=SOAK_CLIENT,
+        client={"server": {"lifetime": settings.lifetime}},
         notify=NotifySpec(every=settings.notify_every, start=1.0),
     )
     config = client_config(scenario, "127.0.0.1:1", 0)
@@ -220,8 +219,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=600.0)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--notify-every", type=float, default=2.0)
+    p.add_argument("--lifetime", type=int, default=20)
     args = p.parse_args(argv)
-    settings = SoakSettings(args.clients, args.seconds, args.seed, args.notify_every)
+    settings = SoakSettings(
+        args.clients, args.seconds, args.seed, args.notify_every, lifetime=args.lifetime
+    )
     result = asyncio.run(run_soak(settings, progress=lambda line: print(line, flush=True)))
     for line in result.figures():
         print(line)

@@ -1,0 +1,132 @@
+"""Shipped fault scenarios and the soak, on real UDP sockets (127.0.0.1).
+
+`make test` cannot spend the several minutes the scenarios take at their own
+time scale (that is `make scenarios`), so each runs here compressed to a few
+seconds: every duration in the timeline and in the client's timers is
+multiplied by the same factor. Two scenarios depend on the Update timing,
+whose 1 s floor and whole-second lifetime do not compress, and run at a
+milder factor. The soak runs for 60 s with 20 clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from aiolwm2m.errors import ConfigError
+from aiolwm2m.testbed.scenario import (
+    ScenarioRunner,
+    Step,
+    client_config,
+    fault_period,
+    load_scenario,
+    recovery_bound,
+    run_scenario,
+)
+from aiolwm2m.testbed.soak import SoakSettings, build_scenario, run_soak
+
+SCENARIOS = sorted((Path(__file__).parents[2] / "scenarios").glob("*.toml"))
+#: Real seconds each compressed scenario takes.
+TARGET = 2.5
+#: Scenarios whose checks need the Update interval to stay well above its 1 s floor.
+MIN_FACTOR = {"dns_failure": 0.3, "register_timeout": 0.3}
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
+def test_shipped_scenario_verdict(path: Path) -> None:
+    scenario = load_scenario(path)
+    real = scenario.duration * scenario.time_scale
+    scenario.time_scale *= min(1.0, max(TARGET / real, MIN_FACTOR.get(path.stem, 0.0)))
+    verdict = run_scenario(scenario)
+    if scenario.expect_verdict == "fail":
+        assert not verdict.passed
+        assert any("bound is" in reason for reason in verdict.reasons), verdict.reasons
+    else:
+        assert verdict.passed, verdict.reasons
+        assert all(r.recovered_after is not None for r in verdict.recoveries)
+
+
+def test_timeline_interleaves_faults_and_client_events() -> None:
+    scenario = load_scenario(Path(__file__).parents[2] / "scenarios" / "update_404.toml")
+    scenario.time_scale = 0.15
+    entries = []
+    verdict = run_scenario(scenario, entries.append)
+    sources = [e.source for e in entries]
+    assert {"fault", "client", "server"} <= set(sources)
+    times = [e.time for e in entries]
+    assert times == sorted(times)
+    fault = next(i for i, e in enumerate(entries) if e.source == "fault")
+    assert any(e.event is not None and e.event.name == "error" for e in entries[fault:])
+    assert verdict.passed, verdict.reasons
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({}, r"needs a \[scenario\]"),
+        ({"scenario": {"duration": 10, "colour": 1}}, "unknown key"),
+        ({"scenario": {"duration": 10}, "step": [{"at": 1, "fault": "meteor"}]}, "fault must"),
+        (
+            {"scenario": {"duration": 10}, "step": [{"at": 5, "fault": "dns", "duration": 9}]},
+            "inside",
+        ),
+        ({"scenario": {"duration": 10}, "client": {"coap": {"ack_timeout": -1}}}, "ack_timeout"),
+        (
+            {"scenario": {"duration": 9}, "step": [{"at": 1, "duration": 1, "fault": "respond"}]}
+            | {"notify": {"every": 0}},
+            "every",
+        ),
+        (
+            {"scenario": {"duration": 9}}
+            | {"step": [{"at": 1, "duration": 1, "fault": "respond", "code": "9.99"}]},
+            "out of range",
+        ),
+    ],
+)
+def test_bad_scenarios_are_config_errors(data: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_scenario(data)
+
+
+def test_overlapping_windows_form_one_fault_period() -> None:
+    a, b, c = Step(2, "reset", 2), Step(3, "dns", 10), Step(20, "blackhole", 1)
+    assert fault_period([a, b, c], a) == [a, b]
+    assert fault_period([a, b, c], c) == [c]
+
+
+def test_recovery_bound_follows_the_reconnect_schedule() -> None:
+    scenario = load_scenario({"scenario": {"duration": 10}, "client": {"server": {"lifetime": 2}}})
+    config = client_config(scenario, "127.0.0.1:1", 0)
+    mtw = config.coap.max_transmit_wait
+    # First delay at most 2 s, doubling: attempts at 2, 6, 14 s at the latest, so when a
+    # 10 s window ends the client waits in a delay of at most 8 s.
+    assert recovery_bound(config, 10.0) == pytest.approx(8.0 + mtw)
+    assert recovery_bound(config, 0.0, extra_wait=30) == pytest.approx(30 + mtw)
+
+
+def test_soak_timeline_is_reproducible_and_leaves_room_to_recover() -> None:
+    settings = SoakSettings(clients=5, seconds=300, seed=4)
+    first, again = build_scenario(settings), build_scenario(settings)
+    assert first.steps == again.steps and len(first.steps) >= 5
+    for before, after in zip(first.steps, first.steps[1:], strict=False):
+        assert after.at > before.end
+
+
+def test_record_false_refuses_expectations() -> None:
+    scenario = load_scenario(Path(__file__).parents[2] / "scenarios" / "update_404.toml")
+    with pytest.raises(ConfigError):
+        ScenarioRunner(scenario, record=False)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+def test_soak_60_seconds() -> None:
+    result = asyncio.run(run_soak(SoakSettings(clients=20, seconds=60, seed=2, lifetime=8)))
+    print("\n".join(result.figures()))
+    assert result.passed, [*result.verdict.reasons, *result.reasons]
+    assert result.scenario.steps, "no fault was injected"
+    produced = sum(c.produced for c in result.verdict.clients)
+    assert produced > 0 and sum(len(c.delivered) for c in result.verdict.clients) > 0
