@@ -78,12 +78,7 @@ async def bed() -> AsyncIterator[tuple[TestbedServer, FaultProxy]]:
     server = TestbedServer("127.0.0.1", 0)
     await server.start()
 
-    async def restart() -> None:
-        await server.stop()
-        await asyncio.sleep(0)  # the closed socket is released on the next loop pass
-        await server.start()
-
-    proxy = FaultProxy(("127.0.0.1", server.port), seed=3, restart_upstream=restart)
+    proxy = FaultProxy(("127.0.0.1", server.port), seed=3, restart_upstream=server.restart)
     await proxy.start()
     yield server, proxy
     await proxy.stop()
