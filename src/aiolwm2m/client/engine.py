@@ -302,6 +302,8 @@ class ClientEngine:
         self._all_failed = False
         self._started = False
         self._closing = False
+        self._order: deque[int] = deque()  # servers waiting for their registration turn
+        self._order_head: int | None = None  # the server whose turn it is
         self._state_version = 0
         self._bootstrap_account = config.bootstrap
         self._bs = _Bootstrap()
@@ -445,11 +447,51 @@ class ClientEngine:
                 self._set_state(srv, ServerState.FAILED, now)
             self._emit(ev.Error(now, ev.ErrorCode.INVALID_PARAMETERS, detail=str(exc)))
             return
-        for srv in self._servers.values():
-            self._start_server(srv, now)
+        self._start_servers(now)
         if not self._servers and self._bootstrap_account is not None:
             # Factory state with only a Bootstrap-Server account: bootstrap first.
             self._begin_bootstrap(now)
+
+    def _start_servers(self, now: float) -> None:
+        """Start every server, in the registration order of Server /1/x/13-15.
+
+        Servers with a Registration Priority Order register one after another
+        in increasing order, each after its Initial Registration Delay counted
+        from when the previous one finished registering; a failed registration
+        passes the turn on unless that server's Registration Failure Block is
+        set. Servers without a priority are not held by the others (TS 1.1.1
+        table 6.2.1.1-1).
+        """
+        ordered = sorted(
+            (s for s in self._servers.values() if s.account.registration_priority is not None),
+            key=lambda s: (s.account.registration_priority, s.ssid),
+        )
+        self._order = deque(s.ssid for s in ordered)
+        self._order_head = None
+        for srv in self._servers.values():
+            if srv.account.registration_priority is None:
+                self._start_server(srv, now)
+        self._next_in_order(now)
+
+    def _next_in_order(self, now: float) -> None:
+        while self._order:
+            srv = self._servers.get(self._order.popleft())
+            if srv is None:
+                continue
+            self._order_head = srv.ssid
+            self._start_server(srv, now)
+            if srv.state is not ServerState.FAILED:  # else invalid: the next one's turn
+                return
+        self._order_head = None
+
+    def _registration_settled(self, srv: _Server, now: float, *, failed: bool) -> None:
+        """The server whose turn it is registered, or failed to: maybe start the next."""
+        if srv.ssid != self._order_head:
+            return
+        if failed and srv.account.registration_failure_block:
+            return  # the others wait until this one registers
+        self._order_head = None
+        self._next_in_order(now)
 
     def _start_server(self, srv: _Server, now: float) -> None:
         try:
@@ -1080,6 +1122,7 @@ class ClientEngine:
             self._emit(ev.Registered(now, srv.ssid, "/" + "/".join(location), srv.account.lifetime))
             self._plan_update(srv, now)
             self._flush_stored(srv, now)
+            self._registration_settled(srv, now, failed=False)
         elif kind is RequestKind.UPDATE:
             self._emit(ev.Updated(now, srv.ssid))
             srv.registered_at = now
@@ -1212,6 +1255,7 @@ class ClientEngine:
         """Spec §4: the registration retry procedure for this server."""
         self._close_link(srv)  # a retry starts clean: no socket held while waiting
         srv.reg_deadline = None
+        self._registration_settled(srv, now, failed=True)
         assert srv.retry is not None
         delay = srv.retry.on_failure()
         if delay is not None:
@@ -1250,6 +1294,7 @@ class ClientEngine:
     def _give_up(self, srv: _Server, now: float, reason: str) -> None:
         self._stop_server(srv, ServerState.FAILED, now)
         self._emit(ev.ServerGaveUp(now, srv.ssid, reason))
+        self._registration_settled(srv, now, failed=True)
         self._check_all_failed(now)
 
     def _check_all_failed(self, now: float) -> None:
@@ -1557,8 +1602,7 @@ class ClientEngine:
                 srv.stored_dropped = kept.stored_dropped
         self._state_version += 1
         self._emit(ev.Bootstrapped(now, sorted(self._servers)))
-        for srv in self._servers.values():
-            self._start_server(srv, now)
+        self._start_servers(now)
 
     def _adopt_bootstrap_account(self, provisioning: Provisioning) -> None:
         """Take the Bootstrap-Server account from ``provisioning`` if a bootstrap rewrote it."""
