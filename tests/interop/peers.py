@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
 import shutil
 import socket
 import subprocess
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -293,10 +294,13 @@ class Relay:
         self, cond: Callable[[], bool], timeout: float = 10.0, what: str = "datagram"
     ) -> None:
         """Wait until ``cond`` holds, re-checking whenever a datagram passes."""
-        async with asyncio.timeout(timeout):
-            while not cond():
-                self._changed.clear()
-                await self._changed.wait()
+        try:
+            async with asyncio.timeout(timeout):
+                while not cond():
+                    self._changed.clear()
+                    await self._changed.wait()
+        except TimeoutError:
+            raise TimeoutError(f"relay: timed out waiting for {what}") from None
 
 
 class LayerEndpoint:
@@ -307,8 +311,6 @@ class LayerEndpoint:
     """
 
     def __init__(self, params: TransmissionParameters, rng_seed: int = 7) -> None:
-        import random
-
         self.layer = MessageLayer(params, random.Random(rng_seed))
         self._futures: dict[int, asyncio.Future[ExchangeResult]] = {}
         self._timer: asyncio.TimerHandle | None = None
@@ -354,18 +356,6 @@ class LayerEndpoint:
         when = self.layer.next_timer()
         if when is not None:
             self._timer = self._loop.call_at(when, self._on_timer)
-
-
-@contextlib.asynccontextmanager
-async def peer_process(
-    argv: Sequence[str], log_path: Path, wait_port: int | None = None
-) -> AsyncIterator[PeerProcess]:
-    proc = PeerProcess(argv, log_path)
-    await proc.start(wait_port)
-    try:
-        yield proc
-    finally:
-        await proc.stop()
 
 
 class NodeLwm2mServer:
