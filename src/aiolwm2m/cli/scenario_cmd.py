@@ -43,7 +43,7 @@ def summary(verdict: Verdict) -> list[str]:
         took = "never" if r.recovered_after is None else f"{r.recovered_after:.2f} s"
         lines.append(
             f"step #{r.step} client {r.client}: registered/updated again {took} after the "
-            f"window (bound {r.bound:.2f} s)"
+            f"window (bound {r.bound:.3g} s)"
         )
     for c in verdict.clients:
         if c.produced or c.unobserved:
@@ -52,11 +52,7 @@ def summary(verdict: Verdict) -> list[str]:
                 f"{len(c.delivered)}, dropped by store {c.store_dropped}, failed (reported) "
                 f"{c.notify_failures}, still stored {c.still_stored}, not observed {c.unobserved}"
             )
-    faults = {k: v for k, v in sorted(verdict.counters.items()) if not k.endswith((".in", "ed"))}
-    applied = {k: v for k, v in sorted(verdict.counters.items()) if k not in faults}
-    lines.append("proxy: " + ", ".join(f"{k}={v}" for k, v in applied.items()))
-    if faults:
-        lines.append("proxy (other): " + ", ".join(f"{k}={v}" for k, v in faults.items()))
+    lines.append("proxy: " + ", ".join(f"{k}={v}" for k, v in sorted(verdict.counters.items())))
     return lines
 
 

@@ -939,7 +939,7 @@ class ScenarioRunner:
                 elif after > bound:
                     reasons.append(
                         f"step #{index} ({step.describe()}): {who} recovered {after:.2f} s after "
-                        f"the window, bound is {bound:.2f} s"
+                        f"the window, bound is {bound:.3g} s"
                     )
                 start = self.scaled(step.at)
                 for pattern in step.expect:
