@@ -214,6 +214,34 @@ async def test_discover_device_instance(device: Device) -> None:
     assert "/3/0/4" in listed
 
 
+async def test_read_composite_with_fetch(device: Device) -> None:
+    fmt = str(int(ContentFormat.SENML_JSON))
+    paths = ["/3/0/0", "/3/0/15", "/4/0/1"]
+    request = json.dumps([{"n": p} for p in paths])
+    reply = await device.coap_client("/", "-m", "fetch", "-t", fmt, "-A", fmt, "-e", request)
+    assert reply.code == Code.CONTENT, code_str(reply.code)
+    independent: dict[str, object] = {}
+    base = ""
+    for pack in json.loads(reply.payload):
+        base = pack.get("bn", base)
+        independent[base + pack.get("n", "")] = next(
+            pack[k] for k in ("v", "vs", "vb", "vd", "vlo") if k in pack
+        )
+    want: dict[str, object] = {}
+    for path in paths:
+        want |= device.expected(path)
+    assert independent == {k: json_value(v) for k, v in want.items()}
+
+
+async def test_write_composite_with_ipatch(device: Device) -> None:
+    fmt = str(int(ContentFormat.SENML_JSON))
+    body = json.dumps([{"n": "/3/0/15", "vs": "Europe/Paris"}, {"n": "/3/0/14", "vs": "+01:00"}])
+    reply = await device.coap_client("/", "-m", "ipatch", "-t", fmt, "-e", body)
+    assert reply.code == Code.CHANGED, code_str(reply.code)
+    assert device.tree.get(LwPath.parse("/3/0/15")) == "Europe/Paris"
+    assert device.tree.get(LwPath.parse("/3/0/14")) == "+01:00"
+
+
 # -- observe, block-wise, NON -----------------------------------------------------------
 
 
