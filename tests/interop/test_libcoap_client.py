@@ -262,6 +262,16 @@ async def test_observe_notifications_reach_coap_client(device: Device) -> None:
     assert reply.payload.decode().split() == [before, "Europe/Berlin", "Asia/Tokyo"]
     seqs = [m.observe for m in notifications()]
     assert seqs == sorted(seqs) and len(set(seqs)) == 3
+    # When -s runs out, coap-client cancels with GET Observe:1; answered without Observe.
+    cancels = [m for _, m in device.relay.messages("p2c") if m.observe == 1 and m.code == Code.GET]
+    assert len(cancels) == 1
+    token = cancels[0].token
+    # No more notifications: a change now is followed only by the answer to a new read
+    # (a notification would be sent as soon as the value is set, before that read).
+    device.tree.set(path, "Europe/Rome")
+    await device.coap_client("/3/0/0", "-A", "0")
+    assert len(notifications()) == 3
+    assert [m.observe for _, m in device.relay.messages("c2p") if m.token == token][-1] is None
 
 
 async def test_blockwise_read_with_16_byte_blocks(device: Device) -> None:
