@@ -9,7 +9,8 @@ address, routing the client's answers back to coap-client by message id and
 token. libcoap's bytes are untouched both ways.
 
 Each payload libcoap received (``-o FILE``) is decoded twice, by our decoders
-and independently (``json``, ``cbor2``, plain text), and compared with the
+and independently (``json``, ``cbor2``, plain text, a minimal TLV walker that
+shares no code with ours), and compared with the
 values the client's data model holds. Resources that change by themselves
 (/3/0/10 free memory, /3/0/13 current time) are checked for presence and type
 only.
@@ -151,16 +152,49 @@ async def test_text_reads_of_single_resources(device: Device) -> None:
         assert by_path(ours) == {path: value}
 
 
+def tlv_walk(data: bytes, prefix: str) -> dict[str, bytes]:
+    """Independent OMA TLV reader (LwM2M Core §7.4.3): path → raw value bytes."""
+    out: dict[str, bytes] = {}
+    pos = 0
+    while pos < len(data):
+        kind = data[pos]
+        pos += 1
+        id_len = 2 if kind & 0x20 else 1
+        ident = int.from_bytes(data[pos : pos + id_len], "big")
+        pos += id_len
+        len_len = (kind >> 3) & 0x3
+        if len_len:
+            length = int.from_bytes(data[pos : pos + len_len], "big")
+            pos += len_len
+        else:
+            length = kind & 0x7
+        value = data[pos : pos + length]
+        pos += length
+        if kind >> 6 in (0b00, 0b10):  # object instance / multiple resource: nested
+            out |= tlv_walk(value, f"{prefix}/{ident}")
+        else:
+            out[f"{prefix}/{ident}"] = value
+    return out
+
+
 async def test_tlv_read_of_device_instance(device: Device) -> None:
     reply = await device.coap_client("/3/0", "-A", str(int(ContentFormat.TLV)))
     assert reply.code == Code.CONTENT
     assert reply.responses[-1].content_format == ContentFormat.TLV
+    want = device.expected("/3/0")
     got = by_path(
         decode(ContentFormat.TLV, reply.payload, LwPath.parse("/3/0"), device.tree.type_of)
     )
-    want = device.expected("/3/0")
     assert stable(got) == stable(want)
     assert got.keys() == want.keys()
+    # Independently: strings are UTF-8, integers and times big-endian two's complement.
+    raw = tlv_walk(reply.payload, "/3/0")
+    assert raw.keys() == want.keys()
+    for path, value in stable(want).items():
+        if isinstance(value, str):
+            assert raw[path].decode() == value
+        else:
+            assert int.from_bytes(raw[path], "big", signed=True) == value
 
 
 async def test_senml_json_read_of_device_instance(device: Device) -> None:
