@@ -708,6 +708,19 @@ class ClientEngine:
         srv = self._servers.get(link)
         if srv is None or srv.layer is None:
             return
+        non_notes = [
+            key
+            for key, p in srv.inflight.items()
+            if p.notification is not None and p.notification.message.type == MessageType.NON
+        ]
+        if len(non_notes) == len(srv.inflight) and non_notes:
+            # Nothing confirmable in flight: the ICMP answers the newest NON
+            # notification, which no exchange would otherwise report. The server
+            # is unreachable all the same (Notify column, network error).
+            pending = srv.inflight.pop(non_notes[-1])
+            self._fail(srv, pending, Failure.NETWORK, ev.ErrorCode.NETWORK_ERROR, now)
+            self._flush(srv, now)
+            return
         srv.layer.network_error(now)
         self._flush(srv, now)
 
@@ -1070,7 +1083,16 @@ class ClientEngine:
             self._finish_deregister(srv, now, acknowledged=False)
             return
         if action is Action.IGNORE or action is Action.NOT_APPLICABLE:
+            if note is not None:
+                # Spec §10: a timed-out notification is superseded by the next
+                # value; it is counted with the dropped ones so nothing vanishes
+                # unaccounted.
+                srv.stored_dropped += 1
             return
+        if note is not None and action is not Action.CANCEL_OBSERVATION_UNLESS_STORING:
+            # The notification failed because the server became unreachable: it
+            # is kept for after re-registration like one produced offline.
+            self._requeue_unacked(srv, note)
         if action is Action.FALLBACK_REGISTER:
             if srv.link_open and srv.layer is not None:
                 self._send_register(srv, now)
@@ -1662,6 +1684,7 @@ class ClientEngine:
             self._servers[account.short_server_id] = srv
 
     def _stop_server(self, srv: _Server, state: ServerState, now: float) -> None:
+        self._requeue_unacked(srv)
         if srv.layer is not None:
             for key in list(srv.inflight):
                 srv.layer.cancel(key, now)
@@ -1673,7 +1696,33 @@ class ClientEngine:
         self._close_link(srv)
         self._set_state(srv, state, now)
 
+    def _requeue_unacked(self, srv: _Server, *lost: Notification) -> None:
+        """Keep confirmable notifications the closing link never delivered (storing on).
+
+        Their server was unreachable, so by Server /1/x/6 they are stored like
+        those produced offline: merged by creation time, so the server still
+        gets every value in order after re-registration. NON ones are not
+        tracked for delivery and are not kept.
+        """
+        unacked = [
+            pending.notification
+            for key, pending in sorted(srv.inflight.items())
+            if pending.notification is not None
+            and pending.notification.message.type == MessageType.CON
+        ]
+        for key in [k for k, p in srv.inflight.items() if p.notification is not None]:
+            del srv.inflight[key]
+        notes = [*lost, *unacked]
+        if not notes or not srv.account.notification_storing:
+            return
+        merged = sorted([*notes, *srv.stored], key=lambda n: n.created)
+        srv.stored.clear()
+        for note in merged:
+            self._keep(srv, note)
+        self._state_version += 1
+
     def _close_link(self, srv: _Server) -> None:
+        self._requeue_unacked(srv)
         if srv.link_open and srv.layer is not None:
             # Whatever the layer still has to say (e.g. an ACK) goes out before the close.
             for data in srv.layer.datagrams_to_send():

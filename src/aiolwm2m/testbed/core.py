@@ -204,6 +204,7 @@ class ServerCore:
         self._outstanding: dict[int, _Outstanding] = {}
         self._by_layer: dict[tuple[Address, int], int] = {}
         self._next_id = 1
+        self._moves: list[tuple[Address, Address]] = []  # clients seen at a new address
         if self.types is None:
             self.types = _builtin_types()
 
@@ -230,6 +231,27 @@ class ServerCore:
             peer.layer.stats.malformed = 0
             self._log(now, "malformed", None, f"from {addr[0]}:{addr[1]}")
         self._drain(addr, peer, now)
+        while self._moves:
+            self._rehome(*self._moves.pop())
+
+    def _rehome(self, old: Address, new: Address) -> None:
+        """A registered client now talks from ``new`` (a new socket after an outage).
+
+        Like a server that matches notifications by endpoint and token rather
+        than by source address, its open observations follow it: the old
+        peer's message layer, which holds them, now serves the new address.
+        """
+        old_peer = self._peers.get(old)
+        moved = [key for key, out in self._outstanding.items() if out.address == old]
+        if old_peer is None or not moved:
+            return
+        self._peers[new] = self._peers.pop(old)
+        for key in moved:
+            out = self._outstanding[key]
+            for layer_key in (out.layer_key, out.follow_key):
+                if layer_key is not None and self._by_layer.pop((old, layer_key), None) is not None:
+                    self._by_layer[(new, layer_key)] = key
+            out.address = new
 
     def handle_timer(self, now: float) -> None:
         for addr, peer in list(self._peers.items()):
@@ -505,6 +527,8 @@ class ServerCore:
         reg.binding = args.get("b", reg.binding)
         if msg.payload:
             reg.links = msg.payload.decode("utf-8", "replace")
+        if reg.address != addr:
+            self._moves.append((reg.address, addr))
         reg.address = addr
         reg.updated_at = now
         reg.updates += 1
@@ -539,6 +563,8 @@ class ServerCore:
         except ValueError:
             return Message(code=Code.BAD_REQUEST)
         old = self.registrations.pop(ep, None)
+        if old is not None and old.address != addr:
+            self._moves.append((old.address, addr))
         location = old.location if old else f"/rd/{self._next_location}"
         if old is None:
             self._next_location += 1
