@@ -186,3 +186,20 @@ async def test_discover_device_instance(server: NodeLwm2mServer, client: Client)
     assert reply["value"].startswith("</3/0>")
     for rid in (0, 1, 2, 3, 13, 14, 15, 16, 21):
         assert f"</3/0/{rid}>" in reply["value"]
+
+
+async def test_execute_registration_update_trigger(server: NodeLwm2mServer, client: Client) -> None:
+    reply = await server.command("execute", endpoint=ENDPOINT, path="/1/0/8")
+    assert reply["ok"], reply
+    assert await server.next_event() == {"event": "updated", "endpoint": ENDPOINT, "payload": ""}
+
+
+async def test_legacy_1541_lifetime_write_is_announced_by_update(
+    server: NodeLwm2mServer, client: Client
+) -> None:
+    reply = await server.command("write", endpoint=ENDPOINT, path="/1/0/1", value="120")
+    assert reply["ok"], reply
+    assert held(client, "/1/0/1") == 120
+    assert (await server.next_event())["event"] == "updated"
+    devices = await server.command("devices")
+    assert [d["lifetime"] for d in devices["value"]] == ["120"]

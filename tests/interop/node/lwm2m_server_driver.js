@@ -6,7 +6,7 @@
  *
  *   argv[2]           UDP port to listen on (127.0.0.1; the library proxies its
  *                     own requests through it, so it must be a real port)
- *   stdin commands    {"id": 1, "cmd": "read"|"write"|"observe"|"discover"|
+ *   stdin commands    {"id": 1, "cmd": "read"|"write"|"execute"|"observe"|"discover"|
  *                      "devices", "endpoint": "ep", "path": "/3/0/1",
  *                      "value": "..."}
  *   stdout replies    {"id": 1, "ok": true, "value": ...} or
@@ -83,6 +83,10 @@ function handle(msg) {
     case 'write':
         withDevice(msg.endpoint, reply, (d) =>
             lwm2m.write(d.id, p[0], p[1], p[2], msg.value, reply));
+        break;
+    case 'execute':
+        withDevice(msg.endpoint, reply, (d) =>
+            lwm2m.execute(d.id, p[0], p[1], p[2], msg.value || null, reply));
         break;
     case 'discover':
         // discover() tells object/instance/resource level apart by its arity.
