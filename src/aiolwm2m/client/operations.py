@@ -41,7 +41,8 @@ with an ETag; the representation is kept per (server, request) for
 following GETs with Block2 NUM > 0 get slices of the same bytes. A request
 with Block1 is assembled first (2.31 Continue per block, 4.08 on a gap, 4.13
 above ``max_body``) and then handled as one request; its final answer echoes
-Block1.
+Block1. A large notification carries the first block and is continued the
+same way (RFC 7959 §2.6).
 
 Server object executes and writes that concern the engine (Registration
 Update Trigger, Disable, a new lifetime) and instance creation/deletion are
@@ -393,6 +394,9 @@ class Operations:
         self.observer = Observer(self, observe)
         self.blockwise = blockwise if blockwise is not None else BlockwiseSettings()
         self._representations = _Representations(self.blockwise)
+        # (ssid, token) of an observation -> its request's representation key, so a
+        # large notification can be continued block-wise like the first answer.
+        self._observed: dict[tuple[int, bytes], Hashable] = {}
         self._block1 = Block1Assembler(
             max_size=self.blockwise.max_body,
             max_szx=self.blockwise.szx,
@@ -470,11 +474,12 @@ class Operations:
             request.remove(OptionNumber.SIZE1)
         key: Hashable = None
         if request.code in (Code.GET, Code.FETCH):
-            key = (ssid, request.code, tuple(request.uri_path), request.accept, request.payload)
+            key = self._representation_key(ssid, request)
             if block2 is not None and block2.num > 0:
                 kept = self._representations.get(key, now)
                 if kept is not None:
-                    return self._sliced(key, self._resumed(kept), block2, request, now)
+                    resumed = self._resumed(kept)
+                    return self._sliced(key, resumed, block2, request.has(OptionNumber.SIZE2), now)
         result = self._dispatch(ssid, request, now)
 
         def finish(response: Message) -> Message:
@@ -482,15 +487,25 @@ class Operations:
                 echo.apply(response)
             if key is None or response.code != Code.CONTENT:
                 return response
-            return self._sliced(key, response, block2, request, now)
+            return self._sliced(key, response, block2, request.has(OptionNumber.SIZE2), now)
 
         if isinstance(result, Message):
             return finish(result)
         inner = result.finish
         return _Deferred(result.awaitables, lambda values: finish(inner(values)))
 
+    @staticmethod
+    def _representation_key(ssid: int, request: Message) -> Hashable:
+        """What identifies one answer across its Block2 continuations (not Observe/Block2)."""
+        return (ssid, request.code, tuple(request.uri_path), request.accept, request.payload)
+
     def _sliced(
-        self, key: Hashable, response: Message, block2: Block | None, request: Message, now: float
+        self,
+        key: Hashable,
+        response: Message,
+        block2: Block | None,
+        include_size2: bool,
+        now: float,
     ) -> Message:
         """Cut a complete 2.05 to the requested block; keep it if it spans several blocks."""
         if block2 is None and len(response.payload) <= self.blockwise.block_size:
@@ -500,7 +515,7 @@ class Operations:
                 response.payload,
                 block2,
                 max_szx=self.blockwise.szx,
-                include_size2=request.has(OptionNumber.SIZE2),
+                include_size2=include_size2,
             )
         except BlockwiseError as exc:
             return Message(code=exc.code, payload=str(exc)[:120].encode())
@@ -525,7 +540,16 @@ class Operations:
 
     def take_notifications(self, now: float) -> list[Notification]:
         self._feed_changes(now)
-        return self.observer.take_notifications(now)
+        notes = self.observer.take_notifications(now)
+        if len(self._observed) > len(self.observer):
+            live = {(o.ssid, o.token) for o in self.observer.observations()}
+            self._observed = {k: v for k, v in self._observed.items() if k in live}
+        for note in notes:
+            key = self._observed.get((note.ssid, note.token))
+            if key is not None and len(note.message.payload) > self.blockwise.block_size:
+                # RFC 7959 §2.6: the first block; the server GETs the rest.
+                note.message = self._sliced(key, note.message, None, False, now)
+        return notes
 
     def _feed_changes(self, now: float) -> None:
         for path in self.tree.take_changes():
@@ -721,6 +745,7 @@ class Operations:
             cf = self._response_format(request, path, records)
             payload = self._encode(cf, records, path)
             obs = Observation(ssid, request.token, (path,), cf)
+            self._observed[(ssid, request.token)] = self._representation_key(ssid, request)
             seq = self.observer.add(obs, now, records=records)
             return _content(payload, cf, observe=seq)
         if observe == 1:
@@ -773,6 +798,7 @@ class Operations:
             seq = self.observer.add(
                 Observation(ssid, request.token, tuple(found), accept), now, records=records
             )
+            self._observed[(ssid, request.token)] = self._representation_key(ssid, request)
             return _content(payload, accept, observe=seq)
         if observe == 1:
             self.observer.remove(ssid, request.token)

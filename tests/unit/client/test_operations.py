@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,6 +39,7 @@ from aiolwm2m.testbed.operations import (
     OperationRequest,
     OperationResult,
     execute_request,
+    observe_request,
     read_request,
     write_request,
 )
@@ -1216,3 +1218,52 @@ def test_testbed_core_send_errors() -> None:
     (data,) = core.sent
     assert data.records == [Record(Path.parse("/3/0/0"), "x", 1.5)]
     assert [e.kind for e in core.history].count("send_rejected") == 1
+
+
+def test_large_notifications_continue_block_wise(
+    net: SimNetwork, server: SimServer, make_client: MakeClient
+) -> None:
+    """RFC 7959 §2.6 on the virtual clock: each notification carries the first block,
+    the testbed GETs the rest and decodes the whole value."""
+    net.trace = []
+    client = make_client()
+    assert net.clock.run_until_true(client.engine.registered, timeout=5)
+    sensor = client.objects.tree.add_instance(3303, 0, Instance({5700: 1.0, 5750: BIG}))
+    key = server.start_operation("dev-1", observe_request("/3303/0/5750", ContentFormat.TEXT))
+    results: list[OperationResult] = []
+
+    def collect(count: int) -> Callable[[], bool]:
+        def done() -> bool:
+            while (event := server.core.next_response()) is not None:
+                if event.key == key and event.operation is not None:
+                    results.append(event.operation)
+            return len(results) >= count
+
+        return done
+
+    assert net.clock.run_until_true(collect(1), timeout=10)
+    assert results[0].payload == BIG.encode() and results[0].observe is not None
+    changed = BIG.replace("0", "9")
+    sensor.set(5750, changed)
+    assert net.clock.run_until_true(collect(2), timeout=10)
+    assert results[1].payload == changed.encode() and results[1].decode_error is None
+    # The notification itself carried only the first block.
+    notes = [
+        m
+        for _, m in responses_from(net, server.addr)
+        if m.observe is not None and m.observe > 0 and m.block2 is not None
+    ]
+    assert len(notes) == 2  # the Observe answer and the notification
+    assert all(len(m.payload) == 1024 and m.block2.num == 0 for m in notes)
+
+
+def responses_from(net: SimNetwork, dst: Address) -> list[tuple[float, Message]]:
+    """CoAP responses that left for ``dst`` (the client's answers and notifications)."""
+    assert net.trace is not None
+    out = []
+    for t, _src, to, data in net.trace:
+        if to == dst:
+            msg = coap_decode(data)
+            if msg.code >= 64:
+                out.append((t, msg))
+    return out
