@@ -149,3 +149,30 @@ def _free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+async def test_register_never_answered_runs_the_retry_procedure_then_bootstraps(
+    servers: tuple[TestbedServer, TestbedServer],
+) -> None:
+    old, new = servers
+    old.core.add_rule(FaultRule(Operation.REGISTER, FaultKind.SILENT))
+    provision = ProvisionedServer(uri=new.uri, ssid=2, server={1: 45})
+    async with BootstrapServer(BootstrapConfig(default=(provision,)), params=FAST) as bs:
+        # Two attempts 0.5 s apart (Server /1/x/17-18), one sequence, then /1/x/16: bootstrap.
+        retry = RetrySettings(communication_retry_count=2, communication_retry_timer=0.5)
+        account = ServerAccount(uri=old.uri, lifetime=30, retry=retry)
+        client = Client(client_config((account,), bs.uri), local_host="127.0.0.1")
+        seen: list[ev.Event] = []
+        client.subscribe(seen.append)
+        done = future_event(client, registered(2))
+        await client.start()
+        await asyncio.wait_for(done, 20)
+        kinds = [(e.name, getattr(e, "request", None)) for e in seen]
+        timeouts = [e for e in seen if isinstance(e, ev.Error) and e.request == "register"]
+        assert [e.code for e in timeouts] == [ev.ErrorCode.TIMEOUT] * 2
+        assert [e.action for e in timeouts] == ["abort_registration"] * 2
+        [retry_event] = [e for e in seen if isinstance(e, ev.RetryScheduled)]
+        assert retry_event.delay == 0.5
+        assert kinds.index(("bootstrap_started", None)) > kinds.index(("retry_scheduled", None))
+        assert "bs-dev" in new.core.registrations and "bs-dev" not in old.core.registrations
+        await client.close()
