@@ -1117,6 +1117,10 @@ def test_replace_keeps_mandatory_resources(ops: Operations) -> None:
     assert answer(ops, request(Code.PUT, "/1/0", payload, cf=11542)).code == Code.CHANGED
     assert server.values[1] == 300 and server.values[7] == "U"  # mandatory: kept
     assert 5 not in server.values  # Disable Timeout: optional, not written
+    assert server.account.default_pmin == 5
+    payload = encode(ContentFormat.TLV, [Record(Path.parse("/1/0/1"), 60)], Path.parse("/1/0"))
+    assert answer(ops, request(Code.PUT, "/1/0", payload, cf=11542)).code == Code.CHANGED
+    assert server.account.default_pmin == 0 and server.account.lifetime == 60
 
 
 def test_discover_respects_access_rights() -> None:

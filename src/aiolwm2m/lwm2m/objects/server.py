@@ -92,6 +92,15 @@ class ServerInstance(Instance):
             return None
         return super().write(resource_id, value)
 
+    def remove(self, resource_id: int) -> None:
+        """A Write replace left out an optional period: the account falls back to its default."""
+        super().remove(resource_id)
+        if resource_id in (DEFAULT_PMIN, DEFAULT_PMAX):
+            changes: dict[str, Any] = {_ACCOUNT_FIELDS[resource_id]: 0}
+            self.account = replace(self.account, **changes)
+            if self._on_account_changed is not None:
+                self._on_account_changed(self.account)
+
     def _update(self, arguments: ExecuteArguments) -> None:
         if self._on_update_trigger is not None:
             self._on_update_trigger(self.account.short_server_id)
