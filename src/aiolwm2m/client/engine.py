@@ -581,11 +581,12 @@ class ClientEngine:
     def update_account(self, account: ServerAccount, now: float) -> None:
         """A server rewrote its Server object (/1/x): use ``account`` from now on.
 
-        The registration, link and stored notifications are kept. A registered
-        server gets an Update at once carrying the parameters that changed (the
-        Core's Update operation sends Lifetime/Binding only when they differ
-        from the registration), and the new lifetime schedules the following
-        Updates; otherwise the next Register carries it.
+        The registration, link and stored notifications are kept. When Lifetime
+        or Binding changed, a registered server gets an Update at once carrying
+        just those (the Core's Update sends the parameters that differ from the
+        registration) and the new lifetime schedules the following Updates;
+        otherwise the next Register carries them. Other fields (default
+        periods, notification storing) apply from now on without an Update.
         """
         srv = self._require(account.short_server_id)
         if account.uri != srv.account.uri:
@@ -593,7 +594,8 @@ class ClientEngine:
             return
         srv.account = account
         self._state_version += 1
-        if srv.state == ServerState.REGISTERED:
+        announced = (account.lifetime, account.binding)
+        if srv.state == ServerState.REGISTERED and srv.announced != announced:
             self._send_update(srv, now)
 
     def send(self, ssid: int, payload: bytes, content_format: int, now: float) -> int:

@@ -1271,3 +1271,16 @@ def responses_from(net: SimNetwork, dst: Address) -> list[tuple[float, Message]]
             if msg.code >= 64:
                 out.append((t, msg))
     return out
+
+
+def test_server_write_of_a_default_period_sends_no_update(
+    net: SimNetwork, server: SimServer, make_client: MakeClient
+) -> None:
+    client = make_client()
+    assert net.clock.run_until_true(client.engine.registered, timeout=5)
+    written = sim_operation(net, server, write_request("/1/0/2", 7, ContentFormat.TEXT))
+    assert written.code == Code.CHANGED
+    net.clock.run_for(1)
+    assert server.core.registrations["dev-1"].updates == 0
+    assert not client.named("update_sent")
+    assert client.engine.snapshot().provisioning is not None  # the account did change
