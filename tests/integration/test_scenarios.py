@@ -108,7 +108,7 @@ def test_recovery_bound_follows_the_reconnect_schedule() -> None:
 
 
 def test_soak_timeline_is_reproducible_and_leaves_room_to_recover() -> None:
-    settings = SoakSettings(clients=5, seconds=300, seed=4)
+    settings = SoakSettings(clients=5, seconds=300, seed=4, max_latency=2.0)
     first, again = build_scenario(settings), build_scenario(settings)
     assert first.steps == again.steps and len(first.steps) >= 5
     for before, after in zip(first.steps, first.steps[1:], strict=False):
@@ -124,9 +124,11 @@ def test_record_false_refuses_expectations() -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(150)
 def test_soak_60_seconds() -> None:
-    result = asyncio.run(run_soak(SoakSettings(clients=20, seconds=60, seed=2, lifetime=8)))
+    result = asyncio.run(
+        run_soak(SoakSettings(clients=20, seconds=60, seed=2, lifetime=8, max_latency=5.0))
+    )
     print("\n".join(result.figures()))
     assert result.passed, [*result.verdict.reasons, *result.reasons]
     assert result.scenario.steps, "no fault was injected"
     produced = sum(c.produced for c in result.verdict.clients)
-    assert produced > 0 and sum(len(c.delivered) for c in result.verdict.clients) > 0
+    assert produced > 0 and sum(c.delivered for c in result.verdict.clients) > 0

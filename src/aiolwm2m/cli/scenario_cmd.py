@@ -48,9 +48,10 @@ def summary(verdict: Verdict) -> list[str]:
     for c in verdict.clients:
         if c.produced or c.unobserved:
             lines.append(
-                f"client {c.index} notifications: produced {c.produced}, delivered in order "
-                f"{len(c.delivered)}, dropped by store {c.store_dropped}, failed (reported) "
-                f"{c.notify_failures}, still stored {c.still_stored}, not observed {c.unobserved}"
+                f"client {c.index} notifications: produced {c.produced}, delivered "
+                f"{c.delivered}, dropped by policy {c.store_dropped}, cancelled by reset "
+                f"{c.cancelled}, still stored {c.still_stored} (notify errors reported "
+                f"{c.notify_errors}, not observed {c.unobserved})"
             )
     lines.append("proxy: " + ", ".join(f"{k}={v}" for k, v in sorted(verdict.counters.items())))
     return lines
