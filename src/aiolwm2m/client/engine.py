@@ -422,6 +422,7 @@ class ClientEngine:
             # Validated when the store read it (an unusable one is never restored).
             provisioning = Provisioning.from_dict(snapshot.provisioning)
             self._set_accounts(tuple(provisioning.accounts()))
+            self._accounts_replaced()
             self._adopt_bootstrap_account(provisioning)
         for record in snapshot.registrations:
             srv = self._servers.get(record.ssid)
@@ -1619,6 +1620,7 @@ class ClientEngine:
             self._stop_server(srv, ServerState.IDLE, now)
             self.objects.drop_observations(srv.ssid)
         self._set_accounts(tuple(accounts))
+        self._accounts_replaced()
         for srv in self._servers.values():
             kept = old.get(srv.ssid)
             if kept is not None and kept.account.uri == srv.account.uri:
@@ -1678,6 +1680,12 @@ class ClientEngine:
         bs.inflight.clear()
 
     # ------------------------------------------------------------------ helpers
+    def _accounts_replaced(self) -> None:
+        """Tell a data model that shows Server objects (optional hook) the new accounts."""
+        hook = getattr(self.objects, "accounts_changed", None)
+        if hook is not None:
+            hook([srv.account for srv in self._servers.values()])
+
     def _set_accounts(self, accounts: tuple[ServerAccount, ...]) -> None:
         self._servers = {}
         for account in accounts:

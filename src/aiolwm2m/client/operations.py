@@ -113,7 +113,13 @@ from aiolwm2m.lwm2m.objects import (
     build_default_tree,
 )
 from aiolwm2m.lwm2m.objects.access_control import CREATE_TARGET
-from aiolwm2m.lwm2m.objects.server import DEFAULT_PMAX, DEFAULT_PMIN, MUTE_SEND, SERVER_OBJECT
+from aiolwm2m.lwm2m.objects.server import (
+    DEFAULT_PMAX,
+    DEFAULT_PMIN,
+    MUTE_SEND,
+    SERVER_OBJECT,
+    ServerInstance,
+)
 from aiolwm2m.lwm2m.path import Path, PathError, PathLevel
 from aiolwm2m.lwm2m.tree import (
     BadArgumentsError,
@@ -391,6 +397,8 @@ class Operations:
     ) -> None:
         self.tree = tree
         self.access = access if access is not None else AccessControl(tree, enabled=False)
+        #: What new /1 instances call back into (set by :func:`default_objects`).
+        self.server_callbacks = ServerCallbacks()
         self.observer = Observer(self, observe)
         self.blockwise = blockwise if blockwise is not None else BlockwiseSettings()
         self._representations = _Representations(self.blockwise)
@@ -435,6 +443,27 @@ class Operations:
             self._wakeup()
 
     # ------------------------------------------------------------------ engine protocol
+    def accounts_changed(self, accounts: Sequence[ServerAccount]) -> None:
+        """The engine's server set changed (Bootstrap-Finish, restored state): /1 follows.
+
+        Every Server instance is rebuilt from ``accounts`` so servers read, and
+        Register lists, the accounts the client really uses; each server owns
+        its own instance when Access Control is on.
+        """
+        for iid in self.tree.instance_ids().get(SERVER_OBJECT, []):
+            self.tree.remove_instance(SERVER_OBJECT, iid)
+        callbacks = self.server_callbacks
+        for account in accounts:
+            inst = ServerInstance(
+                account,
+                on_account_changed=callbacks.account_changed,
+                on_update_trigger=callbacks.update_trigger,
+                on_disable=callbacks.disable,
+            )
+            added = self.tree.add_instance(SERVER_OBJECT, None, inst)
+            assert added.path is not None and added.path.instance_id is not None
+            self.access.grant(SERVER_OBJECT, added.path.instance_id, account.short_server_id)
+
     def registration_payload(self, lwm2m_version: str) -> bytes:
         links = linkformat.registration_links(self.tree.instance_ids(), self.tree.versions())
         return linkformat.encode(links)
@@ -1212,5 +1241,6 @@ def default_objects(
         callbacks=callbacks,
     )
     ops = Operations(built.tree, access=built.access, observe=observe, blockwise=blockwise)
+    ops.server_callbacks = callbacks
     holder.append(ops)
     return ops
