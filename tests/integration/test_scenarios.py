@@ -1,16 +1,16 @@
 """Shipped fault scenarios and the soak, on real UDP sockets (127.0.0.1).
 
-`make test` cannot spend the several minutes the scenarios take at their own
-time scale (that is `make scenarios`), so each runs here compressed to a few
-seconds: every duration in the timeline and in the client's timers is
-multiplied by the same factor. Two scenarios depend on the Update timing,
-whose 1 s floor and whole-second lifetime do not compress, and run at a
-milder factor. The soak runs for 60 s with 20 clients.
+`make test` cannot spend the several minutes the scenarios take one after the
+other at their own time scale (that is `make scenarios`), so here every
+duration in their timelines and client timers is multiplied by 0.3 and they
+all run at once, each on its own event loop. The soak runs for 60 s with 20
+clients.
 """
 
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -28,25 +28,33 @@ from aiolwm2m.testbed.scenario import (
 from aiolwm2m.testbed.soak import SoakSettings, build_scenario, run_soak
 
 SCENARIOS = sorted((Path(__file__).parents[2] / "scenarios").glob("*.toml"))
-#: Real seconds each compressed scenario takes.
-TARGET = 2.5
-#: Scenarios whose checks need the Update interval to stay well above its 1 s floor.
-MIN_FACTOR = {"dns_failure": 0.3, "register_timeout": 0.3}
+#: Compression of every shipped scenario. Lower would push the scaled Update
+#: interval under its 1 s floor, and windows could end before the Update they
+#: are meant to catch.
+FACTOR = 0.3
 
 
-@pytest.mark.timeout(60)
-@pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
-def test_shipped_scenario_verdict(path: Path) -> None:
+def judge_compressed(path: Path) -> list[str]:
+    """Run one shipped scenario compressed; what is wrong with its verdict (empty: fine)."""
     scenario = load_scenario(path)
-    real = scenario.duration * scenario.time_scale
-    scenario.time_scale *= min(1.0, max(TARGET / real, MIN_FACTOR.get(path.stem, 0.0)))
+    scenario.time_scale *= FACTOR
     verdict = run_scenario(scenario)
     if scenario.expect_verdict == "fail":
-        assert not verdict.passed
-        assert any("bound is" in reason for reason in verdict.reasons), verdict.reasons
-    else:
-        assert verdict.passed, verdict.reasons
-        assert all(r.recovered_after is not None for r in verdict.recoveries)
+        if verdict.passed or not any("bound is" in r for r in verdict.reasons):
+            return [f"{path.stem}: expected a failed recovery bound, got {verdict.reasons}"]
+        return []
+    if not verdict.passed:
+        return [f"{path.stem}: {reason}" for reason in verdict.reasons]
+    return []
+
+
+@pytest.mark.timeout(90)
+def test_shipped_scenario_verdicts() -> None:
+    """All at once, each on its own event loop in a thread: they mostly wait on timers."""
+    assert len(SCENARIOS) >= 15
+    with ThreadPoolExecutor(max_workers=len(SCENARIOS)) as pool:
+        problems = [p for found in pool.map(judge_compressed, SCENARIOS) for p in found]
+    assert not problems, "\n".join(problems)
 
 
 def test_timeline_interleaves_faults_and_client_events() -> None:
