@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint typecheck unit bench soak scenarios fuzz clean peers
+.PHONY: setup demo test lint typecheck bench soak scenarios fuzz clean peers
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -18,8 +18,8 @@ demo: setup
 	$(VENV)/bin/aiolwm2m demo
 
 lint: setup
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks examples fuzz
+	$(VENV)/bin/ruff format --check src tests benchmarks examples fuzz
 
 typecheck: setup
 	$(VENV)/bin/mypy
