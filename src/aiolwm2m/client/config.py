@@ -236,15 +236,16 @@ def _check_type(key: str, value: Any, annotation: Any, where: str) -> None:
 _RETRY_KEYS = {f.name for f in fields(RetrySettings)}
 
 
-def _hex_or_text(value: Any, key: str) -> bytes:
-    """PSK values: ``hex:0011…`` or plain text."""
+def hex_or_text(value: Any, key: str, where: str | None = None) -> bytes:
+    """PSK values in TOML: ``hex:0011…`` or plain text (shared by every config file)."""
+    at = f"[{where}] " if where else ""
     if not isinstance(value, str):
-        raise ConfigError(f"{key} must be a string (text, or hex:…)")
+        raise ConfigError(f"{at}{key} must be a string (text, or hex:…)")
     if value.startswith("hex:"):
         try:
             return bytes.fromhex(value[4:])
         except ValueError as exc:
-            raise ConfigError(f"{key}: bad hex") from exc
+            raise ConfigError(f"{at}{key}: bad hex") from exc
     return value.encode()
 
 
@@ -263,7 +264,7 @@ def _account(data: dict[str, Any], where: str) -> ServerAccount:
             ) from exc
     for key in ("psk_identity", "psk_key"):
         if key in data:
-            extra[key] = _hex_or_text(data.pop(key), key)
+            extra[key] = hex_or_text(data.pop(key), key, where)
     if "ca_certificates" in data:
         cas = data.pop("ca_certificates")
         if not isinstance(cas, list) or not all(isinstance(c, str) for c in cas):

@@ -198,6 +198,21 @@ class ObjectTree(Protocol):
     def handle_timer(self, now: float) -> None: ...
 
 
+def _classify_outcome(outcome: Outcome, *, secure: bool) -> tuple[Failure, ev.ErrorCode]:
+    """The failure-table row and the §6 error of an exchange that got no usable answer.
+
+    A request's message layer ends in ACKNOWLEDGED only if it broke (an empty
+    ACK and then nothing), which is an internal error of the exchange.
+    """
+    if outcome is Outcome.TIMEOUT:
+        return (Failure.TIMEOUT_DTLS if secure else Failure.TIMEOUT_NOSEC), ev.ErrorCode.TIMEOUT
+    if outcome is Outcome.RESET:
+        return Failure.RESET, ev.ErrorCode.RESET
+    if outcome is Outcome.NETWORK_ERROR:
+        return Failure.NETWORK, ev.ErrorCode.NETWORK_ERROR
+    return Failure.INTERNAL, ev.ErrorCode.INTERNAL_ERROR
+
+
 class NotAllowedError(Lwm2mError):
     """An API call arrived in a state that cannot take it; nothing was changed."""
 
@@ -989,15 +1004,7 @@ class ClientEngine:
             coap_code: str | None = code_str(resp.code)
         else:
             coap_code = None
-            failure, code = {
-                Outcome.TIMEOUT: (
-                    Failure.TIMEOUT_DTLS if srv.link_secure else Failure.TIMEOUT_NOSEC,
-                    ev.ErrorCode.TIMEOUT,
-                ),
-                Outcome.RESET: (Failure.RESET, ev.ErrorCode.RESET),
-                Outcome.NETWORK_ERROR: (Failure.NETWORK, ev.ErrorCode.NETWORK_ERROR),
-                Outcome.ACKNOWLEDGED: (Failure.INTERNAL, ev.ErrorCode.INTERNAL_ERROR),
-            }[result.outcome]
+            failure, code = _classify_outcome(result.outcome, secure=srv.link_secure)
         self._fail(srv, pending, failure, code, now, coap_code=coap_code)
 
     def _send_result(self, srv: _Server, send_id: int, result: ExchangeResult, now: float) -> None:
@@ -1540,15 +1547,7 @@ class ClientEngine:
                 quota = b"quota" in resp.payload.lower()
                 code = ev.ErrorCode.QUOTA_REACHED if quota else ev.ErrorCode.BAD_REQUEST
         else:
-            failure, code = {
-                Outcome.TIMEOUT: (
-                    Failure.TIMEOUT_DTLS if bs.link_secure else Failure.TIMEOUT_NOSEC,
-                    ev.ErrorCode.TIMEOUT,
-                ),
-                Outcome.RESET: (Failure.RESET, ev.ErrorCode.RESET),
-                Outcome.NETWORK_ERROR: (Failure.NETWORK, ev.ErrorCode.NETWORK_ERROR),
-                Outcome.ACKNOWLEDGED: (Failure.INTERNAL, ev.ErrorCode.INTERNAL_ERROR),
-            }[result.outcome]
+            failure, code = _classify_outcome(result.outcome, secure=bs.link_secure)
         detail = resp.payload.decode("utf-8", "replace")[:200] if resp else None
         self._bootstrap_request_failed(pending, failure, code, coap_code, detail, now)
 

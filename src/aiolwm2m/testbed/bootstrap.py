@@ -38,7 +38,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path as FsPath
 from typing import Any
 
-from aiolwm2m.client.config import SecurityMode
+from aiolwm2m.client.config import SecurityMode, hex_or_text
 from aiolwm2m.coap.layer import ExchangeResult, IncomingRequest, MessageLayer, Outcome
 from aiolwm2m.coap.message import (
     CoapDecodeError,
@@ -173,17 +173,6 @@ _SERVER_KEYS = (
 )
 
 
-def _psk(value: Any, key: str, where: str) -> bytes:
-    if not isinstance(value, str):
-        raise ConfigError(f"[{where}] {key} must be a string (text, or hex:…)")
-    if value.startswith("hex:"):
-        try:
-            return bytes.fromhex(value[4:])
-        except ValueError as exc:
-            raise ConfigError(f"[{where}] {key}: bad hex") from exc
-    return value.encode()
-
-
 def _file(value: Any, key: str, where: str, base: FsPath) -> bytes:
     if not isinstance(value, str):
         raise ConfigError(f"[{where}] {key} must be a file path")
@@ -213,7 +202,7 @@ def _server(data: Any, where: str, base: FsPath) -> ProvisionedServer:
             raise ConfigError(f"[{where}] security_mode must be psk, certificate or nosec") from exc
     for key in ("psk_identity", "psk_key"):
         if key in data:
-            kwargs[key] = _psk(data[key], key, where)
+            kwargs[key] = hex_or_text(data[key], key, where)
     for key in ("certificate", "private_key", "server_certificate"):
         if key in data:
             kwargs[key] = _file(data[key], key, where, base)
