@@ -31,6 +31,7 @@ import itertools
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from aiolwm2m.client import events as ev
 from aiolwm2m.client.config import ClientConfig
@@ -365,7 +366,75 @@ class _SimHandshake:
             )
 
 
-class SimServer:
+class SansIoCore(Protocol):
+    """What a simulated host drives: the testbed server or bootstrap server core."""
+
+    def datagram_received(self, addr: Address, data: bytes, now: float) -> None: ...
+
+    def handle_timer(self, now: float) -> None: ...
+
+    def next_timer(self) -> float | None: ...
+
+    def datagrams_to_send(self) -> list[tuple[Address, bytes]]: ...
+
+
+class SimHost:
+    """A sans-IO server core bound to an address on the simulated network.
+
+    The one place that turns a core's datagrams and timer into simulated
+    network traffic and clock callbacks, for every simulated server.
+    """
+
+    def __init__(self, net: SimNetwork, addr: Address, core: SansIoCore) -> None:
+        self.net = net
+        self.addr = addr
+        self.host_core = core
+        self._timer: TimerHandle | None = None
+        self.running = False
+
+    @property
+    def uri(self) -> str:
+        return f"coap://{self.addr[0]}:{self.addr[1]}"
+
+    def start(self) -> None:
+        self.net.bind(self.addr, self._on_datagram)
+        self.running = True
+        self._pump()
+
+    def stop(self) -> None:
+        """Close the port: clients' connected sockets now get ICMP port-unreachable."""
+        self.net.unbind(self.addr)
+        self.running = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_datagram(self, src: Address, data: bytes) -> None:
+        self.host_core.datagram_received(src, data, self.net.clock.now)
+        self._pump()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.host_core.handle_timer(self.net.clock.now)
+        self._pump()
+
+    def _deliver(self, dst: Address) -> bool:
+        """Whether a datagram the core sends to ``dst`` goes out (DTLS: needs a session)."""
+        return True
+
+    def _pump(self) -> None:
+        if not self.running:
+            return
+        for dst, data in self.host_core.datagrams_to_send():
+            if self._deliver(dst):
+                self.net.send(self.addr, dst, data)
+        if self._timer is not None:
+            self._timer.cancel()
+        when = self.host_core.next_timer()
+        self._timer = self.net.clock.call_at(when, self._on_timer) if when is not None else None
+
+
+class SimServer(SimHost):
     """A :class:`ServerCore` bound to an address on the simulated network.
 
     With ``dtls=`` it is a (modelled) DTLS server: ``handshake`` says how it
@@ -383,8 +452,6 @@ class SimServer:
         params: TransmissionParameters | None = None,
         dtls: HandshakeOutcome | None = None,
     ) -> None:
-        self.net = net
-        self.addr = addr
         self.handshake = dtls
         self.sessions: set[Address] = set()
         self.handshakes: list[tuple[float, Address]] = []
@@ -392,26 +459,12 @@ class SimServer:
         self.core = ServerCore(
             params=params or TransmissionParameters(), rng=random.Random(net.rng.random())
         )
-        self._timer: TimerHandle | None = None
-        self.running = False
+        super().__init__(net, addr, self.core)
 
     @property
     def uri(self) -> str:
         scheme = "coap" if self.handshake is None else "coaps"
         return f"{scheme}://{self.addr[0]}:{self.addr[1]}"
-
-    def start(self) -> None:
-        self.net.bind(self.addr, self._on_datagram)
-        self.running = True
-        self._pump()
-
-    def stop(self) -> None:
-        """Close the port: clients' connected sockets now get ICMP port-unreachable."""
-        self.net.unbind(self.addr)
-        self.running = False
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
 
     def restart(self) -> None:
         self.stop()
@@ -428,8 +481,7 @@ class SimServer:
     def _on_datagram(self, src: Address, data: bytes) -> None:
         if self.handshake is not None and not self._dtls_datagram(src, data):
             return
-        self.core.datagram_received(src, data, self.net.clock.now)
-        self._pump()
+        super()._on_datagram(src, data)
 
     def _dtls_datagram(self, src: Address, data: bytes) -> bool:
         """Run the handshake model; True when ``data`` is a record of an open session."""
@@ -447,18 +499,5 @@ class SimServer:
             return False
         return True
 
-    def _on_timer(self) -> None:
-        self._timer = None
-        self.core.handle_timer(self.net.clock.now)
-        self._pump()
-
-    def _pump(self) -> None:
-        if not self.running:
-            return
-        for dst, data in self.core.datagrams_to_send():
-            if self.handshake is None or dst in self.sessions:
-                self.net.send(self.addr, dst, data)
-        if self._timer is not None:
-            self._timer.cancel()
-        when = self.core.next_timer()
-        self._timer = self.net.clock.call_at(when, self._on_timer) if when is not None else None
+    def _deliver(self, dst: Address) -> bool:
+        return self.handshake is None or dst in self.sessions

@@ -53,7 +53,7 @@ from aiolwm2m.coap.params import TransmissionParameters
 from aiolwm2m.errors import ConfigError
 from aiolwm2m.lwm2m import ContentFormat, Path, Record, Value, encode, linkformat
 from aiolwm2m.lwm2m.formats import LinkFormatError
-from aiolwm2m.runtime.sim import SimNetwork, TimerHandle
+from aiolwm2m.runtime.sim import SimHost, SimNetwork
 from aiolwm2m.testbed.core import Address, FaultKind, ServerEvent
 
 log = logging.getLogger("aiolwm2m.testbed.bootstrap")
@@ -672,7 +672,7 @@ class BootstrapServer:
 # -- simulated host ---------------------------------------------------------------------------
 
 
-class SimBootstrapServer:
+class SimBootstrapServer(SimHost):
     """A :class:`BootstrapCore` bound to an address on the simulated network."""
 
     def __init__(
@@ -683,30 +683,10 @@ class SimBootstrapServer:
         *,
         params: TransmissionParameters | None = None,
     ) -> None:
-        self.net = net
-        self.addr = addr
         self.core = BootstrapCore(
             config, params or TransmissionParameters(), random.Random(net.rng.random())
         )
-        self._timer: TimerHandle | None = None
-        self.running = False
-
-    @property
-    def uri(self) -> str:
-        return f"coap://{self.addr[0]}:{self.addr[1]}"
-
-    def start(self) -> None:
-        self.net.bind(self.addr, self._on_datagram)
-        self.running = True
-        self._pump()
-
-    def stop(self) -> None:
-        """Close the port: clients' connected sockets now get ICMP port-unreachable."""
-        self.net.unbind(self.addr)
-        self.running = False
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        super().__init__(net, addr, self.core)
 
     def push(self, client: Address, endpoint: str) -> bool:
         """Server-initiated bootstrap of the client socket at ``client``."""
@@ -716,25 +696,6 @@ class SimBootstrapServer:
 
     def kinds(self, endpoint: str | None = None) -> list[str]:
         return [e.kind for e in self.core.history if endpoint in (None, e.endpoint)]
-
-    def _on_datagram(self, src: Address, data: bytes) -> None:
-        self.core.datagram_received(src, data, self.net.clock.now)
-        self._pump()
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self.core.handle_timer(self.net.clock.now)
-        self._pump()
-
-    def _pump(self) -> None:
-        if not self.running:
-            return
-        for dst, data in self.core.datagrams_to_send():
-            self.net.send(self.addr, dst, data)
-        if self._timer is not None:
-            self._timer.cancel()
-        when = self.core.next_timer()
-        self._timer = self.net.clock.call_at(when, self._on_timer) if when is not None else None
 
 
 __all__ = [
