@@ -5,11 +5,11 @@ from __future__ import annotations
 import atheris
 from _harness import fuzz
 
-with atheris.instrument_imports(include=["aiolwm2m"]):
+# tomllib is instrumented too, so libFuzzer learns TOML syntax from its branches.
+with atheris.instrument_imports(include=["aiolwm2m", "tomllib"]):
     import tomllib
 
-
-from aiolwm2m.client.config import load_config
+    from aiolwm2m.client.config import load_config
 
 
 def target(data: bytes) -> None:
