@@ -725,7 +725,13 @@ class ScenarioRunner:
         assert self._loop is not None
         task = self._loop.create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        """A failing harness or client task fails the verdict like any unhandled exception."""
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            self.errors.append(f"task {task.get_coro()!r} raised {exc!r}")
 
     # ------------------------------------------------------------------ run
     async def run(self) -> Verdict:
