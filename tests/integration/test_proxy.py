@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
+from aiolwm2m.client.config import ClientConfig, ServerAccount
+from aiolwm2m.client.policy import RetrySettings
 from aiolwm2m.coap.message import (
     Code,
     Message,
@@ -15,6 +17,8 @@ from aiolwm2m.coap.message import (
     encode,
     make_options,
 )
+from aiolwm2m.dtls.server import ServerSecurity
+from aiolwm2m.runtime.aio import Client
 from aiolwm2m.testbed.proxy import CoapRule, FaultProxy, RuleAction
 from aiolwm2m.testbed.server import TestbedServer
 
@@ -217,3 +221,32 @@ async def test_restart_upstream_uses_the_callback(bed: tuple[TestbedServer, Faul
     assert proxy.counters["upstream.restarts"] == 1 and server.running
     peer.send(register("ep", 81))
     assert (await peer.reply()).code == Code.CREATED
+
+
+async def test_dtls_session_survives_duplicates_and_delay_and_rules_leave_it_alone() -> None:
+    """Byte-level faults work on DTLS records; CoAP rules never touch them."""
+    key, ep = bytes(range(16)), "dtls-dev"
+    server = TestbedServer(security=ServerSecurity(psk_store={ep.encode(): key}))
+    await server.start()
+    proxy = FaultProxy(("127.0.0.1", server.port), seed=5)
+    await proxy.start()
+    proxy.set_faults("both", duplicate=0.5, delay=0.02, jitter=0.01)
+    proxy.add_rule(CoapRule("*", code="5.03"))  # would break a plaintext Register
+    account = ServerAccount(
+        uri=f"coaps://127.0.0.1:{proxy.port}",
+        psk_identity=ep.encode(),
+        psk_key=key,
+        retry=RetrySettings(bootstrap_on_registration_failure=False),
+    )
+    client = Client(ClientConfig(endpoint=ep, servers=(account,)))
+    await client.start()
+    try:
+        await client.wait_for("registered", 20)
+    finally:
+        await client.stop()
+        await proxy.stop()
+        await server.stop()
+    assert ep in server.core.registrations
+    assert proxy.counters["up.duplicated"] + proxy.counters["down.duplicated"] > 0
+    assert proxy.counters["up.delayed"] > 0
+    assert not any(k.startswith("rule.") for k in proxy.counters)
