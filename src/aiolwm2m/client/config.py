@@ -149,6 +149,8 @@ class ServerAccount:
     def __post_init__(self) -> None:
         if not 1 <= self.short_server_id <= 65534:
             raise ConfigError("short_server_id must be in 1..65534")
+        if isinstance(self.lifetime, bool) or not isinstance(self.lifetime, int):
+            raise ConfigError("lifetime must be a whole number of seconds")  # it goes in lt=
         if self.lifetime < 1:
             raise ConfigError("lifetime must be >= 1 s")
         if self.binding not in ("U", "UQ"):

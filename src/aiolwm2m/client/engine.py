@@ -78,6 +78,7 @@ class ServerState(enum.Enum):
     SUSPENDED = "suspended"  # disable_server(): off until enabled or its timeout
     FAILED = "failed"  # gave up / aborted; only the outer loop or the app revives it
     BOOTSTRAPPING = "bootstrapping"
+    OFFLINE = "offline"  # enter_offline(): no socket, notifications stored, until exit_offline()
 
 
 class LinkFailure(enum.Enum):
@@ -319,6 +320,7 @@ class ClientEngine:
         self._closing = False
         self._order: deque[int] = deque()  # servers waiting for their registration turn
         self._order_head: int | None = None  # the server whose turn it is
+        self._offline = False
         self._state_version = 0
         self._bootstrap_account = config.bootstrap
         self._bs = _Bootstrap()
@@ -584,6 +586,45 @@ class ClientEngine:
         if timeout is not None:
             srv.wake_at = now + timeout
             srv.wake_action = RequestKind.REGISTER
+
+    @property
+    def offline(self) -> bool:
+        return self._offline
+
+    def enter_offline(self, now: float) -> None:
+        """Spec §10 offline mode: close every socket, keep state, store notifications.
+
+        Nothing is sent and no timer fires for a server until :meth:`exit_offline`
+        (Updates, retries and the reconnect schedule all wait); notifications
+        produced meanwhile are stored when Server /1/x/6 says so, and the
+        unacknowledged ones of the closed links with them.
+        """
+        if not self._started or self._closing or self._offline:
+            self._not_allowed(now, "enter_offline() before start(), after close() or twice")
+            return
+        self._offline = True
+        self._reconnect_at = None
+        self._stop_bootstrap(BootstrapPhase.IDLE, now)
+        for srv in self._servers.values():
+            if srv.state not in (ServerState.IDLE, ServerState.SUSPENDED):
+                self._stop_server(srv, ServerState.OFFLINE, now)
+
+    def exit_offline(self, now: float) -> None:
+        """Leave offline mode: every server that was on registers again.
+
+        A new socket is a new session (python-mbedtls cannot resume DTLS), so
+        each server gets a Register; with the same Location its observations
+        continue and the stored notifications follow, oldest first.
+        """
+        if not self._offline:
+            self._not_allowed(now, "exit_offline() while not offline")
+            return
+        self._offline = False
+        self._all_failed = False
+        self._schedule.reset()
+        for srv in self._servers.values():
+            if srv.state is ServerState.OFFLINE and srv.uri is not None:
+                self._revive(srv, now)
 
     def trigger_update(self, now: float, ssid: int | None = None) -> None:
         targets = list(self._servers.values()) if ssid is None else [self._require(ssid)]

@@ -152,6 +152,15 @@ class EngineDriver(ABC):
         self.engine.disable_server(ssid, self.now(), timeout)
         self._pump()
 
+    def enter_offline(self) -> None:
+        """Close every connection and store notifications until :meth:`exit_offline`."""
+        self.engine.enter_offline(self.now())
+        self._pump()
+
+    def exit_offline(self) -> None:
+        self.engine.exit_offline(self.now())
+        self._pump()
+
     def trigger_update(self, ssid: int | None = None) -> None:
         self.engine.trigger_update(self.now(), ssid)
         self._pump()
