@@ -9,6 +9,7 @@ whose whole point is "milliseconds, not the CoAP timeout".
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -200,3 +201,24 @@ def test_make_demo_story_exits_zero_and_shows_recovery() -> None:
     for needle in ("registered", "network_error", "reconnect_scheduled", "deregistered"):
         assert needle in out
     assert out.count("registered ") >= 2 or out.count(" registered") >= 2
+
+
+async def test_queue_mode_sleeps_and_wakes_with_an_update_from_a_new_socket(
+    server: TestbedServer,
+) -> None:
+    base = config(server.uri, endpoint="queue-dev")
+    queued = dataclasses.replace(
+        base, servers=(dataclasses.replace(base.servers[0], binding="UQ"),)
+    )
+    client = Client(queued)
+    await client.start()
+    await client.wait_for("registered", 5)
+    first_address = server.core.registrations["queue-dev"].address
+    await client.wait_for("queue_mode_sleep", 5)  # MAX_TRANSMIT_WAIT = 1.4 s here
+    client.trigger_update()
+    await client.wait_for("updated", 5)
+    reg = server.core.registrations["queue-dev"]
+    assert reg.updates == 1 and reg.binding == "UQ"
+    assert reg.address != first_address, "a new socket each wake; the Update says where"
+    await client.close()
+    assert "queue-dev" not in server.core.registrations

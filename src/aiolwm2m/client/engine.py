@@ -257,10 +257,19 @@ class _Server:
     stored: deque[Notification] = field(default_factory=deque)
     stored_dropped: int = 0
     deferred: dict[tuple[int, bytes], int] = field(default_factory=dict)
+    # Queue mode (binding "UQ"): the socket is closed while idle, the server keeps
+    # the registration; anything to send reopens it with an Update first.
+    sleeping: bool = False
+    sleep_at: float | None = None
+    queued_sends: list[tuple[int, bytes, int]] = field(default_factory=list)
 
     @property
     def ssid(self) -> int:
         return self.account.short_server_id
+
+    @property
+    def queue_mode(self) -> bool:
+        return "Q" in self.account.binding
 
 
 class BootstrapPhase(enum.Enum):
@@ -375,7 +384,7 @@ class ClientEngine:
         if self._reconnect_at is not None:
             times.append(self._reconnect_at)
         for srv in self._servers.values():
-            for t in (srv.wake_at, srv.update_at, srv.reg_deadline):
+            for t in (srv.wake_at, srv.update_at, srv.reg_deadline, srv.sleep_at):
                 if t is not None:
                     times.append(t)
             if srv.layer is not None:
@@ -667,9 +676,20 @@ class ClientEngine:
         srv = self._require(ssid)
         send_id = self._next_send_id
         self._next_send_id += 1
+        if srv.state == ServerState.REGISTERED and srv.sleeping:
+            srv.queued_sends.append((send_id, payload, content_format))
+            self._wake_queued(srv, RequestKind.UPDATE, now)
+            return send_id
         if srv.state != ServerState.REGISTERED or srv.layer is None:
             self._send_failed(srv, send_id, ev.ErrorCode.NOT_REGISTERED, now)
             return send_id
+        self._send_now(srv, send_id, payload, content_format, now)
+        return send_id
+
+    def _send_now(
+        self, srv: _Server, send_id: int, payload: bytes, content_format: int, now: float
+    ) -> None:
+        assert srv.layer is not None
         msg = Message(
             type=MessageType.CON,
             code=Code.POST,
@@ -678,7 +698,6 @@ class ClientEngine:
         )
         srv.sends[srv.layer.send_request(msg, now)] = send_id
         self._flush(srv, now)
-        return send_id
 
     def objects_changed(self, now: float) -> None:
         """The object/instance list changed: registered servers get an Update with it."""
@@ -713,9 +732,18 @@ class ClientEngine:
             srv.layer = MessageLayer(self.config.coap, self._rng)
         resend = srv.wake_action or RequestKind.REGISTER
         srv.wake_action = None
-        if resend is RequestKind.UPDATE and not new_session:
+        waking, srv.sleeping = srv.sleeping, False
+        if resend is RequestKind.DEREGISTER and waking:
             self._set_state(srv, ServerState.REGISTERED, now)
+            self._deregister(srv, now)
+        elif resend is RequestKind.UPDATE and (waking or not new_session):
+            # Queue mode: the Update tells the server we are back (and from where).
+            self._set_state(srv, ServerState.REGISTERED, now)
+            srv.reg_deadline = None
             self._send_update(srv, now)
+            for send_id, payload, content_format in srv.queued_sends:
+                self._send_now(srv, send_id, payload, content_format, now)
+            srv.queued_sends.clear()
         else:
             self._send_register(srv, now)
 
@@ -807,6 +835,9 @@ class ClientEngine:
                 self._flush(srv, now)
             if srv.reg_deadline is not None and srv.reg_deadline <= now:
                 self._registration_timeout(srv, now)
+            if srv.sleep_at is not None and srv.sleep_at <= now:
+                srv.sleep_at = None
+                self._sleep(srv, now)
             if srv.wake_at is not None and srv.wake_at <= now:
                 srv.wake_at = None
                 self._wake(srv, now)
@@ -872,6 +903,9 @@ class ClientEngine:
         self._request(srv, RequestKind.REGISTER, msg, now)
 
     def _send_update(self, srv: _Server, now: float) -> None:
+        if srv.sleeping:
+            self._wake_queued(srv, RequestKind.UPDATE, now)
+            return
         if srv.layer is None or any(p.kind is RequestKind.UPDATE for p in srv.inflight.values()):
             return
         srv.update_at = None
@@ -908,6 +942,9 @@ class ClientEngine:
         self._request(srv, RequestKind.UPDATE, msg, now)
 
     def _deregister(self, srv: _Server, now: float) -> None:
+        if srv.sleeping:
+            self._wake_queued(srv, RequestKind.DEREGISTER, now)
+            return
         assert srv.layer is not None
         self._set_state(srv, ServerState.DEREGISTERING, now)
         srv.update_at = None
@@ -939,6 +976,24 @@ class ClientEngine:
             )
             return None
 
+    def _sleep(self, srv: _Server, now: float) -> None:
+        """Queue mode: close the idle link; the server holds requests until we wake."""
+        busy = srv.inflight or srv.deferred or srv.sends
+        if srv.state != ServerState.REGISTERED or not srv.link_open or busy:
+            return
+        self._close_link(srv)
+        srv.sleeping = True
+        self._emit(ev.QueueModeSleep(now, srv.ssid))
+
+    def _wake_queued(self, srv: _Server, kind: RequestKind, now: float) -> None:
+        """Reopen a sleeping queue-mode link; ``kind`` (Update or De-register) goes first."""
+        if srv.state == ServerState.CONNECTING:
+            if kind is RequestKind.DEREGISTER:
+                srv.wake_action = kind
+            return  # already waking
+        srv.wake_action = kind
+        self._connect(srv, now)
+
     def _request(self, srv: _Server, kind: RequestKind, msg: Message, now: float) -> None:
         assert srv.layer is not None
         try:
@@ -958,10 +1013,12 @@ class ClientEngine:
         layer = srv.layer
         if layer is None:
             return
+        active = False  # an exchange ended or a request came: queue mode stays awake
         while True:
             event = layer.next_event()
             if event is None:
                 break
+            active = True
             if isinstance(event, ExchangeResult):
                 self._on_result(srv, event, now)
             elif isinstance(event, IncomingRequest):
@@ -980,7 +1037,11 @@ class ClientEngine:
             )
         if srv.link_open:
             for data in layer.datagrams_to_send():
+                active = True
                 self._actions.append(SendDatagram(srv.ssid, data))
+            if active and srv.queue_mode and srv.state == ServerState.REGISTERED:
+                # Spec §10 queue mode: sleep MAX_TRANSMIT_WAIT after the last exchange.
+                srv.sleep_at = now + self.config.coap.max_transmit_wait
 
     def _on_server_request(self, srv: _Server, req: IncomingRequest, now: float) -> None:
         assert srv.layer is not None
@@ -1201,6 +1262,7 @@ class ClientEngine:
             srv.registered_at = now
             self._state_version += 1
             self._plan_update(srv, now)
+            self._flush_stored(srv, now)  # what waited while a queue-mode link slept
         elif kind is RequestKind.DEREGISTER:
             self._finish_deregister(srv, now, acknowledged=True)
 
@@ -1208,6 +1270,12 @@ class ClientEngine:
     def _notify(self, note: Notification, now: float) -> None:
         srv = self._servers.get(note.ssid)
         if srv is None:
+            return
+        if srv.state == ServerState.REGISTERED and srv.sleeping:
+            # Queue mode: not offline, just asleep: keep it (whatever /1/x/6 says)
+            # and wake; it follows the Update, in order.
+            self._keep(srv, note)
+            self._wake_queued(srv, RequestKind.UPDATE, now)
             return
         if srv.state == ServerState.REGISTERED and srv.layer is not None and not srv.stored:
             self._send_notification(srv, note, now)
@@ -1735,6 +1803,11 @@ class ClientEngine:
 
     def _stop_server(self, srv: _Server, state: ServerState, now: float) -> None:
         self._requeue_unacked(srv)
+        srv.sleeping = False
+        srv.sleep_at = None
+        for send_id, _payload, _cf in srv.queued_sends:
+            self._send_failed(srv, send_id, ev.ErrorCode.NOT_REGISTERED, now)
+        srv.queued_sends.clear()
         if srv.layer is not None:
             for key in list(srv.inflight):
                 srv.layer.cancel(key, now)

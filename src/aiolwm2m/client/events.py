@@ -163,6 +163,14 @@ class NotificationsFlushed(Event):
 
 
 @dataclass
+class QueueModeSleep(Event):
+    """Queue mode (binding "UQ"): the idle link was closed; the next send reopens it."""
+
+    name: ClassVar[str] = "queue_mode_sleep"
+    ssid: int
+
+
+@dataclass
 class SendFinished(Event):
     """Outcome of one LwM2M Send (POST /dp), ``send_id`` as ``start_send`` returned it.
 
