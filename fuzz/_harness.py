@@ -32,3 +32,27 @@ def fuzz(target: Callable[[bytes], object]) -> None:
 
     atheris.Setup(sys.argv, one_input)
     atheris.Fuzz()
+
+
+def fuzz_format(name: str) -> None:
+    """Fuzz one content-format decoder (``ContentFormat[name]``) at every base path level.
+
+    The first input byte picks the base path and whether resource types are
+    known (TLV and text decode differently with and without them).
+    """
+    with atheris.instrument_imports(include=["aiolwm2m"]):
+        from aiolwm2m.lwm2m import formats
+        from aiolwm2m.lwm2m.ddf import load_builtin
+        from aiolwm2m.lwm2m.path import Path
+
+    content_format = formats.ContentFormat[name]
+    types = load_builtin().type_of
+    bases = [Path.parse(p) for p in ("/", "/3", "/3/0", "/3/0/0", "/1/0", "/3/0/7/1")]
+
+    def target(data: bytes) -> None:
+        if not data:
+            return
+        base = bases[data[0] % len(bases)]
+        formats.decode(content_format, data[1:], base, types if data[0] & 0x80 else None)
+
+    fuzz(target)
