@@ -303,21 +303,26 @@ def _dtls_timing(data: dict[str, Any]) -> HandshakeTiming:
         raise ConfigError(f"[dtls] {exc}") from exc
 
 
+def read_toml(path: str | Path, what: str) -> dict[str, Any]:
+    """Parse a TOML file; unreadable, not UTF-8 or not TOML is a :class:`ConfigError`.
+
+    Every TOML file the project reads (client, bootstrap server, scenario)
+    comes through here, so they fail the same typed way.
+    """
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc}") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{what} {path} is not valid TOML: {exc}") from exc
+
+
 def load_config(
     source: str | Path | dict[str, Any], *, endpoint: str | None = None
 ) -> ClientConfig:
     """Read a TOML file (or an already-parsed dict) into a :class:`ClientConfig`."""
-    if isinstance(source, dict):
-        data = source
-    else:
-        try:
-            with open(source, "rb") as fh:
-                data = tomllib.load(fh)
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {source}: {exc}") from exc
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"config file {source} is not valid TOML: {exc}") from exc
-    data = dict(data)
+    data = dict(source) if isinstance(source, dict) else read_toml(source, "config file")
     allowed = {
         "endpoint",
         "server",

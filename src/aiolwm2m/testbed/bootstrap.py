@@ -32,13 +32,12 @@ import asyncio
 import enum
 import logging
 import random
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path as FsPath
 from typing import Any
 
-from aiolwm2m.client.config import SecurityMode, hex_or_text
+from aiolwm2m.client.config import SecurityMode, hex_or_text, read_toml
 from aiolwm2m.coap.layer import ExchangeResult, IncomingRequest, MessageLayer, Outcome
 from aiolwm2m.coap.message import (
     CoapDecodeError,
@@ -273,13 +272,7 @@ def load_bootstrap_config(
         data = dict(source)
         folder = base or FsPath.cwd()
     else:
-        try:
-            with open(source, "rb") as fh:
-                data = tomllib.load(fh)
-        except OSError as exc:
-            raise ConfigError(f"cannot read bootstrap config {source}: {exc}") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"bootstrap config {source} is not valid TOML: {exc}") from exc
+        data = read_toml(source, "bootstrap config")
         folder = base or FsPath(source).parent
     known = {f.name for f in fields(BootstrapConfig)} - {"faults", "endpoints"}
     unknown = set(data) - known - {"endpoint", "fault"}

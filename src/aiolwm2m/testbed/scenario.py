@@ -51,7 +51,6 @@ import bisect
 import math
 import random
 import socket
-import tomllib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -59,7 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from aiolwm2m.client import events as ev
-from aiolwm2m.client.config import ClientConfig, load_config
+from aiolwm2m.client.config import ClientConfig, load_config, read_toml
 from aiolwm2m.client.engine import Notification
 from aiolwm2m.coap.message import (
     CoapDecodeError,
@@ -412,16 +411,7 @@ def _number(table: dict[str, Any], key: str, where: str, default: float | None =
 
 def load_scenario(source: str | Path | dict[str, Any]) -> Scenario:
     """Read and check a scenario file; every problem is a :class:`ConfigError`."""
-    if isinstance(source, dict):
-        data = source
-    else:
-        try:
-            with open(source, "rb") as fh:
-                data = tomllib.load(fh)
-        except OSError as exc:
-            raise ConfigError(f"cannot read scenario {source}: {exc}") from exc
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"scenario {source} is not valid TOML: {exc}") from exc
+    data = source if isinstance(source, dict) else read_toml(source, "scenario")
     unknown = set(data) - {"scenario", "client", "notify", "step"}
     if unknown:
         raise ConfigError(f"unknown table(s) in scenario: {', '.join(sorted(unknown))}")
