@@ -18,15 +18,18 @@ import binascii
 import json
 import math
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any, NoReturn
 
-from ..model import InvalidValueError, ObjLnk, ResourceType, TypeLookup, time_to_seconds
+from ..model import InvalidValueError, ObjLnk, ResourceType, TypeLookup
 from ..path import Path, PathError
 from ..values import Record, apply_types
 from .errors import FormatEncodeError, OmaJsonError
+from .senml import ValueLabels, put_value
 
 __all__ = ["decode", "encode"]
+
+#: Opaque travels as a base64 string in ``sv`` (told apart from String by type).
+_LABELS = ValueLabels("bv", "sv", "sv", "ov", lambda raw: base64.b64encode(raw).decode("ascii"))
 
 
 def encode(records: Sequence[Record], base: Path) -> bytes:
@@ -41,25 +44,7 @@ def encode(records: Sequence[Record], base: Path) -> bytes:
     entries: list[dict[str, Any]] = []
     for record in records:
         entry: dict[str, Any] = {"n": str(record.path)[len(base_name) :]}
-        value = record.value
-        if isinstance(value, bool):
-            entry["bv"] = value
-        elif isinstance(value, int | float):
-            entry["v"] = value
-        elif isinstance(value, str):
-            entry["sv"] = value
-        elif isinstance(value, bytes):
-            entry["sv"] = base64.b64encode(value).decode("ascii")
-        elif isinstance(value, ObjLnk):
-            entry["ov"] = str(value)
-        elif isinstance(value, datetime):
-            try:
-                entry["v"] = time_to_seconds(value)
-            except InvalidValueError as exc:
-                raise FormatEncodeError(str(exc)) from exc
-        if record.time is not None:
-            time = record.time
-            entry["t"] = int(time) if isinstance(time, float) and time.is_integer() else time
+        put_value(entry, record, _LABELS)
         entries.append(entry)
     try:
         return json.dumps(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -56,27 +57,46 @@ def records_to_entries(records: Sequence[Record], base: Path) -> list[dict[str, 
             entry["bn"] = base_name
         if name:
             entry["n"] = name
-        value = record.value
-        if isinstance(value, bool):
-            entry["vb"] = value
-        elif isinstance(value, int | float):
-            entry["v"] = value
-        elif isinstance(value, str):
-            entry["vs"] = value
-        elif isinstance(value, bytes):
-            entry["vd"] = value
-        elif isinstance(value, ObjLnk):
-            entry["vlo"] = str(value)
-        elif isinstance(value, datetime):
-            try:
-                entry["v"] = time_to_seconds(value)
-            except InvalidValueError as exc:
-                raise FormatEncodeError(str(exc)) from exc
-        if record.time is not None:
-            time = record.time
-            entry["t"] = int(time) if isinstance(time, float) and time.is_integer() else time
+        put_value(entry, record, SENML_LABELS)
         entries.append(entry)
     return entries
+
+
+@dataclass(frozen=True)
+class ValueLabels:
+    """Entry labels of the non-numeric value kinds; numbers and Time always go in ``v``."""
+
+    boolean: str
+    string: str
+    opaque: str
+    objlnk: str
+    opaque_as: Callable[[bytes], Any] = bytes
+
+
+SENML_LABELS = ValueLabels("vb", "vs", "vd", "vlo")
+
+
+def put_value(entry: dict[str, Any], record: Record, labels: ValueLabels) -> None:
+    """Store ``record``'s value and time in a SenML-like entry (SenML, OMA JSON)."""
+    value = record.value
+    if isinstance(value, bool):
+        entry[labels.boolean] = value
+    elif isinstance(value, int | float):
+        entry["v"] = value
+    elif isinstance(value, str):
+        entry[labels.string] = value
+    elif isinstance(value, bytes):
+        entry[labels.opaque] = labels.opaque_as(value)
+    elif isinstance(value, ObjLnk):
+        entry[labels.objlnk] = str(value)
+    elif isinstance(value, datetime):
+        try:
+            entry["v"] = time_to_seconds(value)
+        except InvalidValueError as exc:
+            raise FormatEncodeError(str(exc)) from exc
+    if record.time is not None:
+        time = record.time
+        entry["t"] = int(time) if isinstance(time, float) and time.is_integer() else time
 
 
 def paths_to_entries(paths: Sequence[Path]) -> list[dict[str, Any]]:
