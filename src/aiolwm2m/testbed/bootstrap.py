@@ -54,6 +54,7 @@ from aiolwm2m.lwm2m import ContentFormat, Path, Record, Value, encode, linkforma
 from aiolwm2m.lwm2m.formats import LinkFormatError
 from aiolwm2m.runtime.sim import SimHost, SimNetwork
 from aiolwm2m.testbed.core import Address, FaultKind, ServerEvent
+from aiolwm2m.testbed.server import UdpServerProtocol
 
 log = logging.getLogger("aiolwm2m.testbed.bootstrap")
 
@@ -558,17 +559,6 @@ class BootstrapCore:
 # -- asyncio UDP wrapper --------------------------------------------------------------------
 
 
-class _Protocol(asyncio.DatagramProtocol):
-    def __init__(self, server: BootstrapServer) -> None:
-        self.server = server
-
-    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        self.server._on_datagram((str(addr[0]), int(addr[1])), data)
-
-    def error_received(self, exc: Exception) -> None:
-        log.debug("bootstrap server socket error %r", exc)
-
-
 class BootstrapServer:
     """The bootstrap server on a real UDP socket (127.0.0.1 by default)."""
 
@@ -599,7 +589,7 @@ class BootstrapServer:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         transport, _ = await self._loop.create_datagram_endpoint(
-            lambda: _Protocol(self), local_addr=(self.host, self.port)
+            lambda: UdpServerProtocol(self._on_datagram), local_addr=(self.host, self.port)
         )
         self._transport = transport
         self.port = transport.get_extra_info("sockname")[1]
@@ -608,6 +598,7 @@ class BootstrapServer:
         if self._transport is not None:
             self._transport.close()
             self._transport = None
+            await asyncio.sleep(0)  # the socket closes on the next loop pass (as TestbedServer)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

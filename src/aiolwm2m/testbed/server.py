@@ -42,12 +42,14 @@ from aiolwm2m.testbed.operations import (
 log = logging.getLogger("aiolwm2m.testbed")
 
 
-class _Protocol(asyncio.DatagramProtocol):
-    def __init__(self, server: TestbedServer) -> None:
-        self.server = server
+class UdpServerProtocol(asyncio.DatagramProtocol):
+    """The listening socket of a testbed server (LwM2M or bootstrap): datagrams to a core."""
+
+    def __init__(self, on_datagram: Callable[[Address, bytes], None]) -> None:
+        self.on_datagram = on_datagram
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
-        self.server._on_datagram((str(addr[0]), int(addr[1])), data)
+        self.on_datagram((str(addr[0]), int(addr[1])), data)
 
     def error_received(self, exc: Exception) -> None:
         log.debug("server socket error %r", exc)
@@ -181,7 +183,7 @@ class TestbedServer:
             self._pump()
             return
         transport, _ = await self._loop.create_datagram_endpoint(
-            lambda: _Protocol(self), local_addr=(self.host, self.port)
+            lambda: UdpServerProtocol(self._on_datagram), local_addr=(self.host, self.port)
         )
         self._transport = transport
         self.port = transport.get_extra_info("sockname")[1]
