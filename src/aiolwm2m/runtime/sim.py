@@ -3,8 +3,10 @@
 Everything here is deterministic for a given seed: time only moves when the
 scheduler runs the next due callback, so a one-week backoff costs a few
 microseconds. Clients are :class:`EngineDriver` subclasses like the asyncio
-client, and servers wrap the same :class:`ServerCore` as the UDP testbed, so a
-virtual-clock test exercises production code, not a model of it.
+client; the simulated servers (:mod:`aiolwm2m.testbed.sim`) wrap the same
+sans-IO cores as the UDP testbed, so a virtual-clock test exercises
+production code, not a model of it. This module knows nothing of servers:
+the testbed builds on the runtime, never the other way round.
 
 The network knows what a test needs: per-datagram latency and loss, a global
 outage ("cable pulled": everything silently dropped), DNS names that do or do
@@ -15,31 +17,30 @@ DTLS is modelled, not run: the virtual clock cannot drive mbedtls' wall-clock
 timers. A ``coaps://`` link sends a marker "ClientHello" datagram on the
 :class:`~aiolwm2m.dtls.policy.HandshakeTiming` schedule the real session uses
 (RFC 6347 §4.2.4: re-sent after 1, 2, 4… s, failing once a wait of the
-maximum elapsed unanswered); a :class:`SimServer` with ``dtls=`` answers it
-per its :class:`HandshakeOutcome` (accept, reject with an alert, or stay
-silent) and drops any other datagram from a peer without a session, as a real
-DTLS server does. Outcomes map to the same link failures as the real runtime
+maximum elapsed unanswered); a simulated server with ``dtls=``
+(:class:`aiolwm2m.testbed.sim.SimServer`) answers it per its
+``HandshakeOutcome`` (accept, reject with an alert, or stay silent) and
+drops any other datagram from a peer without a session, as a real DTLS
+server does. Outcomes map to the same link failures as the real runtime
 (``HANDSHAKE_TIMEOUT``, ``SECURE``, ``NETWORK``). The model is one flight per
 handshake; the cookie exchange and the cryptography are not simulated.
 """
 
 from __future__ import annotations
 
-import enum
 import heapq
 import itertools
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from aiolwm2m.client import events as ev
 from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.client.engine import LinkFailure, ObjectTree, OpenLink
-from aiolwm2m.coap.params import TransmissionParameters
 from aiolwm2m.runtime.driver import EngineDriver
-from aiolwm2m.testbed.core import Address, ServerCore
-from aiolwm2m.testbed.operations import OperationRequest
+
+#: A simulated socket address, as on a real network: (IP, port).
+Address = tuple[str, int]
 
 
 class TimerHandle:
@@ -104,14 +105,6 @@ class VirtualClock:
                 return predicate()
             self.step()
         return True
-
-
-class HandshakeOutcome(enum.Enum):
-    """How a simulated DTLS server answers a handshake."""
-
-    ACCEPT = "accept"
-    REJECT = "reject"  # fatal alert, e.g. wrong PSK or refused certificate
-    SILENT = "silent"  # never answers: the client's handshake times out
 
 
 #: Marker datagrams of the handshake model (DTLS 1.2 record headers, then a tag).
@@ -366,138 +359,13 @@ class _SimHandshake:
             )
 
 
-class SansIoCore(Protocol):
-    """What a simulated host drives: the testbed server or bootstrap server core."""
-
-    def datagram_received(self, addr: Address, data: bytes, now: float) -> None: ...
-
-    def handle_timer(self, now: float) -> None: ...
-
-    def next_timer(self) -> float | None: ...
-
-    def datagrams_to_send(self) -> list[tuple[Address, bytes]]: ...
-
-
-class SimHost:
-    """A sans-IO server core bound to an address on the simulated network.
-
-    The one place that turns a core's datagrams and timer into simulated
-    network traffic and clock callbacks, for every simulated server.
-    """
-
-    def __init__(self, net: SimNetwork, addr: Address, core: SansIoCore) -> None:
-        self.net = net
-        self.addr = addr
-        self.host_core = core
-        self._timer: TimerHandle | None = None
-        self.running = False
-
-    @property
-    def uri(self) -> str:
-        return f"coap://{self.addr[0]}:{self.addr[1]}"
-
-    def start(self) -> None:
-        self.net.bind(self.addr, self._on_datagram)
-        self.running = True
-        self._pump()
-
-    def stop(self) -> None:
-        """Close the port: clients' connected sockets now get ICMP port-unreachable."""
-        self.net.unbind(self.addr)
-        self.running = False
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _on_datagram(self, src: Address, data: bytes) -> None:
-        self.host_core.datagram_received(src, data, self.net.clock.now)
-        self._pump()
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self.host_core.handle_timer(self.net.clock.now)
-        self._pump()
-
-    def _deliver(self, dst: Address) -> bool:
-        """Whether a datagram the core sends to ``dst`` goes out (DTLS: needs a session)."""
-        return True
-
-    def _pump(self) -> None:
-        if not self.running:
-            return
-        for dst, data in self.host_core.datagrams_to_send():
-            if self._deliver(dst):
-                self.net.send(self.addr, dst, data)
-        if self._timer is not None:
-            self._timer.cancel()
-        when = self.host_core.next_timer()
-        self._timer = self.net.clock.call_at(when, self._on_timer) if when is not None else None
-
-
-class SimServer(SimHost):
-    """A :class:`ServerCore` bound to an address on the simulated network.
-
-    With ``dtls=`` it is a (modelled) DTLS server: ``handshake`` says how it
-    answers handshakes and may be changed at any time; ``handshakes`` records
-    (time, peer) of every ClientHello; datagrams from peers without a session
-    are dropped and counted in ``dropped_without_session``. ``restart()``
-    forgets every session.
-    """
-
-    def __init__(
-        self,
-        net: SimNetwork,
-        addr: Address = ("10.0.0.1", 5683),
-        *,
-        params: TransmissionParameters | None = None,
-        dtls: HandshakeOutcome | None = None,
-    ) -> None:
-        self.handshake = dtls
-        self.sessions: set[Address] = set()
-        self.handshakes: list[tuple[float, Address]] = []
-        self.dropped_without_session = 0
-        self.core = ServerCore(
-            params=params or TransmissionParameters(), rng=random.Random(net.rng.random())
-        )
-        super().__init__(net, addr, self.core)
-
-    @property
-    def uri(self) -> str:
-        scheme = "coap" if self.handshake is None else "coaps"
-        return f"{scheme}://{self.addr[0]}:{self.addr[1]}"
-
-    def restart(self) -> None:
-        self.stop()
-        self.core.forget_peers()
-        self.sessions.clear()
-        self.start()
-
-    def start_operation(self, endpoint: str, request: OperationRequest) -> int:
-        """Send an LwM2M operation now; its answer comes from ``core.next_response()``."""
-        key = self.core.start_operation(endpoint, request, self.net.clock.now)
-        self._pump()
-        return key
-
-    def _on_datagram(self, src: Address, data: bytes) -> None:
-        if self.handshake is not None and not self._dtls_datagram(src, data):
-            return
-        super()._on_datagram(src, data)
-
-    def _dtls_datagram(self, src: Address, data: bytes) -> bool:
-        """Run the handshake model; True when ``data`` is a record of an open session."""
-        if data == SIM_CLIENT_HELLO:
-            self.handshakes.append((self.net.clock.now, src))
-            self.sessions.discard(src)
-            if self.handshake is HandshakeOutcome.ACCEPT:
-                self.sessions.add(src)
-                self.net.send(self.addr, src, SIM_SERVER_FINISHED)
-            elif self.handshake is HandshakeOutcome.REJECT:
-                self.net.send(self.addr, src, SIM_FATAL_ALERT)
-            return False
-        if src not in self.sessions:
-            self.dropped_without_session += 1
-            return False
-        return True
-
-    def _deliver(self, dst: Address) -> bool:
-        return self.handshake is None or dst in self.sessions
+__all__ = [
+    "SIM_CLIENT_HELLO",
+    "SIM_FATAL_ALERT",
+    "SIM_SERVER_FINISHED",
+    "Address",
+    "SimClient",
+    "SimNetwork",
+    "TimerHandle",
+    "VirtualClock",
+]

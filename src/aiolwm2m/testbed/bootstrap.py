@@ -1,4 +1,4 @@
-"""Testbed LwM2M Bootstrap-Server: sans-IO core, asyncio UDP wrapper, simulated host.
+"""Testbed LwM2M Bootstrap-Server: sans-IO core and asyncio UDP wrapper.
 
 Configured from a TOML file (see ``examples/bootstrap.toml`` and
 ``docs/bootstrap.md``): per endpoint name (and a default) the LwM2M Server
@@ -52,7 +52,6 @@ from aiolwm2m.coap.params import TransmissionParameters
 from aiolwm2m.errors import ConfigError
 from aiolwm2m.lwm2m import ContentFormat, Path, Record, Value, encode, linkformat
 from aiolwm2m.lwm2m.formats import LinkFormatError
-from aiolwm2m.runtime.sim import SimHost, SimNetwork
 from aiolwm2m.testbed.core import Address, FaultKind, ServerEvent
 from aiolwm2m.testbed.server import UdpServerProtocol
 
@@ -653,41 +652,11 @@ class BootstrapServer:
         self._timer = self._loop.call_at(when, self._on_timer) if when is not None else None
 
 
-# -- simulated host ---------------------------------------------------------------------------
-
-
-class SimBootstrapServer(SimHost):
-    """A :class:`BootstrapCore` bound to an address on the simulated network."""
-
-    def __init__(
-        self,
-        net: SimNetwork,
-        config: BootstrapConfig,
-        addr: Address = ("10.0.0.9", 5683),
-        *,
-        params: TransmissionParameters | None = None,
-    ) -> None:
-        self.core = BootstrapCore(
-            config, params or TransmissionParameters(), random.Random(net.rng.random())
-        )
-        super().__init__(net, addr, self.core)
-
-    def push(self, client: Address, endpoint: str) -> bool:
-        """Server-initiated bootstrap of the client socket at ``client``."""
-        started = self.core.push(client, endpoint, self.net.clock.now)
-        self._pump()
-        return started
-
-    def kinds(self, endpoint: str | None = None) -> list[str]:
-        return [e.kind for e in self.core.history if endpoint in (None, e.endpoint)]
-
-
 __all__ = [
     "BootstrapConfig",
     "BootstrapCore",
     "BootstrapFault",
     "BootstrapServer",
     "ProvisionedServer",
-    "SimBootstrapServer",
     "load_bootstrap_config",
 ]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from simkit import MakeClient, client_factory
 
-from aiolwm2m.runtime.sim import SimNetwork, SimServer
+from aiolwm2m.runtime.sim import SimNetwork
+from aiolwm2m.testbed.sim import SimServer
 
 
 @pytest.fixture

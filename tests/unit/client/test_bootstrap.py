@@ -25,14 +25,10 @@ from aiolwm2m.coap.params import TransmissionParameters
 from aiolwm2m.errors import StorageError
 from aiolwm2m.lwm2m import ContentFormat, Path, Record, decode, encode, linkformat, load_builtin
 from aiolwm2m.lwm2m.linkformat import ObjectEntry
-from aiolwm2m.runtime.sim import HandshakeOutcome, SimClient, SimNetwork, SimServer
-from aiolwm2m.testbed.bootstrap import (
-    BootstrapConfig,
-    BootstrapFault,
-    ProvisionedServer,
-    SimBootstrapServer,
-)
+from aiolwm2m.runtime.sim import SimClient, SimNetwork
+from aiolwm2m.testbed.bootstrap import BootstrapConfig, BootstrapFault, ProvisionedServer
 from aiolwm2m.testbed.core import Address, FaultKind, FaultRule, Operation
+from aiolwm2m.testbed.sim import HandshakeOutcome, SimBootstrapServer, SimServer
 
 BS_URI = "coap://10.0.0.9:5683"
 VALUE_FORMATS = [

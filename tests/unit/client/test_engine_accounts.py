@@ -11,9 +11,10 @@ import random
 
 from aiolwm2m.client.config import ClientConfig, ServerAccount
 from aiolwm2m.client.engine import ServerState
-from aiolwm2m.runtime.sim import SimClient, SimNetwork, SimServer
-from aiolwm2m.testbed.bootstrap import BootstrapConfig, ProvisionedServer, SimBootstrapServer
+from aiolwm2m.runtime.sim import SimClient, SimNetwork
+from aiolwm2m.testbed.bootstrap import BootstrapConfig, ProvisionedServer
 from aiolwm2m.testbed.operations import read_request
+from aiolwm2m.testbed.sim import SimBootstrapServer, SimServer
 
 
 def test_server_object_shows_the_bootstrapped_account() -> None:

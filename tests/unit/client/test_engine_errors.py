@@ -15,7 +15,8 @@ from aiolwm2m.client import events as ev
 from aiolwm2m.client.config import RegistrationConfig
 from aiolwm2m.client.engine import ServerState
 from aiolwm2m.client.policy import RetrySettings
-from aiolwm2m.runtime.sim import SimNetwork, SimServer
+from aiolwm2m.runtime.sim import SimNetwork
+from aiolwm2m.testbed.sim import SimServer
 
 DAY = 86_400.0
 

@@ -23,9 +23,10 @@ from aiolwm2m.client.engine import ServerState
 from aiolwm2m.client.policy import RetrySettings
 from aiolwm2m.coap.layer import MessageLayer
 from aiolwm2m.coap.message import Code, Message
-from aiolwm2m.runtime.sim import HandshakeOutcome, SimClient, SimNetwork, SimServer
-from aiolwm2m.testbed.bootstrap import BootstrapConfig, ProvisionedServer, SimBootstrapServer
+from aiolwm2m.runtime.sim import SimClient, SimNetwork
+from aiolwm2m.testbed.bootstrap import BootstrapConfig, ProvisionedServer
 from aiolwm2m.testbed.core import FaultKind, FaultRule, Operation
+from aiolwm2m.testbed.sim import HandshakeOutcome, SimBootstrapServer, SimServer
 
 BS_ADDR = ("10.0.0.9", 5683)
 BS_URI = f"coap://{BS_ADDR[0]}:{BS_ADDR[1]}"

@@ -13,8 +13,9 @@ from simkit import MakeClient, account, requests_to
 from aiolwm2m.client import events as ev
 from aiolwm2m.client.engine import ServerState
 from aiolwm2m.coap.message import Code
-from aiolwm2m.runtime.sim import SimNetwork, SimServer
+from aiolwm2m.runtime.sim import SimNetwork
 from aiolwm2m.testbed.core import FaultKind, FaultRule, Operation
+from aiolwm2m.testbed.sim import SimServer
 
 
 def test_register_carries_endpoint_lifetime_version_binding_and_objects(

@@ -7,7 +7,8 @@ from simkit import MakeClient, account
 
 from aiolwm2m.client import events as ev
 from aiolwm2m.client.engine import ServerState
-from aiolwm2m.runtime.sim import SimClient, SimNetwork, SimServer
+from aiolwm2m.runtime.sim import SimClient, SimNetwork
+from aiolwm2m.testbed.sim import SimServer
 
 
 def servers(net: SimNetwork, n: int) -> list[SimServer]:

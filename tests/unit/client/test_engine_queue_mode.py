@@ -7,7 +7,8 @@ import pytest
 from simkit import CON_GIVES_UP_AFTER, FakeTree, MakeClient, requests_to
 
 from aiolwm2m.client import events as ev
-from aiolwm2m.runtime.sim import SimNetwork, SimServer
+from aiolwm2m.runtime.sim import SimNetwork
+from aiolwm2m.testbed.sim import SimServer
 
 MTW = CON_GIVES_UP_AFTER  # MAX_TRANSMIT_WAIT with EXACT_COAP: 62 s
 

@@ -16,7 +16,8 @@ from aiolwm2m.client import events as ev
 from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.client.engine import ClientEngine, LinkFailure, OpenLink
 from aiolwm2m.client.policy import ReconnectPolicy, RetrySettings
-from aiolwm2m.runtime.sim import SimClient, SimNetwork, SimServer
+from aiolwm2m.runtime.sim import SimClient, SimNetwork
+from aiolwm2m.testbed.sim import SimServer
 
 WEEK = 604_800.0
 DAY = 86_400.0

@@ -21,8 +21,9 @@ from aiolwm2m.client.policy import ReconnectPolicy, RetrySettings
 from aiolwm2m.coap.message import Code
 from aiolwm2m.coap.params import TransmissionParameters
 from aiolwm2m.lwm2m.tree import Instance
-from aiolwm2m.runtime.sim import SimClient, SimNetwork, SimServer
+from aiolwm2m.runtime.sim import SimClient, SimNetwork
 from aiolwm2m.testbed.operations import observe_request
+from aiolwm2m.testbed.sim import SimServer
 
 
 def device(

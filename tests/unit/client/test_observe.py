@@ -28,13 +28,14 @@ from aiolwm2m.lwm2m.model import Value
 from aiolwm2m.lwm2m.path import Path
 from aiolwm2m.lwm2m.tree import Instance
 from aiolwm2m.lwm2m.values import Record
-from aiolwm2m.runtime.sim import SimClient, SimNetwork, SimServer
+from aiolwm2m.runtime.sim import SimClient, SimNetwork
 from aiolwm2m.testbed.operations import (
     OperationRequest,
     OperationResult,
     observe_request,
     write_attributes_request,
 )
+from aiolwm2m.testbed.sim import SimServer
 
 TEMP = Path.of(3303, 0, 5700)
 TEXT = 0

@@ -33,7 +33,7 @@ from aiolwm2m.lwm2m.formats import senml_cbor, senml_json, tlv
 from aiolwm2m.lwm2m.objects import DeviceInfo, HostNetwork, Platform, Right, build_default_tree
 from aiolwm2m.lwm2m.tree import Instance
 from aiolwm2m.lwm2m.values import Record, records_to_dict
-from aiolwm2m.runtime.sim import SimClient, SimNetwork, SimServer
+from aiolwm2m.runtime.sim import SimClient, SimNetwork
 from aiolwm2m.testbed.core import Address, FaultKind, FaultRule, Operation, ServerCore
 from aiolwm2m.testbed.operations import (
     OperationRequest,
@@ -43,6 +43,7 @@ from aiolwm2m.testbed.operations import (
     read_request,
     write_request,
 )
+from aiolwm2m.testbed.sim import SimServer
 
 TYPES = load_builtin().type_of
 T0 = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)

@@ -39,7 +39,8 @@ from aiolwm2m.client.storage import (
     open_store,
 )
 from aiolwm2m.coap.message import Code, Message, MessageType, OptionNumber, decode, encode
-from aiolwm2m.runtime.sim import SimNetwork, SimServer
+from aiolwm2m.runtime.sim import SimNetwork
+from aiolwm2m.testbed.sim import SimServer
 
 URI = "coap://10.0.0.1:5683"
 

@@ -20,14 +20,9 @@ from aiolwm2m.client.engine import ServerState
 from aiolwm2m.client.policy import RetrySettings
 from aiolwm2m.coap.params import TransmissionParameters
 from aiolwm2m.dtls.policy import HandshakeTiming
-from aiolwm2m.runtime.sim import (
-    SIM_CLIENT_HELLO,
-    HandshakeOutcome,
-    SimClient,
-    SimNetwork,
-    SimServer,
-)
+from aiolwm2m.runtime.sim import SIM_CLIENT_HELLO, SimClient, SimNetwork
 from aiolwm2m.testbed.core import FaultKind, FaultRule, Operation
+from aiolwm2m.testbed.sim import HandshakeOutcome, SimServer
 
 #: ACK_RANDOM_FACTOR 1: a CON gives up exactly 2+4+8+16+32 = 62 s after it was sent.
 EXACT_COAP = TransmissionParameters(ack_timeout=2.0, ack_random_factor=1.0)
