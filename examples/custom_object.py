@@ -18,7 +18,8 @@ import asyncio
 import math
 import time
 
-from aiolwm2m.client.config import ClientConfig, ServerAccount
+from aiolwm2m.accounts import ServerAccount
+from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.client.engine import NotAllowedError
 from aiolwm2m.client.operations import default_objects
 from aiolwm2m.lwm2m.tree import ExecuteArguments, Instance

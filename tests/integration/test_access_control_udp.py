@@ -13,7 +13,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from aiolwm2m.client.config import ClientConfig, ServerAccount
+from aiolwm2m.accounts import ServerAccount
+from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.client.operations import default_objects
 from aiolwm2m.coap.message import Code
 from aiolwm2m.coap.params import TransmissionParameters

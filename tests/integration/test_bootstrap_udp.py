@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from aiolwm2m.accounts import RetrySettings, ServerAccount
 from aiolwm2m.client import events as ev
-from aiolwm2m.client.config import ClientConfig, ServerAccount
+from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.client.engine import ServerState
-from aiolwm2m.client.policy import RetrySettings
 from aiolwm2m.coap.params import TransmissionParameters
 from aiolwm2m.runtime.aio import Client
 from aiolwm2m.testbed.bootstrap import BootstrapConfig, BootstrapServer, ProvisionedServer

@@ -20,9 +20,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from aiolwm2m.accounts import RetrySettings, ServerAccount
 from aiolwm2m.client import events as ev
-from aiolwm2m.client.config import ClientConfig, ServerAccount
-from aiolwm2m.client.policy import ReconnectPolicy, RetrySettings
+from aiolwm2m.client.config import ClientConfig
+from aiolwm2m.client.policy import ReconnectPolicy
 from aiolwm2m.coap.params import TransmissionParameters
 from aiolwm2m.runtime.aio import Client
 from aiolwm2m.testbed.core import FaultKind, FaultRule, Operation

@@ -16,17 +16,16 @@ from typing import Any
 
 import pytest
 
-from aiolwm2m.client import events as ev
-from aiolwm2m.client.config import (
-    ClientConfig,
+from aiolwm2m.accounts import (
     InvalidParameters,
+    RetrySettings,
     SecurityMode,
     ServerAccount,
-    load_config,
     parse_server_uri,
 )
+from aiolwm2m.client import events as ev
+from aiolwm2m.client.config import ClientConfig, load_config
 from aiolwm2m.client.engine import LinkFailure, ServerState
-from aiolwm2m.client.policy import RetrySettings
 from aiolwm2m.coap.message import Code, Message, MessageType, make_options
 from aiolwm2m.coap.params import TransmissionParameters
 from aiolwm2m.dtls.certs import (

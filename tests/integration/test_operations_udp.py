@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from aiolwm2m.client.config import ClientConfig, ServerAccount
+from aiolwm2m.accounts import ServerAccount
+from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.client.engine import NotAllowedError
 from aiolwm2m.client.operations import default_objects
 from aiolwm2m.coap.message import Code

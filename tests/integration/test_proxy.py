@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from aiolwm2m.client.config import ClientConfig, ServerAccount
-from aiolwm2m.client.policy import RetrySettings
+from aiolwm2m.accounts import RetrySettings, ServerAccount
+from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.coap.message import (
     Code,
     Message,

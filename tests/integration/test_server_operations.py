@@ -18,9 +18,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from aiolwm2m.accounts import RetrySettings, ServerAccount
 from aiolwm2m.cli.server_cmd import CommandShell
-from aiolwm2m.client.config import ClientConfig, ServerAccount
-from aiolwm2m.client.policy import RetrySettings
+from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.coap.message import Code, Message, OptionNumber, encode_uint
 from aiolwm2m.coap.params import TransmissionParameters
 from aiolwm2m.lwm2m.ddf import load_builtin

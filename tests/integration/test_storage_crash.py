@@ -29,8 +29,9 @@ from typing import Any, TextIO
 
 import pytest
 
+from aiolwm2m.accounts import ServerAccount
 from aiolwm2m.client.bootstrap import Provisioning
-from aiolwm2m.client.config import ClientConfig, ServerAccount
+from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.client.engine import Notification, RegistrationRecord, Snapshot
 from aiolwm2m.client.storage import Store
 from aiolwm2m.coap.message import Code, Message, MessageType

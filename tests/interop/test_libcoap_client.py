@@ -28,7 +28,8 @@ from pathlib import Path
 import cbor2
 import pytest
 
-from aiolwm2m.client.config import ClientConfig, ServerAccount
+from aiolwm2m.accounts import ServerAccount
+from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.client.operations import Operations, default_objects
 from aiolwm2m.coap.message import Code, Message, code_str, is_response
 from aiolwm2m.lwm2m import linkformat

@@ -24,8 +24,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from aiolwm2m.accounts import ServerAccount
 from aiolwm2m.client import events as ev
-from aiolwm2m.client.config import ClientConfig, ServerAccount
+from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.coap.message import Code, Message
 from aiolwm2m.coap.params import TransmissionParameters
 from aiolwm2m.dtls import HandshakeTiming

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import pytest
 
+from aiolwm2m.accounts import ServerAccount
 from aiolwm2m.client import events as ev
-from aiolwm2m.client.config import ClientConfig, ServerAccount
+from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.client.observe import ObserveSettings
 from aiolwm2m.client.operations import Operations, default_objects
 from aiolwm2m.lwm2m.path import Path as LwPath

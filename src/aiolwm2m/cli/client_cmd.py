@@ -9,8 +9,9 @@ import signal
 import sys
 from typing import Any
 
+from aiolwm2m.accounts import ServerAccount
 from aiolwm2m.cli.output import emit, event_json, event_line
-from aiolwm2m.client.config import ClientConfig, ServerAccount, load_config
+from aiolwm2m.client.config import ClientConfig, load_config
 from aiolwm2m.client.events import Event
 from aiolwm2m.errors import ConfigError
 from aiolwm2m.runtime.aio import Client

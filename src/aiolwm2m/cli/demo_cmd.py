@@ -19,10 +19,11 @@ import random
 import secrets
 from typing import Any
 
+from aiolwm2m.accounts import RetrySettings, ServerAccount
 from aiolwm2m.cli.output import emit, event_json, event_line
-from aiolwm2m.client.config import ClientConfig, ServerAccount
+from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.client.events import Event
-from aiolwm2m.client.policy import ReconnectPolicy, RetrySettings
+from aiolwm2m.client.policy import ReconnectPolicy
 from aiolwm2m.coap.params import TransmissionParameters
 from aiolwm2m.dtls.credentials import PskCredentials
 from aiolwm2m.dtls.server import ServerSecurity

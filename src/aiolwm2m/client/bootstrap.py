@@ -40,15 +40,15 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from aiolwm2m.client.config import (
-    ClientConfig,
+from aiolwm2m.accounts import (
     InvalidParameters,
+    RetrySettings,
     SecurityMode,
     ServerAccount,
     check_security,
     parse_server_uri,
 )
-from aiolwm2m.client.policy import RetrySettings
+from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.coap.message import CoapDecodeError, Code, Message, OptionNumber, encode_uint
 from aiolwm2m.errors import ConfigError, Lwm2mError, StorageError
 from aiolwm2m.lwm2m import (

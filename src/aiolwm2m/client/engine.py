@@ -26,10 +26,7 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from aiolwm2m.client import events as ev
-from aiolwm2m.client.bootstrap import BootstrapHandler, Provisioning
-from aiolwm2m.client.config import (
-    ClientConfig,
+from aiolwm2m.accounts import (
     InvalidParameters,
     ServerAccount,
     ServerUri,
@@ -37,6 +34,9 @@ from aiolwm2m.client.config import (
     check_security,
     parse_server_uri,
 )
+from aiolwm2m.client import events as ev
+from aiolwm2m.client.bootstrap import BootstrapHandler, Provisioning
+from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.client.policy import (
     Action,
     Failure,

@@ -58,7 +58,8 @@ from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable, 
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
-from aiolwm2m.client.config import ClientConfig, ServerAccount
+from aiolwm2m.accounts import ServerAccount
+from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.client.engine import Notification
 from aiolwm2m.client.observe import (
     InvalidObservationError,

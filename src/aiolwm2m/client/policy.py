@@ -15,6 +15,7 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from aiolwm2m.accounts import RetrySettings
 from aiolwm2m.errors import ConfigError
 
 
@@ -163,25 +164,6 @@ class ReconnectSchedule:
 class RetryProcedure(enum.Enum):
     LWM2M_1_1 = "lwm2m-1.1"
     BOOTSTRAP_IMMEDIATELY = "bootstrap-immediately"
-
-
-@dataclass(frozen=True)
-class RetrySettings:
-    """Server object resources 16–20 (TS 1.1.1 table 6.2.1.1-1 defaults)."""
-
-    bootstrap_on_registration_failure: bool = True
-    communication_retry_count: int = 5
-    communication_retry_timer: float = 60.0
-    communication_sequence_delay_timer: float = 86_400.0
-    communication_sequence_retry_count: int = 1
-
-    def __post_init__(self) -> None:
-        if self.communication_retry_count < 1:
-            raise ConfigError("communication_retry_count must be >= 1")
-        if self.communication_sequence_retry_count < 1:
-            raise ConfigError("communication_sequence_retry_count must be >= 1")
-        if self.communication_retry_timer < 0 or self.communication_sequence_delay_timer < 0:
-            raise ConfigError("communication timers must be >= 0")
 
 
 #: Sequence Delay Timer value meaning "no further sequence" (TS: MAX_VALUE).

@@ -25,7 +25,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from aiolwm2m.client.config import SecurityMode, ServerAccount
+from aiolwm2m.accounts import SecurityMode, ServerAccount
 from aiolwm2m.client.engine import LinkFailure
 from aiolwm2m.dtls.aio import DtlsDatagramConnection
 from aiolwm2m.dtls.credentials import CertificateCredentials, DtlsCredentials, PskCredentials

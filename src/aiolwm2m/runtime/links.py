@@ -13,7 +13,8 @@ import socket
 from collections.abc import Callable
 from typing import Protocol
 
-from aiolwm2m.client.config import ClientConfig, ServerAccount, ServerUri, check_security
+from aiolwm2m.accounts import ServerAccount, ServerUri, check_security
+from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.client.engine import LinkFailure
 from aiolwm2m.dtls.aio import dtls_client_connect
 from aiolwm2m.dtls.errors import DtlsHandshakeError

@@ -37,7 +37,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path as FsPath
 from typing import Any
 
-from aiolwm2m.client.config import SecurityMode, hex_or_text, read_toml
+from aiolwm2m.accounts import SecurityMode
+from aiolwm2m.client.config import hex_or_text, read_toml
 from aiolwm2m.coap.layer import ExchangeResult, IncomingRequest, MessageLayer, Outcome
 from aiolwm2m.coap.message import (
     CoapDecodeError,

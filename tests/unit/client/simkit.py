@@ -11,9 +11,10 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from aiolwm2m.client.config import ClientConfig, ServerAccount
+from aiolwm2m.accounts import RetrySettings, ServerAccount
+from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.client.engine import Notification
-from aiolwm2m.client.policy import ReconnectPolicy, RetrySettings
+from aiolwm2m.client.policy import ReconnectPolicy
 from aiolwm2m.coap.message import (
     Code,
     Message,

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import pytest
 from simkit import EXACT_COAP, account, requests_to
 
+from aiolwm2m.accounts import RetrySettings, SecurityMode, ServerAccount
 from aiolwm2m.client import events as ev
 from aiolwm2m.client.bootstrap import (
     BootstrapHandler,
@@ -17,9 +18,8 @@ from aiolwm2m.client.bootstrap import (
     Provisioning,
 )
 from aiolwm2m.client.bootstrap import Operation as BsOp
-from aiolwm2m.client.config import ClientConfig, SecurityMode, ServerAccount
+from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.client.engine import BootstrapPhase, ServerState
-from aiolwm2m.client.policy import RetrySettings
 from aiolwm2m.coap.message import Code, Message, MessageType, make_options
 from aiolwm2m.coap.params import TransmissionParameters
 from aiolwm2m.errors import StorageError

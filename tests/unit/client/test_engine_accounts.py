@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import random
 
-from aiolwm2m.client.config import ClientConfig, ServerAccount
+from aiolwm2m.accounts import ServerAccount
+from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.client.engine import ServerState
 from aiolwm2m.runtime.sim import SimClient, SimNetwork
 from aiolwm2m.testbed.bootstrap import BootstrapConfig, ProvisionedServer

@@ -11,10 +11,10 @@ from __future__ import annotations
 import pytest
 from simkit import MakeClient, ScriptedServer, account
 
+from aiolwm2m.accounts import RetrySettings
 from aiolwm2m.client import events as ev
 from aiolwm2m.client.config import RegistrationConfig
 from aiolwm2m.client.engine import ServerState
-from aiolwm2m.client.policy import RetrySettings
 from aiolwm2m.runtime.sim import SimNetwork
 from aiolwm2m.testbed.sim import SimServer
 

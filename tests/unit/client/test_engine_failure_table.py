@@ -22,9 +22,10 @@ from simkit import (
     registered_answer,
 )
 
+from aiolwm2m.accounts import RetrySettings
 from aiolwm2m.client import events as ev
 from aiolwm2m.client.engine import ServerState
-from aiolwm2m.client.policy import Action, RetrySettings
+from aiolwm2m.client.policy import Action
 from aiolwm2m.coap.message import Code, Message
 from aiolwm2m.runtime.sim import SimClient, SimNetwork
 

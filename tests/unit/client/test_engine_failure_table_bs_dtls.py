@@ -17,10 +17,10 @@ from collections.abc import Iterator
 import pytest
 from simkit import CON_GIVES_UP_AFTER, EXACT_COAP, RST, FakeTree, ScriptedServer, account
 
+from aiolwm2m.accounts import RetrySettings, ServerAccount
 from aiolwm2m.client import events as ev
-from aiolwm2m.client.config import ClientConfig, ServerAccount
+from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.client.engine import ServerState
-from aiolwm2m.client.policy import RetrySettings
 from aiolwm2m.coap.layer import MessageLayer
 from aiolwm2m.coap.message import Code, Message
 from aiolwm2m.runtime.sim import SimClient, SimNetwork

@@ -12,10 +12,11 @@ import random
 import pytest
 from simkit import EXACT_COAP, FakeTree, MakeClient, account
 
+from aiolwm2m.accounts import RetrySettings
 from aiolwm2m.client import events as ev
 from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.client.engine import ClientEngine, LinkFailure, OpenLink
-from aiolwm2m.client.policy import ReconnectPolicy, RetrySettings
+from aiolwm2m.client.policy import ReconnectPolicy
 from aiolwm2m.runtime.sim import SimClient, SimNetwork
 from aiolwm2m.testbed.sim import SimServer
 

@@ -13,11 +13,12 @@ import random
 
 import pytest
 
+from aiolwm2m.accounts import RetrySettings, ServerAccount
 from aiolwm2m.client import events as ev
-from aiolwm2m.client.config import ClientConfig, ServerAccount
+from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.client.observe import ObserveSettings
 from aiolwm2m.client.operations import Operations, default_objects
-from aiolwm2m.client.policy import ReconnectPolicy, RetrySettings
+from aiolwm2m.client.policy import ReconnectPolicy
 from aiolwm2m.coap.message import Code
 from aiolwm2m.coap.params import TransmissionParameters
 from aiolwm2m.lwm2m.tree import Instance

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aiolwm2m.client.config import ClientConfig, ServerAccount
+from aiolwm2m.accounts import ServerAccount
+from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.client.engine import Notification
 from aiolwm2m.client.observe import (
     SEQUENCE_MODULUS,

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from simkit import CON_GIVES_UP_AFTER, MakeClient, account, client_factory, requests_to
 
-from aiolwm2m.client.config import ClientConfig, ServerAccount
+from aiolwm2m.accounts import ServerAccount
+from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.client.engine import NotAllowedError, ServerState
 from aiolwm2m.client.events import ErrorCode, SendFinished
 from aiolwm2m.client.operations import (

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from aiolwm2m.accounts import SecurityMode, ServerAccount
 from aiolwm2m.cli import certs_cmd
 from aiolwm2m.cli.server_cmd import security_from_args
-from aiolwm2m.client.config import SecurityMode, ServerAccount
 from aiolwm2m.client.engine import LinkFailure
 from aiolwm2m.dtls.certs import load_ca, write_device_certificate, write_test_pki
 from aiolwm2m.dtls.credentials import (

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
+from aiolwm2m.accounts import RetrySettings, ServerAccount
 from aiolwm2m.client import events as ev
-from aiolwm2m.client.config import ClientConfig, ServerAccount
+from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.client.engine import ServerState
-from aiolwm2m.client.policy import RetrySettings
 from aiolwm2m.coap.params import TransmissionParameters
 from aiolwm2m.dtls.policy import HandshakeTiming
 from aiolwm2m.runtime.sim import SIM_CLIENT_HELLO, SimClient, SimNetwork

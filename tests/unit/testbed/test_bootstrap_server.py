@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
+from aiolwm2m.accounts import SecurityMode, ServerAccount
 from aiolwm2m.client.bootstrap import BootstrapHandler, Provisioning
-from aiolwm2m.client.config import ClientConfig, SecurityMode, ServerAccount
+from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.coap.layer import ExchangeResult, IncomingRequest, MessageLayer
 from aiolwm2m.coap.message import Code, Message, MessageType, decode, make_options
 from aiolwm2m.coap.params import TransmissionParameters

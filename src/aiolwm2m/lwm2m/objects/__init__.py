@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from aiolwm2m.client.config import ServerAccount
+from aiolwm2m.accounts import ServerAccount
 
 from ..ddf import ObjectRegistry
 from ..tree import ExecuteHook, ObjectTree

@@ -1,6 +1,6 @@
 """Server object (/1) instances built from the client's server accounts.
 
-Each :class:`~aiolwm2m.client.config.ServerAccount` is one /1 instance whose
+Each :class:`~aiolwm2m.accounts.ServerAccount` is one /1 instance whose
 resources mirror the account. A server that writes Lifetime, Default
 Minimum/Maximum Period, Notification Storing or Binding changes the account:
 the instance keeps the updated :class:`ServerAccount` in :attr:`account` and
@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from aiolwm2m.client.config import ServerAccount
+from aiolwm2m.accounts import ServerAccount
 
 from ..model import Value
 from ..tree import ExecuteArguments, Instance, MaybeAwaitable, ResourceValue
