@@ -33,10 +33,10 @@ from aiolwm2m.accounts import ServerAccount
 from aiolwm2m.client.bootstrap import Provisioning
 from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.client.engine import Notification, RegistrationRecord, Snapshot
-from aiolwm2m.client.storage import Store
 from aiolwm2m.coap.message import Code, Message, MessageType
 from aiolwm2m.coap.params import TransmissionParameters
 from aiolwm2m.runtime.aio import Client
+from aiolwm2m.runtime.storage import Store
 from aiolwm2m.testbed.server import TestbedServer
 
 KILLS = 200

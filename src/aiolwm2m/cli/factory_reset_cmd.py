@@ -13,8 +13,8 @@ import sys
 from typing import Any
 
 from aiolwm2m.client.config import load_config
-from aiolwm2m.client.storage import factory_reset
 from aiolwm2m.errors import ConfigError, StorageError
+from aiolwm2m.runtime.storage import factory_reset
 
 
 def add_parser(sub: Any) -> None:

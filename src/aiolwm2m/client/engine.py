@@ -149,7 +149,7 @@ class RegistrationRecord:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The engine state worth persisting (written by ``aiolwm2m.client.storage``).
+    """The engine state worth persisting (written by ``aiolwm2m.runtime.storage``).
 
     ``provisioning`` (:meth:`Provisioning.to_dict`, JSON-able and opaque to
     the store) is None while the servers are those of the factory

@@ -38,17 +38,17 @@ from aiolwm2m.client.operations import (
     TriggerUpdate,
     default_objects,
 )
-from aiolwm2m.client.storage import (
+from aiolwm2m.coap.message import Code, Message
+from aiolwm2m.lwm2m.formats import ContentFormat
+from aiolwm2m.lwm2m.path import Path
+from aiolwm2m.runtime.links import Link
+from aiolwm2m.runtime.storage import (
     Store,
     StoreReadError,
     StoreWriteError,
     factory_reset,
     open_store,
 )
-from aiolwm2m.coap.message import Code, Message
-from aiolwm2m.lwm2m.formats import ContentFormat
-from aiolwm2m.lwm2m.path import Path
-from aiolwm2m.runtime.links import Link
 
 log = logging.getLogger("aiolwm2m.client")
 

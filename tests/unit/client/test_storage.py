@@ -1,4 +1,4 @@
-"""Persistent client state (client/storage.py): round trips, damaged stores, failed
+"""Persistent client state (runtime/storage.py): round trips, damaged stores, failed
 writes, factory reset, and a client restarting on the virtual clock.
 
 Damaged stores are made the ways they happen in the field: random bytes, a
@@ -29,7 +29,9 @@ from aiolwm2m.client.engine import (
     ServerState,
     Snapshot,
 )
-from aiolwm2m.client.storage import (
+from aiolwm2m.coap.message import Code, Message, MessageType, OptionNumber, decode, encode
+from aiolwm2m.runtime.sim import SimNetwork
+from aiolwm2m.runtime.storage import (
     CorruptStore,
     InvalidStoredCredentials,
     Store,
@@ -38,8 +40,6 @@ from aiolwm2m.client.storage import (
     factory_reset,
     open_store,
 )
-from aiolwm2m.coap.message import Code, Message, MessageType, OptionNumber, decode, encode
-from aiolwm2m.runtime.sim import SimNetwork
 from aiolwm2m.testbed.sim import SimServer
 
 URI = "coap://10.0.0.1:5683"

@@ -51,6 +51,19 @@ from aiolwm2m.client.events import ErrorCode
 from aiolwm2m.coap.message import CoapDecodeError, decode, encode
 from aiolwm2m.errors import ConfigError, StorageError
 
+__all__ = [
+    "APPLICATION_ID",
+    "SCHEMA_VERSION",
+    "CorruptStore",
+    "InvalidStoredCredentials",
+    "Store",
+    "StoreReadError",
+    "StoreWriteError",
+    "factory_reset",
+    "move_aside",
+    "open_store",
+]
+
 #: ``PRAGMA application_id``: "LwM2" — marks the file as an aiolwm2m store.
 APPLICATION_ID = 0x4C774D32
 #: ``PRAGMA user_version``: bumped on any incompatible schema change.
