@@ -41,8 +41,11 @@ with an ETag; the representation is kept per (server, request) for
 following GETs with Block2 NUM > 0 get slices of the same bytes. A request
 with Block1 is assembled first (2.31 Continue per block, 4.08 on a gap, 4.13
 above ``max_body``) and then handled as one request; its final answer echoes
-Block1. A large notification carries the first block and is continued the
-same way (RFC 7959 §2.6).
+Block1. The exception is an Opaque Block1 Write to a resource whose instance
+is a :class:`~aiolwm2m.lwm2m.tree.BlockSink` (a firmware Package): each block
+is handed over as it comes, so the body is never held in memory. A large
+notification carries the first block and is continued the same way (RFC
+7959 §2.6).
 
 Server object executes and writes that concern the engine (Registration
 Update Trigger, Disable, a new lifetime) and instance creation/deletion are
@@ -124,6 +127,7 @@ from aiolwm2m.lwm2m.objects.server import (
 from aiolwm2m.lwm2m.path import Path, PathError, PathLevel
 from aiolwm2m.lwm2m.tree import (
     BadArgumentsError,
+    BlockSink,
     ExecuteHook,
     Instance,
     NotFoundError,
@@ -411,6 +415,8 @@ class Operations:
             max_szx=self.blockwise.szx,
             lifetime=self.blockwise.lifetime,
         )
+        # (ssid, resource path) of a streamed Block1 Write -> (next offset, expiry).
+        self._streams: dict[tuple[int, Path], tuple[int, float]] = {}
         self._servers: dict[int, _ServerState] = {}
         self._jobs: list[Job] = []
         self._actions: list[ClientAction] = []
@@ -494,6 +500,9 @@ class Operations:
             raise _Reply(Code.BAD_OPTION, f"unreadable block option: {exc}") from exc
         echo: Block1Result | None = None
         if block1 is not None:
+            streamed = self._streamed_write(ssid, request, block1, now)
+            if streamed is not None:
+                return streamed
             echo = self._block1.feed(request, now, key=(ssid, Block1Assembler.default_key(request)))
             if echo.status is not Block1Status.COMPLETE:
                 assert echo.code is not None
@@ -523,6 +532,67 @@ class Operations:
             return finish(result)
         inner = result.finish
         return _Deferred(result.awaitables, lambda values: finish(inner(values)))
+
+    def _streamed_write(
+        self, ssid: int, request: Message, block: Block, now: float
+    ) -> _Result | None:
+        """A Block1 Opaque Write to a :class:`BlockSink` resource, handed over block by block.
+
+        None when the request is not one (it is then assembled as usual).
+        Blocks must come in order; a repeat of the block just taken (our 2.31
+        was lost) gets the same answer, anything else 4.08.
+        """
+        if request.code not in (Code.PUT, Code.POST):
+            return None
+        if request.content_format != ContentFormat.OPAQUE:
+            return None
+        try:
+            path = Path.from_segments(request.uri_path)
+        except PathError:
+            return None
+        if path.level is not PathLevel.RESOURCE or path.object_id in HIDDEN_OBJECTS:
+            return None
+        assert path.object_id is not None and path.instance_id is not None
+        rid = path.resource_id
+        assert rid is not None
+        node = self.tree.objects.get(path.object_id)
+        inst = node.instances.get(path.instance_id) if node is not None else None
+        if not isinstance(inst, BlockSink) or not inst.streams(rid):
+            return None
+        if not self.tree.resource_def(path).operations.writable:
+            raise _Reply(Code.METHOD_NOT_ALLOWED, f"{path} is not writable")
+        self._require(ssid, path, Right.WRITE)
+        payload = request.payload
+        if len(payload) > block.size or (block.more and len(payload) != block.size):
+            raise _Reply(
+                Code.BAD_REQUEST, f"block {block.num} carries {len(payload)} bytes for {block.size}"
+            )
+        key = (ssid, path)
+        for stale in [k for k, (_, expires) in self._streams.items() if expires <= now]:
+            del self._streams[stale]
+        expected = self._streams.get(key)
+        offset = block.offset
+        if expected is not None and block.more and offset + len(payload) == expected[0]:
+            return self._stream_answer(block)  # a repeat of the block just taken
+        if block.num != 0 and (expected is None or offset != expected[0]):
+            where = "no transfer" if expected is None else f"{expected[0]} bytes taken"
+            raise _Reply(Code.REQUEST_ENTITY_INCOMPLETE, f"block at offset {offset}, {where}")
+        sink = inst
+        result = _call(lambda: sink.write_block(rid, offset, payload, block.more))
+        if block.more:
+            self._streams[key] = (offset + len(payload), now + self.blockwise.lifetime)
+        else:
+            self._streams.pop(key, None)
+        pending = [(path, result)] if is_awaitable(result) else []
+        return self._maybe_later(pending, lambda _: self._stream_answer(block))
+
+    def _stream_answer(self, block: Block) -> Message:
+        """2.31 (more to come) or 2.04 with Block1 echoed; a smaller SZX states our preference."""
+        szx = min(block.szx, self.blockwise.szx)
+        num = block.num if szx == block.szx else block.offset // (1 << (szx + 4))
+        response = Message(code=Code.CONTINUE if block.more else Code.CHANGED)
+        response.add(OptionNumber.BLOCK1, Block(num, block.more, szx).encode())
+        return response
 
     @staticmethod
     def _representation_key(ssid: int, request: Message) -> Hashable:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import TypeAlias, TypeVar, cast
+from typing import Protocol, TypeAlias, TypeVar, cast, runtime_checkable
 
 from aiolwm2m.errors import Lwm2mError
 
@@ -37,6 +37,7 @@ from .path import MAX_ID, Path, PathLevel
 from .values import Record
 
 __all__ = [
+    "BlockSink",
     "ExecuteArguments",
     "Instance",
     "MaybeAwaitable",
@@ -85,6 +86,23 @@ class BadArgumentsError(TreeError):
 
 # arg = DIGIT [ "=" "'" *CHAR "'" ], CHAR excluding the quote; args separated by ",".
 _ARGUMENT = re.compile(r"([0-9])(?:='([!#-&(-\[\]-~ ]*)')?")
+
+
+@runtime_checkable
+class BlockSink(Protocol):
+    """An instance that takes a resource's Block1 Write block by block.
+
+    For values too large to hold in memory (a firmware Package): the
+    operations layer hands each Opaque block over in order instead of
+    assembling the body, and answers 2.31 Continue only once the block is
+    taken (so a slow store slows the sender down).
+    """
+
+    def streams(self, resource_id: int) -> bool: ...
+
+    def write_block(
+        self, resource_id: int, offset: int, data: bytes, more: bool
+    ) -> MaybeAwaitable[None]: ...
 
 
 def parse_execute_arguments(text: str) -> ExecuteArguments:
