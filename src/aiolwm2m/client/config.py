@@ -23,6 +23,7 @@ from aiolwm2m.accounts import (
     check_security,
     parse_server_uri,
 )
+from aiolwm2m.client.firmware.settings import FirmwareSettings, parse_firmware_table
 from aiolwm2m.client.policy import FailureTable, ReconnectPolicy, RetryProcedure
 from aiolwm2m.coap.params import TransmissionParameters
 from aiolwm2m.dtls.policy import HandshakeTiming
@@ -57,6 +58,7 @@ class ClientConfig:
     storage_path: str | None = None
     notification_store_limit: int = 1000
     dtls: HandshakeTiming = field(default_factory=HandshakeTiming)
+    firmware: FirmwareSettings = field(default_factory=FirmwareSettings)
 
     def with_overrides(self, **changes: Any) -> ClientConfig:
         return replace(self, **changes)
@@ -194,6 +196,7 @@ def load_config(
         "registration",
         "storage",
         "dtls",
+        "firmware",
     }
     for key in data:
         if key not in allowed:
@@ -232,6 +235,8 @@ def load_config(
         raise ConfigError("two [[server]] tables share a short_server_id")
     if "bootstrap" in data:
         kwargs["bootstrap"] = _account(_table(data["bootstrap"], "bootstrap"), "bootstrap")
+    if "firmware" in data:
+        kwargs["firmware"] = parse_firmware_table(_table(data["firmware"], "firmware"), hex_or_text)
     if "storage" in data:
         storage = _table(data["storage"], "storage")
         for key in storage:
