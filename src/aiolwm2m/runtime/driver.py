@@ -204,8 +204,12 @@ class EngineDriver(ABC):
         return send_id
 
     def poll(self) -> None:
-        """The data model has new notifications (a value changed): send or store them now."""
-        if not self._stopped:
+        """The data model has new notifications (a value changed): send or store them now.
+
+        Before start there is nothing to send yet (objects added before
+        ``start()`` go out with the Register), and no clock to read.
+        """
+        if self._started and not self._stopped:
             self.engine.poll(self.now())
             self._pump()
 
