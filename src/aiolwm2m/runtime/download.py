@@ -1,0 +1,230 @@
+"""Fetchers for firmware pulls: CoAP(S) Block2 over the sans-IO message layer.
+
+:func:`fetch_coap` fetches ``uri`` from ``offset`` block by block (RFC 7959),
+handing each good chunk to ``on_chunk`` before asking for the next one (so
+storage speed bounds memory, not the image size). The first response's ETag
+is the representation's validator; every later block, and every block of a
+resumed fetch, must carry the same one, else the fetch ends with
+RESOURCE_CHANGED. A resume asks for the block that holds ``offset`` and skips
+the bytes before it, so any offset works whatever block size the server picks.
+
+Every way it can end is a :class:`FetchError` whose ``kind`` is a
+:class:`~aiolwm2m.client.firmware.FailureKind` the sans-IO download machine
+decides on (retry, restart, give up). ``coaps://`` opens its own DTLS session
+with the credentials of the ``[firmware]`` settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from urllib.parse import unquote, urlsplit
+
+from aiolwm2m.client.engine import LinkFailure
+from aiolwm2m.client.firmware import FailureKind, FirmwareSettings
+from aiolwm2m.coap.blockwise import block_size, szx_for
+from aiolwm2m.coap.layer import ExchangeResult, MessageLayer, Outcome
+from aiolwm2m.coap.message import Block, CoapDecodeError, Code, Message, MessageType, OptionNumber
+from aiolwm2m.coap.params import TransmissionParameters
+from aiolwm2m.dtls.aio import dtls_client_connect
+from aiolwm2m.dtls.credentials import CertificateCredentials, DtlsCredentials, PskCredentials
+from aiolwm2m.dtls.errors import DtlsHandshakeError
+from aiolwm2m.dtls.policy import HandshakeTiming
+from aiolwm2m.errors import Lwm2mError
+from aiolwm2m.runtime.dtls_link import link_failure
+from aiolwm2m.runtime.links import LinkError, open_udp, resolve
+
+__all__ = ["ChunkSink", "FetchError", "fetch_coap"]
+
+#: ``await on_chunk(offset, data, validator, total)``: store ``data`` found at ``offset``.
+ChunkSink = Callable[[int, bytes, str, int | None], Awaitable[None]]
+
+_LINK_KINDS = {
+    LinkFailure.DNS: FailureKind.DNS,
+    LinkFailure.NETWORK: FailureKind.NETWORK,
+    LinkFailure.HANDSHAKE_TIMEOUT: FailureKind.SESSION_LOST,
+    LinkFailure.SECURE: FailureKind.SECURE,
+    LinkFailure.INTERNAL: FailureKind.SESSION_LOST,
+}
+
+
+class FetchError(Lwm2mError):
+    """A fetch ended before the end of the representation."""
+
+    def __init__(self, kind: FailureKind, detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+
+
+def _credentials(settings: FirmwareSettings) -> DtlsCredentials:
+    if settings.psk_identity is not None and settings.psk_key is not None:
+        return PskCredentials(settings.psk_identity, settings.psk_key)
+    if settings.certificate is not None and settings.private_key is not None:
+        return CertificateCredentials.from_files(
+            settings.certificate,
+            settings.private_key,
+            ca_certificates=settings.ca_certificates,
+        )
+    raise FetchError(FailureKind.SECURE, "coaps:// download without [firmware] credentials")
+
+
+def _response_kind(code: int) -> FailureKind:
+    if code == Code.NOT_FOUND:
+        return FailureKind.NOT_FOUND
+    if code >= Code.INTERNAL_SERVER_ERROR:
+        return FailureKind.SERVER_ERROR
+    if code == Code.PRECONDITION_FAILED:
+        return FailureKind.RESOURCE_CHANGED
+    return FailureKind.REFUSED
+
+
+class _Channel:
+    """One connected datagram socket (UDP or DTLS) feeding a message layer."""
+
+    def __init__(self, params: TransmissionParameters, rng: random.Random) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.layer = MessageLayer(params, rng)
+        self.wake = asyncio.Event()
+        self.error: FetchError | None = None
+        self._send: Callable[[bytes], None] = lambda data: None
+        self._close: Callable[[], None] = lambda: None
+
+    async def open(self, uri: str, settings: FirmwareSettings, timing: HandshakeTiming) -> None:
+        parts = urlsplit(uri)
+        secure = parts.scheme == "coaps"
+        host = parts.hostname or ""
+        port = parts.port or (5684 if secure else 5683)
+        try:
+            remote = await resolve(host, port)
+            if not secure:
+                transport = await open_udp(remote, self._datagram, self._socket_error)
+                self._send = transport.sendto
+                self._close = transport.close
+                return
+            conn = await dtls_client_connect(
+                remote[0], remote[1], _credentials(settings), timing, server_hostname=host
+            )
+        except LinkError as exc:
+            raise FetchError(_LINK_KINDS[exc.failure], str(exc)) from exc
+        except DtlsHandshakeError as exc:
+            failure = link_failure(exc.failure)
+            raise FetchError(_LINK_KINDS[failure], str(exc.info)) from exc
+        conn.set_receiver(self._datagram)
+        conn.on_error = lambda info: self._lost(FailureKind.SESSION_LOST, f"DTLS: {info}")
+        self._send = conn.send
+        self._close = conn.close
+
+    def close(self) -> None:
+        self._close()
+
+    def _datagram(self, data: bytes) -> None:
+        self.layer.receive(data, self.loop.time())
+        self.wake.set()
+
+    def _socket_error(self, exc: Exception) -> None:
+        self.layer.network_error(self.loop.time())
+        self.wake.set()
+
+    def _lost(self, kind: FailureKind, detail: str) -> None:
+        self.error = FetchError(kind, detail)
+        self.wake.set()
+
+    async def exchange(self, request: Message) -> ExchangeResult:
+        key = self.layer.send_request(request, self.loop.time())
+        while True:
+            for data in self.layer.datagrams_to_send():
+                try:
+                    self._send(data)
+                except OSError as exc:
+                    raise FetchError(FailureKind.NETWORK, f"send failed: {exc}") from exc
+                except Lwm2mError as exc:
+                    raise FetchError(FailureKind.SESSION_LOST, str(exc)) from exc
+            while (event := self.layer.next_event()) is not None:
+                if isinstance(event, ExchangeResult) and event.key == key:
+                    return event
+            if self.error is not None:
+                raise self.error
+            deadline = self.layer.next_timer()
+            self.wake.clear()
+            timeout = None if deadline is None else max(0.0, deadline - self.loop.time())
+            try:
+                await asyncio.wait_for(self.wake.wait(), timeout)
+            except TimeoutError:
+                self.layer.handle_timer(self.loop.time())
+
+
+async def fetch_coap(
+    uri: str,
+    offset: int,
+    validator: str | None,
+    on_chunk: ChunkSink,
+    settings: FirmwareSettings,
+    *,
+    params: TransmissionParameters | None = None,
+    timing: HandshakeTiming | None = None,
+    rng: random.Random | None = None,
+) -> None:
+    """Fetch ``uri`` from ``offset`` to its end; see the module docstring."""
+    parts = urlsplit(uri)
+    path = [unquote(p) for p in parts.path.split("/") if p]
+    query = [unquote(q) for q in parts.query.split("&") if q]
+    channel = _Channel(params or TransmissionParameters(), rng or random.Random())
+    await channel.open(uri, settings, timing or HandshakeTiming())
+    try:
+        szx = szx_for(settings.block_size)
+        while True:
+            size = block_size(szx)
+            request = Message(type=MessageType.CON, code=Code.GET)
+            for segment in path:
+                request.add(OptionNumber.URI_PATH, segment.encode())
+            for item in query:
+                request.add(OptionNumber.URI_QUERY, item.encode())
+            request.add(OptionNumber.BLOCK2, Block(offset // size, False, szx).encode())
+            if offset < size:
+                request.add(OptionNumber.SIZE2, b"")  # ask for the total size (RFC 7959 §4)
+            result = await channel.exchange(request)
+            response = _check_outcome(result)
+            try:
+                block = response.block2
+                total = response.get_uint(OptionNumber.SIZE2)
+            except CoapDecodeError as exc:
+                raise FetchError(FailureKind.PROTOCOL, f"unreadable block option: {exc}") from exc
+            etag = (response.get_first(OptionNumber.ETAG) or b"").hex()
+            if validator is None:
+                validator = etag
+            elif etag != validator:
+                raise FetchError(
+                    FailureKind.RESOURCE_CHANGED, f"ETag {etag or '(none)'} is not {validator}"
+                )
+            start = block.offset if block is not None else 0
+            payload = response.payload
+            skip = offset - start
+            if skip < 0 or skip > len(payload) or (block is not None and block.size > size):
+                raise FetchError(
+                    FailureKind.PROTOCOL, f"block at {start} does not hold offset {offset}"
+                )
+            chunk = payload[skip:]
+            if chunk:
+                await on_chunk(offset, chunk, validator, total)
+                offset += len(chunk)
+            if block is None or not block.more:
+                return
+            if not chunk:
+                raise FetchError(FailureKind.PROTOCOL, "empty block with more to come")
+            szx = block.szx  # the server may ask for smaller blocks (§2.4)
+    finally:
+        channel.close()
+
+
+def _check_outcome(result: ExchangeResult) -> Message:
+    if result.outcome is Outcome.TIMEOUT:
+        raise FetchError(FailureKind.TIMEOUT, "no answer after the CoAP retransmissions")
+    if result.outcome is Outcome.NETWORK_ERROR:
+        raise FetchError(FailureKind.NETWORK, "ICMP unreachable from the image server")
+    if result.outcome is Outcome.RESET or result.response is None:
+        raise FetchError(FailureKind.PROTOCOL, "the image server answered with Reset")
+    response = result.response
+    if response.code != Code.CONTENT:
+        raise FetchError(_response_kind(response.code), f"image server answered {response.code}")
+    return response
