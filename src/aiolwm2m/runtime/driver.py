@@ -137,6 +137,12 @@ class EngineDriver(ABC):
         elif self.config.storage_path is not None:
             factory_reset(self.config.storage_path)
 
+    @property
+    def store(self) -> Store | None:
+        """The open persistent store (``[storage] path``), for state kept beside the engine's
+        (the firmware record); None without persistence or when the store is unusable."""
+        return self._store
+
     def all_connections_failed(self) -> bool:
         return self.engine.all_connections_failed()
 
