@@ -8,11 +8,16 @@ shortened through configuration only; waits are on events with generous bounds.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import os
+import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from aiolwm2m.client import events as ev
 from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.client.firmware import (
     DownloadPolicy,
@@ -25,6 +30,7 @@ from aiolwm2m.client.firmware.events import FirmwareRetry, FirmwareStateChanged
 from aiolwm2m.coap.params import TransmissionParameters
 from aiolwm2m.runtime.aio import Client
 from aiolwm2m.runtime.firmware import FirmwareRunner
+from aiolwm2m.runtime.storage import Store
 from aiolwm2m.testbed.images import ImageServer
 
 FAST = TransmissionParameters(ack_timeout=0.2, ack_random_factor=1.0, max_retransmit=2)
@@ -120,6 +126,47 @@ async def test_not_found_ends_with_result_7(tmp_path: Path) -> None:
         runner.write_uri(images.uri("missing.bin"))
         failed = await wait_state(client, FirmwareState.IDLE)
         assert failed.result == UpdateResult.INVALID_URI
+    finally:
+        await runner.close()
+        await client.stop()
+        images.stop()
+
+
+def stored_config(tmp_path: Path) -> ClientConfig:
+    config = firmware_config(tmp_path / "fw")
+    return dataclasses.replace(config, storage_path=str(tmp_path / "state.db"))
+
+
+@pytest.mark.parametrize("bad", ["{not json", '{"v": 1, "state": 1}', "[1, 2]"])
+async def test_a_bad_firmware_record_is_an_error_event_and_the_client_keeps_going(
+    tmp_path: Path, bad: str
+) -> None:
+    Store(tmp_path / "state.db").close()  # an aiolwm2m store, then a damaged firmware row
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        db.execute("INSERT INTO meta VALUES ('firmware', ?)", (bad,))
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "fw.bin").write_bytes(IMAGE)
+    images = ImageServer(tmp_path / "images")
+    await images.start()
+    client = Client(stored_config(tmp_path))
+    errors: list[Any] = []
+    client.subscribe(lambda e: errors.append(e) if isinstance(e, ev.Error) else None)
+    runner = FirmwareRunner(client)
+    await client.start()
+    try:
+        async with asyncio.timeout(10):
+            while not errors:
+                await asyncio.sleep(0.01)
+        assert errors[0].code is ev.ErrorCode.FAILED_TO_READ_CREDENTIALS
+        assert "firmware record" in (errors[0].detail or "")
+        assert runner.update.fw.state is FirmwareState.IDLE
+        runner.write_uri(images.uri("fw.bin"))  # and it still works, saving a good record
+        await wait_state(client, FirmwareState.DOWNLOADED)
+        store = client.store
+        assert store is not None
+        record = store.load_firmware()
+        assert record is not None and record["state"] == FirmwareState.DOWNLOADED
+        assert record["job"]["offset"] == len(IMAGE)
     finally:
         await runner.close()
         await client.stop()

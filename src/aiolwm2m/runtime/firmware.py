@@ -9,6 +9,13 @@ coordinator's actions in order with one lock around the package handler,
 runs the fetch as a task per attempt, sets the coordinator's timer and
 reports its events through the client's event stream.
 
+The firmware record (states, results, the download's saved offset and ETag)
+lives in the client's store (``[storage] path``, ``runtime/storage.py``); the
+offset saved there never exceeds the bytes the package handler made durable
+(``flush()`` returns before the coordinator saves it), so a crash at any point
+resumes from bytes that are really on disk. Without a store the download still
+resumes after network failures but not after a restart of the process.
+
 Offline mode pauses a download and leaving it resumes it; so does queue-mode
 sleep (``[firmware] queue_mode_pause``) until the next Update or Register.
 """
@@ -54,6 +61,7 @@ from aiolwm2m.lwm2m.objects.firmware import (
 from aiolwm2m.runtime.aio import Client
 from aiolwm2m.runtime.download import FetchError, fetch_coap
 from aiolwm2m.runtime.firmware_store import DirectoryPackageStore, PackageError, PackageHandler
+from aiolwm2m.runtime.storage import CorruptStore, StoreReadError, StoreWriteError
 
 __all__ = ["FirmwareRunner", "load_manifest_keys"]
 
@@ -107,25 +115,18 @@ class FirmwareRunner:
             vendor_id=settings.vendor_id,
             class_id=settings.class_id,
         )
-        self.update = FirmwareUpdate(
-            settings,
-            self._rng,
-            verifier=verifier,
-            wall_offset=time.time() - self._loop.time(),
-        )
+        self._verifier = verifier
+        self.update = self._coordinator()
         self._lock = asyncio.Lock()
         self._fetch: asyncio.Task[None] | None = None
         self._generation = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._shown = -1
-        record = handler.load_record()
+        #: Errors found while restoring, reported by the first run of the actions.
+        self._errors: list[ev.Error] = []
         now = self._loop.time()
-        if record is not None:
-            try:
-                self.update.restore(record, now)
-            except (KeyError, ValueError, TypeError) as exc:
-                log.error("firmware record unusable, starting afresh: %r", exc)
+        self._restore(now)
         self.update.start(now)
         tree = client.objects.tree
         self.object5 = FirmwareInstance(self, self.update.object5_values())
@@ -135,6 +136,41 @@ class FirmwareRunner:
         self._show()
         client.subscribe(self._on_client_event)
         self._kick()
+
+    def _coordinator(self) -> FirmwareUpdate:
+        return FirmwareUpdate(
+            self.settings,
+            self._rng,
+            verifier=self._verifier,
+            wall_offset=time.time() - self._loop.time(),
+        )
+
+    def _restore(self, now: float) -> None:
+        """Take up the record of the client's store; a bad one is an ``error`` event.
+
+        A record that cannot be read or used is reported with the store's
+        read-failure code (spec §6 "failed to read credentials": storage read
+        failed or corrupt) and the firmware objects start from Idle; the
+        client keeps running and the next save replaces the bad record.
+        """
+        store = self.client.store
+        if store is None:
+            return
+        try:
+            record = store.load_firmware()
+            if record is not None:
+                self.update.restore(record, now)
+        except StoreReadError as exc:
+            self._report(now, exc.code, f"firmware record unreadable, starting from Idle: {exc}")
+        except (KeyError, ValueError, TypeError) as exc:
+            # A partly applied record must not linger: start from a fresh coordinator.
+            self.update = self._coordinator()
+            detail = f"firmware record unusable, starting from Idle: {exc!r}"
+            self._report(now, CorruptStore.code, detail)
+
+    def _report(self, now: float, code: ev.ErrorCode, detail: str) -> None:
+        log.error("%s", detail)
+        self._errors.append(ev.Error(now, code, detail=detail))
 
     # ------------------------------------------------------------------ FirmwareControl
     def write_uri(self, uri: str) -> None:
@@ -232,6 +268,7 @@ class FirmwareRunner:
                         self._stop_fetch()
                     elif isinstance(action, FlushCheckpoint):
                         await handler.flush()
+                        update.checkpoint_flushed(action.offset, self._loop.time())
                     elif isinstance(action, VerifyPackage):
                         await handler.verify(action.size, action.digest)
                         update.package_verified(self._loop.time())
@@ -240,18 +277,23 @@ class FirmwareRunner:
                     elif isinstance(action, Install):
                         self._spawn(self._install(action.may_defer))
                     elif isinstance(action, Persist):
-                        handler.save_record(update.record())
+                        self._save()
                 except PackageError as exc:
                     update.package_failed(exc.kind, now, str(exc))
-                except OSError as exc:
-                    log.error("firmware record could not be saved: %s", exc)
-                    self.client._deliver(
-                        ev.Error(now, ev.ErrorCode.FAILED_TO_STORE_CREDENTIALS, detail=str(exc))
-                    )
-        for event in update.take_events():
+                except StoreWriteError as exc:
+                    # The previous record stays (the transaction rolled back): a
+                    # restart resumes from an older offset, never a wrong one.
+                    self._report(now, exc.code, f"firmware record not saved: {exc}")
+        errors, self._errors = self._errors, []
+        for event in [*errors, *update.take_events()]:
             self.client._deliver(event)
         self._show()
         self._arm_timer()
+
+    def _save(self) -> None:
+        store = self.client.store
+        if store is not None:
+            store.save_firmware(self.update.record())
 
     def _show(self) -> None:
         if self._shown != self.update.version:

@@ -15,11 +15,6 @@ local bytes is what "never fetch a saved byte twice" allows). ``max_bytes``
 is a storage quota: a package that would exceed it fails with "not enough
 storage" (result 2) like a full disk (``ENOSPC``/``EDQUOT``) does.
 
-The firmware record (what :meth:`FirmwareUpdate.record` returns) is kept in
-``state.json`` in the same directory, written to a temporary file, fsynced
-and renamed over the old one, so a crash leaves the old or the new record,
-never a torn one.
-
 The install command gets the package path as its last argument; exit status 0
 is success, and its last line of standard output (if any) is the new version.
 """
@@ -29,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Any, Protocol
@@ -62,10 +56,6 @@ class PackageHandler(Protocol):
     async def install(self, may_defer: bool) -> InstallOutcome: ...
 
     async def reset(self) -> None: ...
-
-    def load_record(self) -> dict[str, Any] | None: ...
-
-    def save_record(self, record: dict[str, Any]) -> None: ...
 
 
 def _storage_error(exc: OSError) -> PackageError:
@@ -194,26 +184,3 @@ class DirectoryPackageStore:
         if self._file is not None:
             self._file.close()
             self._file = None
-
-    # -- the firmware record ----------------------------------------------------------
-    def load_record(self) -> dict[str, Any] | None:
-        try:
-            data = json.loads(self.record_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) else None
-
-    def save_record(self, record: dict[str, Any]) -> None:
-        tmp = self.record_path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(record, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.record_path)
-        fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

@@ -3,7 +3,11 @@
 What is kept (see :class:`~aiolwm2m.client.engine.Snapshot`): Security/Server
 accounts a bootstrap provisioned, each server's registration (location,
 registration time, lifetime, LwM2M version) and the stored notifications in
-order, plus a schema version.
+order, plus a schema version. The firmware update record (what
+``FirmwareUpdate.record()`` returns: states, results, the download's saved
+offset and ETag) is one more ``meta`` row, written on its own
+(:meth:`Store.save_firmware`), so a firmware checkpoint never rewrites the
+engine's state and vice versa.
 
 Why SQLite with WAL (stdlib ``sqlite3``) rather than "write a temp file, fsync,
 rename, fsync the directory":
@@ -239,6 +243,40 @@ class Store:
         }
         self._time_offset = 0.0
         return snapshot
+
+    def load_firmware(self) -> dict[str, Any] | None:
+        """The stored firmware record (None if there is none); a damaged one is CorruptStore.
+
+        Unlike the engine's state, a bad firmware record does not move the
+        store aside: the caller reports it and the next :meth:`save_firmware`
+        replaces it.
+        """
+        try:
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'firmware'").fetchone()
+        except sqlite3.Error as exc:
+            raise _read_error(exc, self.path) from exc
+        if row is None:
+            return None
+        try:
+            record = json.loads(row[0])
+        except (TypeError, ValueError) as exc:
+            raise CorruptStore(f"store {self.path}: firmware record is not JSON: {exc}") from exc
+        if not isinstance(record, dict):
+            raise CorruptStore(f"store {self.path}: firmware record is not a mapping")
+        return record
+
+    def save_firmware(self, record: dict[str, Any] | None) -> None:
+        """Replace the firmware record in one transaction (None deletes it).
+
+        Durable when this returns (``synchronous=FULL``): a caller that made
+        the partial image durable first can rely on the saved offset.
+        """
+        with self._transaction():
+            self._db.execute("DELETE FROM meta WHERE key = 'firmware'")
+            if record is not None:
+                self._db.execute(
+                    "INSERT INTO meta VALUES ('firmware', ?)", (json.dumps(record, sort_keys=True),)
+                )
 
     def _decode_provisioning(self, text: str) -> dict[str, Any]:
         """The stored accounts, checked as a Bootstrap-Finish would check them."""

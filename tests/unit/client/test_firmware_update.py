@@ -70,6 +70,7 @@ class Harness:
         self.actions: list[Any] = []
         self.events: list[Any] = []
         self.verify_fails: FailureKind | None = None
+        self.flush_stalls = False  # a FlushCheckpoint that never completes (killed meanwhile)
         self.fw.start(self.now)
         self.pump()
 
@@ -83,6 +84,8 @@ class Harness:
                 self.actions.append(action)
                 if isinstance(action, OpenPackage):
                     self.fw.package_opened(action.offset, self.now)
+                elif isinstance(action, FlushCheckpoint) and not self.flush_stalls:
+                    self.fw.checkpoint_flushed(action.offset, self.now)
                 elif isinstance(action, VerifyPackage):
                     if self.verify_fails is not None:
                         self.fw.package_failed(self.verify_fails, self.now, "check")
@@ -442,6 +445,31 @@ def test_restart_resumes_a_pull_from_the_checkpoint() -> None:
     assert again.state == (FirmwareState.DOWNLOADING, UpdateResult.INITIAL)
     assert again.take(OpenPackage) == [OpenPackage(4096, URI)]
     assert again.take(StartFetch) == [StartFetch(URI, 4096, "etag-1")]
+
+
+def test_the_saved_offset_never_exceeds_the_flushed_bytes() -> None:
+    h = Harness()
+    h.call("write_uri", URI)
+    h.take(StartFetch)
+    h.call("fetch_progress", 4096, validator="etag-1", total=len(IMAGE))
+    assert h.fw.record()["job"]["offset"] == 4096
+    h.flush_stalls = True  # the next checkpoint's fsync has not returned when the power goes
+    h.call("fetch_progress", 8192)
+    assert h.take(FlushCheckpoint)[-1] == FlushCheckpoint(8192)
+    assert h.fw.record()["job"]["offset"] == 4096
+    again = restored(h.fw.record())
+    assert again.take(StartFetch) == [StartFetch(URI, 4096, "etag-1")]
+
+
+def test_a_flush_report_from_before_a_restart_of_the_download_is_ignored() -> None:
+    h = Harness()
+    h.call("write_uri", URI)
+    h.take(StartFetch)
+    h.flush_stalls = True
+    h.call("fetch_progress", 4096, validator="etag-1", total=len(IMAGE))
+    h.call("fetch_failed", FailureKind.RESOURCE_CHANGED)  # restarts from 0
+    h.call("checkpoint_flushed", 4096)  # the old flush completes late
+    assert h.fw.record()["job"]["offset"] == 0
 
 
 def test_restart_during_a_push_fails_it_with_result_4() -> None:

@@ -118,7 +118,8 @@ class StopDownload:
 
 @dataclass(frozen=True)
 class FlushCheckpoint:
-    """Make the stored bytes up to ``offset`` durable (a :class:`Persist` follows)."""
+    """Make the stored bytes up to ``offset`` durable, then report
+    :meth:`FirmwareUpdate.checkpoint_flushed` (which saves the offset)."""
 
     offset: int
 
@@ -450,6 +451,20 @@ class FirmwareUpdate:
             job.download.received(offset, now, validator=validator, total=total)
             self._drain_download(now)
 
+    def checkpoint_flushed(self, offset: int, now: float) -> None:
+        """The package storage made the bytes up to ``offset`` durable: save that offset.
+
+        This is the only place the saved offset grows, so the persisted record
+        never claims more than what survived a crash. A late report from
+        before a restart of the download (offset beyond the data) is ignored.
+        """
+        job = self._job
+        if job is None or job.download is None or offset > job.download.offset:
+            return
+        if offset > job.checkpoint:
+            job.checkpoint = offset
+            self._persist()
+
     def fetch_complete(self, now: float) -> None:
         job = self._job
         if job is not None and job.download is not None:
@@ -481,6 +496,8 @@ class FirmwareUpdate:
         if job is None or self.fw.state is not FirmwareState.DOWNLOADING:
             return
         job.deadline = None
+        if job.download is not None:
+            job.checkpoint = job.download.offset  # verify() made the whole package durable
         self.pkg_name = job.name if job.name is not None else name
         self.pkg_version = job.version if job.version is not None else version
         self._fire(Trigger.DOWNLOADED, now)
@@ -702,10 +719,10 @@ class FirmwareUpdate:
                 self._actions += [StopDownload(), ResetPackage(), OpenPackage(0, job.uri)]
                 self._persist()
             elif isinstance(action, Checkpoint):
-                job.checkpoint = action.offset
+                # The saved offset moves only in checkpoint_flushed(), once the
+                # bytes are durable: a restart never trusts bytes a crash lost.
                 self._progress(action.offset, job.download.total, now)
                 self._actions.append(FlushCheckpoint(action.offset))
-                self._persist()
             elif isinstance(action, RetryWait):
                 self._events.append(
                     FirmwareRetry(
@@ -718,7 +735,6 @@ class FirmwareUpdate:
                     )
                 )
             elif isinstance(action, DownloadFinished):
-                job.checkpoint = action.offset
                 self._progress(action.offset, job.download.total, now)
                 size = job.manifest.size if job.manifest is not None else job.download.total
                 digest = job.manifest.digest if job.manifest is not None else None
