@@ -34,10 +34,9 @@ from aiolwm2m.dtls.certs import (
     generate_server_certificate,
     write_test_pki,
 )
-from aiolwm2m.dtls.credentials import ServerCertificateCredentials
+from aiolwm2m.dtls.credentials import ServerCertificateCredentials, ServerSecurity
 from aiolwm2m.dtls.policy import HandshakeTiming
 from aiolwm2m.dtls.records import ContentType, is_client_hello, iter_records, looks_like_dtls
-from aiolwm2m.dtls.server import ServerSecurity
 from aiolwm2m.errors import ConfigError
 from aiolwm2m.runtime.aio import Client
 from aiolwm2m.runtime.links import LinkError, open_link

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from aiolwm2m.dtls.server import ServerSecurity
+from aiolwm2m.dtls.credentials import ServerSecurity
 from aiolwm2m.testbed.server import TestbedServer
 from interop.peers import libcoap_tool, run_tool
 

@@ -25,8 +25,7 @@ from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.client.events import Event
 from aiolwm2m.client.policy import ReconnectPolicy
 from aiolwm2m.coap.params import TransmissionParameters
-from aiolwm2m.dtls.credentials import PskCredentials
-from aiolwm2m.dtls.server import ServerSecurity
+from aiolwm2m.dtls.credentials import PskCredentials, ServerSecurity
 from aiolwm2m.runtime.aio import Client
 from aiolwm2m.testbed.core import ServerEvent
 from aiolwm2m.testbed.server import TestbedServer

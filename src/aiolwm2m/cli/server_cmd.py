@@ -19,8 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aiolwm2m.cli.output import emit
-from aiolwm2m.dtls.credentials import PskCredentials, ServerCertificateCredentials
-from aiolwm2m.dtls.server import ServerSecurity
+from aiolwm2m.dtls.credentials import PskCredentials, ServerCertificateCredentials, ServerSecurity
 from aiolwm2m.errors import ConfigError, Lwm2mError
 from aiolwm2m.lwm2m.formats import text
 from aiolwm2m.lwm2m.model import ResourceType, TypeLookup, Value

@@ -1,11 +1,12 @@
-"""DTLS 1.2 for aiolwm2m: pure handshake policy plus a python-mbedtls wrapper.
+"""DTLS 1.2 for aiolwm2m: pure handshake policy plus an OpenSSL (pyOpenSSL) wrapper.
 
-Everything mbedtls-specific stays behind :class:`DtlsClientSession` and
-:class:`DtlsServerEndpoint` (memory-buffer, sans-socket) so the binding can be
-replaced; :mod:`aiolwm2m.dtls.aio` is the only asyncio part. Importing this
-package is cheap: the names below load on first use (PEP 562), so the sans-IO
-core can import the pure pieces (:mod:`.policy`, :mod:`.records`,
-:mod:`.mbedtls_codes`) without pulling in python-mbedtls and ``cryptography``.
+Everything OpenSSL-specific stays in :mod:`._backend`, behind
+:class:`DtlsClientSession` and :class:`DtlsServerEndpoint` (memory BIOs, no
+sockets), so the binding can be replaced; :mod:`aiolwm2m.dtls.aio` is the only
+asyncio part. Importing this package is cheap: the names below load on first
+use (PEP 562), so the sans-IO core and plain ``coap://`` use the pure pieces
+(:mod:`.policy`, :mod:`.records`, :mod:`.credentials`) without the TLS stack;
+:func:`require` loads it and turns its absence into one clear error.
 """
 
 from __future__ import annotations
@@ -22,16 +23,18 @@ if TYPE_CHECKING:
         NoSec,
         PskCredentials,
         ServerCertificateCredentials,
+        ServerSecurity,
     )
     from aiolwm2m.dtls.errors import (
         DtlsConnectionError,
         DtlsError,
         DtlsHandshakeError,
         DtlsStateError,
+        DtlsUnavailableError,
     )
     from aiolwm2m.dtls.policy import FailureInfo, HandshakeFailure, HandshakeTiming, TlsAlert
     from aiolwm2m.dtls.server import DtlsServerEndpoint, PeerEvent, PeerEventKind, PeerInfo
-    from aiolwm2m.dtls.session import DtlsClientSession, DtlsState
+    from aiolwm2m.dtls.session import DtlsClientSession, DtlsState, SavedSession
 
 _LAZY = {
     "CertificateCredentials": "aiolwm2m.dtls.credentials",
@@ -44,6 +47,7 @@ _LAZY = {
     "DtlsServerEndpoint": "aiolwm2m.dtls.server",
     "DtlsState": "aiolwm2m.dtls.session",
     "DtlsStateError": "aiolwm2m.dtls.errors",
+    "DtlsUnavailableError": "aiolwm2m.dtls.errors",
     "FailureInfo": "aiolwm2m.dtls.policy",
     "HandshakeFailure": "aiolwm2m.dtls.policy",
     "HandshakeTiming": "aiolwm2m.dtls.policy",
@@ -53,9 +57,29 @@ _LAZY = {
     "PeerEventKind": "aiolwm2m.dtls.server",
     "PeerInfo": "aiolwm2m.dtls.server",
     "PskCredentials": "aiolwm2m.dtls.credentials",
+    "SavedSession": "aiolwm2m.dtls.session",
     "ServerCertificateCredentials": "aiolwm2m.dtls.credentials",
+    "ServerSecurity": "aiolwm2m.dtls.credentials",
     "TlsAlert": "aiolwm2m.dtls.policy",
 }
+
+
+#: What to tell a user whose Python lacks the TLS stack.
+INSTALL_HINT = "DTLS (coaps://) needs pyOpenSSL: pip install 'pyOpenSSL>=25.1'"
+
+
+def require() -> None:
+    """Load the TLS stack now; :class:`DtlsUnavailableError` (one line) if it is missing.
+
+    Called where a secure link or server is about to be opened, so ``import
+    aiolwm2m``, the CLI's ``--help`` and plain ``coap://`` never need it.
+    """
+    from aiolwm2m.dtls.errors import DtlsUnavailableError
+
+    try:
+        importlib.import_module("aiolwm2m.dtls._backend")
+    except ImportError as exc:
+        raise DtlsUnavailableError(f"{INSTALL_HINT} ({exc})") from exc
 
 
 def __getattr__(name: str) -> Any:
@@ -68,6 +92,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "INSTALL_HINT",
     "NO_SEC",
     "CertificateCredentials",
     "CertificateUsage",
@@ -79,6 +104,7 @@ __all__ = [
     "DtlsServerEndpoint",
     "DtlsState",
     "DtlsStateError",
+    "DtlsUnavailableError",
     "FailureInfo",
     "HandshakeFailure",
     "HandshakeTiming",
@@ -87,6 +113,9 @@ __all__ = [
     "PeerEventKind",
     "PeerInfo",
     "PskCredentials",
+    "SavedSession",
     "ServerCertificateCredentials",
+    "ServerSecurity",
     "TlsAlert",
+    "require",
 ]

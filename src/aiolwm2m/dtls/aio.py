@@ -3,9 +3,9 @@
 The client uses a *connected* UDP socket on purpose: the kernel then reports
 ICMP port/host unreachable for that peer through ``error_received`` within a
 millisecond, so a closed server port fails the handshake at once with NETWORK
-instead of after the whole retransmission schedule (mbedtls never sees ICMP).
+instead of after the whole retransmission schedule (OpenSSL never sees ICMP).
 While the handshake runs the session is polled every ``poll_interval``
-(20 ms) because mbedtls retransmits only when called after its timer expired.
+(20 ms): flights are re-sent and timed out by the session's own schedule.
 
 The project's runtime wraps these; they stay small on purpose.
 """

@@ -2,24 +2,31 @@
 
 Validated when built, so a bad key is a :class:`~aiolwm2m.errors.ConfigError`
 at configuration time with a clear message, not an opaque mbedtls failure on
-the wire minutes later. Only the modes this binding can do exist here: PSK
-(mode 0), Certificate (mode 2) and NoSec (mode 3); Raw Public Key (mode 1) and
-EST are not supported by python-mbedtls.
+the wire minutes later. Only the modes the DTLS binding can do exist here:
+PSK (mode 0), Certificate (mode 2) and NoSec (mode 3); Raw Public Key (mode 1)
+and EST are not supported (pyOpenSSL exposes no RFC 7250 raw keys).
+
+Pure data (``cryptography`` only): importing this module never loads the TLS
+stack, so configurations and the testbed's plain CoAP mode work without it.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from aiolwm2m.dtls.policy import HandshakeTiming
 from aiolwm2m.errors import ConfigError
+
+if TYPE_CHECKING:
+    from aiolwm2m.dtls.server import DtlsServerEndpoint
 
 __all__ = [
     "NO_SEC",
@@ -28,16 +35,19 @@ __all__ = [
     "DtlsCredentials",
     "NoSec",
     "PskCredentials",
+    "PskStore",
     "ServerCertificateCredentials",
+    "ServerSecurity",
     "load_certificate_der",
     "load_certificates_der",
     "load_private_key_der",
 ]
 
-#: Mbed TLS 2.28's MBEDTLS_PSK_MAX_LEN: longer keys are refused by the library.
-PSK_MAX_KEY_LEN: Final = 32
-#: Generous bound; RFC 4279 asks for at least 128, LwM2M names are <= 64 chars.
-PSK_MAX_IDENTITY_LEN: Final = 255
+#: Longest key accepted: 64 bytes (512 bits) is more than any LwM2M deployment
+#: uses, and short enough for every DTLS stack (Mbed TLS 2.28 stopped at 32).
+PSK_MAX_KEY_LEN: Final = 64
+#: RFC 4279 asks for at least 128; OpenSSL's limit, LwM2M names are <= 64 chars.
+PSK_MAX_IDENTITY_LEN: Final = 128
 
 
 @dataclass(frozen=True)
@@ -52,8 +62,8 @@ NO_SEC: Final = NoSec()
 class PskCredentials:
     """Security mode 0: pre-shared key (/0/x/3 identity, /0/x/5 key).
 
-    The identity must be valid UTF-8 because python-mbedtls passes identities
-    as ``str``; LwM2M identities are in practice the endpoint name.
+    The identity must not contain NUL bytes because OpenSSL passes identities
+    as C strings; LwM2M identities are in practice the endpoint name.
     """
 
     identity: bytes
@@ -66,14 +76,12 @@ class PskCredentials:
             raise ConfigError("PSK identity must not be empty")
         if len(self.identity) > PSK_MAX_IDENTITY_LEN:
             raise ConfigError(f"PSK identity longer than {PSK_MAX_IDENTITY_LEN} bytes")
-        try:
-            self.identity.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ConfigError("PSK identity must be valid UTF-8 for this DTLS binding") from exc
+        if b"\0" in self.identity:
+            raise ConfigError("PSK identity must not contain NUL bytes")
         if not self.key:
             raise ConfigError("PSK key must not be empty")
         if len(self.key) > PSK_MAX_KEY_LEN:
-            raise ConfigError(f"PSK key longer than {PSK_MAX_KEY_LEN} bytes (Mbed TLS limit)")
+            raise ConfigError(f"PSK key longer than {PSK_MAX_KEY_LEN} bytes")
 
     @property
     def identity_str(self) -> str:
@@ -286,3 +294,43 @@ def load_private_key_der(path: str | os.PathLike[str], *, password: bytes | None
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+
+
+PskStore = Mapping[bytes, bytes] | Callable[[bytes], bytes | None]
+
+
+@dataclass(frozen=True)
+class ServerSecurity:
+    """What a DTLS server accepts: a PSK store and/or a certificate with client CAs.
+
+    A recipe rather than an endpoint, so a server that restarts (the testbed
+    simulating a reboot) builds a fresh endpoint and loses every session, as a
+    real one would, and clients must run a full handshake; with
+    ``keep_sessions`` the new endpoint shares the old one's session cache and
+    ticket key (a server that persists them), so clients can resume. A
+    mutable mapping as ``psk_store`` is looked up live, so credentials
+    provisioned later (e.g. by bootstrap) are accepted at once.
+    """
+
+    psk_store: PskStore | None = None
+    certificate: ServerCertificateCredentials | None = None
+    timing: HandshakeTiming | None = None
+    keep_sessions: bool = False
+    _context: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.psk_store is None and self.certificate is None:
+            raise ConfigError("a DTLS server needs a PSK store or a certificate")
+
+    def endpoint(self) -> DtlsServerEndpoint:
+        """A new endpoint; loads the TLS stack (``ImportError`` if it is missing)."""
+        from aiolwm2m.dtls.server import DtlsServerEndpoint
+
+        endpoint = DtlsServerEndpoint(
+            self.psk_store,
+            self.certificate,
+            self.timing,
+            context=self._context.get("tls") if self.keep_sessions else None,
+        )
+        self._context["tls"] = endpoint.context
+        return endpoint

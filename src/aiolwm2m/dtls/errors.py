@@ -1,16 +1,22 @@
 """Exceptions of the DTLS layer.
 
 A handshake failure carries its classified kind so callers branch on data
-(``err.failure``) rather than on message text or on mbedtls' exception types,
+(``err.failure``) rather than on message text or on OpenSSL's exception types,
 which must not leak past this package.
 """
 
 from __future__ import annotations
 
 from aiolwm2m.dtls.policy import FailureInfo, HandshakeFailure
-from aiolwm2m.errors import Lwm2mError
+from aiolwm2m.errors import ConfigError, Lwm2mError
 
-__all__ = ["DtlsConnectionError", "DtlsError", "DtlsHandshakeError", "DtlsStateError"]
+__all__ = [
+    "DtlsConnectionError",
+    "DtlsError",
+    "DtlsHandshakeError",
+    "DtlsStateError",
+    "DtlsUnavailableError",
+]
 
 
 class DtlsError(Lwm2mError):
@@ -50,3 +56,11 @@ class DtlsConnectionError(DtlsError):
         self.info = info
         self.failure = info.kind
         super().__init__(str(info))
+
+
+class DtlsUnavailableError(DtlsError, ConfigError):
+    """This Python has no usable TLS stack (pyOpenSSL); the message says how to get it.
+
+    A configuration problem of the installation, hence also a ConfigError:
+    the CLI prints it as one line and exits 2.
+    """

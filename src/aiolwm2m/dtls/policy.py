@@ -1,10 +1,10 @@
 """DTLS handshake policy as data: retransmission timing and failure kinds.
 
 Pure (no IO, no clock): the client core models a handshake's timing and outcome
-with these values because the virtual clock cannot drive mbedtls' own timers
-(mbedtls reads the wall clock). The wrapper (:mod:`aiolwm2m.dtls.session`)
-configures mbedtls from the same :class:`HandshakeTiming`, so the model and the
-real handshake agree to the millisecond.
+with these values because the virtual clock cannot drive OpenSSL's own timers
+(OpenSSL reads the wall clock). The wrapper (:mod:`aiolwm2m.dtls.session`)
+retransmits on the same :class:`HandshakeTiming`, so the model and the real
+handshake agree to the millisecond.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ __all__ = [
     "HandshakeTiming",
     "TlsAlert",
     "classify_alert",
+    "classify_handshake_alerts",
 ]
 
-# mbedtls keeps handshake timers as uint32 milliseconds.
+# Timers are kept in whole milliseconds (uint32, as DTLS stacks do).
 _MAX_TIMEOUT_S = (2**32 - 1) / 1000
 
 
@@ -34,13 +35,14 @@ class HandshakeTiming:
     A flight is sent, then re-sent each time the current wait elapses with no
     answer; the wait starts at ``initial_timeout`` and doubles, capped at
     ``max_timeout``. The flight fails once a wait equal to ``max_timeout`` has
-    elapsed without an answer. This is exactly what Mbed TLS 2.28 does
-    (``ssl_double_retransmit_timeout``): the last wait is ``max_timeout`` even
+    elapsed without an answer. As in Mbed TLS and OpenSSL, the last wait is
+    ``max_timeout`` even
     when it is not a power-of-two multiple of ``initial_timeout``, e.g. 1/60 s
-    gives waits 1, 2, 4, 8, 16, 32, 60 and fails after 123 s. Every new flight
-    (e.g. after a HelloVerifyRequest) restarts the schedule.
+    gives waits 1, 2, 4, 8, 16, 32, 60 and fails after 123 s (the same waits
+    as OpenSSL's default timer). Every new flight (e.g. after a
+    HelloVerifyRequest) restarts the schedule.
 
-    Values are honoured to the millisecond (mbedtls' resolution).
+    Values are honoured to the millisecond.
     """
 
     initial_timeout: float = 1.0
@@ -137,7 +139,7 @@ class HandshakeFailure(enum.Enum):
 
     The recovery logic needs to tell "try again later" (TIMEOUT, NETWORK) from
     "these credentials will never work" (the credential kinds), which is why
-    mbedtls' catch-all codes are split into these kinds.
+    the TLS stack's catch-all errors are split into these kinds.
     """
 
     TIMEOUT = "timeout"
@@ -217,8 +219,8 @@ def classify_alert(description: int, *, psk: bool) -> HandshakeFailure:
     """Map a fatal alert received from the server during the handshake to a kind.
 
     ``psk`` says which credentials the client used, because the same alert
-    means different things: with a PSK, bad_record_mac (what Mbed TLS sends
-    when the Finished MAC does not verify) or decrypt_error (what RFC 5246 says
+    means different things: with a PSK, bad_record_mac (what Mbed TLS and our
+    server send when the Finished MAC does not verify) or decrypt_error (what RFC 5246 says
     to send) both mean the server holds a different key for our identity; with
     certificates they are just protocol errors.
     """
@@ -231,3 +233,37 @@ def classify_alert(description: int, *, psk: bool) -> HandshakeFailure:
     if description in _CLIENT_CERT_ALERTS:
         return HandshakeFailure.CLIENT_CERT_REJECTED
     return HandshakeFailure.PEER_ALERT
+
+
+# Alerts a server sends when a PSK handshake fails on the key: our server
+# sends bad_record_mac when the client's Finished does not decrypt.
+_BAD_KEY_ALERTS = frozenset({TlsAlert.BAD_RECORD_MAC, TlsAlert.DECRYPT_ERROR})
+
+
+def classify_handshake_alerts(
+    *, is_client: bool, psk: bool, received: int | None, sent: int | None, detail: str
+) -> FailureInfo:
+    """Why a handshake failed, from the fatal alerts this end received and sent.
+
+    A received alert says what the peer objected to (for a client, see
+    :func:`classify_alert`); a sent one says what this end objected to, which
+    on a server names the client's credential problem. With neither (a
+    failure that produced no alert) the kind is INTERNAL.
+    """
+    if received is not None:
+        kind = classify_alert(received, psk=psk) if is_client else HandshakeFailure.PEER_ALERT
+        return FailureInfo(kind, received, detail)
+    if sent is None:
+        return FailureInfo(HandshakeFailure.INTERNAL, None, detail)
+    if not is_client:
+        if sent == TlsAlert.UNKNOWN_PSK_IDENTITY:
+            return FailureInfo(HandshakeFailure.UNKNOWN_PSK_IDENTITY, sent, detail)
+        if psk and sent in _BAD_KEY_ALERTS:
+            return FailureInfo(HandshakeFailure.BAD_PSK, sent, detail)
+        if sent in _CLIENT_CERT_ALERTS or sent == _CERTIFICATE_REQUIRED:
+            return FailureInfo(HandshakeFailure.CLIENT_CERT_REJECTED, sent, detail)
+    return FailureInfo(HandshakeFailure.PEER_ALERT, sent, detail + " (alert sent)")
+
+
+#: TLS 1.3's certificate_required (RFC 8446), which OpenSSL also sends in DTLS 1.2.
+_CERTIFICATE_REQUIRED = 116

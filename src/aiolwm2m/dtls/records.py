@@ -1,11 +1,13 @@
-"""Just enough DTLS 1.2 record parsing to see what mbedtls does not tell us.
+"""Just enough DTLS 1.2 record parsing to see what the TLS stack does not tell us.
 
-mbedtls reports "a fatal alert was received" without saying which one, gives a
-server no cheap way to reject non-DTLS junk before allocating a context, and
-its memory BIO concatenates datagrams. Reading the 13-byte record headers
-(RFC 6347 §4.1) ourselves fixes all three: plaintext (epoch 0) alerts are
-readable, a new peer must start with a ClientHello, and output can be cut back
-into datagrams at record boundaries. Pure functions; never raise on garbage.
+A server needs a cheap way to reject non-DTLS junk before allocating a
+connection, a memory BIO concatenates datagrams, and OpenSSL silently drops a
+client Finished it cannot decrypt (a wrong PSK) where the client deserves a
+bad_record_mac alert. Reading the 13-byte record headers (RFC 6347 §4.1)
+ourselves covers all three: a new peer must start with a ClientHello, output
+is cut back into datagrams at record boundaries, and a plaintext alert can be
+built with the next epoch-0 sequence number. Pure functions; never raise on
+garbage.
 """
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ __all__ = [
     "HEADER_LEN",
     "ContentType",
     "Record",
+    "alert_record",
+    "has_encrypted_handshake",
     "is_client_hello",
     "iter_records",
+    "last_plaintext_sequence",
     "looks_like_dtls",
     "plaintext_alerts",
     "split_into_datagrams",
@@ -146,3 +151,34 @@ def split_into_datagrams(stream: bytes, max_size: int) -> list[bytes]:
     if last < len(stream):
         out.append(bytes(stream[last:]))
     return out
+
+
+def has_encrypted_handshake(data: bytes) -> bool:
+    """True if the datagram holds a ChangeCipherSpec and an epoch > 0 handshake record.
+
+    From a DTLS 1.2 client before the handshake ends, that is its Finished.
+    """
+    spans = list(_spans(data))
+    return any(data[s] == ContentType.CHANGE_CIPHER_SPEC for s, _ in spans) and any(
+        data[s] == ContentType.HANDSHAKE and (data[s + 3] or data[s + 4]) for s, _ in spans
+    )
+
+
+def last_plaintext_sequence(stream: bytes) -> int | None:
+    """Highest epoch-0 record sequence number in a stream of records, if any."""
+    seqs = [
+        int.from_bytes(stream[s + 5 : s + 11], "big")
+        for s, _ in _spans(stream)
+        if stream[s + 3] == stream[s + 4] == 0
+    ]
+    return max(seqs) if seqs else None
+
+
+def alert_record(sequence: int, level: int, description: int) -> bytes:
+    """An unencrypted (epoch 0) DTLS 1.2 alert record."""
+    return (
+        bytes((ContentType.ALERT, _DTLS_MAJOR, 0xFD, 0, 0))
+        + sequence.to_bytes(6, "big")
+        + (2).to_bytes(2, "big")
+        + bytes((level, description))
+    )

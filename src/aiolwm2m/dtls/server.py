@@ -7,17 +7,29 @@ it never raises out of :meth:`DtlsServerEndpoint.handle_datagram` or
 
 - A datagram from an unknown address allocates nothing unless it is a
   plaintext ClientHello; anything that is not well-formed DTLS records is
-  dropped before mbedtls sees it.
-- Cookies (HelloVerifyRequest, RFC 6347 §4.2.1) are always on, as mbedtls
-  does on the server side; after sending one the peer's state is discarded,
-  so spoofed source addresses cost no memory.
+  dropped before OpenSSL sees it.
+- Cookies (HelloVerifyRequest, RFC 6347 §4.2.1) are always on and stateless
+  (``DTLSv1_listen`` on a throw-away connection): a peer gets state only once
+  its ClientHello carries a valid cookie, so spoofed source addresses and
+  ClientHello floods cost no memory.
 - At most ``max_peers`` peers; the oldest handshaking peer is dropped first.
 - Failed peers are forgotten at once, idle ones after ``idle_timeout``.
 
 A client that restarts and handshakes again from the same address gets a new
 session, but the old one is replaced only once the new ClientHello carried a
-valid cookie (proved the address): a forged or malformed ClientHello cannot
-cut an established device off (mbedtls' built-in reconnect handling could).
+valid cookie (proved the address): a forged ClientHello cannot cut an
+established device off.
+
+Sessions can be resumed (abbreviated handshake) from the server's session
+cache or a session ticket; both live in the endpoint's OpenSSL context, so a
+new endpoint (a restarted server, see :class:`ServerSecurity`) refuses the old
+sessions and clients fall back to a full handshake.
+
+OpenSSL silently discards a client Finished it cannot decrypt (RFC 6347
+§4.1.2.7), which is what a wrong PSK looks like; the endpoint notices (the
+client's CCS and encrypted Finished arrived and the handshake did not end)
+and answers a plaintext bad_record_mac alert, as Mbed TLS servers do, so the
+client learns "wrong key" instead of timing out.
 
 Like :class:`~aiolwm2m.dtls.session.DtlsClientSession` it owns no socket:
 feed datagrams in, send what :meth:`~DtlsServerEndpoint.datagrams_to_send`
@@ -29,21 +41,27 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aiolwm2m.dtls import _backend as be
-from aiolwm2m.dtls.credentials import ServerCertificateCredentials
+from aiolwm2m.dtls.credentials import PskStore, ServerCertificateCredentials, ServerSecurity
 from aiolwm2m.dtls.errors import DtlsStateError
-from aiolwm2m.dtls.mbedtls_codes import (
-    ERR_CLIENT_RECONNECT,
-    ERR_PEER_CLOSE_NOTIFY,
-    classify_mbedtls_error,
+from aiolwm2m.dtls.policy import (
+    FailureInfo,
+    HandshakeFailure,
+    HandshakeTiming,
+    TlsAlert,
+    classify_handshake_alerts,
 )
-from aiolwm2m.dtls.policy import FailureInfo, HandshakeFailure, HandshakeTiming, TlsAlert
-from aiolwm2m.dtls.records import is_client_hello, looks_like_dtls, plaintext_alerts
-from aiolwm2m.errors import ConfigError
+from aiolwm2m.dtls.records import (
+    alert_record,
+    has_encrypted_handshake,
+    is_client_hello,
+    last_plaintext_sequence,
+    looks_like_dtls,
+)
 
 __all__ = [
     "DtlsServerEndpoint",
@@ -56,9 +74,6 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 _FATAL = 2  # alert level
-
-Address = Hashable  # whatever the transport uses, e.g. ("127.0.0.1", 5684)
-PskStore = Mapping[bytes, bytes] | Callable[[bytes], bytes | None]
 
 
 class PeerEventKind(enum.Enum):
@@ -74,6 +89,7 @@ class PeerEvent:
     kind: PeerEventKind
     info: FailureInfo | None = None
     psk_identity: bytes | None = None
+    resumed: bool = False  # ESTABLISHED by an abbreviated handshake
 
 
 @dataclass(frozen=True)
@@ -85,57 +101,41 @@ class PeerInfo:
     psk_identity: bytes | None
     certificate_der: bytes | None
     cipher_suite: str | None
+    resumed: bool = False
 
 
 class _Peer:
     __slots__ = (
         "address",
-        "buf",
         "cert",
         "cipher",
+        "conn",
+        "data",
         "established",
         "last_activity",
-        "last_alert",
-        "psk_identity",
+        "plaintext_seq",
+        "resumed",
+        "retx",
         "started",
     )
 
-    def __init__(self, address: Any, buf: Any, now: float) -> None:
+    def __init__(self, address: Any, conn: Any, data: Any, timing: HandshakeTiming, now: float):
         self.address = address
-        self.buf = buf
+        self.conn = conn
+        self.data = data
         self.established = False
+        self.resumed = False
         self.started = now
         self.last_activity = now
-        self.psk_identity: bytes | None = None
         self.cert: bytes | None = None
         self.cipher: str | None = None
-        self.last_alert: int | None = None
+        self.retx = be.Retransmitter(timing)
+        self.plaintext_seq = -1  # highest epoch-0 sequence number we sent
 
-
-def _cookie_id(address: Any) -> bytes:
-    return repr(address).encode("utf-8", "replace")
-
-
-@dataclass(frozen=True)
-class ServerSecurity:
-    """What a DTLS server accepts: a PSK store and/or a certificate with client CAs.
-
-    A recipe rather than an endpoint, so a server that restarts (the testbed
-    simulating a reboot) builds a fresh endpoint and loses every session, as a
-    real one would. A mutable mapping as ``psk_store`` is looked up live, so
-    credentials provisioned later (e.g. by bootstrap) are accepted at once.
-    """
-
-    psk_store: PskStore | None = None
-    certificate: ServerCertificateCredentials | None = None
-    timing: HandshakeTiming | None = None
-
-    def __post_init__(self) -> None:
-        if self.psk_store is None and self.certificate is None:
-            raise ConfigError("a DTLS server needs a PSK store or a certificate")
-
-    def endpoint(self) -> DtlsServerEndpoint:
-        return DtlsServerEndpoint(self.psk_store, self.certificate, self.timing)
+    @property
+    def psk_identity(self) -> bytes | None:
+        identity = self.data.psk_identity
+        return identity if isinstance(identity, bytes) else None
 
 
 class DtlsServerEndpoint:
@@ -145,6 +145,8 @@ class DtlsServerEndpoint:
     key or None, so a testbed can look identities up in its own tables).
     ``certificate`` enables the ECDHE-ECDSA suites; clients must then present
     a certificate chaining to its client CAs. At least one is required.
+    ``context`` shares the TLS context (session cache, ticket keys) of an
+    earlier endpoint, which is how a server keeps sessions across a restart.
     """
 
     def __init__(
@@ -157,12 +159,15 @@ class DtlsServerEndpoint:
         max_peers: int = 10_000,
         max_datagram: int = be.DEFAULT_MAX_DATAGRAM,
         clock: Callable[[], float] = time.monotonic,
+        context: Any = None,
     ) -> None:
         if psk_store is None and certificate is None:
             raise DtlsStateError("a DTLS server needs a PSK store or a certificate")
         self._timing = timing if timing is not None else HandshakeTiming()
         self._lookup = be.PskLookup(psk_store) if psk_store is not None else None
-        self._context: Any = be.server_context(self._lookup, certificate, self._timing)
+        self.context: Any = (
+            context if context is not None else be.server_context(self._lookup, certificate)
+        )
         self._idle_timeout = idle_timeout
         self._max_peers = max_peers
         self._max_datagram = max_datagram
@@ -172,6 +177,7 @@ class DtlsServerEndpoint:
         self._events: list[PeerEvent] = []
         self.dropped_datagrams = 0
         self.internal_errors = 0
+        self.cookies_sent = 0
 
     # -- queries ------------------------------------------------------------
 
@@ -185,7 +191,9 @@ class DtlsServerEndpoint:
         peer = self._peers.get(address)
         if peer is None:
             return None
-        return PeerInfo(address, peer.established, peer.psk_identity, peer.cert, peer.cipher)
+        return PeerInfo(
+            address, peer.established, peer.psk_identity, peer.cert, peer.cipher, peer.resumed
+        )
 
     def datagrams_to_send(self) -> list[tuple[Any, bytes]]:
         out, self._outgoing = self._outgoing, []
@@ -218,25 +226,25 @@ class DtlsServerEndpoint:
         if peer is None or not peer.established:
             raise DtlsStateError(f"no established DTLS session with {address!r}")
         try:
-            be.write_record(peer.buf, bytes(app_data))
-        except be.TLSError as exc:
+            be.write_record(peer.conn, bytes(app_data))
+        except be.Error as exc:
             self._collect(peer)
             self._drop(
                 address,
                 PeerEventKind.FAILED,
-                FailureInfo(HandshakeFailure.INTERNAL, None, be.error_message(exc)),
+                FailureInfo(HandshakeFailure.INTERNAL, None, be.error_text(exc)),
             )
             raise DtlsStateError(f"DTLS write to {address!r} failed: {exc}") from exc
         self._collect(peer)
         peer.last_activity = self._clock()
 
     def poll(self) -> None:
-        """Drive handshake timers and forget idle peers; call ~every 20 ms."""
+        """Re-send or time out handshake flights, forget idle peers; call ~every 20 ms."""
         now = self._clock()
         for address, peer in list(self._peers.items()):
             try:
                 if not peer.established:
-                    self._advance(peer)
+                    self._poll_handshake(peer, now)
                 elif now - peer.last_activity > self._idle_timeout:
                     self._drop(address, PeerEventKind.EXPIRED)
             except Exception:
@@ -254,7 +262,7 @@ class DtlsServerEndpoint:
         if peer is None:
             return
         if peer.established:
-            be.shutdown(peer.buf)
+            be.shutdown(peer.conn)
             self._collect(peer)
         self._drop(address, PeerEventKind.CLOSED)
 
@@ -273,149 +281,146 @@ class DtlsServerEndpoint:
             self.dropped_datagrams += 1
             return []
         peer = self._peers.get(address)
-        if peer is None:
-            if not is_client_hello(data):
+        if peer is None or (peer.established and is_client_hello(data)):
+            # A new peer, or an established one's address sending a ClientHello
+            # (a rebooted device, or a forgery): only a valid cookie gets state.
+            if is_client_hello(data):
+                self._hello(address, data, peer)
+            else:
                 self.dropped_datagrams += 1
-                return []
-            peer = self._new_peer(address)
-            if peer is None:
-                self.dropped_datagrams += 1
-                return []
-        if peer.established and is_client_hello(data):
-            self._maybe_reconnect(peer, data)
             return []
         peer.last_activity = self._clock()
-        for level, description in plaintext_alerts(data):
-            if level == _FATAL:
-                peer.last_alert = description
-        be.feed(peer.buf, data)
+        be.feed(peer.conn, data)
         if not peer.established:
-            self._advance(peer)
+            self._advance(peer, data)
             if address not in self._peers or not self._peers[address].established:
                 return []
         return self._read(peer)
 
-    def _new_peer(self, address: Any) -> _Peer | None:
-        if len(self._peers) >= self._max_peers:
+    def _hello(self, address: Any, data: bytes, old: _Peer | None) -> None:
+        conn, cdata = be.server_connection(self.context, address, self._max_datagram)
+        if not be.listen(conn, data):
+            out = be.drain(conn)
+            if out:
+                self.cookies_sent += 1
+                self._queue(address, out)
+            else:
+                self.dropped_datagrams += 1
+            return
+        if old is not None:
+            self._events.append(
+                PeerEvent(
+                    address,
+                    PeerEventKind.CLOSED,
+                    FailureInfo(HandshakeFailure.PEER_ALERT, None, "client reconnected"),
+                    old.psk_identity,
+                )
+            )
+            del self._peers[address]
+        elif len(self._peers) >= self._max_peers:
             victim = min(
                 (p for p in self._peers.values() if not p.established),
                 key=lambda p: p.started,
                 default=None,
             )
             if victim is None:
-                return None
+                self.dropped_datagrams += 1
+                return
             self._drop(victim.address, PeerEventKind.EXPIRED)
-        buf = self._context.wrap_buffers()
-        buf.setcookieparam(_cookie_id(address))
-        peer = _Peer(address, buf, self._clock())
+        peer = _Peer(address, conn, cdata, self._timing, self._clock())
         self._peers[address] = peer
-        return peer
+        self._advance(peer, data)
 
-    def _maybe_reconnect(self, old: _Peer, data: bytes) -> None:
-        """A ClientHello from an established peer's address: a reboot, or a forgery.
+    def _collect(self, peer: _Peer) -> list[bytes]:
+        return self._queue(peer.address, be.drain(peer.conn), peer)
 
-        mbedtls' own reconnect handling kills the established session when the
-        ClientHello is malformed, so anyone able to spoof the source address
-        could cut a device off. Instead a fresh context takes the ClientHello;
-        the old session is replaced only when its cookie proves the address.
-        """
-        candidate = _Peer(old.address, self._context.wrap_buffers(), self._clock())
-        candidate.buf.setcookieparam(_cookie_id(old.address))
-        be.feed(candidate.buf, data)
-        out = bytearray()
-        if self._lookup is not None:
-            self._lookup.on_lookup = lambda ident: setattr(candidate, "psk_identity", ident)
-        try:
-            progress = be.drive_handshake(candidate.buf, out)
-        except be.TLSError:
-            self.dropped_datagrams += 1
-            return
-        finally:
-            if self._lookup is not None:
-                self._lookup.on_lookup = None
-        self._queue(old.address, bytes(out))
-        if progress == be.HandshakeProgress.HELLO_VERIFY:
-            return
-        self._events.append(
-            PeerEvent(
-                old.address,
-                PeerEventKind.CLOSED,
-                FailureInfo(HandshakeFailure.PEER_ALERT, None, "client reconnected"),
-                old.psk_identity,
-            )
-        )
-        self._peers[old.address] = candidate
-        if progress == be.HandshakeProgress.DONE:  # pragma: no cover - needs more flights
-            self._advance(candidate)
-
-    def _collect(self, peer: _Peer) -> None:
-        self._queue(peer.address, be.drain(peer.buf))
-
-    def _queue(self, address: Any, stream: bytes) -> None:
-        for datagram in be.split(stream, self._max_datagram):
-            self._outgoing.append((address, datagram))
+    def _queue(self, address: Any, stream: bytes, peer: _Peer | None = None) -> list[bytes]:
+        if peer is not None:
+            seq = last_plaintext_sequence(stream)
+            if seq is not None:
+                peer.plaintext_seq = max(peer.plaintext_seq, seq)
+        datagrams = be.split(stream, self._max_datagram)
+        self._outgoing.extend((address, d) for d in datagrams)
+        return datagrams
 
     def _drop(self, address: Any, kind: PeerEventKind, info: FailureInfo | None = None) -> None:
         peer = self._peers.pop(address, None)
         if peer is not None:
             self._events.append(PeerEvent(address, kind, info, peer.psk_identity))
 
-    def _advance(self, peer: _Peer) -> None:
-        out = bytearray()
+    def _fail_handshake(self, peer: _Peer, detail: str) -> None:
+        alerts = peer.data.alerts
+        info = classify_handshake_alerts(
+            is_client=False,
+            psk=peer.psk_identity is not None,
+            received=alerts.received,
+            sent=alerts.sent,
+            detail=detail,
+        )
+        self._drop(peer.address, PeerEventKind.FAILED, info)
+
+    def _advance(self, peer: _Peer, data: bytes) -> None:
+        before = be.state_string(peer.conn)
         if self._lookup is not None:
-            self._lookup.on_lookup = lambda ident: setattr(peer, "psk_identity", ident)
+            self._lookup.asking = peer.data
         try:
-            progress = be.drive_handshake(peer.buf, out)
-        except be.TLSError as exc:
-            self._queue(peer.address, bytes(out))
-            info = classify_mbedtls_error(
-                be.error_code(exc),
-                is_client=False,
-                psk=peer.psk_identity is not None,
-                alert=peer.last_alert,
-                message=be.error_message(exc),
-            )
-            self._drop(peer.address, PeerEventKind.FAILED, info)
+            progress = be.handshake(peer.conn)
+        except be.Error as exc:
+            self._collect(peer)  # the fatal alert OpenSSL queued
+            self._fail_handshake(peer, be.error_text(exc))
             return
         finally:
             if self._lookup is not None:
-                self._lookup.on_lookup = None
-        self._queue(peer.address, bytes(out))
-        if progress == be.HandshakeProgress.HELLO_VERIFY:
-            # HelloVerifyRequest sent: keep no state until the cookie comes back.
-            self._peers.pop(peer.address, None)
-        elif progress == be.HandshakeProgress.DONE:
+                self._lookup.asking = None
+        sent = self._collect(peer)
+        if progress is be.Progress.DONE:
+            peer.retx.stop()
             peer.established = True
-            peer.cipher = be.cipher_suite(peer.buf)
-            peer.cert = be.peer_certificate(peer.buf)
+            peer.resumed = be.session_reused(peer.conn)
+            peer.cipher = be.cipher_suite(peer.conn)
+            peer.cert = be.peer_certificate(peer.conn)
             self._events.append(
-                PeerEvent(peer.address, PeerEventKind.ESTABLISHED, None, peer.psk_identity)
+                PeerEvent(
+                    peer.address,
+                    PeerEventKind.ESTABLISHED,
+                    None,
+                    peer.psk_identity,
+                    peer.resumed,
+                )
             )
+        elif peer.psk_identity is not None and has_encrypted_handshake(data) and not sent:
+            self._bad_finished(peer)
+        elif sent and (be.state_string(peer.conn) != before or not peer.retx.running):
+            peer.retx.new_flight(sent, self._clock())
+
+    def _bad_finished(self, peer: _Peer) -> None:
+        """The client's Finished did not decrypt: with a PSK, the keys differ."""
+        alert = alert_record(peer.plaintext_seq + 1, _FATAL, TlsAlert.BAD_RECORD_MAC)
+        self._outgoing.append((peer.address, alert))
+        peer.data.alerts.sent = TlsAlert.BAD_RECORD_MAC
+        self._fail_handshake(peer, "client Finished did not verify (different PSK)")
+
+    def _poll_handshake(self, peer: _Peer, now: float) -> None:
+        due = peer.retx.due(now)
+        if due == "fail":
+            self._drop(
+                peer.address,
+                PeerEventKind.FAILED,
+                FailureInfo(HandshakeFailure.TIMEOUT, None, "client stopped answering"),
+            )
+        elif due == "resend":
+            if be.retransmit(peer.conn):
+                self._collect(peer)
+            else:
+                self._outgoing.extend((peer.address, d) for d in peer.retx.copy_of_flight())
 
     def _read(self, peer: _Peer) -> list[tuple[Any, bytes]]:
-        records, exc = be.read_records(peer.buf)
+        records, exc = be.read_records(peer.conn)
         self._collect(peer)
         out = [(peer.address, r) for r in records]
         if exc is None:
             return out
-        code = be.error_code(exc)
-        if code == ERR_CLIENT_RECONNECT:
-            # mbedtls verified the cookie of a new ClientHello from this
-            # address and reset itself for a fresh handshake on this buffer.
-            self._events.append(
-                PeerEvent(
-                    peer.address,
-                    PeerEventKind.CLOSED,
-                    FailureInfo(HandshakeFailure.PEER_ALERT, None, "client reconnected"),
-                    peer.psk_identity,
-                )
-            )
-            peer.established = False
-            peer.psk_identity = peer.cert = peer.cipher = None
-            peer.last_alert = None
-            peer.started = self._clock()
-            self._advance(peer)
-        elif code == ERR_PEER_CLOSE_NOTIFY:
+        if isinstance(exc, be.ZeroReturnError) or peer.data.alerts.close_notify_received:
             self._drop(
                 peer.address,
                 PeerEventKind.CLOSED,
@@ -424,15 +429,5 @@ class DtlsServerEndpoint:
                 ),
             )
         else:
-            self._drop(
-                peer.address,
-                PeerEventKind.FAILED,
-                classify_mbedtls_error(
-                    code,
-                    is_client=False,
-                    psk=peer.psk_identity is not None,
-                    alert=peer.last_alert,
-                    message=be.error_message(exc),
-                ),
-            )
+            self._fail_handshake(peer, be.error_text(exc))
         return out

@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from aiolwm2m.coap.message import Message
 from aiolwm2m.coap.params import TransmissionParameters
 from aiolwm2m.dtls.aio import DtlsServer, serve_dtls
+from aiolwm2m.dtls.credentials import ServerSecurity
 from aiolwm2m.dtls.errors import DtlsStateError
-from aiolwm2m.dtls.server import ServerSecurity
 from aiolwm2m.lwm2m.formats import ContentFormat
 from aiolwm2m.lwm2m.model import TypeLookup, Value
 from aiolwm2m.lwm2m.path import Path

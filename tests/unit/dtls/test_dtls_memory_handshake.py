@@ -1,4 +1,4 @@
-"""Client session ↔ server endpoint through memory: no sockets, real mbedtls."""
+"""Client session ↔ server endpoint through memory: no sockets, real OpenSSL."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from aiolwm2m.dtls import (
     PeerEventKind,
     PskCredentials,
     ServerCertificateCredentials,
+    ServerSecurity,
     TlsAlert,
 )
 from aiolwm2m.dtls.records import iter_records
@@ -76,7 +77,7 @@ def test_psk_handshake_and_echo() -> None:
     pump(client, server)
     assert client.state is DtlsState.ESTABLISHED and client.handshake_done
     assert client.failure is None
-    assert client.cipher_suite == "TLS-PSK-WITH-AES-128-CCM-8"
+    assert client.cipher_suite == "TLS_PSK_WITH_AES_128_CCM_8"
     events = server.events()
     assert [(e.kind, e.psk_identity) for e in events] == [(PeerEventKind.ESTABLISHED, b"ep1")]
     info = server.peer_info(CLIENT_ADDR)
@@ -172,7 +173,7 @@ def test_certificate_handshake_ccm8(pki: Pki) -> None:
         server.handle_datagram(CLIENT_ADDR, d)
     pump(client, server)
     assert client.state is DtlsState.ESTABLISHED, client.failure_info
-    assert client.cipher_suite == "TLS-ECDHE-ECDSA-WITH-AES-128-CCM-8"
+    assert client.cipher_suite == "TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8"
     assert client.peer_certificate_der == pki.server.certificate_der
     info = server.peer_info(CLIENT_ADDR)
     assert info is not None and info.certificate_der == pki.device.certificate_der
@@ -247,8 +248,8 @@ def test_mixed_server_serves_psk_and_certificates(pki: Pki) -> None:
     b.start()
     pump(b, server, addr=("192.0.2.2", 1))
     assert a.handshake_done and b.handshake_done
-    assert a.cipher_suite == "TLS-PSK-WITH-AES-128-CCM-8"
-    assert b.cipher_suite == "TLS-ECDHE-ECDSA-WITH-AES-128-CCM-8"
+    assert a.cipher_suite == "TLS_PSK_WITH_AES_128_CCM_8"
+    assert b.cipher_suite == "TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8"
 
 
 # -- lifecycle ------------------------------------------------------------------
@@ -259,8 +260,6 @@ def test_send_before_handshake_and_oversize() -> None:
     client = DtlsClientSession(PSK)
     with pytest.raises(DtlsStateError):
         client.send(b"x")
-    with pytest.raises(DtlsStateError):
-        client.suspend()
     client.poll()  # harmless before start()
     connect(client, server)
     with pytest.raises(DtlsStateError):
@@ -293,29 +292,52 @@ def test_close_notify_both_ways() -> None:
 
 
 def test_lost_final_flight_is_retransmitted() -> None:
-    server = psk_server(timing=FAST)
-    client = DtlsClientSession(PSK, FAST)
+    # Default timing: recovering a lost *final* flight needs OpenSSL's own
+    # retransmission (its timer starts at 1 s), see _backend.Retransmitter.
+    server = psk_server()
+    client = DtlsClientSession(PSK)
     client.start()
     dropped: list[bytes] = []
 
     def drop_server_finished(direction: str, d: bytes) -> bool:
-        # The server's last flight starts with ChangeCipherSpec (content type 20).
-        if direction == "s2c" and d[0] == 20 and not dropped:
+        # The server's last flight is the one carrying ChangeCipherSpec (type 20).
+        if (
+            direction == "s2c"
+            and not dropped
+            and any(r.content_type == 20 for r in iter_records(d))
+        ):
             dropped.append(d)
             return True
         return False
 
     pump(client, server, drop=drop_server_finished)
     assert dropped and not client.handshake_done
-    deadline = time.monotonic() + 2
+    deadline = time.monotonic() + 4
     while not client.handshake_done and time.monotonic() < deadline:
-        time.sleep(0.01)
+        time.sleep(0.02)
         client.poll()
         server.poll()
         pump(client, server)
-    assert client.handshake_done
+    assert client.handshake_done, client.failure_info
     client.send(b"after loss")
     assert pump(client, server)[1] == [(CLIENT_ADDR, b"after loss")]
+
+
+def test_lost_client_hello_is_resent_on_our_short_schedule() -> None:
+    # Sub-second timing: OpenSSL's timer has not expired yet, so the flight
+    # is re-sent as it was, at our instants (0.05 s, then failure at 0.15 s).
+    server = psk_server()
+    client = DtlsClientSession(PSK, FAST)
+    client.start()
+    first = client.datagrams_to_send()
+    time.sleep(0.06)
+    client.poll()
+    again = client.datagrams_to_send()
+    assert again == first
+    for d in again:
+        server.handle_datagram(CLIENT_ADDR, d)
+    pump(client, server)
+    assert client.handshake_done, client.failure_info
 
 
 def test_handshake_timeout_in_memory() -> None:
@@ -346,39 +368,87 @@ def test_client_reconnect_from_same_address() -> None:
     assert pump(second, server)[1] == [(CLIENT_ADDR, b"new session")]
 
 
-def test_suspend_and_resume_on_same_addresses() -> None:
-    server = psk_server()
-    client = DtlsClientSession(PSK)
-    connect(client, server)
-    saved = client.suspend()
-    assert client.state is DtlsState.CLOSED
-    assert len(saved) < 1024
-    resumed = DtlsClientSession.resume(PSK, saved)
-    assert resumed.state is DtlsState.ESTABLISHED
-    assert resumed.cipher_suite == "TLS-PSK-WITH-AES-128-CCM-8"
-    resumed.send(b"no handshake needed")
-    assert pump(resumed, server)[1] == [(CLIENT_ADDR, b"no handshake needed")]
-    server.send(CLIENT_ADDR, b"and back")
-    assert pump(resumed, server)[0] == [b"and back"]
+def flights(wire: list[tuple[str, bytes]]) -> int:
+    """Handshake flights on the wire: runs of datagrams in one direction."""
+    handshake = [(d, dg) for d, dg in wire if dg[0] != 23]  # application data is not a flight
+    return sum(1 for i, (d, _) in enumerate(handshake) if i == 0 or handshake[i - 1][0] != d)
 
 
-def test_resume_refuses_other_credentials_and_garbage() -> None:
+def test_resumption_is_an_abbreviated_handshake() -> None:
     server = psk_server()
+    first = DtlsClientSession(PSK)
+    full: list[tuple[str, bytes]] = []
+    first.start()
+    pump(first, server, wire=full)
+    assert first.handshake_done and not first.resumed and not first.resumption_offered
+    saved = first.saved_session
+    assert saved is not None
+    first.close()
+    pump(first, server)
+    server.events()
+
+    second = DtlsClientSession(PSK, resume=saved)
+    short: list[tuple[str, bytes]] = []
+    second.start()
+    pump(second, server, wire=short)
+    assert second.handshake_done and second.resumed
+    assert second.cipher_suite == "TLS_PSK_WITH_AES_128_CCM_8"
+    # cookie exchange, then ServerHello+CCS+Finished and the client's CCS+Finished:
+    # one flight fewer than the full handshake, no key exchange.
+    assert (flights(full), flights(short)) == (6, 5)
+    [event] = server.events()
+    assert event.kind is PeerEventKind.ESTABLISHED and event.resumed
+    info = server.peer_info(CLIENT_ADDR)
+    assert info is not None and info.resumed and info.psk_identity is None
+    second.send(b"resumed")
+    assert pump(second, server)[1] == [(CLIENT_ADDR, b"resumed")]
+
+
+def test_restarted_server_refuses_resumption_and_runs_a_full_handshake() -> None:
     client = DtlsClientSession(PSK)
+    connect(client, psk_server())
+    saved = client.saved_session
+    fresh = DtlsClientSession(PSK, resume=saved)
+    server = psk_server()  # a new endpoint: new ticket key, empty cache
+    connect(fresh, server)
+    assert fresh.handshake_done and fresh.resumption_offered and not fresh.resumed
+    [event] = server.events()
+    assert not event.resumed and event.psk_identity == b"ep1"
+
+
+def test_server_security_keep_sessions_across_restart() -> None:
+    for keep, expect_resumed in ((True, True), (False, False)):
+        security = ServerSecurity(psk_store={b"ep1": KEY}, keep_sessions=keep)
+        client = DtlsClientSession(PSK)
+        connect(client, security.endpoint())
+        again = DtlsClientSession(PSK, resume=client.saved_session)
+        connect(again, security.endpoint())  # the "restarted" server
+        assert again.handshake_done and again.resumed is expect_resumed
+
+
+def test_certificate_session_resumes_and_is_checked_again(pki: Pki) -> None:
+    server = cert_server(pki)
+    client = cert_client(pki)
     connect(client, server)
-    saved = client.suspend()
-    with pytest.raises(DtlsStateError):
-        DtlsClientSession.resume(PskCredentials(b"ep1", bytes(16)), saved)
-    with pytest.raises(DtlsStateError):
-        DtlsClientSession.resume(PSK, saved[:20] + b"\x00" * 40)
-    tampered = bytearray(saved)
-    tampered[-5] ^= 0x01
-    with pytest.raises(DtlsStateError):
-        DtlsClientSession.resume(PSK, bytes(tampered))
-    with pytest.raises(DtlsStateError):
-        DtlsClientSession.resume(PSK, b"")
-    # the genuine state still works afterwards
-    assert DtlsClientSession.resume(PSK, saved).handshake_done
+    again = cert_client(pki)
+    again._offered = client.saved_session  # as the runtime's session store would pass it
+    connect(again, server)
+    assert again.handshake_done and again.resumed
+    assert again.peer_certificate_der == pki.server.certificate_der
+    late = DtlsClientSession(
+        CertificateCredentials(
+            pki.device.certificate_der,
+            pki.device.private_key_der,
+            None,
+            (pki.ca.certificate_der,),
+            0,
+        ),
+        server_hostname="127.0.0.1",
+        resume=client.saved_session,
+        wall_clock=lambda: dt.datetime.now(dt.UTC) + dt.timedelta(days=5000),
+    )
+    connect(late, server)
+    assert late.failure is HandshakeFailure.SERVER_CERT_EXPIRED  # a kept session is no bypass
 
 
 def test_network_failure_reported_by_glue() -> None:
