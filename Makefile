@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint typecheck bench soak scenarios fuzz clean peers
+.PHONY: setup demo test lint typecheck bench soak scenarios fuzz clean peers test-pythons
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -31,9 +31,18 @@ peers:
 
 test: setup lint typecheck peers
 	$(PY) -m pytest $(PYTEST_ARGS)
+	scripts/test-pythons.sh
+
+# The other supported CPythons (pyenv's 3.12 and 3.13 on this machine type): install the
+# package in a venv each, run import/--help/no-DTLS checks, DTLS unit tests, a coaps:// PSK
+# registration. PYTHONS="…" picks interpreters.
+test-pythons:
+	scripts/test-pythons.sh
 
 bench: setup
 	$(PY) benchmarks/bench_coap.py
+	# python-mbedtls (the previous DTLS backend) only as bench_dtls.py's baseline; no wheel on 3.13+.
+	-$(PY) -m pip install -q 'python-mbedtls==2.10.1'
 	$(PY) benchmarks/bench_dtls.py
 	$(PY) benchmarks/bench_formats.py
 
@@ -63,4 +72,4 @@ fuzz: setup
 	done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .fuzz
+	rm -rf $(VENV) .venv-py3.* .pytest_cache .mypy_cache .ruff_cache .hypothesis .fuzz

@@ -1,9 +1,12 @@
-"""DTLS cost: handshakes/s (PSK, ECDHE-ECDSA) and protected vs plain round trips/s.
+"""DTLS cost: full and resumed handshakes/s (PSK, ECDHE-ECDSA) and round trips/s.
 
 Handshakes run both ends in this process over memory buffers (our
-``DtlsClientSession`` and ``DtlsServerEndpoint``, python-mbedtls underneath),
-so the figure is the CPU cost of one full handshake including the cookie
-exchange, for client and server together. Round trips carry a Notify-sized
+``DtlsClientSession`` and ``DtlsServerEndpoint``, OpenSSL underneath), so the
+figure is the CPU cost of one handshake including the cookie exchange, for
+client and server together; "resumed" is the abbreviated handshake with a
+kept session. When python-mbedtls (the previous backend) is importable, its
+own full handshakes and record round trips are measured in the same run as
+the baseline (``make bench`` installs it where a wheel exists). Round trips carry a Notify-sized
 CoAP message (the one ``bench_coap.py`` uses, ~80 bytes), one at a time:
 
 - in memory: encrypt → decrypt → encrypt → decrypt, the pure record cost;
@@ -41,7 +44,7 @@ from aiolwm2m.dtls.credentials import (
     ServerCertificateCredentials,
 )
 from aiolwm2m.dtls.server import DtlsServerEndpoint, ServerSecurity
-from aiolwm2m.dtls.session import DtlsClientSession, DtlsState
+from aiolwm2m.dtls.session import DtlsClientSession, DtlsState, SavedSession
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _util import compare, fmt_rate, print_table
@@ -80,19 +83,27 @@ def _pump(client: DtlsClientSession, server: DtlsServerEndpoint, addr: Any) -> l
             return got
 
 
-def handshake_case(security: ServerSecurity, credentials: DtlsCredentials) -> Callable[[], None]:
+def handshake_case(
+    security: ServerSecurity, credentials: DtlsCredentials, *, resumed: bool = False
+) -> Callable[[], None]:
     server = security.endpoint()
     ports = itertools.count()
+    saved: list[SavedSession | None] = [None]
 
     def handshake() -> None:
         addr = ("192.0.2.1", next(ports) % 60000 + 1)
-        client = DtlsClientSession(credentials)
+        client = DtlsClientSession(credentials, resume=saved[0])
         client.start()
         _pump(client, server, addr)
-        if client.state is not DtlsState.ESTABLISHED:
+        if client.state is not DtlsState.ESTABLISHED or client.resumed != bool(saved[0]):
             raise RuntimeError(f"handshake failed: {client.failure_info}")
+        client.close()  # a session dropped without close_notify cannot be resumed
         server.forget(addr)
+        if resumed and saved[0] is None:
+            saved[0] = client.saved_session
 
+    if resumed:
+        handshake()  # the full handshake whose session the timed ones resume
     return handshake
 
 
@@ -112,6 +123,82 @@ def memory_roundtrip_case(payload: bytes) -> Callable[[], None]:
         client.handle_datagram(back)
 
     return roundtrip
+
+
+def mbedtls_cases(payload: bytes) -> dict[str, Callable[[], None]]:
+    """The previous backend's own figures (raw python-mbedtls, memory buffers), if installed."""
+    try:
+        from mbedtls import tls  # type: ignore[import-not-found,import-untyped,unused-ignore]
+    except ImportError:
+        return {}
+    common = {
+        "lowest_supported_version": tls.DTLSVersion.DTLSv1_2,
+        "highest_supported_version": tls.DTLSVersion.DTLSv1_2,
+        "ciphers": ("TLS-PSK-WITH-AES-128-CCM-8",),
+        "validate_certificates": False,
+    }
+    client_ctx = tls.ClientContext(
+        tls.DTLSConfiguration(pre_shared_key=(PSK.identity.decode(), PSK.key), **common)
+    )
+    server_ctx = tls.ServerContext(
+        tls.DTLSConfiguration(pre_shared_key_store={PSK.identity.decode(): PSK.key}, **common)
+    )
+
+    def step(buf: Any) -> bytes:
+        out = b""
+        for _ in range(64):
+            try:
+                buf.do_handshake()
+            except (tls.WantReadError, tls.HelloVerifyRequest):
+                break
+            except tls.WantWriteError:
+                pass
+            out += buf.peek_outgoing(65536)
+            buf.consume_outgoing(len(out))
+            if buf._handshake_state is tls.HandshakeStep.HANDSHAKE_OVER:
+                break
+        data = buf.peek_outgoing(65536)
+        buf.consume_outgoing(len(data))
+        return out + data
+
+    def connect() -> tuple[Any, Any]:
+        client = client_ctx.wrap_buffers(None)
+        hello = step(client)
+        server = server_ctx.wrap_buffers()  # stateless: HelloVerifyRequest, then forget
+        server.setcookieparam(b"peer")
+        server.receive_from_network(hello)
+        client.receive_from_network(step(server))
+        server = server_ctx.wrap_buffers()
+        server.setcookieparam(b"peer")
+        data = step(client)
+        while data:
+            server.receive_from_network(data)
+            back = step(server)
+            if back:
+                client.receive_from_network(back)
+            data = step(client)
+        if client._handshake_state is not tls.HandshakeStep.HANDSHAKE_OVER:
+            raise RuntimeError("python-mbedtls handshake did not finish")
+        return client, server
+
+    def handshake() -> None:
+        connect()
+
+    client, server = connect()
+
+    def roundtrip() -> None:
+        client.write(payload)
+        server.receive_from_network(client.peek_outgoing(65536))
+        client.consume_outgoing(len(client.peek_outgoing(65536)))
+        server.write(server.read(4096))
+        client.receive_from_network(server.peek_outgoing(65536))
+        server.consume_outgoing(len(server.peek_outgoing(65536)))
+        client.read(4096)
+
+    return {
+        "python-mbedtls: handshake PSK-AES128-CCM8": handshake,
+        "python-mbedtls: record round trip, memory": roundtrip,
+    }
 
 
 async def _rate(call: Callable[[], Awaitable[object]], number: int, rounds: int) -> float:
@@ -188,19 +275,19 @@ def run(rounds: int = 5, number: int | None = None) -> dict[str, float]:
     """{case: median ops/s} for every figure this script prints."""
     client_cert, server_cert = _pki()
     payload = encode(notify_message())
-    rates = compare(
-        {
-            "handshake PSK-AES128-CCM8": handshake_case(
-                ServerSecurity(psk_store={PSK.identity: PSK.key}), PSK
-            ),
-            "handshake ECDHE-ECDSA-AES128-CCM8": handshake_case(
-                ServerSecurity(certificate=server_cert), client_cert
-            ),
-            "record round trip, memory": memory_roundtrip_case(payload),
-        },
-        number=number,
-        rounds=rounds,
-    )
+    psk_security = ServerSecurity(psk_store={PSK.identity: PSK.key})
+    cert_security = ServerSecurity(certificate=server_cert)
+    cases = {
+        "handshake PSK-AES128-CCM8": handshake_case(psk_security, PSK),
+        "resumed handshake PSK-AES128-CCM8": handshake_case(psk_security, PSK, resumed=True),
+        "handshake ECDHE-ECDSA-AES128-CCM8": handshake_case(cert_security, client_cert),
+        "resumed handshake ECDHE-ECDSA-AES128-CCM8": handshake_case(
+            cert_security, client_cert, resumed=True
+        ),
+        "record round trip, memory": memory_roundtrip_case(payload),
+    }
+    cases.update(mbedtls_cases(payload))
+    rates = compare(cases, number=number, rounds=rounds)
     udp = asyncio.run(udp_rates(payload, number or 2000, rounds))
     rates.update({f"round trip over UDP, {k}": v for k, v in udp.items()})
     return rates
@@ -212,12 +299,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--number", type=int, default=None, help="operations per round (auto)")
     args = parser.parse_args(argv)
     payload = encode(notify_message())
-    print(f"DTLS 1.2 (python-mbedtls); Notify-sized CoAP payload: {len(payload)} bytes")
+    from OpenSSL import SSL
+
+    version = SSL.OpenSSL_version(SSL.OPENSSL_VERSION).decode()
+    print(f"DTLS 1.2 ({version} via pyOpenSSL); Notify-sized CoAP payload: {len(payload)} bytes")
+    if not mbedtls_cases(payload):
+        print("python-mbedtls baseline: not installed here (no wheel for this Python)")
     rates = run(rounds=args.rounds, number=args.number)
     print_table(["case", "median"], [[name, fmt_rate(r)] for name, r in rates.items()])
     plain = rates["round trip over UDP, plain UDP"]
     secure = rates["round trip over UDP, DTLS-PSK"]
     print(f"DTLS-PSK / plain UDP round trips: x{secure / plain:.2f}")
+    full, short = rates["handshake PSK-AES128-CCM8"], rates["resumed handshake PSK-AES128-CCM8"]
+    print(f"resumed / full PSK handshakes: x{short / full:.2f}")
+    if "python-mbedtls: handshake PSK-AES128-CCM8" in rates:
+        base = rates["python-mbedtls: handshake PSK-AES128-CCM8"]
+        print(f"OpenSSL / python-mbedtls full PSK handshakes: x{full / base:.2f}")
     return 0
 
 

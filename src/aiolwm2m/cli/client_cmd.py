@@ -8,7 +8,9 @@ import dataclasses
 import signal
 import sys
 from typing import Any
+from urllib.parse import urlsplit
 
+from aiolwm2m import dtls
 from aiolwm2m.accounts import ServerAccount
 from aiolwm2m.cli.output import emit, event_json, event_line
 from aiolwm2m.client.config import ClientConfig, load_config
@@ -50,6 +52,9 @@ def config_from_args(args: argparse.Namespace) -> ClientConfig:
         servers[0] = dataclasses.replace(servers[0], lifetime=args.lifetime)
     if not servers and config.bootstrap is None:
         raise ConfigError("no server: pass --server or add a [[server]] table")
+    accounts = [*servers, *([config.bootstrap] if config.bootstrap else [])]
+    if any(urlsplit(a.uri).scheme == "coaps" for a in accounts):
+        dtls.require()  # coaps:// without a TLS stack: one line, exit 2, before start
     return dataclasses.replace(config, servers=tuple(servers))
 
 

@@ -65,7 +65,7 @@ _LAZY = {
 
 
 #: What to tell a user whose Python lacks the TLS stack.
-INSTALL_HINT = "DTLS (coaps://) needs pyOpenSSL: pip install 'pyOpenSSL>=25.1'"
+INSTALL_HINT = "DTLS (coaps://) needs pyOpenSSL: pip install 'pyOpenSSL>=26.4'"
 
 
 def require() -> None:

@@ -431,6 +431,17 @@ def shutdown(conn: SSL.Connection) -> None:
         conn.shutdown()
 
 
+def keep_resumable(conn: SSL.Connection) -> None:
+    """Let the session outlive a connection dropped without close_notify.
+
+    OpenSSL forgets (marks not resumable) the session of a connection freed
+    without a close_notify sent, the TLS 1.0 rule; since TLS 1.1 (RFC 5246
+    §7.2.1) a connection that merely went quiet may still be resumed, which is
+    the point after an outage. Fatal alerts still make OpenSSL drop it.
+    """
+    conn.set_shutdown(conn.get_shutdown() | SSL.SENT_SHUTDOWN)
+
+
 def peer_certificate(conn: SSL.Connection) -> bytes | None:
     cert = conn.get_peer_certificate(as_cryptography=True)
     return cert.public_bytes(_ser.Encoding.DER) if cert is not None else None

@@ -23,7 +23,7 @@ from aiolwm2m.dtls.credentials import CertificateCredentials, PskCredentials
 from aiolwm2m.dtls.errors import DtlsConnectionError, DtlsHandshakeError, DtlsStateError
 from aiolwm2m.dtls.policy import FailureInfo, HandshakeFailure, HandshakeTiming
 from aiolwm2m.dtls.server import DtlsServerEndpoint, PeerEvent
-from aiolwm2m.dtls.session import DtlsClientSession, DtlsState
+from aiolwm2m.dtls.session import DtlsClientSession, DtlsState, SavedSession
 
 __all__ = [
     "DtlsDatagramConnection",
@@ -190,16 +190,19 @@ async def dtls_client_connect(
     local_addr: tuple[str, int] | None = None,
     server_hostname: str | None = None,
     poll_interval: float = DEFAULT_POLL_INTERVAL,
+    resume: SavedSession | None = None,
 ) -> DtlsDatagramConnection:
     """Open a connected UDP socket to host:port and run the DTLS handshake.
 
     ``server_hostname`` (default ``host``) is what the server certificate is
-    checked against. Raises :class:`DtlsHandshakeError`; a name that does not
-    resolve or a socket that cannot be opened is NETWORK, chained from the
-    OSError (``socket.gaierror`` for DNS). Cancelling closes the socket.
+    checked against. ``resume`` offers a kept session (abbreviated handshake
+    if the server still has it; ``conn.session.resumed`` tells). Raises
+    :class:`DtlsHandshakeError`; a name that does not resolve or a socket
+    that cannot be opened is NETWORK, chained from the OSError
+    (``socket.gaierror`` for DNS). Cancelling closes the socket.
     """
     loop = asyncio.get_running_loop()
-    session = DtlsClientSession(credentials, timing, server_hostname or host)
+    session = DtlsClientSession(credentials, timing, server_hostname or host, resume=resume)
     conn = DtlsDatagramConnection(session)
     try:
         transport, _ = await loop.create_datagram_endpoint(

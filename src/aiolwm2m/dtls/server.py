@@ -271,8 +271,10 @@ class DtlsServerEndpoint:
             self.close(address)
 
     def forget(self, address: Any) -> None:
-        """Drop a peer's state silently (e.g. the testbed simulating a server reboot)."""
-        self._peers.pop(address, None)
+        """Drop a peer's state silently; its session stays resumable (cache, ticket)."""
+        peer = self._peers.pop(address, None)
+        if peer is not None and peer.established:
+            be.keep_resumable(peer.conn)
 
     # -- internals ----------------------------------------------------------
 
@@ -345,6 +347,8 @@ class DtlsServerEndpoint:
 
     def _drop(self, address: Any, kind: PeerEventKind, info: FailureInfo | None = None) -> None:
         peer = self._peers.pop(address, None)
+        if peer is not None and peer.established:
+            be.keep_resumable(peer.conn)  # idle or evicted: the client may still resume
         if peer is not None:
             self._events.append(PeerEvent(address, kind, info, peer.psk_identity))
 

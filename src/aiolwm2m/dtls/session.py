@@ -270,6 +270,8 @@ class DtlsClientSession:
         return datagrams
 
     def _fail(self, info: FailureInfo) -> None:
+        if self._saved is not None:  # it was established: the network failed, not the keys
+            be.keep_resumable(self._conn)
         self._state = DtlsState.FAILED
         self._failure = info
         self._retx.stop()

@@ -22,6 +22,7 @@ from aiolwm2m.client.engine import ObjectTree, OpenLink
 from aiolwm2m.lwm2m.formats import ContentFormat
 from aiolwm2m.lwm2m.path import Path
 from aiolwm2m.runtime.driver import EngineDriver
+from aiolwm2m.runtime.dtls_link import DtlsSessions
 from aiolwm2m.runtime.links import LinkError, open_link
 
 
@@ -47,6 +48,8 @@ class Client(EngineDriver):
         self._opening: dict[int, asyncio.Task[None]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._queues: list[asyncio.Queue[ev.Event | None]] = []
+        # DTLS sessions kept across links, so a reconnect can resume one.
+        self.dtls_sessions = DtlsSessions()
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -171,6 +174,7 @@ class Client(EngineDriver):
                 lambda data: self._on_datagram(link_id, gen, data),
                 lambda exc: self._on_link_error(link_id, gen, exc),
                 local_host=self._local_host,
+                sessions=self.dtls_sessions,
             )
         except LinkError as exc:
             self._opening.pop(link_id, None)

@@ -1,8 +1,8 @@
 """DTLS links: the client handshake on the link's own connected UDP socket.
 
 A ``coaps://`` link is a :class:`~aiolwm2m.dtls.aio.DtlsDatagramConnection`
-(python-mbedtls behind our own session wrapper) whose records carry CoAP both
-ways, so the server's requests (Read, Observe, Execute…) arrive over the same
+(OpenSSL behind our own session wrapper) whose records carry CoAP both ways,
+so the server's requests (Read, Observe, Execute…) arrive over the same
 session as the client's. This module turns the account's Security settings
 into DTLS credentials and the DTLS layer's classified failures into the
 engine's :class:`~aiolwm2m.client.engine.LinkFailure`, so recovery policy stays
@@ -14,9 +14,11 @@ in the engine:
   certificate, or any fatal alert → ``SECURE`` (the detail says which);
 - a surprise inside the binding → ``INTERNAL``.
 
-Not available with this binding (documented in ``docs/security.md``): session
-resumption (every link opens with a full handshake, which the spec's "a
-registration retry starts clean" asks for anyway) and Connection ID.
+Session resumption: :class:`DtlsSessions` keeps the last session per server
+address and credentials; the next link to that server (after an outage,
+offline mode or a queue-mode wake) offers it, and :attr:`DtlsLink.resumed`
+says whether the server took it (abbreviated handshake) or ran a full one.
+The TLS stack is imported only when a secure link is opened.
 """
 
 from __future__ import annotations
@@ -24,16 +26,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
+from aiolwm2m import dtls
 from aiolwm2m.accounts import SecurityMode, ServerAccount
 from aiolwm2m.client.engine import LinkFailure
-from aiolwm2m.dtls.aio import DtlsDatagramConnection
 from aiolwm2m.dtls.credentials import CertificateCredentials, DtlsCredentials, PskCredentials
 from aiolwm2m.dtls.errors import DtlsConnectionError, DtlsError
-from aiolwm2m.dtls.policy import HandshakeFailure
+from aiolwm2m.dtls.policy import HandshakeFailure, HandshakeTiming
 from aiolwm2m.errors import ConfigError
 
-__all__ = ["DtlsLink", "account_credentials", "link_failure"]
+if TYPE_CHECKING:
+    from aiolwm2m.dtls.aio import DtlsDatagramConnection
+    from aiolwm2m.dtls.session import SavedSession
+
+__all__ = ["DtlsLink", "DtlsSessions", "account_credentials", "link_failure", "open_dtls_link"]
 
 log = logging.getLogger("aiolwm2m.client")
 
@@ -74,8 +81,82 @@ def account_credentials(account: ServerAccount) -> DtlsCredentials:
     raise ConfigError(f"security mode {mode.name.lower()} has no DTLS credentials")
 
 
+class DtlsSessions:
+    """The sessions a client may resume, one per (server address, credentials).
+
+    Lives as long as the client (memory only: the session holds the master
+    secret). A failed handshake with rejected credentials forgets the entry;
+    a refused resumption is simply replaced by the full handshake's session.
+    """
+
+    def __init__(self) -> None:
+        self._saved: dict[tuple[Any, DtlsCredentials], SavedSession] = {}
+
+    def get(self, remote: Any, credentials: DtlsCredentials) -> SavedSession | None:
+        return self._saved.get((remote, credentials))
+
+    def put(self, remote: Any, credentials: DtlsCredentials, saved: SavedSession | None) -> None:
+        if saved is None:
+            self._saved.pop((remote, credentials), None)
+        else:
+            self._saved[(remote, credentials)] = saved
+
+    def __len__(self) -> int:
+        return len(self._saved)
+
+
+async def open_dtls_link(
+    remote: tuple[str, int],
+    host: str,
+    credentials: DtlsCredentials,
+    timing: HandshakeTiming,
+    on_datagram: Callable[[bytes], None],
+    on_error: Callable[[Exception], None],
+    local_host: str | None = None,
+    sessions: DtlsSessions | None = None,
+) -> DtlsLink:
+    """Handshake (resuming a kept session when there is one) and wrap it as a link.
+
+    Raises :class:`~aiolwm2m.dtls.errors.DtlsUnavailableError` without a TLS
+    stack and :class:`~aiolwm2m.dtls.errors.DtlsHandshakeError` on failure.
+    """
+    dtls.require()
+    from aiolwm2m.dtls.aio import dtls_client_connect  # the TLS stack: loaded on first use
+
+    saved = sessions.get(remote, credentials) if sessions is not None else None
+    try:
+        conn = await dtls_client_connect(
+            remote[0],
+            remote[1],
+            credentials,
+            timing,
+            local_addr=(local_host, 0) if local_host else None,
+            server_hostname=host,
+            resume=saved,
+        )
+    except dtls.DtlsHandshakeError as exc:
+        if sessions is not None and exc.failure.credentials_rejected:
+            sessions.put(remote, credentials, None)
+        raise
+    if sessions is not None:
+        sessions.put(remote, credentials, conn.session.saved_session)
+    link = DtlsLink(conn, on_datagram, on_error)
+    log.debug(
+        "DTLS link to %s:%d %s",
+        remote[0],
+        remote[1],
+        "resumed" if link.resumed else "fully established",
+    )
+    return link
+
+
 class DtlsLink:
-    """An established DTLS session used as the engine's link to one server."""
+    """An established DTLS session used as the engine's link to one server.
+
+    ``resumed`` is True when the handshake was abbreviated (the server took
+    the kept session), for the engine to treat the registration as still
+    valid (send an Update, not a Register).
+    """
 
     secure = True
 
@@ -86,6 +167,7 @@ class DtlsLink:
         on_error: Callable[[Exception], None],
     ) -> None:
         self.conn = conn
+        self.resumed = conn.session.resumed
         self._on_error = on_error
         conn.on_error = lambda info: on_error(DtlsConnectionError(info))
         conn.set_receiver(on_datagram)

@@ -16,10 +16,14 @@ from typing import Protocol
 from aiolwm2m.accounts import ServerAccount, ServerUri, check_security
 from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.client.engine import LinkFailure
-from aiolwm2m.dtls.aio import dtls_client_connect
-from aiolwm2m.dtls.errors import DtlsHandshakeError
+from aiolwm2m.dtls.errors import DtlsHandshakeError, DtlsUnavailableError
 from aiolwm2m.errors import ConfigError, Lwm2mError
-from aiolwm2m.runtime.dtls_link import DtlsLink, account_credentials, link_failure
+from aiolwm2m.runtime.dtls_link import (
+    DtlsSessions,
+    account_credentials,
+    link_failure,
+    open_dtls_link,
+)
 
 DatagramCallback = Callable[[bytes], None]
 ErrorCallback = Callable[[Exception], None]
@@ -35,6 +39,7 @@ class LinkError(Lwm2mError):
 
 class Link(Protocol):
     secure: bool
+    resumed: bool  # a DTLS session resumed with an abbreviated handshake
 
     def send(self, data: bytes) -> None: ...
 
@@ -57,6 +62,7 @@ class UdpLink:
     """A connected UDP socket: ICMP errors for it arrive via ``error_received``."""
 
     secure = False
+    resumed = False
 
     def __init__(self, transport: asyncio.DatagramTransport) -> None:
         self.transport = transport
@@ -107,12 +113,16 @@ async def open_link(
     on_error: ErrorCallback,
     *,
     local_host: str | None = None,
+    sessions: DtlsSessions | None = None,
 ) -> Link:
     """Open a link for ``account``: plain UDP for coap://, a DTLS session for coaps://.
 
     The engine refuses configured accounts whose security mode disagrees with
     the scheme; the check is repeated here because accounts also arrive later
     (bootstrap), and a secure account must never end up on a plaintext socket.
+    Without a TLS stack installed a coaps:// link fails as SECURE with the
+    one-line install hint (plain coap:// never loads it). ``sessions`` keeps
+    DTLS sessions between links so a reconnect can resume one.
     """
     try:
         check_security(account, uri)  # InvalidParameters is a ConfigError
@@ -124,14 +134,10 @@ async def open_link(
         transport = await open_udp(remote, on_datagram, on_error, local_host)
         return UdpLink(transport)
     try:
-        conn = await dtls_client_connect(
-            remote[0],
-            remote[1],
-            credentials,
-            config.dtls,
-            local_addr=(local_host, 0) if local_host else None,
-            server_hostname=uri.host,
+        return await open_dtls_link(
+            remote, uri.host, credentials, config.dtls, on_datagram, on_error, local_host, sessions
         )
     except DtlsHandshakeError as exc:
         raise LinkError(link_failure(exc.failure), str(exc.info)) from exc
-    return DtlsLink(conn, on_datagram, on_error)
+    except DtlsUnavailableError as exc:
+        raise LinkError(LinkFailure.SECURE, str(exc)) from exc

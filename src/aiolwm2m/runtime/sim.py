@@ -13,7 +13,7 @@ outage ("cable pulled": everything silently dropped), DNS names that do or do
 not resolve, and ICMP port-unreachable when a datagram reaches a closed port
 from a connected socket.
 
-DTLS is modelled, not run: the virtual clock cannot drive mbedtls' wall-clock
+DTLS is modelled, not run: the virtual clock cannot drive OpenSSL's wall-clock
 timers. A ``coaps://`` link sends a marker "ClientHello" datagram on the
 :class:`~aiolwm2m.dtls.policy.HandshakeTiming` schedule the real session uses
 (RFC 6347 §4.2.4: re-sent after 1, 2, 4… s, failing once a wait of the
@@ -22,8 +22,16 @@ maximum elapsed unanswered); a simulated server with ``dtls=``
 ``HandshakeOutcome`` (accept, reject with an alert, or stay silent) and
 drops any other datagram from a peer without a session, as a real DTLS
 server does. Outcomes map to the same link failures as the real runtime
-(``HANDSHAKE_TIMEOUT``, ``SECURE``, ``NETWORK``). The model is one flight per
-handshake; the cookie exchange and the cryptography are not simulated.
+(``HANDSHAKE_TIMEOUT``, ``SECURE``, ``NETWORK``). The model is one exchange
+per handshake; the cookie exchange and the cryptography are not simulated.
+
+Resumption is modelled too: an accepting server hands out a session token
+with its "Finished"; the client keeps it per server address and offers it in
+its next ClientHello; a server that still knows the token answers
+"resumed" (an abbreviated handshake: :data:`ABBREVIATED_FLIGHTS` instead of
+:data:`FULL_FLIGHTS` on the wire, as measured with OpenSSL), otherwise it
+runs a full one and hands out a new token. The link says which
+(``resumed``), as the real runtime's does.
 """
 
 from __future__ import annotations
@@ -108,9 +116,16 @@ class VirtualClock:
 
 
 #: Marker datagrams of the handshake model (DTLS 1.2 record headers, then a tag).
+#: A ClientHello may carry a session token after it; a full "Finished" carries
+#: the new token after it.
 SIM_CLIENT_HELLO = b"\x16\xfe\xfdsim-client-hello"
 SIM_SERVER_FINISHED = b"\x16\xfe\xfdsim-server-finished"
+SIM_SERVER_RESUMED = b"\x16\xfe\xfdsim-server-resumed"
 SIM_FATAL_ALERT = b"\x15\xfe\xfdsim-fatal-alert"
+#: Flights on the wire of a DTLS 1.2 handshake with a cookie exchange, full
+#: and abbreviated (measured with OpenSSL: tests/unit/dtls).
+FULL_FLIGHTS = 6
+ABBREVIATED_FLIGHTS = 5
 
 
 Receiver = Callable[[Address, bytes], None]
@@ -205,12 +220,19 @@ class SimNetwork:
 
 class _SimLink:
     def __init__(
-        self, net: SimNetwork, local: Address, remote: Address, *, secure: bool = False
+        self,
+        net: SimNetwork,
+        local: Address,
+        remote: Address,
+        *,
+        secure: bool = False,
+        resumed: bool = False,
     ) -> None:
         self.net = net
         self.local = local
         self.remote = remote
         self.secure = secure
+        self.resumed = resumed
 
     def send(self, data: bytes) -> None:
         self.net.send(self.local, self.remote, data)
@@ -238,6 +260,8 @@ class SimClient(EngineDriver):
         self.subscribe(self.events.append)
         self._timer: TimerHandle | None = None
         self._opening: dict[int, TimerHandle | _SimHandshake] = {}
+        # Modelled DTLS session tokens per server address (see module docstring).
+        self.dtls_sessions: dict[Address, bytes] = {}
 
     def start(self) -> None:
         self.start_engine()
@@ -320,7 +344,8 @@ class _SimHandshake:
         self._send_hello()
 
     def _send_hello(self) -> None:
-        self.client.net.send(self.local, self.remote, SIM_CLIENT_HELLO)
+        token = self.client.dtls_sessions.get(self.remote, b"")
+        self.client.net.send(self.local, self.remote, SIM_CLIENT_HELLO + token)
 
     def cancel(self) -> None:
         for timer in self._timers:
@@ -340,8 +365,12 @@ class _SimHandshake:
 
     def _on_datagram(self, _src: Address, data: bytes) -> None:
         if data == SIM_FATAL_ALERT:
+            self.client.dtls_sessions.pop(self.remote, None)
             self._fail(LinkFailure.SECURE, "bad_psk (simulated fatal alert)")
-        elif data == SIM_SERVER_FINISHED:
+        elif data.startswith(SIM_SERVER_FINISHED) or data == SIM_SERVER_RESUMED:
+            resumed = data == SIM_SERVER_RESUMED
+            if not resumed:
+                self.client.dtls_sessions[self.remote] = data[len(SIM_SERVER_FINISHED) :]
             for timer in self._timers:
                 timer.cancel()
             client, link_id, gen = self.client, self.link_id, self.gen
@@ -354,15 +383,17 @@ class _SimHandshake:
                 remote=self.remote,
                 replace=True,
             )
-            client._link_opened(
-                link_id, gen, _SimLink(client.net, self.local, self.remote, secure=True)
-            )
+            link = _SimLink(client.net, self.local, self.remote, secure=True, resumed=resumed)
+            client._link_opened(link_id, gen, link)
 
 
 __all__ = [
+    "ABBREVIATED_FLIGHTS",
+    "FULL_FLIGHTS",
     "SIM_CLIENT_HELLO",
     "SIM_FATAL_ALERT",
     "SIM_SERVER_FINISHED",
+    "SIM_SERVER_RESUMED",
     "Address",
     "SimClient",
     "SimNetwork",

@@ -12,7 +12,8 @@ client answers (error codes included) and raise
 
 With ``security=`` the server speaks DTLS only (a :class:`DtlsServerEndpoint`
 demultiplexes peers; plaintext CoAP is dropped unread) and a restart also
-loses every DTLS session, so clients must handshake again.
+loses every DTLS session, so clients must run a full handshake again (unless
+its :class:`ServerSecurity` says ``keep_sessions``: then they can resume).
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
+from aiolwm2m import dtls
 from aiolwm2m.coap.message import Message
 from aiolwm2m.coap.params import TransmissionParameters
-from aiolwm2m.dtls.aio import DtlsServer, serve_dtls
 from aiolwm2m.dtls.credentials import ServerSecurity
 from aiolwm2m.dtls.errors import DtlsStateError
 from aiolwm2m.lwm2m.formats import ContentFormat
@@ -38,6 +40,9 @@ from aiolwm2m.testbed.operations import (
     OperationResult,
     TransportError,
 )
+
+if TYPE_CHECKING:
+    from aiolwm2m.dtls.aio import DtlsServer
 
 log = logging.getLogger("aiolwm2m.testbed")
 
@@ -173,6 +178,9 @@ class TestbedServer:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         if self.security is not None:
+            dtls.require()  # one-line DtlsUnavailableError without a TLS stack
+            from aiolwm2m.dtls.aio import serve_dtls  # the TLS stack: loaded on first use
+
             self.dtls = await serve_dtls(
                 self.host,
                 self.port,

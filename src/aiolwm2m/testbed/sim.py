@@ -16,9 +16,12 @@ from typing import Protocol
 
 from aiolwm2m.coap.params import TransmissionParameters
 from aiolwm2m.runtime.sim import (
+    ABBREVIATED_FLIGHTS,
+    FULL_FLIGHTS,
     SIM_CLIENT_HELLO,
     SIM_FATAL_ALERT,
     SIM_SERVER_FINISHED,
+    SIM_SERVER_RESUMED,
     SimNetwork,
     TimerHandle,
 )
@@ -108,9 +111,11 @@ class SimServer(SimHost):
 
     With ``dtls=`` it is a (modelled) DTLS server: ``handshake`` says how it
     answers handshakes and may be changed at any time; ``handshakes`` records
-    (time, peer) of every ClientHello; datagrams from peers without a session
-    are dropped and counted in ``dropped_without_session``. ``restart()``
-    forgets every session.
+    (time, peer) of every ClientHello and ``flights`` the modelled flights of
+    each handshake (fewer for an abbreviated one, i.e. a resumed session);
+    datagrams from peers without a session are dropped and counted in
+    ``dropped_without_session``. ``restart()`` forgets every session and,
+    unless ``keep_sessions``, every resumable one too.
     """
 
     def __init__(
@@ -120,10 +125,15 @@ class SimServer(SimHost):
         *,
         params: TransmissionParameters | None = None,
         dtls: HandshakeOutcome | None = None,
+        keep_sessions: bool = False,
     ) -> None:
         self.handshake = dtls
+        self.keep_sessions = keep_sessions
         self.sessions: set[Address] = set()
+        self.resumable: set[bytes] = set()
         self.handshakes: list[tuple[float, Address]] = []
+        self.flights: list[int] = []
+        self._tokens_issued = 0
         self.dropped_without_session = 0
         self.core = ServerCore(
             params=params or TransmissionParameters(), rng=random.Random(net.rng.random())
@@ -139,6 +149,8 @@ class SimServer(SimHost):
         self.stop()
         self.core.forget_peers()
         self.sessions.clear()
+        if not self.keep_sessions:
+            self.resumable.clear()
         self.start()
 
     def start_operation(self, endpoint: str, request: OperationRequest) -> int:
@@ -154,12 +166,21 @@ class SimServer(SimHost):
 
     def _dtls_datagram(self, src: Address, data: bytes) -> bool:
         """Run the handshake model; True when ``data`` is a record of an open session."""
-        if data == SIM_CLIENT_HELLO:
+        if data.startswith(SIM_CLIENT_HELLO):
             self.handshakes.append((self.net.clock.now, src))
             self.sessions.discard(src)
+            token = data[len(SIM_CLIENT_HELLO) :]
             if self.handshake is HandshakeOutcome.ACCEPT:
                 self.sessions.add(src)
-                self.net.send(self.addr, src, SIM_SERVER_FINISHED)
+                if token in self.resumable:
+                    self.flights.append(ABBREVIATED_FLIGHTS)
+                    self.net.send(self.addr, src, SIM_SERVER_RESUMED)
+                else:
+                    self.flights.append(FULL_FLIGHTS)
+                    self._tokens_issued += 1  # never reused, not even after a restart
+                    token = b"#%d" % self._tokens_issued
+                    self.resumable.add(token)
+                    self.net.send(self.addr, src, SIM_SERVER_FINISHED + token)
             elif self.handshake is HandshakeOutcome.REJECT:
                 self.net.send(self.addr, src, SIM_FATAL_ALERT)
             return False

@@ -25,12 +25,15 @@ def test_bench_dtls_runs(capsys: pytest.CaptureFixture[str]) -> None:
     rates = bench.run(rounds=1, number=3)
     assert {
         "handshake PSK-AES128-CCM8",
+        "resumed handshake PSK-AES128-CCM8",
         "handshake ECDHE-ECDSA-AES128-CCM8",
+        "resumed handshake ECDHE-ECDSA-AES128-CCM8",
         "record round trip, memory",
         "round trip over UDP, plain UDP",
         "round trip over UDP, DTLS-PSK",
-    } == set(rates)
+    } <= set(rates)  # plus python-mbedtls' figures where it is installed
     assert all(rate > 0 for rate in rates.values())
     assert bench.main(["--rounds", "1", "--number", "3"]) == 0
-    assert "DTLS-PSK / plain UDP" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "DTLS-PSK / plain UDP" in out and "resumed / full PSK handshakes" in out
     sys.modules.pop("bench_dtls_smoke", None)
