@@ -528,3 +528,28 @@ async def test_link_layer_refuses_a_secure_account_on_plain_coap() -> None:
         transport.close()
     assert caught.value.failure is LinkFailure.SECURE
     assert silent.received == 0
+
+
+@pytest.mark.parametrize("server_restarts", [False, True])
+async def test_offline_and_back_resumes_the_session_unless_the_server_lost_it(
+    psk_server: TestbedServer, server_restarts: bool
+) -> None:
+    client = Client(config(psk_account(psk_server.uri)))
+    await client.start()
+    try:
+        await client.wait_for("registered", 5)
+        assert psk_server.dtls is not None
+        assert len(client.dtls_sessions) == 1
+        client.enter_offline()
+        if server_restarts:
+            await psk_server.stop()
+            await psk_server.start()  # a new endpoint: cache and ticket key are gone
+        client.exit_offline()
+        await client.wait_for("registered", 5)
+        endpoint = psk_server.dtls.endpoint
+        [peer] = endpoint.established_peers()  # the old one said close_notify going offline
+        info = endpoint.peer_info(peer)
+        assert info is not None and info.resumed is (not server_restarts)
+        assert info.psk_identity == EP.encode()  # known on a resumed session too
+    finally:
+        await client.close()

@@ -60,6 +60,7 @@ __all__ = [
     "SavedSession",
     "check",
     "client_connection",
+    "remember_identity",
     "server_context",
 ]
 
@@ -454,6 +455,30 @@ def cipher_suite(conn: SSL.Connection) -> str | None:
 
 def session_reused(conn: SSL.Connection) -> bool:
     return bool(_lib.SSL_session_reused(conn._ssl))
+
+
+#: Sessions whose PSK identity a server remembers (per context, oldest dropped first).
+_MAX_REMEMBERED_IDENTITIES: Final = 10_000
+
+
+def remember_identity(ctx: SSL.Context, conn: SSL.Connection, data: _ConnData) -> None:
+    """Keep (after a full handshake) or recall (after a resumed one) the PSK identity.
+
+    OpenSSL does not run the PSK callback when a session is resumed and the
+    bindings have no ``SSL_get_psk_identity``, so the server keys identities
+    by a hash of the session's master secret, which resumption keeps. The
+    table lives on the context, so it follows the session cache and ticket
+    key across a restart that keeps sessions.
+    """
+    table: dict[bytes, bytes] = ctx.__dict__.setdefault("_aiolwm2m_identities", {})
+    key = hashlib.sha256(conn.master_key()).digest()
+    if data.psk_identity is not None:
+        table.pop(key, None)
+        table[key] = data.psk_identity
+        while len(table) > _MAX_REMEMBERED_IDENTITIES:
+            del table[next(iter(table))]
+    else:
+        data.psk_identity = table.get(key)
 
 
 def saved_session(

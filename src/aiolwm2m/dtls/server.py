@@ -381,6 +381,7 @@ class DtlsServerEndpoint:
             peer.retx.stop()
             peer.established = True
             peer.resumed = be.session_reused(peer.conn)
+            be.remember_identity(self.context, peer.conn, peer.data)
             peer.cipher = be.cipher_suite(peer.conn)
             peer.cert = be.peer_certificate(peer.conn)
             self._events.append(

@@ -20,7 +20,13 @@ from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.client.engine import ServerState
 from aiolwm2m.coap.params import TransmissionParameters
 from aiolwm2m.dtls.policy import HandshakeTiming
-from aiolwm2m.runtime.sim import SIM_CLIENT_HELLO, SimClient, SimNetwork
+from aiolwm2m.runtime.sim import (
+    ABBREVIATED_FLIGHTS,
+    FULL_FLIGHTS,
+    SIM_CLIENT_HELLO,
+    SimClient,
+    SimNetwork,
+)
 from aiolwm2m.testbed.core import FaultKind, FaultRule, Operation
 from aiolwm2m.testbed.sim import HandshakeOutcome, SimServer
 
@@ -53,7 +59,8 @@ def make_client(net: SimNetwork, uri: str, **changes: Any) -> SimClient:
             RetrySettings(bootstrap_on_registration_failure=False, communication_retry_count=1),
         ),
     )
-    config = ClientConfig(endpoint="dev-1", servers=(account,), coap=EXACT_COAP, **changes)
+    changes.setdefault("coap", EXACT_COAP)
+    config = ClientConfig(endpoint="dev-1", servers=(account,), **changes)
     client = SimClient(net, config, rng=random.Random(1))
     client.start()
     return client
@@ -61,7 +68,7 @@ def make_client(net: SimNetwork, uri: str, **changes: Any) -> SimClient:
 
 def hello_times(net: SimNetwork) -> list[float]:
     assert net.trace is not None
-    return [t for t, _src, _dst, data in net.trace if data == SIM_CLIENT_HELLO]
+    return [t for t, _src, _dst, data in net.trace if data.startswith(SIM_CLIENT_HELLO)]
 
 
 def connect_errors(client: SimClient) -> list[ev.Error]:
@@ -153,3 +160,41 @@ def test_lost_session_triggers_one_new_handshake_then_registers(net: SimNetwork)
     assert kinds == [("update", "fallback_register"), ("register", "retry_handshake")]
     assert len(server.handshakes) == 2
     assert server.dropped_without_session == 2 * 5  # Update and Register, 5 transmissions each
+
+
+# -- session resumption after an outage -------------------------------------------
+
+#: A CON gives up 15.5 s after it was sent: the Update and the Register after it
+#: both fail inside a 30 s outage, so the client reconnects with a new link.
+SHORT_COAP = TransmissionParameters(ack_timeout=0.5, ack_random_factor=1.0)
+
+
+@pytest.mark.parametrize(
+    ("server_restarts", "flights"),
+    [(False, [FULL_FLIGHTS, ABBREVIATED_FLIGHTS]), (True, [FULL_FLIGHTS, FULL_FLIGHTS])],
+)
+def test_30s_outage_ends_with_an_abbreviated_handshake(
+    net: SimNetwork, server_restarts: bool, flights: list[int]
+) -> None:
+    server = make_server(net, HandshakeOutcome.ACCEPT)
+    client = make_client(net, server.uri, coap=SHORT_COAP)
+    net.clock.run_until_true(lambda: client.state(1) is ServerState.REGISTERED, 10)
+    first_link = client._links[1]
+    assert first_link.secure and not first_link.resumed
+    net.down = True
+    client.trigger_update()  # its CON is lost until the outage ends, then given up on
+    net.clock.run_for(30)
+    net.down = False
+    if server_restarts:
+        server.restart()
+    assert net.clock.run_until_true(
+        lambda: (
+            client._links.get(1) not in (None, first_link)
+            and client.state(1) is ServerState.REGISTERED
+        ),
+        120,
+    )
+    assert server.flights == flights
+    assert client._links[1].resumed is (not server_restarts)
+    # Until the engine acts on the flag, a resumed session still re-registers.
+    assert len(server.core.registrations) == 1
