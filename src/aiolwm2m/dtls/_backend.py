@@ -470,8 +470,11 @@ def remember_identity(ctx: SSL.Context, conn: SSL.Connection, data: _ConnData) -
     table lives on the context, so it follows the session cache and ticket
     key across a restart that keeps sessions.
     """
+    master = conn.master_key()
+    if master is None:  # pragma: no cover - an established connection has one
+        return
     table: dict[bytes, bytes] = ctx.__dict__.setdefault("_aiolwm2m_identities", {})
-    key = hashlib.sha256(conn.master_key()).digest()
+    key = hashlib.sha256(master).digest()
     if data.psk_identity is not None:
         table.pop(key, None)
         table[key] = data.psk_identity
