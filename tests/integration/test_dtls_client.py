@@ -34,9 +34,14 @@ from aiolwm2m.dtls.certs import (
     generate_server_certificate,
     write_test_pki,
 )
-from aiolwm2m.dtls.credentials import ServerCertificateCredentials, ServerSecurity
+from aiolwm2m.dtls.credentials import (
+    PskCredentials,
+    ServerCertificateCredentials,
+    ServerSecurity,
+)
 from aiolwm2m.dtls.policy import HandshakeTiming
 from aiolwm2m.dtls.records import ContentType, is_client_hello, iter_records, looks_like_dtls
+from aiolwm2m.dtls.session import DtlsClientSession
 from aiolwm2m.errors import ConfigError
 from aiolwm2m.runtime.aio import Client
 from aiolwm2m.runtime.links import LinkError, open_link
@@ -551,5 +556,38 @@ async def test_offline_and_back_resumes_the_session_unless_the_server_lost_it(
         info = endpoint.peer_info(peer)
         assert info is not None and info.resumed is (not server_restarts)
         assert info.psk_identity == EP.encode()  # known on a resumed session too
+    finally:
+        await client.close()
+
+
+async def test_client_hello_flood_at_the_secure_testbed_server(psk_server: TestbedServer) -> None:
+    """Thousands of cookie-less ClientHellos: answered statelessly, the device is unaffected."""
+    client = Client(config(psk_account(psk_server.uri)))
+    await client.start()
+    loop = asyncio.get_running_loop()
+    try:
+        await client.wait_for("registered", 5)
+        hello = DtlsClientSession(PskCredentials(b"flooder", KEY))
+        hello.start()
+        [client_hello] = hello.datagrams_to_send()
+        sockets = []
+        for _ in range(4):  # a few source ports, 3000 ClientHellos in all
+            transport, _ = await loop.create_datagram_endpoint(
+                asyncio.DatagramProtocol, remote_addr=("127.0.0.1", psk_server.port)
+            )
+            sockets.append(transport)
+        for i in range(3000):
+            sockets[i % 4].sendto(client_hello)
+            if i % 20 == 0:
+                await asyncio.sleep(0)  # let the server read: we test it, not socket buffers
+        client.trigger_update()
+        await client.wait_for("updated", 5)
+        assert psk_server.dtls is not None
+        endpoint = psk_server.dtls.endpoint
+        assert endpoint.internal_errors == 0
+        assert len(endpoint.peers()) == 1  # only the device holds state
+        assert endpoint.cookies_sent > 300  # it was hit (the kernel drops some of a burst)
+        for transport in sockets:
+            transport.close()
     finally:
         await client.close()

@@ -237,3 +237,23 @@ def test_fuzz_client_session_never_raises(datagrams: list[bytes]) -> None:
     handshaking.poll()
     # forged records never decrypt, so the real session is unaffected
     assert client.handshake_done
+
+
+def test_client_hello_flood_costs_no_state_and_spares_the_established_peer() -> None:
+    server, client = established()
+    hello = DtlsClientSession(PSK)
+    hello.start()
+    [client_hello] = hello.datagrams_to_send()  # a genuine ClientHello, no cookie
+    cookies_before = server.cookies_sent
+    for port in range(2000):  # spoofed sources: each gets a HelloVerifyRequest, nothing more
+        server.handle_datagram(("203.0.113.7", port), client_hello)
+    # the established peer's own address too: no valid cookie, so its session stays
+    for _ in range(50):
+        server.handle_datagram(CLIENT_ADDR, client_hello)
+    sent = server.datagrams_to_send()
+    assert server.cookies_sent - cookies_before == len(sent) == 2050
+    assert all(d[0] == 22 and len(d) < len(client_hello) for _, d in sent)  # no amplification
+    assert server.peers() == [CLIENT_ADDR] and server.internal_errors == 0
+    assert server.events() == []
+    client.send(b"still here")
+    assert pump(client, server)[1] == [(CLIENT_ADDR, b"still here")]
