@@ -269,6 +269,18 @@ class DtlsClientSession:
         self._outgoing.extend(datagrams)
         return datagrams
 
+    def _fail_from_alerts(self, exc: BaseException) -> None:
+        """OpenSSL failed: classify by the alerts this connection sent and received."""
+        self._fail(
+            classify_handshake_alerts(
+                is_client=True,
+                psk=self._psk,
+                received=self._alerts.received,
+                sent=self._alerts.sent,
+                detail=be.error_text(exc),
+            )
+        )
+
     def _fail(self, info: FailureInfo) -> None:
         if self._saved is not None:  # it was established: the network failed, not the keys
             be.keep_resumable(self._conn)
@@ -282,15 +294,7 @@ class DtlsClientSession:
             progress = be.handshake(self._conn)
         except be.Error as exc:
             self._flush()  # a fatal alert OpenSSL queued must still reach the peer
-            self._fail(
-                classify_handshake_alerts(
-                    is_client=True,
-                    psk=self._psk,
-                    received=self._alerts.received,
-                    sent=self._alerts.sent,
-                    detail=be.error_text(exc),
-                )
-            )
+            self._fail_from_alerts(exc)
             return
         sent = self._queue(be.drain(self._conn))
         if progress is be.Progress.DONE:
@@ -332,13 +336,5 @@ class DtlsClientSession:
                 HandshakeFailure.PEER_ALERT, TlsAlert.CLOSE_NOTIFY, "server closed the session"
             )
         else:
-            self._fail(
-                classify_handshake_alerts(
-                    is_client=True,
-                    psk=self._psk,
-                    received=self._alerts.received,
-                    sent=self._alerts.sent,
-                    detail=be.error_text(exc),
-                )
-            )
+            self._fail_from_alerts(exc)
         return records
