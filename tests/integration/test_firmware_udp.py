@@ -16,44 +16,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fwkit import firmware_config, wait_state
 
 from aiolwm2m.client import events as ev
 from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.client.firmware import (
-    DownloadPolicy,
-    FirmwareSettings,
     FirmwareState,
-    RetrySchedule,
     UpdateResult,
 )
-from aiolwm2m.client.firmware.events import FirmwareRetry, FirmwareStateChanged
-from aiolwm2m.coap.params import TransmissionParameters
+from aiolwm2m.client.firmware.events import FirmwareRetry
 from aiolwm2m.runtime.aio import Client
 from aiolwm2m.runtime.firmware import FirmwareRunner
 from aiolwm2m.runtime.storage import Store
 from aiolwm2m.testbed.images import ImageServer
 
-FAST = TransmissionParameters(ack_timeout=0.2, ack_random_factor=1.0, max_retransmit=2)
 IMAGE = os.urandom(48 * 1024 + 100)
-
-
-def firmware_config(directory: Path, **policy: Any) -> ClientConfig:
-    schedule = RetrySchedule(first_delay=0.2, max_delay=1.0, jitter=0.1, max_retries=30)
-    settings = FirmwareSettings(
-        directory=str(directory),
-        download=DownloadPolicy(schedule=schedule, checkpoint_bytes=8192, **policy),
-    )
-    return ClientConfig(endpoint="fw-dev", coap=FAST, firmware=settings)
-
-
-async def wait_state(client: Client, state: FirmwareState, timeout: float = 30.0) -> Any:
-    return await client.wait_for(
-        "firmware_state",
-        timeout,
-        lambda e: (
-            isinstance(e, FirmwareStateChanged) and e.object_id == 5 and e.new == state.name.lower()
-        ),
-    )
 
 
 async def test_outage_mid_download_resumes_without_fetching_a_block_twice(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Fetchers for firmware pulls: CoAP(S) Block2 over the sans-IO message layer.
+"""Fetchers for firmware pulls: CoAP(S) Block2 over the sans-IO message layer, HTTP(S) Range.
 
 :func:`fetch_coap` fetches ``uri`` from ``offset`` block by block (RFC 7959),
 handing each good chunk to ``on_chunk`` before asking for the next one (so
@@ -7,6 +7,14 @@ is the representation's validator; every later block, and every block of a
 resumed fetch, must carry the same one, else the fetch ends with
 RESOURCE_CHANGED. A resume asks for the block that holds ``offset`` and skips
 the bytes before it, so any offset works whatever block size the server picks.
+
+:func:`fetch_http` (``http://``, ``https://``) uses aiohttp, an optional
+dependency (``pip install aiolwm2m[http]``): without it the client does not
+advertise protocols 2 and 3 in /5/0/8 (:func:`available_schemes`) and an
+``http://`` Package URI is refused like any unsupported scheme (4.00, result
+9). The validator is the strong ETag (else Last-Modified); a resume sends
+``Range: bytes=offset-`` with ``If-Range: validator``, so a changed file comes
+back as a whole (200), which is RESOURCE_CHANGED, like a 412 or another ETag.
 
 Every way it can end is a :class:`FetchError` whose ``kind`` is a
 :class:`~aiolwm2m.client.firmware.FailureKind` the sans-IO download machine
@@ -17,8 +25,12 @@ with the credentials of the ``[firmware]`` settings.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import random
+import re
+import ssl
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from aiolwm2m.client.engine import LinkFailure
@@ -35,7 +47,21 @@ from aiolwm2m.errors import Lwm2mError
 from aiolwm2m.runtime.dtls_link import link_failure
 from aiolwm2m.runtime.links import LinkError, open_udp, resolve
 
-__all__ = ["ChunkSink", "FetchError", "fetch_coap"]
+if TYPE_CHECKING:
+    import aiohttp
+
+__all__ = [
+    "HTTP_AVAILABLE",
+    "ChunkSink",
+    "FetchError",
+    "available_schemes",
+    "fetch",
+    "fetch_coap",
+    "fetch_http",
+]
+
+#: aiohttp (the ``http`` extra) is installed: http:// and https:// can be fetched.
+HTTP_AVAILABLE = importlib.util.find_spec("aiohttp") is not None
 
 #: ``await on_chunk(offset, data, validator, total)``: store ``data`` found at ``offset``.
 ChunkSink = Callable[[int, bytes, str, int | None], Awaitable[None]]
@@ -228,3 +254,143 @@ def _check_outcome(result: ExchangeResult) -> Message:
     if response.code != Code.CONTENT:
         raise FetchError(_response_kind(response.code), f"image server answered {response.code}")
     return response
+
+
+def available_schemes(protocols: tuple[str, ...]) -> tuple[str, ...]:
+    """``protocols`` less those this installation cannot fetch (HTTP without aiohttp)."""
+    return tuple(p for p in protocols if HTTP_AVAILABLE or p not in ("http", "https"))
+
+
+async def fetch(
+    uri: str,
+    offset: int,
+    validator: str | None,
+    on_chunk: ChunkSink,
+    settings: FirmwareSettings,
+    *,
+    params: TransmissionParameters | None = None,
+    timing: HandshakeTiming | None = None,
+    rng: random.Random | None = None,
+) -> None:
+    """Fetch ``uri`` from ``offset`` with the fetcher of its scheme."""
+    scheme = urlsplit(uri).scheme.lower()
+    if scheme in ("coap", "coaps"):
+        await fetch_coap(
+            uri, offset, validator, on_chunk, settings, params=params, timing=timing, rng=rng
+        )
+    elif scheme in available_schemes(("http", "https")):
+        await fetch_http(uri, offset, validator, on_chunk, settings)
+    else:
+        raise FetchError(FailureKind.UNSUPPORTED_PROTOCOL, f"{scheme}:// cannot be fetched here")
+
+
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+
+
+def _http_status_kind(status: int) -> FailureKind:
+    if status in (404, 410):
+        return FailureKind.NOT_FOUND
+    if status == 412:
+        return FailureKind.RESOURCE_CHANGED
+    if status >= 500 or status in (408, 429):
+        return FailureKind.SERVER_ERROR  # transient: retried after the back-off
+    return FailureKind.REFUSED
+
+
+def _tls_context(settings: FirmwareSettings) -> ssl.SSLContext:
+    """Server verification against ``ca_certificates`` (else the system's), client
+    certificate from ``certificate``/``private_key`` when given."""
+    context = ssl.create_default_context()
+    try:
+        for ca in settings.ca_certificates:
+            context.load_verify_locations(cafile=ca)
+        if settings.certificate is not None and settings.private_key is not None:
+            context.load_cert_chain(settings.certificate, settings.private_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise FetchError(FailureKind.SECURE, f"https:// credentials unusable: {exc}") from exc
+    return context
+
+
+def _http_validator(response: aiohttp.ClientResponse) -> str:
+    """The strong ETag, else Last-Modified (If-Range takes either); '' if neither."""
+    etag = response.headers.get("ETag", "")
+    if etag and not etag.startswith("W/"):
+        return etag
+    return response.headers.get("Last-Modified", "")
+
+
+def _http_failure(exc: Exception) -> FetchError:
+    import aiohttp
+
+    kind = FailureKind.NETWORK
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        kind = FailureKind.DNS
+    elif isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
+        kind = FailureKind.SECURE
+    elif isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+        kind = FailureKind.TIMEOUT
+    elif isinstance(exc, aiohttp.InvalidURL):
+        kind = FailureKind.INVALID_URI
+    return FetchError(kind, f"{type(exc).__name__}: {exc}")
+
+
+async def fetch_http(
+    uri: str,
+    offset: int,
+    validator: str | None,
+    on_chunk: ChunkSink,
+    settings: FirmwareSettings,
+) -> None:
+    """Fetch ``uri`` from ``offset`` over HTTP(S) with Range/If-Range; see the module docstring."""
+    import aiohttp
+
+    headers = {"Accept-Encoding": "identity"}  # byte offsets are of the stored bytes
+    if offset > 0:
+        headers["Range"] = f"bytes={offset}-"
+        if validator:
+            headers["If-Range"] = validator
+    timeout = aiohttp.ClientTimeout(
+        total=None, sock_connect=settings.http_timeout, sock_read=settings.http_timeout
+    )
+    context = _tls_context(settings) if uri.lower().startswith("https:") else None
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=timeout, auto_decompress=False) as session,
+            session.get(uri, headers=headers, ssl=context or True) as response,
+        ):
+            total = _check_http_response(response, offset, validator)
+            found = _http_validator(response)
+            async for data in response.content.iter_chunked(settings.http_chunk):
+                await on_chunk(offset, data, found, total)
+                offset += len(data)
+    except FetchError:
+        raise
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        raise _http_failure(exc) from exc
+    if total is not None and offset != total:
+        raise FetchError(FailureKind.NETWORK, f"body ended at {offset} of {total} bytes")
+
+
+def _check_http_response(
+    response: aiohttp.ClientResponse, offset: int, validator: str | None
+) -> int | None:
+    """The representation's total size (if known) once the answer fits the request."""
+    status = response.status
+    found = _http_validator(response)
+    if status == 416 and offset > 0:
+        raise FetchError(FailureKind.RESOURCE_CHANGED, f"range from {offset} not satisfiable")
+    if status not in (200, 206):
+        raise FetchError(_http_status_kind(status), f"image server answered HTTP {status}")
+    if validator is not None and found != validator:
+        raise FetchError(FailureKind.RESOURCE_CHANGED, f"validator {found!r} is not {validator!r}")
+    if status == 200:
+        if offset > 0:  # the range was ignored, or If-Range said the file changed
+            raise FetchError(FailureKind.RESOURCE_CHANGED, "HTTP 200 (whole file) to a resume")
+        return response.content_length
+    match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
+    if match is None or int(match[1]) != offset:
+        shown = response.headers.get("Content-Range")
+        raise FetchError(
+            FailureKind.PROTOCOL, f"Content-Range {shown!r} does not start at {offset}"
+        )
+    return None if match[3] == "*" else int(match[3])

@@ -23,6 +23,7 @@ sleep (``[firmware] queue_mode_pause``) until the next Update or Register.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
@@ -35,7 +36,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from aiolwm2m.client import events as ev
 from aiolwm2m.client.firmware import (
-    FailureKind,
     FirmwareUpdate,
     InstallOutcome,
     ManifestVerifier,
@@ -59,7 +59,7 @@ from aiolwm2m.lwm2m.objects.firmware import (
     ManifestInstance,
 )
 from aiolwm2m.runtime.aio import Client
-from aiolwm2m.runtime.download import FetchError, fetch_coap
+from aiolwm2m.runtime.download import FetchError, available_schemes, fetch
 from aiolwm2m.runtime.firmware_store import DirectoryPackageStore, PackageError, PackageHandler
 from aiolwm2m.runtime.storage import CorruptStore, StoreReadError, StoreWriteError
 
@@ -94,7 +94,9 @@ class FirmwareRunner:
         *,
         rng: random.Random | None = None,
     ) -> None:
+        # /5/0/8 lists only what this installation can fetch (HTTP needs aiohttp).
         settings = client.config.firmware
+        settings = dataclasses.replace(settings, protocols=available_schemes(settings.protocols))
         if handler is None:
             if settings.directory is None:
                 raise ConfigError("[firmware] directory is required for the default handler")
@@ -356,13 +358,7 @@ class FirmwareRunner:
                     raise asyncio.CancelledError
 
         try:
-            scheme = action.uri.partition(":")[0].lower()
-            if scheme not in ("coap", "coaps"):
-                raise FetchError(
-                    FailureKind.UNSUPPORTED_PROTOCOL,
-                    f"{scheme}:// downloads are not available yet",
-                )
-            await fetch_coap(
+            await fetch(
                 action.uri,
                 action.offset,
                 action.validator,

@@ -1,10 +1,17 @@
-"""Testbed image server: firmware files over CoAP Block2 with an ETag, on real UDP.
+"""Testbed image servers: firmware files over CoAP Block2 and HTTP(S) Range, on real sockets.
 
-Serves every file of a directory at ``coap://host:port/<file name>``. The
-ETag is the first 8 bytes of the file's SHA-256, so a restarted server keeps
-it and a replaced file changes it (what a resuming client must notice).
-:attr:`ImageServer.served` counts the blocks answered per file, so a test can
-prove a resumed download fetched no block twice.
+:class:`ImageServer` serves every file of a directory at
+``coap://host:port/<file name>``. The ETag is the first 8 bytes of the file's
+SHA-256, so a restarted server keeps it and a replaced file changes it (what a
+resuming client must notice). :attr:`ImageServer.served` counts the blocks
+answered per file, so a test can prove a resumed download fetched no block twice.
+
+:class:`HttpImageServer` serves the same files at ``http(s)://host:port/<name>``
+with aiohttp (the ``http`` extra): a strong ETag (the same hash, quoted),
+``Range: bytes=N-[M]`` answered 206 with Content-Range, ``If-Range`` honoured
+(a different validator gets the whole file, 200), 416 past the end.
+:attr:`HttpImageServer.requests` records each request's range start and the
+bytes written for it; ``pace`` slows the body down so a test can cut it.
 """
 
 from __future__ import annotations
@@ -12,8 +19,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
+import ssl
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiolwm2m.coap.blockwise import BlockwiseError, slice_block2
 from aiolwm2m.coap.layer import IncomingRequest, MessageLayer
@@ -21,9 +31,25 @@ from aiolwm2m.coap.message import CoapDecodeError, Code, Message, OptionNumber, 
 from aiolwm2m.coap.params import TransmissionParameters
 from aiolwm2m.lwm2m.formats import ContentFormat
 
-__all__ = ["ImageServer"]
+if TYPE_CHECKING:
+    from aiohttp import web
+
+__all__ = ["HttpImageServer", "ImageServer", "ServedRange", "etag_of"]
 
 Address = tuple[str, int]
+
+
+def etag_of(data: bytes) -> bytes:
+    """The ETag both servers give a file: stable across restarts, new for new content."""
+    return hashlib.sha256(data).digest()[:8]
+
+
+def _image(directory: Path, name: str) -> Path | None:
+    """The file ``name`` names in ``directory``; None for anything but a plain file there."""
+    path = directory / name
+    if not name or "/" in name or name.startswith(".") or not path.is_file():
+        return None
+    return path
 
 
 class ImageServer(asyncio.DatagramProtocol):
@@ -74,8 +100,8 @@ class ImageServer(asyncio.DatagramProtocol):
         if request.code != Code.GET:
             return Message(code=Code.METHOD_NOT_ALLOWED)
         name = "/".join(request.uri_path)
-        path = self.directory / name
-        if not name or "/" in name or name.startswith(".") or not path.is_file():
+        path = _image(self.directory, name)
+        if path is None:
             return Message(code=Code.NOT_FOUND)
         data = path.read_bytes()
         try:
@@ -84,7 +110,118 @@ class ImageServer(asyncio.DatagramProtocol):
         except (CoapDecodeError, BlockwiseError) as exc:
             return Message(code=Code.BAD_OPTION, payload=str(exc).encode())
         response = Message(code=Code.CONTENT)
-        response.add(OptionNumber.ETAG, hashlib.sha256(data).digest()[:8])
+        response.add(OptionNumber.ETAG, etag_of(data))
         response.add(OptionNumber.CONTENT_FORMAT, encode_uint(ContentFormat.OPAQUE))
         self.served[name].append(piece.block.num if piece.block is not None else 0)
         return piece.apply(response)
+
+
+@dataclass
+class ServedRange:
+    """One HTTP GET of a file: where its body started and how many bytes were written."""
+
+    start: int
+    sent: int = 0
+    status: int = 200
+
+
+class HttpImageServer:
+    """See the module docstring. ``await start()``, ``uri(name)``, ``await stop()``."""
+
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ssl_context: ssl.SSLContext | None = None,
+        chunk: int = 4096,
+        pace: float = 0.0,
+    ) -> None:
+        self.directory = Path(directory)
+        self.host = host
+        self.port = port
+        self.ssl_context = ssl_context
+        self.chunk = chunk
+        self.pace = pace  # seconds between chunks of a body
+        self.requests: dict[str, list[ServedRange]] = defaultdict(list)
+        self._runner: web.AppRunner | None = None
+        self._live: set[asyncio.Transport] = set()
+
+    async def start(self) -> None:
+        from aiohttp import web
+
+        app = web.Application()
+        app.router.add_get("/{name}", self._get)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(
+            self._runner, self.host, self.port, ssl_context=self.ssl_context, reuse_address=True
+        )
+        await site.start()
+        self.port = int(self._runner.addresses[0][1])
+
+    async def stop(self) -> None:
+        """Close the listener and cut every connection at once (as a crash or a lost link
+        does; aiohttp's own shutdown would let bodies in flight finish first)."""
+        for transport in self._live:
+            transport.abort()
+        self._live.clear()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def uri(self, name: str) -> str:
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}/{name}"
+
+    async def _get(self, request: web.Request) -> web.StreamResponse:
+        from aiohttp import web
+
+        name = request.match_info["name"]
+        path = _image(self.directory, name)
+        if path is None:
+            raise web.HTTPNotFound()
+        data = path.read_bytes()
+        etag = f'"{etag_of(data).hex()}"'
+        start, end = 0, len(data)
+        status = 200
+        if "Range" in request.headers and request.headers.get("If-Range", etag) == etag:
+            try:
+                wanted = request.http_range
+            except ValueError:
+                raise web.HTTPRequestRangeNotSatisfiable(
+                    headers={"Content-Range": f"bytes */{len(data)}"}
+                ) from None
+            first = wanted.start if wanted.start is not None else 0
+            if first < 0 or first >= len(data):
+                raise web.HTTPRequestRangeNotSatisfiable(
+                    headers={"Content-Range": f"bytes */{len(data)}"}
+                )
+            start, end, status = first, min(len(data), wanted.stop or len(data)), 206
+        served = ServedRange(start, status=status)
+        self.requests[name].append(served)
+        response = web.StreamResponse(status=status)
+        response.headers.update(
+            {"ETag": etag, "Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"}
+        )
+        if status == 206:
+            response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{len(data)}"
+        response.content_length = end - start
+        await response.prepare(request)
+        transport = request.transport
+        if transport is not None:
+            self._live.add(transport)
+        try:
+            for at in range(start, end, self.chunk):
+                piece = data[at : min(end, at + self.chunk)]
+                await response.write(piece)
+                served.sent += len(piece)
+                if self.pace:
+                    await asyncio.sleep(self.pace)
+            await response.write_eof()
+        except ConnectionError:  # cut by stop() or by the client
+            pass
+        finally:
+            self._live.discard(transport)
+        return response

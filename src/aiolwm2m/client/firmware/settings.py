@@ -37,6 +37,8 @@ class FirmwareSettings:
     download: DownloadPolicy = field(default_factory=DownloadPolicy)
     protocols: tuple[str, ...] = SUPPORTED_SCHEMES
     block_size: int = 1024  # CoAP Block2 size asked for (16..1024)
+    http_timeout: float = 30.0  # HTTP(S): connect, and the longest silence while reading
+    http_chunk: int = 64 * 1024  # HTTP(S): most bytes handed to storage at once
     push_timeout: float = 247.0  # EXCHANGE_LIFETIME: a silent push fails after this
     queue_mode_pause: bool = True  # queue-mode sleep pauses a download until the next wake
     manifest_keys: tuple[str, ...] = ()  # PEM public keys (P-256) trusted for manifests
@@ -54,8 +56,10 @@ class FirmwareSettings:
             raise ConfigError(f"unsupported firmware protocols: {sorted(unknown)}")
         if not 16 <= self.block_size <= 1024 or self.block_size & (self.block_size - 1):
             raise ConfigError("block_size must be a power of two in 16..1024")
-        if self.push_timeout <= 0 or self.install_timeout <= 0:
-            raise ConfigError("push_timeout and install_timeout must be > 0")
+        if self.push_timeout <= 0 or self.install_timeout <= 0 or self.http_timeout <= 0:
+            raise ConfigError("push_timeout, install_timeout and http_timeout must be > 0")
+        if self.http_chunk < 1:
+            raise ConfigError("http_chunk must be >= 1")
 
 
 #: ``[firmware]`` keys of the retry schedule → :class:`RetrySchedule` fields.
@@ -67,8 +71,8 @@ _SCHEDULE_KEYS = {
     "retry_count": "max_retries",
     "download_deadline": "deadline",
 }
-_NUMBERS = {"install_timeout", "push_timeout", *_SCHEDULE_KEYS}
-_INTEGERS = {"block_size", "checkpoint_bytes", "max_restarts", "retry_count"}
+_NUMBERS = {"install_timeout", "push_timeout", "http_timeout", *_SCHEDULE_KEYS}
+_INTEGERS = {"block_size", "http_chunk", "checkpoint_bytes", "max_restarts", "retry_count"}
 _STRINGS = {"directory", "certificate", "private_key"}
 _LISTS = {"install_command", "manifest_keys", "ca_certificates", "protocols"}
 _OTHER = {
