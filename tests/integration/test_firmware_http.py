@@ -192,3 +192,21 @@ async def test_without_aiohttp_http_is_not_advertised_and_refused_with_result_9(
     finally:
         await runner.close()
         await client.stop()
+
+
+async def test_without_the_dtls_stack_coaps_is_not_advertised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(download, "DTLS_AVAILABLE", False)
+    client = Client(firmware_config(tmp_path / "fw"))
+    runner = FirmwareRunner(client)
+    await client.start()
+    try:
+        assert runner.update.object5_values()[8] == {0: 0, 1: 2, 2: 3}
+        with pytest.raises(Exception) as refused:
+            runner.write_uri("coaps://127.0.0.1:1/fw.bin")
+        assert refused.value.__class__.__name__ == "RefusedInState"
+        assert runner.update.fw.result is UpdateResult.UNSUPPORTED_PROTOCOL
+    finally:
+        await runner.close()
+        await client.stop()

@@ -12,7 +12,8 @@ the bytes before it, so any offset works whatever block size the server picks.
 dependency (``pip install aiolwm2m[http]``): without it the client does not
 advertise protocols 2 and 3 in /5/0/8 (:func:`available_schemes`) and an
 ``http://`` Package URI is refused like any unsupported scheme (4.00, result
-9). The validator is the strong ETag (else Last-Modified); a resume sends
+9); so is ``coaps://`` without the DTLS stack. The validator is the strong
+ETag (else Last-Modified); a resume sends
 ``Range: bytes=offset-`` with ``If-Range: validator``, so a changed file comes
 back as a whole (200), which is RESOURCE_CHANGED, like a 412 or another ETag.
 
@@ -33,15 +34,15 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
+from aiolwm2m import dtls
 from aiolwm2m.client.engine import LinkFailure
 from aiolwm2m.client.firmware import FailureKind, FirmwareSettings
 from aiolwm2m.coap.blockwise import block_size, szx_for
 from aiolwm2m.coap.layer import ExchangeResult, MessageLayer, Outcome
 from aiolwm2m.coap.message import Block, CoapDecodeError, Code, Message, MessageType, OptionNumber
 from aiolwm2m.coap.params import TransmissionParameters
-from aiolwm2m.dtls.aio import dtls_client_connect
 from aiolwm2m.dtls.credentials import CertificateCredentials, DtlsCredentials, PskCredentials
-from aiolwm2m.dtls.errors import DtlsHandshakeError
+from aiolwm2m.dtls.errors import DtlsHandshakeError, DtlsUnavailableError
 from aiolwm2m.dtls.policy import HandshakeTiming
 from aiolwm2m.errors import Lwm2mError
 from aiolwm2m.runtime.dtls_link import link_failure
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
     import aiohttp
 
 __all__ = [
+    "DTLS_AVAILABLE",
     "HTTP_AVAILABLE",
     "ChunkSink",
     "FetchError",
@@ -62,6 +64,8 @@ __all__ = [
 
 #: aiohttp (the ``http`` extra) is installed: http:// and https:// can be fetched.
 HTTP_AVAILABLE = importlib.util.find_spec("aiohttp") is not None
+#: The DTLS stack (pyOpenSSL) is installed: coaps:// can be fetched.
+DTLS_AVAILABLE = importlib.util.find_spec("OpenSSL") is not None
 
 #: ``await on_chunk(offset, data, validator, total)``: store ``data`` found at ``offset``.
 ChunkSink = Callable[[int, bytes, str, int | None], Awaitable[None]]
@@ -128,6 +132,12 @@ class _Channel:
                 self._send = transport.sendto
                 self._close = transport.close
                 return
+            try:
+                dtls.require()
+            except DtlsUnavailableError as exc:
+                raise FetchError(FailureKind.UNSUPPORTED_PROTOCOL, str(exc)) from exc
+            from aiolwm2m.dtls.aio import dtls_client_connect  # the TLS stack, on first use
+
             conn = await dtls_client_connect(
                 remote[0], remote[1], _credentials(settings), timing, server_hostname=host
             )
@@ -257,8 +267,14 @@ def _check_outcome(result: ExchangeResult) -> Message:
 
 
 def available_schemes(protocols: tuple[str, ...]) -> tuple[str, ...]:
-    """``protocols`` less those this installation cannot fetch (HTTP without aiohttp)."""
-    return tuple(p for p in protocols if HTTP_AVAILABLE or p not in ("http", "https"))
+    """``protocols`` less those this installation cannot fetch (HTTP without aiohttp,
+    CoAPS without pyOpenSSL)."""
+    missing = set()
+    if not HTTP_AVAILABLE:
+        missing |= {"http", "https"}
+    if not DTLS_AVAILABLE:
+        missing.add("coaps")
+    return tuple(p for p in protocols if p not in missing)
 
 
 async def fetch(
@@ -278,7 +294,7 @@ async def fetch(
         await fetch_coap(
             uri, offset, validator, on_chunk, settings, params=params, timing=timing, rng=rng
         )
-    elif scheme in available_schemes(("http", "https")):
+    elif scheme in ("http", "https") and HTTP_AVAILABLE:
         await fetch_http(uri, offset, validator, on_chunk, settings)
     else:
         raise FetchError(FailureKind.UNSUPPORTED_PROTOCOL, f"{scheme}:// cannot be fetched here")
