@@ -83,6 +83,7 @@ MAX_INCOMING_DATAGRAM: Final = 2**14 + 2048 + 13
 #: Datagram size used when re-cutting OpenSSL's output and as its MTU.
 DEFAULT_MAX_DATAGRAM: Final = 1400
 _READ_SIZE: Final = MAX_RECORD_PLAINTEXT + 1024
+_DRAIN_SIZE: Final = 65536
 _OP_COOKIE_EXCHANGE: Final = 0x2000  # SSL_OP_COOKIE_EXCHANGE (typed int | None in pyOpenSSL)
 _SSL_CB_ALERT: Final = 0x4000
 _SSL_CB_READ: Final = 0x04
@@ -371,12 +372,12 @@ def drain(conn: SSL.Connection) -> bytes:
     out = bytearray()
     while True:
         try:
-            chunk = conn.bio_read(65536)
+            chunk = conn.bio_read(_DRAIN_SIZE)
         except WantReadError:
             return bytes(out)
-        if not chunk:
-            return bytes(out)
         out += chunk
+        if len(chunk) < _DRAIN_SIZE:  # a memory BIO hands out all it holds at once
+            return bytes(out)
 
 
 def handshake(conn: SSL.Connection) -> Progress:
