@@ -1,4 +1,8 @@
-"""``aiolwm2m client``: run one device until SIGINT/SIGTERM, then De-register and exit 0."""
+"""``aiolwm2m client``: run one device until SIGINT/SIGTERM, then De-register and exit 0.
+
+With ``[firmware] directory`` in the configuration it also offers firmware update
+(Objects 5 and 10252) with the default directory package handler.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from aiolwm2m.client.config import ClientConfig, load_config
 from aiolwm2m.client.events import Event
 from aiolwm2m.errors import ConfigError
 from aiolwm2m.runtime.aio import Client
+from aiolwm2m.runtime.firmware import FirmwareRunner
 
 
 def add_parser(sub: Any) -> None:
@@ -73,8 +78,13 @@ async def _run(config: ClientConfig, fmt: str) -> int:
             emit(line)
 
     client.subscribe(show)
+    # [firmware] directory turns on Objects 5 and 10252 (docs/firmware.md); built before
+    # start() so a restored update result is in place for the first Register.
+    firmware = FirmwareRunner(client) if config.firmware.directory is not None else None
     await client.start()
     await stop.wait()
+    if firmware is not None:
+        await firmware.close()
     await client.close()
     return 0
 
