@@ -62,10 +62,18 @@ __all__ = [
     "fetch_http",
 ]
 
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:  # an import hook that refuses it
+        return False
+
+
 #: aiohttp (the ``http`` extra) is installed: http:// and https:// can be fetched.
-HTTP_AVAILABLE = importlib.util.find_spec("aiohttp") is not None
+HTTP_AVAILABLE = _installed("aiohttp")
 #: The DTLS stack (pyOpenSSL) is installed: coaps:// can be fetched.
-DTLS_AVAILABLE = importlib.util.find_spec("OpenSSL") is not None
+DTLS_AVAILABLE = _installed("OpenSSL")
 
 #: ``await on_chunk(offset, data, validator, total)``: store ``data`` found at ``offset``.
 ChunkSink = Callable[[int, bytes, str, int | None], Awaitable[None]]

@@ -161,7 +161,7 @@ class FirmwareRunner:
         try:
             record = store.load_firmware()
             if record is not None:
-                self.update.restore(record, now)
+                self.update.restore(record, now, self.handler.boot_outcome())
         except StoreReadError as exc:
             self._report(now, exc.code, f"firmware record unreadable, starting from Idle: {exc}")
         except (KeyError, ValueError, TypeError) as exc:

@@ -6,7 +6,8 @@ with the same async methods, see :class:`PackageHandler`):
 ``open(offset, uri)`` → bytes it really holds (≤ offset; 0 empties it),
 ``write(chunk)``, ``flush()`` (durable up to now), ``verify(size, digest)``,
 ``install(may_defer)`` → :class:`~aiolwm2m.client.firmware.InstallOutcome`,
-``reset()``.
+``reset()``, and ``boot_outcome()`` (synchronous, called once when the runner
+is built): how an installation that restarted the device ended, or None.
 
 :class:`DirectoryPackageStore` keeps ``package.part`` while downloading and a
 running SHA-256; on reopen at an offset it truncates the file there and hashes
@@ -17,11 +18,19 @@ storage" (result 2) like a full disk (``ENOSPC``/``EDQUOT``) does.
 
 The install command gets the package path as its last argument; exit status 0
 is success, and its last line of standard output (if any) is the new version.
+An installer that restarts the device (and so the client) before it can exit
+writes its verdict first to the file named by the environment variable
+``AIOLWM2M_FIRMWARE_RESULT`` (``install-result`` in the directory): a line
+``ok [VERSION]`` or ``fail [REASON]``. The next start reads it
+(:meth:`DirectoryPackageStore.boot_outcome`) and reports result 1 and the new
+PkgVersion (or 8 and the reason) before the first Register; without the file
+an installation cut short ends with result 8.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import hashlib
 import os
@@ -31,7 +40,10 @@ from typing import Any, Protocol
 from aiolwm2m.client.firmware import FailureKind, InstallOutcome
 from aiolwm2m.errors import Lwm2mError
 
-__all__ = ["DirectoryPackageStore", "PackageError", "PackageHandler"]
+__all__ = ["RESULT_ENV", "DirectoryPackageStore", "PackageError", "PackageHandler"]
+
+#: Environment variable naming the file an installer that restarts the device writes.
+RESULT_ENV = "AIOLWM2M_FIRMWARE_RESULT"
 
 _CHUNK = 1 << 16
 
@@ -54,6 +66,8 @@ class PackageHandler(Protocol):
     async def verify(self, size: int | None, digest: bytes | None) -> None: ...
 
     async def install(self, may_defer: bool) -> InstallOutcome: ...
+
+    def boot_outcome(self) -> InstallOutcome | None: ...
 
     async def reset(self) -> None: ...
 
@@ -81,6 +95,7 @@ class DirectoryPackageStore:
         self.install_timeout = install_timeout
         self.max_bytes = max_bytes
         self.part = self.directory / "package.part"
+        self.result_file = self.directory / "install-result"
         self.record_path = self.directory / "state.json"
         self._file: Any = None
         self._hash = hashlib.sha256()
@@ -149,12 +164,15 @@ class DirectoryPackageStore:
         self._close()
         if not self.install_command:
             return InstallOutcome(True, detail="no install command configured")
+        env = {**os.environ, RESULT_ENV: str(self.result_file)}
         try:
+            self.result_file.unlink(missing_ok=True)  # a verdict of an older installation
             proc = await asyncio.create_subprocess_exec(
                 *self.install_command,
                 str(self.part),
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
+                env=env,
             )
         except OSError as exc:
             return InstallOutcome(False, detail=f"cannot run installer: {exc}")
@@ -171,8 +189,24 @@ class DirectoryPackageStore:
         version = lines[-1].strip()[:255] if lines else None
         return InstallOutcome(True, version=version or None)
 
+    def boot_outcome(self) -> InstallOutcome | None:
+        """The verdict an installer left before restarting the device (see the module doc)."""
+        try:
+            text = self.result_file.read_text(encoding="utf-8", errors="replace").strip()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            return InstallOutcome(False, detail=f"install result unreadable: {exc}")
+        verdict, _, rest = text.partition(" ")
+        rest = rest.strip()[:255]
+        if verdict == "ok":
+            return InstallOutcome(True, version=rest or None, detail="reported after restart")
+        return InstallOutcome(False, detail=rest or f"installer reported {text[:64]!r}")
+
     async def reset(self) -> None:
         self._close()
+        with contextlib.suppress(OSError):  # a stale verdict: install() removes it anyway
+            self.result_file.unlink(missing_ok=True)
         self._hash = hashlib.sha256()
         self._size = 0
         try:

@@ -55,10 +55,13 @@ def _image(directory: Path, name: str) -> Path | None:
 class ImageServer(asyncio.DatagramProtocol):
     """See the module docstring. ``await start()``, then ``uri(name)``; ``stop()`` closes it."""
 
-    def __init__(self, directory: str | Path, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, directory: str | Path, *, host: str = "127.0.0.1", port: int = 0, pace: float = 0.0
+    ) -> None:
         self.directory = Path(directory)
         self.host = host
         self.port = port
+        self.pace = pace  # seconds before each request is looked at (a slow link)
         self.served: dict[str, list[int]] = defaultdict(list)
         self._layers: dict[Address, MessageLayer] = {}
         self._transport: asyncio.DatagramTransport | None = None
@@ -83,6 +86,14 @@ class ImageServer(asyncio.DatagramProtocol):
         return f"coap://{self.host}:{self.port}/{name}"
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
+        if self.pace:
+            asyncio.get_running_loop().call_later(self.pace, self._receive, data, addr)
+        else:
+            self._receive(data, addr)
+
+    def _receive(self, data: bytes, addr: Address) -> None:
+        if self._transport is None:
+            return  # stopped meanwhile
         loop = asyncio.get_running_loop()
         layer = self._layers.get(addr)
         if layer is None:

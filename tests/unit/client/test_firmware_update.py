@@ -664,3 +664,28 @@ def test_manifest_refused_while_object_5_is_busy_and_without_keys() -> None:
     keyless.start(0.0)
     keyless.write_manifest(manifest_bytes(), 0.0)
     assert keyless.mf.result is ManifestResult.MANIFEST_CERTIFICATE_NOT_FOUND
+
+
+@pytest.mark.parametrize(
+    ("outcome", "expected"),
+    [
+        (InstallOutcome(True, version="4.0"), (FirmwareState.IDLE, UpdateResult.SUCCESS)),
+        (
+            InstallOutcome(False, detail="bad"),
+            (FirmwareState.DOWNLOADED, UpdateResult.UPDATE_FAILED),
+        ),
+    ],
+)
+def test_an_installer_that_restarted_the_device_settles_it_by_its_verdict(
+    outcome: InstallOutcome, expected: tuple[FirmwareState, UpdateResult]
+) -> None:
+    h = Harness()
+    h.call("write_uri", URI)
+    h.download()
+    h.call("execute_update")
+    fw = FirmwareUpdate(h.fw.settings, random.Random(1), wall_offset=1.7e9)
+    fw.restore(json.loads(json.dumps(h.fw.record())), 100.0, outcome)
+    again = Harness(fw)
+    assert again.state == expected
+    if outcome.success:
+        assert again.fw.object5_values()[7] == "4.0"

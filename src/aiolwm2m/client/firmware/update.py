@@ -527,6 +527,9 @@ class FirmwareUpdate:
                 self._fire_manifest(ManifestTrigger.REBOOT, now)
             self._persist()
             return
+        self._install_failed_or_done(outcome, now)
+
+    def _install_failed_or_done(self, outcome: InstallOutcome, now: float) -> None:
         if outcome.success:
             self._succeeded(outcome, now)
             return
@@ -612,8 +615,15 @@ class FirmwareUpdate:
             else {"version": pending.version, "detail": pending.detail},
         }
 
-    def restore(self, record: dict[str, Any], now: float) -> None:
-        """Take up where a previous run stopped (before :meth:`start`)."""
+    def restore(
+        self, record: dict[str, Any], now: float, boot_outcome: InstallOutcome | None = None
+    ) -> None:
+        """Take up where a previous run stopped (before :meth:`start`).
+
+        ``boot_outcome``: what an installer that restarted the device left
+        behind (the runtime's package handler knows); it settles an
+        installation the record shows in progress.
+        """
         if record.get("v") != RECORD_VERSION:
             raise ValueError(f"firmware record version {record.get('v')!r} is not {RECORD_VERSION}")
         self.fw.state = FirmwareState(record["state"])
@@ -638,6 +648,8 @@ class FirmwareUpdate:
         if state is FirmwareState.UPDATING and pending is not None:
             outcome = InstallOutcome(True, pending["version"], detail=pending["detail"])
             self._succeeded(outcome, now)
+        elif state is FirmwareState.UPDATING and boot_outcome is not None:
+            self._install_failed_or_done(boot_outcome, now)
         elif state is FirmwareState.UPDATING:
             detail = "interrupted while installing"
             self.payload_result = detail.encode()
