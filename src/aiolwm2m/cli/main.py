@@ -19,6 +19,7 @@ from aiolwm2m.cli import (
     client_cmd,
     demo_cmd,
     factory_reset_cmd,
+    manifest_cmd,
     proxy_cmd,
     scenario_cmd,
     server_cmd,
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         proxy_cmd,
         scenario_cmd,
         factory_reset_cmd,
+        manifest_cmd,
     ):
         module.add_parser(sub)
     return parser

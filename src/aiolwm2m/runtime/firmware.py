@@ -104,6 +104,7 @@ class FirmwareRunner:
                 settings.directory,
                 install_command=settings.install_command,
                 install_timeout=settings.install_timeout,
+                max_bytes=settings.max_package_bytes,
             )
         if not isinstance(client.objects, Operations):
             raise ConfigError("firmware update needs the client's default data model")
@@ -176,8 +177,10 @@ class FirmwareRunner:
 
     # ------------------------------------------------------------------ FirmwareControl
     def write_uri(self, uri: str) -> None:
-        self.update.write_uri(uri, self._loop.time())
-        self._kick()
+        try:
+            self.update.write_uri(uri, self._loop.time())
+        finally:
+            self._kick()  # a refusal may still have set a result (e.g. 9)
 
     async def write_package(self, data: bytes) -> None:
         if data in (b"", b"\x00"):
@@ -204,20 +207,28 @@ class FirmwareRunner:
             await self._run_actions()
 
     def execute_update(self) -> None:
-        self.update.execute_update(self._loop.time())
-        self._kick()
+        try:
+            self.update.execute_update(self._loop.time())
+        finally:
+            self._kick()  # a refusal may still have set a result (e.g. 9)
 
     def cancel(self) -> None:
-        self.update.cancel(self._loop.time())
-        self._kick()
+        try:
+            self.update.cancel(self._loop.time())
+        finally:
+            self._kick()  # a refusal may still have set a result (e.g. 9)
 
     def write_manifest(self, data: bytes) -> None:
-        self.update.write_manifest(data, self._loop.time())
-        self._kick()
+        try:
+            self.update.write_manifest(data, self._loop.time())
+        finally:
+            self._kick()  # a refusal may still have set a result (e.g. 9)
 
     def manual_trigger(self) -> None:
-        self.update.manual_trigger(self._loop.time())
-        self._kick()
+        try:
+            self.update.manual_trigger(self._loop.time())
+        finally:
+            self._kick()  # a refusal may still have set a result (e.g. 9)
 
     def set_value(self, name: str, value: object) -> None:
         self.update.set_values(self._loop.time(), **{name: value})

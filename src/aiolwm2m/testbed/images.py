@@ -12,6 +12,9 @@ with aiohttp (the ``http`` extra): a strong ETag (the same hash, quoted),
 (a different validator gets the whole file, 200), 416 past the end.
 :attr:`HttpImageServer.requests` records each request's range start and the
 bytes written for it; ``pace`` slows the body down so a test can cut it.
+
+:func:`push_package` is the push side: a Block1 Write of a file to a
+client's /5/0/0 through the testbed LwM2M server, one block in memory at a time.
 """
 
 from __future__ import annotations
@@ -21,20 +24,34 @@ import hashlib
 import random
 import ssl
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aiolwm2m.coap.blockwise import BlockwiseError, slice_block2
 from aiolwm2m.coap.layer import IncomingRequest, MessageLayer
-from aiolwm2m.coap.message import CoapDecodeError, Code, Message, OptionNumber, encode_uint
+from aiolwm2m.coap.message import (
+    Block,
+    CoapDecodeError,
+    Code,
+    Message,
+    MessageType,
+    OptionNumber,
+    code_str,
+    encode_uint,
+    make_options,
+)
 from aiolwm2m.coap.params import TransmissionParameters
+from aiolwm2m.errors import Lwm2mError
 from aiolwm2m.lwm2m.formats import ContentFormat
 
 if TYPE_CHECKING:
     from aiohttp import web
 
-__all__ = ["HttpImageServer", "ImageServer", "ServedRange", "etag_of"]
+    from aiolwm2m.testbed.server import TestbedServer
+
+__all__ = ["HttpImageServer", "ImageServer", "PushError", "ServedRange", "etag_of", "push_package"]
 
 Address = tuple[str, int]
 
@@ -236,3 +253,67 @@ class HttpImageServer:
         finally:
             self._live.discard(transport)
         return response
+
+
+class PushError(Lwm2mError):
+    """A push was refused or lost: ``code`` is the client's answer (None: no answer)."""
+
+    def __init__(self, detail: str, code: int | None = None) -> None:
+        super().__init__(detail)
+        self.code = code
+
+
+async def push_package(
+    server: TestbedServer,
+    endpoint: str,
+    image: str | Path,
+    *,
+    block_size: int = 1024,
+    timeout: float = 30.0,
+    on_block: Callable[[int, int], None] | None = None,
+) -> int:
+    """Write the file ``image`` to ``endpoint``'s /5/0/0 with Block1 (RFC 7959 §2.5).
+
+    Blocks go one after the other, each after the client's 2.31 Continue;
+    the client may ask for smaller blocks (its Block1 SZX), which later blocks
+    follow. Returns the final code (2.04 Changed); raises :class:`PushError`
+    on any other answer or none. ``on_block(offset, total)`` reports progress.
+    """
+    path = Path(image)
+    total = path.stat().st_size
+    offset = 0
+    size = block_size
+    with path.open("rb") as source:
+        while True:
+            source.seek(offset)
+            chunk = source.read(size)
+            more = offset + len(chunk) < total
+            request = Message(
+                type=MessageType.CON,
+                code=Code.PUT,
+                options=make_options(path=["5", "0", "0"], content_format=ContentFormat.OPAQUE),
+                payload=chunk,
+            )
+            request.add(OptionNumber.BLOCK1, Block.for_size(offset // size, more, size).encode())
+            if offset == 0:
+                request.add(OptionNumber.SIZE1, encode_uint(total))
+            event = await server.request(endpoint, request, timeout=timeout)
+            response = event.result.response
+            if response is None:
+                raise PushError(
+                    f"no answer to the block at {offset} ({event.result.outcome.value})"
+                )
+            if on_block is not None:
+                on_block(offset + len(chunk), total)
+            if not more:
+                if response.code != Code.CHANGED:
+                    raise PushError(f"last block answered {code_str(response.code)}", response.code)
+                return response.code
+            if response.code != Code.CONTINUE:
+                raise PushError(
+                    f"block at {offset} answered {code_str(response.code)}", response.code
+                )
+            offset += len(chunk)
+            acked = response.block1
+            if acked is not None and acked.size < size:
+                size = acked.size  # the client asked for smaller blocks; offset stays aligned

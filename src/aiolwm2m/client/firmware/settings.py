@@ -34,6 +34,7 @@ class FirmwareSettings:
     directory: str | None = None
     install_command: tuple[str, ...] = ()
     install_timeout: float = 600.0
+    max_package_bytes: int | None = None  # storage quota of the default handler (result 2)
     download: DownloadPolicy = field(default_factory=DownloadPolicy)
     protocols: tuple[str, ...] = SUPPORTED_SCHEMES
     block_size: int = 1024  # CoAP Block2 size asked for (16..1024)
@@ -58,6 +59,8 @@ class FirmwareSettings:
             raise ConfigError("block_size must be a power of two in 16..1024")
         if self.push_timeout <= 0 or self.install_timeout <= 0 or self.http_timeout <= 0:
             raise ConfigError("push_timeout, install_timeout and http_timeout must be > 0")
+        if self.max_package_bytes is not None and self.max_package_bytes < 1:
+            raise ConfigError("max_package_bytes must be >= 1")
         if self.http_chunk < 1:
             raise ConfigError("http_chunk must be >= 1")
 
@@ -72,7 +75,14 @@ _SCHEDULE_KEYS = {
     "download_deadline": "deadline",
 }
 _NUMBERS = {"install_timeout", "push_timeout", "http_timeout", *_SCHEDULE_KEYS}
-_INTEGERS = {"block_size", "http_chunk", "checkpoint_bytes", "max_restarts", "retry_count"}
+_INTEGERS = {
+    "block_size",
+    "http_chunk",
+    "checkpoint_bytes",
+    "max_restarts",
+    "retry_count",
+    "max_package_bytes",
+}
 _STRINGS = {"directory", "certificate", "private_key"}
 _LISTS = {"install_command", "manifest_keys", "ca_certificates", "protocols"}
 _OTHER = {
