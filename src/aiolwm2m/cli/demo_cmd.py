@@ -20,6 +20,7 @@ import secrets
 from typing import Any
 
 from aiolwm2m.accounts import RetrySettings, ServerAccount
+from aiolwm2m.cli.demo_firmware import run_firmware_demo
 from aiolwm2m.cli.output import emit, event_json, event_line
 from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.client.events import Event
@@ -37,6 +38,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=None, help="seed for the client's randomness")
     p.add_argument("--events", choices=["jsonl", "text"], default="text")
     p.add_argument("--secure", action="store_true", help="DTLS with a pre-shared key")
+    p.add_argument(
+        "--firmware",
+        action="store_true",
+        help="firmware update story instead: a signed manifest, a download cut by the outage "
+        "(--outage, default 6 s), resume, install; ends with result 1 / Manifest Result 19",
+    )
     p.set_defaults(func=run)
 
 
@@ -115,4 +122,6 @@ async def _demo(outage: float, seed: int | None, fmt: str, secure: bool = False)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.firmware:
+        return asyncio.run(run_firmware_demo(args.outage, args.seed, args.events))
     return asyncio.run(_demo(args.outage, args.seed, args.events, args.secure))
