@@ -45,6 +45,7 @@ bench: setup
 	-$(PY) -m pip install -q 'python-mbedtls==2.10.1'
 	$(PY) benchmarks/bench_dtls.py
 	$(PY) benchmarks/bench_formats.py
+	$(PY) benchmarks/bench_testbed_server.py
 
 # Soak: N clients through the fault proxy with random faults for M seconds; stops by itself.
 SOAK_CLIENTS ?= 100

@@ -15,6 +15,7 @@ import shlex
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -97,6 +98,19 @@ def add_parser(sub: Any) -> None:
         help="output on stdout: one JSON object per line, or readable text",
     )
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each answer")
+    load = p.add_argument_group("load runs")
+    load.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no line per registration/update/... event (command output is still shown)",
+    )
+    load.add_argument(
+        "--stats",
+        type=float,
+        metavar="SECONDS",
+        help="every SECONDS, one line of counters: registrations, peers, datagrams in/out "
+        "and per second, events by kind, CPU",
+    )
     p.set_defaults(func=run)
 
 
@@ -481,7 +495,7 @@ def _stdin_lines(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[str | Non
 async def _serve(args: argparse.Namespace) -> int:
     security = security_from_args(args)
     port = args.port if args.port is not None else (5683 if security is None else 5684)
-    server = TestbedServer(args.host, port, security=security)
+    server = TestbedServer(args.host, port, security=security, quiet=args.quiet)
     loop = asyncio.get_running_loop()
     since = loop.time()
     jsonl = args.events == "jsonl"
@@ -509,7 +523,8 @@ async def _serve(args: argparse.Namespace) -> int:
         except OSError as exc:
             print(f"aiolwm2m: cannot read script: {exc}", file=sys.stderr)
             return 2
-    server.on_event = show
+    if not args.quiet:
+        server.on_event = show
     await server.start()
     print(f"testbed LwM2M server listening on {server.uri}", file=sys.stderr, flush=True)
     shell = CommandShell(server, emit, jsonl=jsonl, timeout=args.timeout)
@@ -530,13 +545,38 @@ async def _serve(args: argparse.Namespace) -> int:
                 return
         # stdin closed: keep serving until a signal, as without commands.
 
-    runner = asyncio.create_task(commands())
+    tasks = [asyncio.create_task(commands())]
+    if args.stats:
+        tasks.append(asyncio.create_task(_report_stats(server, args.stats, jsonl, since)))
     await stop.wait()
-    runner.cancel()
-    await asyncio.gather(runner, return_exceptions=True)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
     await shell.close()
     await server.stop()
     return 0
+
+
+async def _report_stats(server: TestbedServer, every: float, jsonl: bool, since: float) -> None:
+    """A counter line every ``every`` seconds (rates over the last interval)."""
+    loop = asyncio.get_running_loop()
+    last = server.core.stats()
+    last_cpu, last_time = time.process_time(), loop.time()
+    while True:
+        await asyncio.sleep(every)
+        stats = server.core.stats()
+        cpu, now = time.process_time(), loop.time()
+        elapsed = max(now - last_time, 1e-9)
+        record: dict[str, Any] = {"time": round(now - since, 3), "event": "stats", **stats}
+        record["in_per_s"] = round((stats["datagrams_in"] - last["datagrams_in"]) / elapsed, 1)
+        record["out_per_s"] = round((stats["datagrams_out"] - last["datagrams_out"]) / elapsed, 1)
+        record["cpu_percent"] = round(100 * (cpu - last_cpu) / elapsed, 1)
+        last, last_cpu, last_time = stats, cpu, now
+        if jsonl:
+            emit(json.dumps(record))
+        else:
+            fields = " ".join(f"{k}={v}" for k, v in record.items() if k not in ("time", "event"))
+            emit(f"{record['time']:8.3f}s  server  stats        {fields}")
 
 
 def run(args: argparse.Namespace) -> int:

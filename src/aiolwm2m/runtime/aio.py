@@ -23,7 +23,7 @@ from aiolwm2m.lwm2m.formats import ContentFormat
 from aiolwm2m.lwm2m.path import Path
 from aiolwm2m.runtime.driver import EngineDriver
 from aiolwm2m.runtime.dtls_link import DtlsSessions
-from aiolwm2m.runtime.links import LinkError, open_link
+from aiolwm2m.runtime.links import LinkError, Resolver, open_link, resolve
 
 
 class Client(EngineDriver):
@@ -41,9 +41,13 @@ class Client(EngineDriver):
         *,
         rng: random.Random | None = None,
         local_host: str | None = None,
+        resolver: Resolver = resolve,
     ) -> None:
+        """``resolver`` turns a server's host name into an address on every link
+        open (default: the system's; see :mod:`aiolwm2m.runtime.links`)."""
         super().__init__(config, objects, rng=rng)
         self._local_host = local_host
+        self._resolver = resolver
         self._loop: asyncio.AbstractEventLoop | None = None
         self._opening: dict[int, asyncio.Task[None]] = {}
         self._timer: asyncio.TimerHandle | None = None
@@ -175,6 +179,7 @@ class Client(EngineDriver):
                 lambda exc: self._on_link_error(link_id, gen, exc),
                 local_host=self._local_host,
                 sessions=self.dtls_sessions,
+                resolver=self._resolver,
             )
         except LinkError as exc:
             self._opening.pop(link_id, None)

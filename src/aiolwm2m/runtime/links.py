@@ -4,13 +4,19 @@ A link is what the engine calls a connection. Opening one resolves DNS again
 and binds a fresh socket every time (spec §10: a registration retry starts
 clean), and failures are mapped to :class:`LinkFailure` so the engine's
 policy, not the runtime, decides what happens next.
+
+Name resolution is a :data:`Resolver` the caller may replace (a test or a
+fault-injection harness makes a name stop resolving for a while; a fleet
+answers from its own table): :func:`resolve`, the default, asks the system
+through the event loop, except for IP literals, which need no lookup.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from aiolwm2m.accounts import ServerAccount, ServerUri, check_security
@@ -75,16 +81,30 @@ class UdpLink:
         self.transport.close()
 
 
+#: ``await resolver(host, port)`` → the (IP, port) to connect to. A name that does not
+#: resolve raises :class:`OSError` (e.g. ``socket.gaierror``) or :class:`LinkError`.
+Resolver = Callable[[str, int], Awaitable[tuple[str, int]]]
+
+
 async def resolve(host: str, port: int) -> tuple[str, int]:
-    loop = asyncio.get_running_loop()
+    """The system resolver (``getaddrinfo`` on the loop's thread pool); IP literals as they are."""
     try:
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise LinkError(LinkFailure.DNS, f"cannot resolve {host!r}: {exc}") from exc
+        return str(ipaddress.ip_address(host)), port
+    except ValueError:
+        pass
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
     if not infos:
         raise LinkError(LinkFailure.DNS, f"no address for {host!r}")
     addr = infos[0][4]
     return str(addr[0]), int(addr[1])
+
+
+async def _resolved(resolver: Resolver, host: str, port: int) -> tuple[str, int]:
+    try:
+        return await resolver(host, port)
+    except (OSError, UnicodeError) as exc:
+        raise LinkError(LinkFailure.DNS, f"cannot resolve {host!r}: {exc}") from exc
 
 
 async def open_udp(
@@ -114,6 +134,7 @@ async def open_link(
     *,
     local_host: str | None = None,
     sessions: DtlsSessions | None = None,
+    resolver: Resolver = resolve,
 ) -> Link:
     """Open a link for ``account``: plain UDP for coap://, a DTLS session for coaps://.
 
@@ -129,7 +150,7 @@ async def open_link(
         credentials = account_credentials(account) if uri.secure else None
     except ConfigError as exc:
         raise LinkError(LinkFailure.SECURE, f"unusable credentials: {exc}") from exc
-    remote = await resolve(uri.host, uri.port)
+    remote = await _resolved(resolver, uri.host, uri.port)
     if credentials is None:
         transport = await open_udp(remote, on_datagram, on_error, local_host)
         return UdpLink(transport)
@@ -141,3 +162,14 @@ async def open_link(
         raise LinkError(link_failure(exc.failure), str(exc.info)) from exc
     except DtlsUnavailableError as exc:
         raise LinkError(LinkFailure.SECURE, str(exc)) from exc
+
+
+__all__ = [
+    "Link",
+    "LinkError",
+    "Resolver",
+    "UdpLink",
+    "open_link",
+    "open_udp",
+    "resolve",
+]

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import enum
 import functools
+import heapq
+import itertools
 import random
 from collections import deque
 from dataclasses import dataclass, field
@@ -48,8 +50,10 @@ from aiolwm2m.testbed.operations import (
     cancel_observe_request,
     decode_result,
 )
+from aiolwm2m.testbed.peers import HISTORY_LIMIT, Address, PeerMux, ServerEvent, ServerLog
 
-Address = tuple[str, int]
+#: How many Send payloads (decoded) the server keeps in ``sent``.
+SENT_LIMIT = 10_000
 
 # Options a Block2 continuation request does not repeat (RFC 7959 section 2.4:
 # continuations of an observation are plain GETs; Block2 is set per request).
@@ -68,6 +72,18 @@ class FaultKind(enum.Enum):
     RESPOND = "respond"  # answer with ``code`` (and Max-Age for 4.29)
     SILENT = "silent"  # drop the request: the client times out
     RESET = "reset"  # answer a CON with RST
+
+
+def inject_fault(
+    layer: MessageLayer, req: IncomingRequest, kind: FaultKind, answer: Message, now: float
+) -> None:
+    """Misbehave on one request as a fault says: drop it, reset it, or answer ``answer``."""
+    if kind is FaultKind.SILENT:
+        layer.cancel_incoming(req.key)
+    elif kind is FaultKind.RESET:
+        layer.reject(req.key, now)
+    else:
+        layer.respond(req.key, answer, now)
 
 
 @dataclass
@@ -109,14 +125,6 @@ class SentData:
     endpoint: str
     content_format: int
     records: list[Record]
-
-
-@dataclass
-class ServerEvent:
-    time: float
-    kind: str  # registered / updated / deregistered / expired / fault / malformed
-    endpoint: str | None = None
-    detail: str = ""
 
 
 @dataclass
@@ -175,14 +183,15 @@ def _query_args(msg: Message) -> dict[str, str]:
 
 
 @dataclass
-class _Peer:
-    layer: MessageLayer
-    last_seen: float
-
-
-@dataclass
 class ServerCore:
-    """The whole testbed server state machine; feed it datagrams and time."""
+    """The whole testbed server state machine; feed it datagrams and time.
+
+    Per datagram it does the work of that datagram only: registrations are
+    found by endpoint, location and address through dicts, lifetimes expire
+    from a heap, and the per-peer message layers live in a :class:`PeerMux`
+    (timers by heap, idle peers forgotten). ``history`` keeps the last
+    ``history_limit`` events and ``sent`` the last :data:`SENT_LIMIT` Sends.
+    """
 
     params: TransmissionParameters = field(default_factory=TransmissionParameters)
     rng: random.Random = field(default_factory=lambda: random.Random(0))
@@ -190,15 +199,18 @@ class ServerCore:
     expiry_grace: float = 10.0
     # Resource types for decoding answers (TLV needs them); default: shipped objects.
     types: TypeLookup | None = None
+    history_limit: int = HISTORY_LIMIT
 
     def __post_init__(self) -> None:
         self.registrations: dict[str, Registration] = {}
         self.rules: list[FaultRule] = []
-        self.events: deque[ServerEvent] = deque(maxlen=10_000)
-        self.history: list[ServerEvent] = []
-        self.sent: list[SentData] = []  # every accepted Send, oldest first
-        self._peers: dict[Address, _Peer] = {}
-        self._tx: list[tuple[Address, bytes]] = []
+        self.log = ServerLog(self.history_limit)
+        self.sent: deque[SentData] = deque(maxlen=SENT_LIMIT)  # accepted Sends, oldest first
+        self.peers = PeerMux(self.params, self.rng, self, self.log)
+        self._by_location: dict[str, Registration] = {}
+        self._by_address: dict[Address, dict[str, None]] = {}  # endpoints, oldest first
+        self._expiry: list[tuple[float, int, Registration]] = []
+        self._expiry_seq = itertools.count()
         self._responses: deque[ResponseEvent] = deque()
         self._next_location = 1
         self._outstanding: dict[int, _Outstanding] = {}
@@ -207,6 +219,29 @@ class ServerCore:
         self._moves: list[tuple[Address, Address]] = []  # clients seen at a new address
         if self.types is None:
             self.types = _builtin_types()
+
+    @property
+    def history(self) -> deque[ServerEvent]:
+        """The last ``history_limit`` events, oldest first."""
+        return self.log.history
+
+    def take_events(self) -> list[ServerEvent]:
+        """Events logged since the last call (what a host forwards to its listeners)."""
+        return self.log.take()
+
+    def stats(self) -> dict[str, int]:
+        """Counters for load runs: sizes now, totals since start, events by kind."""
+        mux = self.peers.stats
+        figures = {
+            "registrations": len(self.registrations),
+            "peers": len(self.peers),
+            "datagrams_in": mux.received,
+            "datagrams_out": mux.sent,
+            "peers_forgotten": mux.forgotten,
+            "open_requests": len(self._outstanding),
+        }
+        figures.update(sorted(self.log.counts.items()))
+        return figures
 
     # -- configuration ----------------------------------------------------------
     def add_rule(self, rule: FaultRule) -> FaultRule:
@@ -218,34 +253,34 @@ class ServerCore:
 
     def forget_peers(self) -> None:
         """A restart: all message-layer state (dedup, exchanges) is lost; registrations kept."""
-        self._peers.clear()
-        self._tx.clear()
+        self.peers.clear()
         self._outstanding.clear()
         self._by_layer.clear()
 
+    def forget_registrations(self) -> None:
+        """Drop every registration (a restart that lost its database)."""
+        self.registrations.clear()
+        self._by_location.clear()
+        self._by_address.clear()
+        self._expiry.clear()
+
     # -- IO boundary -------------------------------------------------------------
     def datagram_received(self, addr: Address, data: bytes, now: float) -> None:
-        peer = self._peer(addr, now)
-        peer.layer.receive(data, now)
-        if peer.layer.stats.malformed:
-            peer.layer.stats.malformed = 0
-            self._log(now, "malformed", None, f"from {addr[0]}:{addr[1]}")
-        self._drain(addr, peer, now)
+        self.peers.receive(addr, data, now)
         while self._moves:
-            self._rehome(*self._moves.pop())
+            self._rehome(*self._moves.pop(), now)
 
-    def _rehome(self, old: Address, new: Address) -> None:
+    def _rehome(self, old: Address, new: Address, now: float) -> None:
         """A registered client now talks from ``new`` (a new socket after an outage).
 
         Like a server that matches notifications by endpoint and token rather
         than by source address, its open observations follow it: the old
         peer's message layer, which holds them, now serves the new address.
         """
-        old_peer = self._peers.get(old)
         moved = [key for key, out in self._outstanding.items() if out.address == old]
-        if old_peer is None or not moved:
+        if old not in self.peers or not moved:
             return
-        self._peers[new] = self._peers.pop(old)
+        self.peers.move(old, new, now)
         for key in moved:
             out = self._outstanding[key]
             for layer_key in (out.layer_key, out.follow_key):
@@ -254,24 +289,28 @@ class ServerCore:
             out.address = new
 
     def handle_timer(self, now: float) -> None:
-        for addr, peer in list(self._peers.items()):
-            peer.layer.handle_timer(now)
-            self._drain(addr, peer, now)
-        for ep, reg in list(self.registrations.items()):
-            if now >= reg.updated_at + reg.lifetime + self.expiry_grace:
-                del self.registrations[ep]
-                self._log(now, "expired", ep)
+        self.peers.handle_timer(now)
+        heap = self._expiry
+        while heap and heap[0][0] <= now:
+            when, _, reg = heapq.heappop(heap)
+            if self._expires(reg) == when and self.registrations.get(reg.endpoint) is reg:
+                self._drop(reg)
+                self.log.add(now, "expired", reg.endpoint)
 
     def next_timer(self) -> float | None:
-        times = [t for p in self._peers.values() if (t := p.layer.next_timer()) is not None]
-        times += [
-            r.updated_at + r.lifetime + self.expiry_grace for r in self.registrations.values()
-        ]
-        return min(times) if times else None
+        heap = self._expiry
+        while heap and not (
+            self._expires(heap[0][2]) == heap[0][0]
+            and self.registrations.get(heap[0][2].endpoint) is heap[0][2]
+        ):
+            heapq.heappop(heap)  # renewed (a later entry exists) or gone
+        due = self.peers.next_timer()
+        if heap and (due is None or heap[0][0] < due):
+            due = heap[0][0]
+        return due
 
     def datagrams_to_send(self) -> list[tuple[Address, bytes]]:
-        out, self._tx = self._tx, []
-        return out
+        return self.peers.datagrams_to_send()
 
     def next_response(self) -> ResponseEvent | None:
         return self._responses.popleft() if self._responses else None
@@ -300,24 +339,24 @@ class ServerCore:
             operation=request,
         )
 
-    def cancel_request(self, endpoint: str, key: int, now: float) -> None:
+    def cancel_request(self, key: int, now: float) -> None:
         """Forget a request or observation without an event.
 
         For an observation this is the passive cancel: the client's next
         notification is unknown and gets RST (RFC 7641 section 3.6).
-        ``endpoint`` is kept for compatibility; the id alone identifies it.
         """
         out = self._outstanding.pop(key, None)
         if out is None:
             return
         self._by_layer.pop((out.address, out.layer_key), None)
-        peer = self._peers.get(out.address)
-        if peer is not None:
-            peer.layer.cancel(out.layer_key, now)
-            if out.follow_key is not None:
-                self._by_layer.pop((out.address, out.follow_key), None)
-                peer.layer.cancel(out.follow_key, now)
-            self._drain(out.address, peer, now)
+        if out.address not in self.peers:
+            return
+        layer = self.peers.layer(out.address, now)
+        layer.cancel(out.layer_key, now)
+        if out.follow_key is not None:
+            self._by_layer.pop((out.address, out.follow_key), None)
+            layer.cancel(out.follow_key, now)
+        self.peers.drain(out.address, now)
 
     def cancel_observation(self, key: int, now: float) -> int:
         """Active cancel: GET/FETCH with Observe=1 and the observation's token.
@@ -330,38 +369,17 @@ class ServerCore:
         if out is None or out.operation is None or not out.operation.op.observes:
             raise KeyError(f"no open observation {key}")
         cancel = cancel_observe_request(out.operation)
-        self.cancel_request(out.endpoint, key, now)
+        self.cancel_request(key, now)
         return self._send(out.endpoint, cancel.message, now, keep_open=False, operation=cancel)
 
     def open_requests(self) -> dict[int, tuple[str, Message]]:
         """Requests still waiting and open observations: ``{id: (endpoint, request)}``."""
         return {k: (o.endpoint, o.message) for k, o in self._outstanding.items()}
 
-    # -- internals ------------------------------------------------------------------
-    def _send(
-        self,
-        endpoint: str,
-        msg: Message,
-        now: float,
-        *,
-        keep_open: bool,
-        operation: OperationRequest | None,
-    ) -> int:
-        reg = self.registrations.get(endpoint)
-        if reg is None:
-            raise UnknownEndpointError(f"endpoint {endpoint!r} is not registered")
-        peer = self._peer(reg.address, now)
-        key = self._next_id
-        self._next_id += 1
-        layer_key = peer.layer.send_request(msg, now, keep_open=keep_open)
-        self._outstanding[key] = _Outstanding(
-            endpoint, reg.address, layer_key, msg, keep_open, operation
-        )
-        self._by_layer[(reg.address, layer_key)] = key
-        self._drain(reg.address, peer, now)
-        return key
-
-    def _on_result(self, addr: Address, peer: _Peer, event: ExchangeResult, now: float) -> None:
+    # -- PeerHandler ------------------------------------------------------------------
+    def on_result(
+        self, addr: Address, layer: MessageLayer, event: ExchangeResult, now: float
+    ) -> None:
         key = self._by_layer.pop((addr, event.key), None)
         out = self._outstanding.get(key) if key is not None else None
         if key is None or out is None:
@@ -381,7 +399,7 @@ class ServerCore:
                 self._by_layer[(addr, event.key)] = key  # more notifications will come
         operation: OperationResult | None = None
         if out.operation is not None and response is not None:
-            operation = self._answer(addr, peer, key, out, response, continuation, now)
+            operation = self._answer(addr, layer, key, out, response, continuation, now)
             if operation is None:
                 return  # the next block has been requested
         final = not out.observing
@@ -389,10 +407,56 @@ class ServerCore:
             self._outstanding.pop(key, None)
         self._responses.append(ResponseEvent(key, addr, event, operation, final))
 
+    def on_request(
+        self, addr: Address, layer: MessageLayer, req: IncomingRequest, now: float
+    ) -> None:
+        msg = req.message
+        try:
+            op, reg = self._classify(msg, addr)
+        except CoapDecodeError:
+            layer.respond(req.key, Message(code=Code.BAD_REQUEST), now)
+            return
+        ep = reg.endpoint if isinstance(reg, Registration) else reg
+        for rule in self.rules:
+            if rule.matches(op, ep):
+                if rule.count is not None:
+                    rule.count -= 1
+                self.log.add(now, "fault", ep, f"{op.value}: {rule.kind.value}")
+                answer = Message(code=rule.code)
+                if rule.max_age is not None:
+                    answer.add(OptionNumber.MAX_AGE, encode_uint(rule.max_age))
+                inject_fault(layer, req, rule.kind, answer, now)
+                return
+        layer.respond(req.key, self._handle(addr, op, reg, msg, now), now)
+
+    # -- internals ------------------------------------------------------------------
+    def _send(
+        self,
+        endpoint: str,
+        msg: Message,
+        now: float,
+        *,
+        keep_open: bool,
+        operation: OperationRequest | None,
+    ) -> int:
+        reg = self.registrations.get(endpoint)
+        if reg is None:
+            raise UnknownEndpointError(f"endpoint {endpoint!r} is not registered")
+        layer = self.peers.layer(reg.address, now)
+        key = self._next_id
+        self._next_id += 1
+        layer_key = layer.send_request(msg, now, keep_open=keep_open)
+        self._outstanding[key] = _Outstanding(
+            endpoint, reg.address, layer_key, msg, keep_open, operation
+        )
+        self._by_layer[(reg.address, layer_key)] = key
+        self.peers.drain(reg.address, now)
+        return key
+
     def _answer(
         self,
         addr: Address,
-        peer: _Peer,
+        layer: MessageLayer,
         key: int,
         out: _Outstanding,
         response: Message,
@@ -405,7 +469,7 @@ class ServerCore:
             # A new notification supersedes a half-fetched one.
             if out.follow_key is not None:
                 self._by_layer.pop((addr, out.follow_key), None)
-                peer.layer.cancel(out.follow_key, now)
+                layer.cancel(out.follow_key, now)
                 out.follow_key = None
             out.blocks = None
         first = response if out.blocks is None else out.blocks.first
@@ -438,85 +502,42 @@ class ServerCore:
             payload=src.payload,
         )
         follow.add(OptionNumber.BLOCK2, next_block.encode())
-        out.follow_key = peer.layer.send_request(follow, now)
+        out.follow_key = layer.send_request(follow, now)
         self._by_layer[(addr, out.follow_key)] = key
         return None
 
-    def _peer(self, addr: Address, now: float) -> _Peer:
-        peer = self._peers.get(addr)
-        if peer is None:
-            peer = self._peers[addr] = _Peer(MessageLayer(self.params, self.rng), now)
-        peer.last_seen = now
-        return peer
-
-    def _drain(self, addr: Address, peer: _Peer, now: float) -> None:
-        while (event := peer.layer.next_event()) is not None:
-            if isinstance(event, IncomingRequest):
-                self._on_request(addr, peer, event, now)
-            else:
-                self._on_result(addr, peer, event, now)
-        for data in peer.layer.datagrams_to_send():
-            self._tx.append((addr, data))
-
-    def _log(self, now: float, kind: str, endpoint: str | None, detail: str = "") -> None:
-        event = ServerEvent(now, kind, endpoint, detail)
-        self.events.append(event)
-        self.history.append(event)
-
-    def _classify(self, msg: Message, addr: Address) -> tuple[Operation, str | None]:
+    def _classify(self, msg: Message, addr: Address) -> tuple[Operation, Registration | str | None]:
+        """What the request is, and whose: its registration (or, for Register, the ep)."""
         path = msg.uri_path
         if path == ["dp"] and msg.code == Code.POST:
-            ep = next((r.endpoint for r in self.registrations.values() if r.address == addr), None)
-            return Operation.SEND, ep
+            at = self._by_address.get(addr)
+            return Operation.SEND, self.registrations[next(iter(at))] if at else None
         if not path or path[0] != "rd":
             return Operation.ANY, None
         if len(path) == 1 and msg.code == Code.POST:
             return Operation.REGISTER, _query_args(msg).get("ep")
-        loc = "/" + "/".join(path)
-        ep = next((r.endpoint for r in self.registrations.values() if r.location == loc), None)
+        reg = self._by_location.get("/" + "/".join(path))
         if msg.code == Code.DELETE:
-            return Operation.DEREGISTER, ep
-        return Operation.UPDATE, ep
-
-    def _on_request(self, addr: Address, peer: _Peer, req: IncomingRequest, now: float) -> None:
-        msg = req.message
-        try:
-            op, ep = self._classify(msg, addr)
-        except CoapDecodeError:
-            peer.layer.respond(req.key, Message(code=Code.BAD_REQUEST), now)
-            return
-        for rule in self.rules:
-            if rule.matches(op, ep):
-                if rule.count is not None:
-                    rule.count -= 1
-                self._log(now, "fault", ep, f"{op.value}: {rule.kind.value}")
-                if rule.kind is FaultKind.SILENT:
-                    peer.layer.cancel_incoming(req.key)
-                elif rule.kind is FaultKind.RESET:
-                    peer.layer.reject(req.key, now)
-                else:
-                    resp = Message(code=rule.code)
-                    if rule.max_age is not None:
-                        resp.add(OptionNumber.MAX_AGE, encode_uint(rule.max_age))
-                    peer.layer.respond(req.key, resp, now)
-                return
-        peer.layer.respond(req.key, self._handle(addr, op, ep, msg, now), now)
+            return Operation.DEREGISTER, reg
+        return Operation.UPDATE, reg
 
     def _handle(
-        self, addr: Address, op: Operation, ep: str | None, msg: Message, now: float
+        self,
+        addr: Address,
+        op: Operation,
+        reg: Registration | str | None,
+        msg: Message,
+        now: float,
     ) -> Message:
         if op is Operation.REGISTER:
             return self._register(addr, msg, now)
-        if op is Operation.ANY:
-            return Message(code=Code.NOT_FOUND)
-        reg = self.registrations.get(ep) if ep else None
-        if reg is None:
+        if op is Operation.ANY or not isinstance(reg, Registration):
             return Message(code=Code.NOT_FOUND)
         if op is Operation.SEND:
             return self._send_received(reg, msg, now)
         if op is Operation.DEREGISTER:
-            del self.registrations[reg.endpoint]
-            self._log(now, "deregistered", reg.endpoint)
+            self._drop(reg)
+            self.log.add(now, "deregistered", reg.endpoint)
             return Message(code=Code.DELETED)
         args = _query_args(msg)
         try:
@@ -529,10 +550,13 @@ class ServerCore:
             reg.links = msg.payload.decode("utf-8", "replace")
         if reg.address != addr:
             self._moves.append((reg.address, addr))
-        reg.address = addr
+            self._unindex_address(reg)
+            reg.address = addr
+            self._by_address.setdefault(addr, {})[reg.endpoint] = None
         reg.updated_at = now
         reg.updates += 1
-        self._log(now, "updated", reg.endpoint)
+        self._arm_expiry(reg)
+        self.log.add(now, "updated", reg.endpoint)
         return Message(code=Code.CHANGED)
 
     def _send_received(self, reg: Registration, msg: Message, now: float) -> Message:
@@ -543,11 +567,11 @@ class ServerCore:
         try:
             records = decode_values(cf, msg.payload, Path(), self.types)
         except DecodeError as exc:
-            self._log(now, "send_rejected", reg.endpoint, str(exc)[:200])
+            self.log.add(now, "send_rejected", reg.endpoint, str(exc)[:200])
             return Message(code=Code.BAD_REQUEST)
         self.sent.append(SentData(now, reg.endpoint, cf, records))
         detail = " ".join(f"{r.path}={r.value!r}" for r in records)
-        self._log(now, "send", reg.endpoint, detail[:500])
+        self.log.add(now, "send", reg.endpoint, detail[:500])
         return Message(code=Code.CHANGED)
 
     def _register(self, addr: Address, msg: Message, now: float) -> Message:
@@ -562,13 +586,15 @@ class ServerCore:
             lifetime = int(args.get("lt", "86400"))
         except ValueError:
             return Message(code=Code.BAD_REQUEST)
-        old = self.registrations.pop(ep, None)
-        if old is not None and old.address != addr:
-            self._moves.append((old.address, addr))
+        old = self.registrations.get(ep)
+        if old is not None:
+            self._drop(old)
+            if old.address != addr:
+                self._moves.append((old.address, addr))
         location = old.location if old else f"/rd/{self._next_location}"
         if old is None:
             self._next_location += 1
-        self.registrations[ep] = Registration(
+        reg = self.registrations[ep] = Registration(
             endpoint=ep,
             location=location,
             address=addr,
@@ -579,8 +605,46 @@ class ServerCore:
             registered_at=now,
             updated_at=now,
         )
-        self._log(now, "registered", ep, f"{location} lt={lifetime} lwm2m={version}")
+        self._by_location[location] = reg
+        self._by_address.setdefault(addr, {})[ep] = None
+        self._arm_expiry(reg)
+        self.log.add(now, "registered", ep, f"{location} lt={lifetime} lwm2m={version}")
         resp = Message(code=Code.CREATED, type=MessageType.ACK)
         for seg in location.strip("/").split("/"):
             resp.add(OptionNumber.LOCATION_PATH, seg.encode())
         return resp
+
+    def _expires(self, reg: Registration) -> float:
+        return reg.updated_at + reg.lifetime + self.expiry_grace
+
+    def _arm_expiry(self, reg: Registration) -> None:
+        heapq.heappush(self._expiry, (self._expires(reg), next(self._expiry_seq), reg))
+
+    def _drop(self, reg: Registration) -> None:
+        """Forget a registration and its index entries (its expiry entry goes stale)."""
+        del self.registrations[reg.endpoint]
+        if self._by_location.get(reg.location) is reg:
+            del self._by_location[reg.location]
+        self._unindex_address(reg)
+
+    def _unindex_address(self, reg: Registration) -> None:
+        at = self._by_address.get(reg.address)
+        if at is not None:
+            at.pop(reg.endpoint, None)
+            if not at:
+                del self._by_address[reg.address]
+
+
+__all__ = [
+    "SENT_LIMIT",
+    "Address",
+    "FaultKind",
+    "FaultRule",
+    "Operation",
+    "Registration",
+    "ResponseEvent",
+    "SentData",
+    "ServerCore",
+    "ServerEvent",
+    "inject_fault",
+]

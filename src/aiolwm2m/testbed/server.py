@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from aiolwm2m import dtls
@@ -33,7 +33,8 @@ from aiolwm2m.lwm2m.model import TypeLookup, Value
 from aiolwm2m.lwm2m.path import Path
 from aiolwm2m.lwm2m.values import Record
 from aiolwm2m.testbed import operations as ops
-from aiolwm2m.testbed.core import Address, ResponseEvent, ServerCore, ServerEvent
+from aiolwm2m.testbed.core import Address, ResponseEvent, ServerCore
+from aiolwm2m.testbed.host import AioHost
 from aiolwm2m.testbed.operations import (
     Op,
     OperationRequest,
@@ -45,19 +46,6 @@ if TYPE_CHECKING:
     from aiolwm2m.dtls.aio import DtlsServer
 
 log = logging.getLogger("aiolwm2m.testbed")
-
-
-class UdpServerProtocol(asyncio.DatagramProtocol):
-    """The listening socket of a testbed server (LwM2M or bootstrap): datagrams to a core."""
-
-    def __init__(self, on_datagram: Callable[[Address, bytes], None]) -> None:
-        self.on_datagram = on_datagram
-
-    def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
-        self.on_datagram((str(addr[0]), int(addr[1])), data)
-
-    def error_received(self, exc: Exception) -> None:
-        log.debug("server socket error %r", exc)
 
 
 class Observation:
@@ -135,7 +123,7 @@ class Observation:
         return await self.server._cancel_actively(self.key, timeout)
 
 
-class TestbedServer:
+class TestbedServer(AioHost):
     """An LwM2M server on 127.0.0.1 for demos and tests."""
 
     __test__ = False  # not a pytest test class
@@ -149,22 +137,18 @@ class TestbedServer:
         core: ServerCore | None = None,
         security: ServerSecurity | None = None,
         types: TypeLookup | None = None,
+        quiet: bool = False,
     ) -> None:
         """``types`` gives resource types for decoding answers (default: shipped objects;
-        pass ``registry.type_of`` when clients expose objects of their own)."""
-        self.host = host
+        pass ``registry.type_of`` when clients expose objects of their own). ``quiet``
+        keeps events out of the log (``on_event`` still gets them): for load runs."""
+        self.core = core or ServerCore(params=params or TransmissionParameters(), types=types)
+        super().__init__(self.core, host, port, log, quiet=quiet)
         self.security = security
         self.dtls: DtlsServer | None = None
-        self.port = port
-        self.core = core or ServerCore(params=params or TransmissionParameters(), types=types)
-        self._transport: asyncio.DatagramTransport | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._timer: asyncio.TimerHandle | None = None
         self._waiters: dict[int, asyncio.Future[ResponseEvent]] = {}
         self._observations: dict[int, Observation] = {}
         self._registration_waiters: list[tuple[str, asyncio.Future[None]]] = []
-        self._logged = 0
-        self.on_event: Callable[[ServerEvent], None] | None = None
 
     @property
     def uri(self) -> str:
@@ -176,8 +160,10 @@ class TestbedServer:
         return self._transport is not None or self.dtls is not None
 
     async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        if self.security is not None:
+        if self.security is None:
+            await self._open_udp()
+        else:
+            self._loop = asyncio.get_running_loop()
             dtls.require()  # one-line DtlsUnavailableError without a TLS stack
             from aiolwm2m.dtls.aio import serve_dtls  # the TLS stack: loaded on first use
 
@@ -188,13 +174,6 @@ class TestbedServer:
                 lambda peer, record: self._on_datagram((str(peer[0]), int(peer[1])), record),
             )
             self.port = self.dtls.local_address[1]
-            self._pump()
-            return
-        transport, _ = await self._loop.create_datagram_endpoint(
-            lambda: UdpServerProtocol(self._on_datagram), local_addr=(self.host, self.port)
-        )
-        self._transport = transport
-        self.port = transport.get_extra_info("sockname")[1]
         self._pump()
 
     async def stop(self) -> None:
@@ -202,15 +181,7 @@ class TestbedServer:
             self.dtls.close(notify=False)  # like a crash: clients learn by timing out
             self.dtls = None
             await asyncio.sleep(0)  # the socket closes on the next loop pass; restart rebinds
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
-            # asyncio closes the socket on the next loop pass; return only once the
-            # port is really closed, so the next datagram to it draws ICMP.
-            await asyncio.sleep(0)
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        await self._close()
         for fut in self._waiters.values():
             if not fut.done():
                 fut.cancel()
@@ -223,15 +194,8 @@ class TestbedServer:
         await self.stop()
         self.core.forget_peers()
         if forget_registrations:
-            self.core.registrations.clear()
+            self.core.forget_registrations()
         await self.start()
-
-    async def __aenter__(self) -> TestbedServer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     async def request(
         self, endpoint: str, msg: Message, *, timeout: float = 30.0, keep_open: bool = False
@@ -454,7 +418,7 @@ class TestbedServer:
 
     def _cancel(self, key: int) -> None:
         assert self._loop is not None
-        self.core.cancel_request("", key, self._loop.time())
+        self.core.cancel_request(key, self._loop.time())
         self._pump()
 
     async def _cancel_actively(self, key: int, timeout: float) -> OperationResult | None:
@@ -465,21 +429,9 @@ class TestbedServer:
             return None  # the client ended it first; its final answer is queued
         return await self._result(cancel_key, Op.CANCEL_OBSERVE, timeout)
 
-    def _on_datagram(self, addr: Address, data: bytes) -> None:
-        assert self._loop is not None
-        self.core.datagram_received(addr, data, self._loop.time())
-        self._pump()
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        if self._loop is not None and self.running:
-            self.core.handle_timer(self._loop.time())
-            self._pump()
-
     def _send(self, addr: Address, data: bytes) -> None:
         if self.dtls is None:
-            assert self._transport is not None
-            self._transport.sendto(data, addr)
+            super()._send(addr, data)
             return
         try:
             self.dtls.send(addr, data)
@@ -487,11 +439,7 @@ class TestbedServer:
             # No session with that peer (any more): a DTLS server cannot reach it.
             log.debug("no DTLS session with %s: datagram dropped", addr)
 
-    def _pump(self) -> None:
-        if not self.running or self._loop is None:
-            return
-        for addr, data in self.core.datagrams_to_send():
-            self._send(addr, data)
+    def _deliver(self) -> None:
         while (resp := self.core.next_response()) is not None:
             observation = self._observations.get(resp.key)
             if observation is not None:
@@ -504,13 +452,6 @@ class TestbedServer:
             for endpoint, waiter in self._registration_waiters:
                 if endpoint in self.core.registrations and not waiter.done():
                     waiter.set_result(None)
-        history = self.core.history
-        for event in history[self._logged :]:
-            log.info("%s %s %s", event.kind, event.endpoint or "-", event.detail)
-            if self.on_event is not None:
-                self.on_event(event)
-        self._logged = len(history)
-        if self._timer is not None:
-            self._timer.cancel()
-        when = self.core.next_timer()
-        self._timer = self._loop.call_at(when, self._on_timer) if when is not None else None
+
+
+__all__ = ["Observation", "TestbedServer"]

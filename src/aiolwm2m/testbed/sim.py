@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import enum
 import random
-from typing import Protocol
 
 from aiolwm2m.coap.params import TransmissionParameters
 from aiolwm2m.runtime.sim import (
@@ -27,6 +26,7 @@ from aiolwm2m.runtime.sim import (
 )
 from aiolwm2m.testbed.bootstrap import BootstrapConfig, BootstrapCore
 from aiolwm2m.testbed.core import Address, ServerCore
+from aiolwm2m.testbed.host import SansIoCore
 from aiolwm2m.testbed.operations import OperationRequest
 
 
@@ -36,18 +36,6 @@ class HandshakeOutcome(enum.Enum):
     ACCEPT = "accept"
     REJECT = "reject"  # fatal alert, e.g. wrong PSK or refused certificate
     SILENT = "silent"  # never answers: the client's handshake times out
-
-
-class SansIoCore(Protocol):
-    """What a simulated host drives: the testbed server or bootstrap server core."""
-
-    def datagram_received(self, addr: Address, data: bytes, now: float) -> None: ...
-
-    def handle_timer(self, now: float) -> None: ...
-
-    def next_timer(self) -> float | None: ...
-
-    def datagrams_to_send(self) -> list[tuple[Address, bytes]]: ...
 
 
 class SimHost:
@@ -90,7 +78,7 @@ class SimHost:
         self.host_core.handle_timer(self.net.clock.now)
         self._pump()
 
-    def _deliver(self, dst: Address) -> bool:
+    def _reachable(self, dst: Address) -> bool:
         """Whether a datagram the core sends to ``dst`` goes out (DTLS: needs a session)."""
         return True
 
@@ -98,7 +86,7 @@ class SimHost:
         if not self.running:
             return
         for dst, data in self.host_core.datagrams_to_send():
-            if self._deliver(dst):
+            if self._reachable(dst):
                 self.net.send(self.addr, dst, data)
         if self._timer is not None:
             self._timer.cancel()
@@ -189,7 +177,7 @@ class SimServer(SimHost):
             return False
         return True
 
-    def _deliver(self, dst: Address) -> bool:
+    def _reachable(self, dst: Address) -> bool:
         return self.handshake is None or dst in self.sessions
 
 
@@ -221,7 +209,6 @@ class SimBootstrapServer(SimHost):
 
 __all__ = [
     "HandshakeOutcome",
-    "SansIoCore",
     "SimBootstrapServer",
     "SimHost",
     "SimServer",

@@ -216,7 +216,7 @@ def test_notifications_are_non_final_events(core: ServerCore) -> None:
 def test_passive_cancel_answers_the_next_notification_with_rst(core: ServerCore) -> None:
     client = FakeClient(core, "dev", 5001)
     key, request = start_observation(core, client)
-    core.cancel_request("dev", key, NOW)
+    core.cancel_request(key, NOW)
     note = client.notify(request, 2, b"21")
     note.type = MessageType.CON
     client.send(note)
