@@ -76,7 +76,7 @@ EVERY_TYPE = {
 class Device:
     server: TestbedServer
     client: Client
-    model: object  # client_operations.Operations (typed loosely: importorskip)
+    model: object  # client_operations.OperationHandler (typed loosely: importorskip)
     executed: list[dict[int, str | None]]
 
     def set(self, path: str, value: object) -> None:

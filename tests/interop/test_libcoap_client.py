@@ -30,7 +30,7 @@ import pytest
 
 from aiolwm2m.accounts import ServerAccount
 from aiolwm2m.client.config import ClientConfig
-from aiolwm2m.client.operations import Operations, default_objects
+from aiolwm2m.client.operations import OperationHandler, default_objects
 from aiolwm2m.coap.message import Code, Message, code_str, is_response
 from aiolwm2m.lwm2m import linkformat
 from aiolwm2m.lwm2m.formats import ContentFormat, decode
@@ -61,7 +61,7 @@ class Device:
     tool: str
     relay: Relay
     client: Client
-    ops: Operations
+    ops: OperationHandler
     server: TestbedServer
     tmp: Path
 

@@ -27,7 +27,7 @@ from aiolwm2m.accounts import ServerAccount
 from aiolwm2m.client import events as ev
 from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.client.observe import ObserveSettings
-from aiolwm2m.client.operations import Operations, default_objects
+from aiolwm2m.client.operations import OperationHandler, default_objects
 from aiolwm2m.lwm2m.path import Path as LwPath
 from aiolwm2m.lwm2m.tree import ObjectTree
 from aiolwm2m.runtime.aio import Client
@@ -133,7 +133,7 @@ async def test_write_to_read_only_resource_refused(server: NodeLwm2mServer, clie
 
 def tree(client: Client) -> ObjectTree:
     ops = client.objects
-    assert isinstance(ops, Operations)
+    assert isinstance(ops, OperationHandler)
     return ops.tree
 
 

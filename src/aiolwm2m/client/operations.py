@@ -1,6 +1,6 @@
 """Server-initiated LwM2M operations on the client's object tree (the engine's ``ObjectTree``).
 
-:class:`Operations` maps a CoAP request to an LwM2M operation (LwM2M 1.1.1
+:class:`OperationHandler` maps a CoAP request to an LwM2M operation (LwM2M 1.1.1
 Transport §6.4 / Core §5.4):
 
 ============================  =====================================================
@@ -24,9 +24,9 @@ application hook raises (a hook may raise
 4.00).
 
 **Async hooks.** Any application hook may return an awaitable. The request
-is then not answered at once: :meth:`Operations.handle_request` returns None
+is then not answered at once: :meth:`OperationHandler.handle_request` returns None
 (the engine keeps the request for a later ``engine.respond``) and queues a
-:class:`Job`. The runtime collects jobs with :meth:`Operations.take_jobs`,
+:class:`Job`. The runtime collects jobs with :meth:`OperationHandler.take_jobs`,
 awaits ``job.coroutine`` (which never raises: errors become the response)
 and passes its result to ``engine.respond(job.ssid, job.request, response,
 now)``. This keeps this module sans-IO: it never touches an event loop.
@@ -146,7 +146,7 @@ __all__ = [
     "DisableServer",
     "Job",
     "ObjectsChanged",
-    "Operations",
+    "OperationHandler",
     "SendError",
     "TriggerUpdate",
     "default_objects",
@@ -384,7 +384,7 @@ def _content(payload: bytes, content_format: int, observe: int | None = None) ->
     return msg
 
 
-class Operations:
+class OperationHandler:
     """The client data model as the engine sees it; also the observe :class:`Sampler`.
 
     ``access`` enforces Access Control (give the one from
@@ -1286,14 +1286,14 @@ def default_objects(
     on_factory_reset: ExecuteHook | None = None,
     observe: ObserveSettings | None = None,
     blockwise: BlockwiseSettings | None = None,
-) -> Operations:
+) -> OperationHandler:
     """The client's default data model: Server (1), Access Control (2, only with more
     than one server), Device (3), Connectivity Monitoring (4).
 
     Add application objects to ``result.tree`` before starting the client (or
     later: the next Update carries the new object list).
     """
-    holder: list[Operations] = []
+    holder: list[OperationHandler] = []
 
     def queue(action: ClientAction) -> None:
         holder[0].queue_action(action)
@@ -1311,7 +1311,7 @@ def default_objects(
         on_factory_reset=on_factory_reset,
         callbacks=callbacks,
     )
-    ops = Operations(built.tree, access=built.access, observe=observe, blockwise=blockwise)
+    ops = OperationHandler(built.tree, access=built.access, observe=observe, blockwise=blockwise)
     ops.server_callbacks = callbacks
     holder.append(ops)
     return ops

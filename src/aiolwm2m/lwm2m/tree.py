@@ -13,7 +13,7 @@ Definitions (types, operations, single/multiple) come from an
 Any hook may be a plain function or return an awaitable (``async def``): the
 tree never awaits anything itself (it is sans-IO); it returns the awaitable to
 :mod:`aiolwm2m.client.operations`, which hands the request to the runtime as a
-job and answers when the job finishes (see ``Operations.take_jobs``).
+job and answers when the job finishes (see ``OperationHandler.take_jobs``).
 
 Values are validated against the definition on the way in (``tree.set`` and
 server writes alike), so every value a content format encodes is already of

@@ -50,7 +50,7 @@ from aiolwm2m.client.firmware.update import (
     StopDownload,
     VerifyPackage,
 )
-from aiolwm2m.client.operations import Operations
+from aiolwm2m.client.operations import OperationHandler
 from aiolwm2m.errors import ConfigError
 from aiolwm2m.lwm2m.objects.firmware import (
     FIRMWARE_OBJECT,
@@ -106,7 +106,7 @@ class FirmwareRunner:
                 install_timeout=settings.install_timeout,
                 max_bytes=settings.max_package_bytes,
             )
-        if not isinstance(client.objects, Operations):
+        if not isinstance(client.objects, OperationHandler):
             raise ConfigError("firmware update needs the client's default data model")
         self.client = client
         self.handler = handler

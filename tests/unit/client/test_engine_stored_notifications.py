@@ -17,7 +17,7 @@ from aiolwm2m.accounts import RetrySettings, ServerAccount
 from aiolwm2m.client import events as ev
 from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.client.observe import ObserveSettings
-from aiolwm2m.client.operations import Operations, default_objects
+from aiolwm2m.client.operations import OperationHandler, default_objects
 from aiolwm2m.client.policy import ReconnectPolicy
 from aiolwm2m.coap.message import Code
 from aiolwm2m.coap.params import TransmissionParameters
@@ -29,7 +29,7 @@ from aiolwm2m.testbed.sim import SimServer
 
 def device(
     net: SimNetwork, server: SimServer, *, storing: bool = True, confirmable: bool = False
-) -> tuple[SimClient, Operations, Instance]:
+) -> tuple[SimClient, OperationHandler, Instance]:
     account = ServerAccount(
         server.uri,
         1,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiolwm2m.client.firmware import NotAllowedInState
-from aiolwm2m.client.operations import Operations
+from aiolwm2m.client.operations import OperationHandler
 from aiolwm2m.coap.message import Block, Code, Message, OptionNumber, encode_uint
 from aiolwm2m.lwm2m import ContentFormat
 from aiolwm2m.lwm2m.objects.firmware import FirmwareInstance, ManifestInstance
@@ -44,7 +44,7 @@ class Control:
         self.calls.append((name, value))
 
 
-def model() -> tuple[Operations, Control, FirmwareInstance]:
+def model() -> tuple[OperationHandler, Control, FirmwareInstance]:
     tree = ObjectTree()
     control = Control()
     inst = FirmwareInstance(control, {1: "", 3: 0, 5: 0, 9: 2})
@@ -52,7 +52,7 @@ def model() -> tuple[Operations, Control, FirmwareInstance]:
     tree.add_instance(
         10252, 0, ManifestInstance(control, {2: 1, 3: 0, 4: b"", 5: b"", 6: 0, 7: 0, 8: ""})
     )
-    return Operations(tree), control, inst
+    return OperationHandler(tree), control, inst
 
 
 def put(

@@ -20,7 +20,7 @@ from aiolwm2m.client.operations import (
     DataModelRuntime,
     DisableServer,
     ObjectsChanged,
-    Operations,
+    OperationHandler,
     TriggerUpdate,
     default_objects,
 )
@@ -81,12 +81,12 @@ class FakeNetwork(HostNetwork):
         return ["192.0.2.1"]
 
 
-def make_ops(ssids: tuple[int, ...] = (1,), **kwargs: Any) -> Operations:
+def make_ops(ssids: tuple[int, ...] = (1,), **kwargs: Any) -> OperationHandler:
     servers = [ServerAccount(f"coap://s{i}", i, lifetime=300) for i in ssids]
     built = build_default_tree(
         servers, platform=FakePlatform(), network=FakeNetwork(), device=DeviceInfo(), **kwargs
     )
-    ops = Operations(built.tree, access=built.access)
+    ops = OperationHandler(built.tree, access=built.access)
     ops.tree.add_object(3303, factory=lambda iid: Instance())
     ops.tree.add_instance(3303, 0, Instance({5700: 21.5, 5701: "Cel"}))
     return ops
@@ -115,7 +115,7 @@ def request(
     )
 
 
-def answer(ops: Operations, msg: Message, ssid: int = 1, now: float = 0.0) -> Message:
+def answer(ops: OperationHandler, msg: Message, ssid: int = 1, now: float = 0.0) -> Message:
     response = ops.handle_request(ssid, msg, now)
     assert response is not None
     return response
@@ -128,14 +128,14 @@ def values(response: Message, base: str) -> dict[Path, Any]:
 
 
 @pytest.fixture
-def ops() -> Operations:
+def ops() -> OperationHandler:
     return make_ops()
 
 
 # ---------------------------------------------------------------- Read
 
 
-def test_read_single_resource_defaults_to_text(ops: Operations) -> None:
+def test_read_single_resource_defaults_to_text(ops: OperationHandler) -> None:
     resp = answer(ops, request(Code.GET, "/3/0/0"))
     assert resp.code == Code.CONTENT
     assert resp.content_format == ContentFormat.TEXT
@@ -152,7 +152,7 @@ def test_read_single_resource_defaults_to_text(ops: Operations) -> None:
         ContentFormat.OMA_JSON,
     ],
 )
-def test_read_instance_in_every_format(ops: Operations, fmt: ContentFormat) -> None:
+def test_read_instance_in_every_format(ops: OperationHandler, fmt: ContentFormat) -> None:
     resp = answer(ops, request(Code.GET, "/3/0", accept=fmt))
     assert resp.code == Code.CONTENT and resp.content_format == fmt
     got = values(resp, "/3/0")
@@ -165,7 +165,7 @@ def test_read_instance_in_every_format(ops: Operations, fmt: ContentFormat) -> N
     assert Path.parse("/3/0/4") not in got  # executable resources are not read
 
 
-def test_read_object_and_multiple_resource(ops: Operations) -> None:
+def test_read_object_and_multiple_resource(ops: OperationHandler) -> None:
     resp = answer(ops, request(Code.GET, "/4", accept=ContentFormat.SENML_JSON))
     got = values(resp, "/4")
     assert got[Path.parse("/4/0/4/0")] == "192.0.2.10"
@@ -180,7 +180,7 @@ def test_read_object_and_multiple_resource(ops: Operations) -> None:
     assert resp.payload == b"2001:db8::10"
 
 
-def test_read_text_and_opaque_negotiation(ops: Operations) -> None:
+def test_read_text_and_opaque_negotiation(ops: OperationHandler) -> None:
     assert answer(ops, request(Code.GET, "/3303/0/5700")).payload == b"21.5"
     assert answer(ops, request(Code.GET, "/3/0", accept=ContentFormat.TEXT)).code == (
         Code.NOT_ACCEPTABLE
@@ -206,11 +206,11 @@ def test_read_text_and_opaque_negotiation(ops: Operations) -> None:
         ("/3/0/11/7", Code.NOT_FOUND),
     ],
 )
-def test_read_errors(ops: Operations, path: str, code: Code) -> None:
+def test_read_errors(ops: OperationHandler, path: str, code: Code) -> None:
     assert answer(ops, request(Code.GET, path)).code == code
 
 
-def test_read_hook_raising_is_500(ops: Operations) -> None:
+def test_read_hook_raising_is_500(ops: OperationHandler) -> None:
     def broken() -> float:
         raise RuntimeError("sensor unplugged")
 
@@ -220,7 +220,7 @@ def test_read_hook_raising_is_500(ops: Operations) -> None:
     assert b"unplugged" not in resp.payload  # no internals leak to the server
 
 
-def test_read_hook_returning_wrong_type_is_500(ops: Operations) -> None:
+def test_read_hook_returning_wrong_type_is_500(ops: OperationHandler) -> None:
     ops.tree.instance(3303, 0).on_read[5700] = lambda: "hot"
     assert answer(ops, request(Code.GET, "/3303/0/5700")).code == Code.INTERNAL_SERVER_ERROR
 
@@ -228,7 +228,7 @@ def test_read_hook_returning_wrong_type_is_500(ops: Operations) -> None:
 # ---------------------------------------------------------------- Write
 
 
-def test_write_replace_resource_every_format(ops: Operations) -> None:
+def test_write_replace_resource_every_format(ops: OperationHandler) -> None:
     base = Path.parse("/3/0/15")
     for n, fmt in enumerate(
         [
@@ -247,14 +247,14 @@ def test_write_replace_resource_every_format(ops: Operations) -> None:
         assert ops.tree.get(base) == zone
 
 
-def test_write_current_time_moves_the_clock(ops: Operations) -> None:
+def test_write_current_time_moves_the_clock(ops: OperationHandler) -> None:
     later = T0 + timedelta(hours=5)
     payload = str(int(later.timestamp())).encode()
     assert answer(ops, request(Code.PUT, "/3/0/13", payload, cf=0)).code == Code.CHANGED
     assert ops.tree.get(Path.parse("/3/0/13")) == later
 
 
-def test_write_partial_update_instance_tlv(ops: Operations) -> None:
+def test_write_partial_update_instance_tlv(ops: OperationHandler) -> None:
     base = Path.parse("/3/0")
     payload = tlv.encode([Record(base.child(14), "UTC+02:00"), Record(base.child(15), "X")], base)
     resp = answer(ops, request(Code.POST, "/3/0", payload, cf=ContentFormat.TLV))
@@ -263,7 +263,7 @@ def test_write_partial_update_instance_tlv(ops: Operations) -> None:
     assert ops.tree.take_changes()[-2:] == [base.child(14), base.child(15)]
 
 
-def test_write_multiple_resource_replace_vs_partial(ops: Operations) -> None:
+def test_write_multiple_resource_replace_vs_partial(ops: OperationHandler) -> None:
     ops.tree.add_object(2, definition=None)
     ops.tree.add_instance(2, 0, Instance({0: 3, 1: 0, 2: {1: 1, 2: 3}, 3: 1}))
     base = Path.parse("/2/0/2")
@@ -296,14 +296,14 @@ def test_write_multiple_resource_replace_vs_partial(ops: Operations) -> None:
     ],
 )
 def test_write_errors(
-    ops: Operations, method: Code, path: str, payload: bytes, cf: int | None, code: Code
+    ops: OperationHandler, method: Code, path: str, payload: bytes, cf: int | None, code: Code
 ) -> None:
     before = ops.tree.get(Path.parse("/3/0/15"))
     assert answer(ops, request(method, path, payload, cf=cf)).code == code
     assert ops.tree.get(Path.parse("/3/0/15")) == before
 
 
-def test_write_is_all_or_nothing(ops: Operations) -> None:
+def test_write_is_all_or_nothing(ops: OperationHandler) -> None:
     base = Path.parse("/3/0")
     payload = senml_json.encode([Record(base.child(15), "X"), Record(base.child(0), "Y")], base)
     assert answer(ops, request(Code.POST, "/3/0", payload, cf=110)).code == (
@@ -312,7 +312,7 @@ def test_write_is_all_or_nothing(ops: Operations) -> None:
     assert ops.tree.get(base.child(15)) == "Europe/Paris"
 
 
-def test_write_hook_can_refuse_a_value(ops: Operations) -> None:
+def test_write_hook_can_refuse_a_value(ops: OperationHandler) -> None:
     from aiolwm2m.lwm2m.model import InvalidValueError
 
     def refuse(value: object) -> None:
@@ -347,7 +347,7 @@ def test_execute_hook_raising_is_500() -> None:
     assert answer(ops, request(Code.POST, "/3/0/4")).code == Code.INTERNAL_SERVER_ERROR
 
 
-def test_reset_error_code(ops: Operations) -> None:
+def test_reset_error_code(ops: OperationHandler) -> None:
     device = ops.tree.instance(3, 0)
     device.set(11, {0: 1, 1: 5})
     assert answer(ops, request(Code.POST, "/3/0/12")).code == Code.CHANGED
@@ -360,7 +360,7 @@ def test_reset_error_code(ops: Operations) -> None:
 @pytest.mark.parametrize(
     "fmt", [ContentFormat.TLV, ContentFormat.SENML_JSON, ContentFormat.SENML_CBOR]
 )
-def test_create_and_delete(ops: Operations, fmt: ContentFormat) -> None:
+def test_create_and_delete(ops: OperationHandler, fmt: ContentFormat) -> None:
     base = Path.parse("/3303")
     records = [Record(Path.parse("/3303/4/5700"), 19.0), Record(Path.parse("/3303/4/5701"), "K")]
     resp = answer(ops, request(Code.POST, "/3303", tlv_or(fmt, records, base), cf=fmt))
@@ -380,7 +380,7 @@ def tlv_or(fmt: ContentFormat, records: list[Record], base: Path) -> bytes:
     return encode(fmt, records, base)
 
 
-def test_create_without_instance_id_picks_one(ops: Operations) -> None:
+def test_create_without_instance_id_picks_one(ops: OperationHandler) -> None:
     # LwM2M 1.0 style TLV: resources without an object instance wrapper.
     new = Path.parse("/3303/1")
     payload = tlv.encode([Record(new.child(5700), 1.5)], new)
@@ -402,11 +402,11 @@ def test_create_without_instance_id_picks_one(ops: Operations) -> None:
         (Code.PATCH, "/3/0", Code.METHOD_NOT_ALLOWED),
     ],
 )
-def test_create_delete_errors(ops: Operations, method: Code, path: str, code: Code) -> None:
+def test_create_delete_errors(ops: OperationHandler, method: Code, path: str, code: Code) -> None:
     assert answer(ops, request(method, path, b"", cf=ContentFormat.TLV)).code == code
 
 
-def test_create_bad_payload(ops: Operations) -> None:
+def test_create_bad_payload(ops: OperationHandler) -> None:
     bad = senml_json.encode([Record(Path.parse("/3303/1/5700"), "hot")], Path.parse("/3303"))
     assert answer(ops, request(Code.POST, "/3303", bad, cf=110)).code == Code.BAD_REQUEST
     assert answer(ops, request(Code.POST, "/3303", b"x", cf=40)).code == (
@@ -418,7 +418,7 @@ def test_create_bad_payload(ops: Operations) -> None:
 # ---------------------------------------------------------------- Discover / attributes
 
 
-def test_discover_levels_and_attributes(ops: Operations) -> None:
+def test_discover_levels_and_attributes(ops: OperationHandler) -> None:
     put = request(Code.PUT, "/3303/0/5700", query=("pmin=5", "gt=30"))
     assert answer(ops, put).code == Code.CHANGED
     assert answer(ops, request(Code.PUT, "/3303", query=("pmax=60",))).code == Code.CHANGED
@@ -450,12 +450,12 @@ def test_discover_levels_and_attributes(ops: Operations) -> None:
     ],
 )
 def test_write_attributes_errors(
-    ops: Operations, path: str, query: tuple[str, ...], code: Code
+    ops: OperationHandler, path: str, query: tuple[str, ...], code: Code
 ) -> None:
     assert answer(ops, request(Code.PUT, path, query=query)).code == code
 
 
-def test_discover_errors(ops: Operations) -> None:
+def test_discover_errors(ops: OperationHandler) -> None:
     assert answer(ops, request(Code.GET, "/", accept=40)).code == Code.METHOD_NOT_ALLOWED
     assert answer(ops, request(Code.GET, "/3/3", accept=40)).code == Code.NOT_FOUND
 
@@ -464,7 +464,7 @@ def test_discover_errors(ops: Operations) -> None:
 
 
 @pytest.mark.parametrize("fmt", [ContentFormat.SENML_JSON, ContentFormat.SENML_CBOR])
-def test_read_composite(ops: Operations, fmt: ContentFormat) -> None:
+def test_read_composite(ops: OperationHandler, fmt: ContentFormat) -> None:
     codec = senml_json if fmt == ContentFormat.SENML_JSON else senml_cbor
     paths = [Path.parse("/3/0/0"), Path.parse("/3303/0"), Path.parse("/3/0/77")]
     resp = answer(ops, request(Code.FETCH, "/", codec.encode_paths(paths), cf=fmt))
@@ -477,7 +477,7 @@ def test_read_composite(ops: Operations, fmt: ContentFormat) -> None:
     }
 
 
-def test_read_composite_errors(ops: Operations) -> None:
+def test_read_composite_errors(ops: OperationHandler) -> None:
     missing = senml_json.encode_paths([Path.parse("/9/9")])
     assert answer(ops, request(Code.FETCH, "/", missing, cf=110)).code == Code.NOT_FOUND
     assert answer(ops, request(Code.FETCH, "/", b"[{", cf=110)).code == Code.BAD_REQUEST
@@ -491,7 +491,7 @@ def test_read_composite_errors(ops: Operations) -> None:
     assert answer(ops, request(Code.FETCH, "/3", some, cf=110)).code == Code.METHOD_NOT_ALLOWED
 
 
-def test_write_composite(ops: Operations) -> None:
+def test_write_composite(ops: OperationHandler) -> None:
     records = [Record(Path.parse("/3/0/15"), "Z1"), Record(Path.parse("/3/0/14"), "UTC+03:00")]
     payload = senml_cbor.encode(records, Path())
     assert answer(ops, request(Code.IPATCH, "/", payload, cf=112)).code == Code.CHANGED
@@ -511,7 +511,7 @@ def test_write_composite(ops: Operations) -> None:
 # ---------------------------------------------------------------- Observe
 
 
-def test_observe_notify_and_cancel(ops: Operations) -> None:
+def test_observe_notify_and_cancel(ops: OperationHandler) -> None:
     first = answer(ops, request(Code.GET, "/3303/0/5700", observe=0, token=b"o1"), now=0.0)
     assert first.code == Code.CONTENT and first.observe is not None
     assert first.payload == b"21.5"
@@ -526,7 +526,7 @@ def test_observe_notify_and_cancel(ops: Operations) -> None:
     assert ops.take_notifications(3.0) == []
 
 
-def test_observe_pmin_from_write_attributes_and_reset_cancel(ops: Operations) -> None:
+def test_observe_pmin_from_write_attributes_and_reset_cancel(ops: OperationHandler) -> None:
     answer(ops, request(Code.PUT, "/3303/0", query=("pmin=10",)))
     answer(ops, request(Code.GET, "/3303/0", observe=0, token=b"o2", accept=110), now=0.0)
     ops.tree.set("/3303/0/5700", 30.0)
@@ -541,7 +541,7 @@ def test_observe_pmin_from_write_attributes_and_reset_cancel(ops: Operations) ->
     assert ops.take_notifications(100.0) == []
 
 
-def test_observe_composite_and_deleted_path(ops: Operations) -> None:
+def test_observe_composite_and_deleted_path(ops: OperationHandler) -> None:
     paths = senml_json.encode_paths([Path.parse("/3303/0/5700"), Path.parse("/3/0/15")])
     first = answer(ops, request(Code.FETCH, "/", paths, cf=110, observe=0, token=b"c"))
     assert first.code == Code.CONTENT and first.observe is not None
@@ -553,7 +553,7 @@ def test_observe_composite_and_deleted_path(ops: Operations) -> None:
     assert gone.message.code == Code.NOT_FOUND
 
 
-def test_observe_errors_and_drop(ops: Operations) -> None:
+def test_observe_errors_and_drop(ops: OperationHandler) -> None:
     assert answer(ops, request(Code.GET, "/3/0/4", observe=0)).code == Code.METHOD_NOT_ALLOWED
     assert answer(ops, request(Code.GET, "/3/5", observe=0)).code == Code.NOT_FOUND
     long_token = request(Code.GET, "/3/0/0", observe=0, token=b"123456789")
@@ -567,7 +567,7 @@ def test_observe_errors_and_drop(ops: Operations) -> None:
 def test_default_pmax_from_server_object() -> None:
     servers = [ServerAccount("coap://s1", 1, default_pmax=30)]
     built = build_default_tree(servers, platform=FakePlatform(), network=FakeNetwork())
-    ops = Operations(built.tree, access=built.access)
+    ops = OperationHandler(built.tree, access=built.access)
     answer(ops, request(Code.GET, "/3/0/0", observe=0))
     assert ops.next_timer() == 30.0
     assert ops.attributes(1, Path.parse("/3/0/0")).pmax == 30
@@ -593,7 +593,7 @@ def test_server_object_write_and_executes() -> None:
     assert answer(ops, request(Code.PUT, "/1/0/0", b"9", cf=0)).code == Code.METHOD_NOT_ALLOWED
 
 
-def test_registration_payload_hides_security(ops: Operations) -> None:
+def test_registration_payload_hides_security(ops: OperationHandler) -> None:
     links = linkformat.parse_registration(linkformat.decode(ops.registration_payload("1.1")))
     assert set(links.objects) == {1, 3, 4, 3303}
     assert links.objects[3].version == "1.2"
@@ -634,7 +634,7 @@ def test_access_control_with_two_servers() -> None:
     assert answer(ops, request(Code.PUT, "/2/0/3", b"2", cf=0), ssid=2).code == (Code.UNAUTHORIZED)
 
 
-def test_single_server_has_every_right(ops: Operations) -> None:
+def test_single_server_has_every_right(ops: OperationHandler) -> None:
     assert 2 not in ops.tree.objects
     assert answer(ops, request(Code.GET, "/1/0")).code == Code.CONTENT
 
@@ -688,7 +688,7 @@ async def test_async_hook_failure_is_500() -> None:
     assert (await job.coroutine).code == Code.INTERNAL_SERVER_ERROR
 
 
-def test_operations_is_a_data_model_runtime(ops: Operations) -> None:
+def test_operations_is_a_data_model_runtime(ops: OperationHandler) -> None:
     assert isinstance(ops, DataModelRuntime)
     woken: list[int] = []
     ops.set_wakeup(lambda: woken.append(1))
@@ -699,7 +699,7 @@ def test_operations_is_a_data_model_runtime(ops: Operations) -> None:
     assert woken == [1]
 
 
-def test_never_crashes_on_garbage_options(ops: Operations) -> None:
+def test_never_crashes_on_garbage_options(ops: OperationHandler) -> None:
     msg = request(Code.GET, "/3/0/0")
     msg.add(OptionNumber.URI_PATH, b"\xff")
     assert answer(ops, msg).code in (Code.BAD_REQUEST, Code.NOT_FOUND)
@@ -719,7 +719,7 @@ def block_request(path: str, num: int, szx: int = 6, **kwargs: Any) -> Message:
     return msg
 
 
-def fetch_blocks(ops: Operations, path: str, szx: int | None = None, **kwargs: Any) -> bytes:
+def fetch_blocks(ops: OperationHandler, path: str, szx: int | None = None, **kwargs: Any) -> bytes:
     """Read ``path`` the way a server does: first GET, then Block2 continuations."""
     receiver = Block2Receiver()
     first = request(Code.GET, path, **kwargs)
@@ -733,7 +733,7 @@ def fetch_blocks(ops: Operations, path: str, szx: int | None = None, **kwargs: A
     return receiver.payload
 
 
-def test_large_read_is_answered_in_block2_slices(ops: Operations) -> None:
+def test_large_read_is_answered_in_block2_slices(ops: OperationHandler) -> None:
     ops.tree.set("/3303/0/5750", BIG)
     first = answer(ops, request(Code.GET, "/3303/0/5750"))
     assert first.code == Code.CONTENT
@@ -756,7 +756,7 @@ def test_block2_size_from_request_and_configured_default() -> None:
     assert small.block2 == Block(num=0, more=True, szx=2) and len(small.payload) == 64
     assert fetch_blocks(ops, "/3303/0/5750", szx=2) == BIG.encode()
     built = build_default_tree([ServerAccount("coap://s1", 1)], device=DeviceInfo())
-    tight = Operations(built.tree, blockwise=BlockwiseSettings(block_size=256))
+    tight = OperationHandler(built.tree, blockwise=BlockwiseSettings(block_size=256))
     tight.tree.add_instance(3303, 0, Instance({5750: BIG}))
     resp = answer(tight, request(Code.GET, "/3303/0/5750"))
     assert resp.block2 == Block(num=0, more=True, szx=4) and len(resp.payload) == 256
@@ -764,14 +764,14 @@ def test_block2_size_from_request_and_configured_default() -> None:
     assert answer(tight, block_request("/3303/0/5750", 0, szx=6)).block2 == Block(0, True, 4)
 
 
-def test_small_read_has_no_block2_unless_asked(ops: Operations) -> None:
+def test_small_read_has_no_block2_unless_asked(ops: OperationHandler) -> None:
     plain = answer(ops, request(Code.GET, "/3303/0/5701"))
     assert not plain.has(OptionNumber.BLOCK2) and not plain.has(OptionNumber.ETAG)
     asked = answer(ops, block_request("/3303/0/5701", 0))
     assert asked.block2 == Block(num=0, more=False, szx=6) and asked.payload == b"Cel"
 
 
-def test_continuations_serve_the_kept_representation(ops: Operations) -> None:
+def test_continuations_serve_the_kept_representation(ops: OperationHandler) -> None:
     ops.tree.set("/3303/0/5750", BIG)
     first = answer(ops, request(Code.GET, "/3303/0/5750"))
     ops.tree.set("/3303/0/5750", "changed")  # the server still gets the answer it started
@@ -798,12 +798,12 @@ def test_kept_representations_expire_and_are_bounded() -> None:
     assert len(ops._representations) <= ops.blockwise.max_representations
 
 
-def test_block2_past_the_end_is_402(ops: Operations) -> None:
+def test_block2_past_the_end_is_402(ops: OperationHandler) -> None:
     ops.tree.set("/3303/0/5750", BIG)
     assert answer(ops, block_request("/3303/0/5750", 50)).code == Code.BAD_OPTION
 
 
-def test_large_observe_and_composite_reads_are_sliced(ops: Operations) -> None:
+def test_large_observe_and_composite_reads_are_sliced(ops: OperationHandler) -> None:
     ops.tree.set("/3303/0/5750", BIG)
     observed = answer(ops, request(Code.GET, "/3303/0/5750", observe=0))
     assert observed.observe is not None and observed.block2 == Block(0, True, 6)
@@ -823,7 +823,7 @@ def test_large_observe_and_composite_reads_are_sliced(ops: Operations) -> None:
 
 
 def block1_write(
-    ops: Operations, code: Code, path: str, body: bytes, cf: int, szx: int = 4
+    ops: OperationHandler, code: Code, path: str, body: bytes, cf: int, szx: int = 4
 ) -> list[Message]:
     size = 16 << szx
     answers = []
@@ -835,7 +835,7 @@ def block1_write(
     return answers
 
 
-def test_block1_write_is_assembled_then_applied(ops: Operations) -> None:
+def test_block1_write_is_assembled_then_applied(ops: OperationHandler) -> None:
     answers = block1_write(ops, Code.PUT, "/3303/0/5750", BIG.encode(), ContentFormat.TEXT)
     assert [a.code for a in answers[:-1]] == [Code.CONTINUE] * (len(answers) - 1)
     assert answers[0].block1 == Block(num=0, more=True, szx=4)
@@ -844,7 +844,7 @@ def test_block1_write_is_assembled_then_applied(ops: Operations) -> None:
     assert answers[-1].block1 == Block(num=len(answers) - 1, more=False, szx=4)
 
 
-def test_block1_partial_update_tlv_and_create(ops: Operations) -> None:
+def test_block1_partial_update_tlv_and_create(ops: OperationHandler) -> None:
     records = [Record(Path.parse("/3303/0/5750"), BIG)]
     body = encode(ContentFormat.TLV, records, Path.parse("/3303/0"))
     answers = block1_write(ops, Code.POST, "/3303/0", body, ContentFormat.TLV, szx=6)
@@ -857,14 +857,14 @@ def test_block1_partial_update_tlv_and_create(ops: Operations) -> None:
     assert ops.tree.get(Path.parse("/3303/7/5750")) == BIG
 
 
-def test_block1_errors(ops: Operations) -> None:
+def test_block1_errors(ops: OperationHandler) -> None:
     # A continuation without its start: 4.08 Request Entity Incomplete; nothing written.
     msg = request(Code.PUT, "/3303/0/5750", b"x" * 16, cf=ContentFormat.TEXT)
     msg.add(OptionNumber.BLOCK1, Block(num=3, more=True, szx=0).encode())
     assert answer(ops, msg).code == Code.REQUEST_ENTITY_INCOMPLETE
     # Above max_body: 4.13 with Size1.
     built = build_default_tree([ServerAccount("coap://s1", 1)], device=DeviceInfo())
-    small = Operations(built.tree, blockwise=BlockwiseSettings(max_body=100))
+    small = OperationHandler(built.tree, blockwise=BlockwiseSettings(max_body=100))
     small.tree.add_instance(3303, 0, Instance())
     answers = block1_write(small, Code.PUT, "/3303/0/5750", BIG.encode(), ContentFormat.TEXT)
     too_large = next(a for a in answers if a.code != Code.CONTINUE)
@@ -885,7 +885,7 @@ def test_blockwise_settings_validation(size: int) -> None:
         BlockwiseSettings(block_size=size)
 
 
-def test_large_answer_of_an_async_hook_is_sliced_too(ops: Operations) -> None:
+def test_large_answer_of_an_async_hook_is_sliced_too(ops: OperationHandler) -> None:
     async def big() -> str:
         return BIG
 
@@ -1079,7 +1079,7 @@ def test_send_needs_a_server_named_when_several(net: SimNetwork, server: SimServ
 
 
 def test_write_replace_of_an_instance_drops_unwritten_optional_resources(
-    ops: Operations,
+    ops: OperationHandler,
 ) -> None:
     inst = ops.tree.instance(3303, 0)
     inst.set(5750, "greenhouse")  # optional RW
@@ -1113,7 +1113,7 @@ def test_write_replace_of_an_instance_drops_unwritten_optional_resources(
     assert answer(ops, post).code == Code.CHANGED and device.values[15] == "Europe/Paris"
 
 
-def test_replace_keeps_mandatory_resources(ops: Operations) -> None:
+def test_replace_keeps_mandatory_resources(ops: OperationHandler) -> None:
     server = ops.tree.instance(1, 0)
     payload = encode(ContentFormat.TLV, [Record(Path.parse("/1/0/2"), 5)], Path.parse("/1/0"))
     assert answer(ops, request(Code.PUT, "/1/0", payload, cf=11542)).code == Code.CHANGED
@@ -1136,7 +1136,7 @@ def test_discover_respects_access_rights() -> None:
 
 
 @pytest.mark.parametrize("fmt", [ContentFormat.TLV, ContentFormat.SENML_CBOR])
-def test_create_several_instances_in_one_request(ops: Operations, fmt: ContentFormat) -> None:
+def test_create_several_instances_in_one_request(ops: OperationHandler, fmt: ContentFormat) -> None:
     records = [
         Record(Path.parse("/3303/5/5750"), "a"),
         Record(Path.parse("/3303/6/5750"), "b"),
