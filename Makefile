@@ -46,6 +46,7 @@ bench: setup
 	$(PY) benchmarks/bench_dtls.py
 	$(PY) benchmarks/bench_formats.py
 	$(PY) benchmarks/bench_testbed_server.py
+	$(PY) benchmarks/bench_firmware.py
 
 # Soak: N clients through the fault proxy with random faults for M seconds; stops by itself.
 SOAK_CLIENTS ?= 100

@@ -69,6 +69,24 @@ def _image(directory: Path, name: str) -> Path | None:
     return path
 
 
+class _Files:
+    """File contents and ETags, read again only when a file's size or mtime changes
+    (a server answering 10 240 blocks of a 10 MB image must not read it 10 240 times)."""
+
+    def __init__(self) -> None:
+        self._cache: dict[Path, tuple[tuple[int, int], bytes, bytes]] = {}
+
+    def get(self, path: Path) -> tuple[bytes, bytes]:
+        """``(content, etag)`` of ``path``."""
+        stat = path.stat()
+        key = (stat.st_mtime_ns, stat.st_size)
+        cached = self._cache.get(path)
+        if cached is None or cached[0] != key:
+            data = path.read_bytes()
+            cached = self._cache[path] = (key, data, etag_of(data))
+        return cached[1], cached[2]
+
+
 class ImageServer(asyncio.DatagramProtocol):
     """See the module docstring. ``await start()``, then ``uri(name)``; ``stop()`` closes it."""
 
@@ -83,6 +101,7 @@ class ImageServer(asyncio.DatagramProtocol):
         self._layers: dict[Address, MessageLayer] = {}
         self._transport: asyncio.DatagramTransport | None = None
         self._rng = random.Random(0)
+        self._files = _Files()
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -131,14 +150,14 @@ class ImageServer(asyncio.DatagramProtocol):
         path = _image(self.directory, name)
         if path is None:
             return Message(code=Code.NOT_FOUND)
-        data = path.read_bytes()
+        data, etag = self._files.get(path)
         try:
             block = request.block2
             piece = slice_block2(data, block, include_size2=request.has(OptionNumber.SIZE2))
         except (CoapDecodeError, BlockwiseError) as exc:
             return Message(code=Code.BAD_OPTION, payload=str(exc).encode())
         response = Message(code=Code.CONTENT)
-        response.add(OptionNumber.ETAG, etag_of(data))
+        response.add(OptionNumber.ETAG, etag)
         response.add(OptionNumber.CONTENT_FORMAT, encode_uint(ContentFormat.OPAQUE))
         self.served[name].append(piece.block.num if piece.block is not None else 0)
         return piece.apply(response)
@@ -175,6 +194,7 @@ class HttpImageServer:
         self.requests: dict[str, list[ServedRange]] = defaultdict(list)
         self._runner: web.AppRunner | None = None
         self._live: set[asyncio.Transport] = set()
+        self._files = _Files()
 
     async def start(self) -> None:
         from aiohttp import web
@@ -210,8 +230,8 @@ class HttpImageServer:
         path = _image(self.directory, name)
         if path is None:
             raise web.HTTPNotFound()
-        data = path.read_bytes()
-        etag = f'"{etag_of(data).hex()}"'
+        data, tag = self._files.get(path)
+        etag = f'"{tag.hex()}"'
         start, end = 0, len(data)
         status = 200
         if "Range" in request.headers and request.headers.get("If-Range", etag) == etag:
