@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from aiolwm2m.cli.firmware_cmds import FIRMWARE_HELP, FirmwareCommands, ImageServers
 from aiolwm2m.cli.output import emit
 from aiolwm2m.dtls.credentials import PskCredentials, ServerCertificateCredentials, ServerSecurity
 from aiolwm2m.errors import ConfigError, Lwm2mError
@@ -72,7 +73,7 @@ def add_parser(sub: Any) -> None:
         help="run the embedded testbed LwM2M server (and drive clients from stdin)",
         description="Run the testbed LwM2M server. Registrations are logged; commands "
         "read from stdin (and --script) perform LwM2M operations on registered clients.",
-        epilog=COMMANDS_HELP,
+        epilog=COMMANDS_HELP + FIRMWARE_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--host", default="127.0.0.1")
@@ -91,6 +92,11 @@ def add_parser(sub: Any) -> None:
         "--ca", action="append", default=[], help="CA that client certificates chain to"
     )
     p.add_argument("--script", help="run the commands of this file first, then read stdin")
+    p.add_argument(
+        "--images",
+        metavar="DIR",
+        help="also serve DIR's files as firmware images (CoAP Block2; HTTP Range with aiohttp)",
+    )
     p.add_argument(
         "--events",
         choices=["jsonl", "text"],
@@ -182,7 +188,7 @@ def _path(raw: str) -> Path:
         raise CommandError(str(exc)) from None
 
 
-class CommandShell:
+class CommandShell(FirmwareCommands):
     """Runs command lines against a :class:`TestbedServer`; output goes to ``out``."""
 
     def __init__(
@@ -253,7 +259,7 @@ class CommandShell:
             raise CommandError(f"usage: {usage}")
 
     async def cmd_help(self, args: list[str]) -> None:
-        for line in COMMANDS_HELP.rstrip().splitlines():
+        for line in (COMMANDS_HELP + FIRMWARE_HELP).rstrip().splitlines():
             self.out(line)
 
     async def cmd_read(self, args: list[str]) -> None:
@@ -524,10 +530,15 @@ async def _serve(args: argparse.Namespace) -> int:
             print(f"aiolwm2m: cannot read script: {exc}", file=sys.stderr)
             return 2
     if not args.quiet:
-        server.on_event = show
+        images = ImageServers(args.images, args.host) if args.images else None
+    server.on_event = show
     await server.start()
     print(f"testbed LwM2M server listening on {server.uri}", file=sys.stderr, flush=True)
+    if images is not None:
+        await images.start()
+        print("firmware images: " + " ".join(images.lines()), file=sys.stderr, flush=True)
     shell = CommandShell(server, emit, jsonl=jsonl, timeout=args.timeout)
+    shell.images = images
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -554,6 +565,8 @@ async def _serve(args: argparse.Namespace) -> int:
     await asyncio.gather(*tasks, return_exceptions=True)
     await shell.close()
     await server.stop()
+    if images is not None:
+        await images.stop()
     return 0
 
 
