@@ -17,7 +17,8 @@ baseline. Figures per server:
 
 Targets (issue 16): zero drops, ≤ 0.2 ms CPU per message. ``--profile`` prints
 a one-second cProfile of the testbed server taken in the middle of the
-Register ramp, when it is busiest.
+Register ramp, when it is busiest (profiling slows the server down for that
+second, so take the figures from a run without it).
 
     .venv/bin/python benchmarks/bench_testbed_server.py [--devices 10000] [--hold 60]
 """

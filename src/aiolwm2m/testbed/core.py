@@ -618,7 +618,17 @@ class ServerCore:
         return reg.updated_at + reg.lifetime + self.expiry_grace
 
     def _arm_expiry(self, reg: Registration) -> None:
-        heapq.heappush(self._expiry, (self._expires(reg), next(self._expiry_seq), reg))
+        heap = self._expiry
+        if len(heap) > 2 * len(self.registrations) + 64:
+            # Renewals leave stale entries until their time; rebuild before they pile
+            # up (a long lifetime renewed often), which costs O(1) per renewal overall.
+            heap[:] = [
+                (self._expires(r), next(self._expiry_seq), r) for r in self.registrations.values()
+            ]
+            heapq.heapify(heap)
+            if self.registrations.get(reg.endpoint) is reg:
+                return  # rebuilt with its new deadline already
+        heapq.heappush(heap, (self._expires(reg), next(self._expiry_seq), reg))
 
     def _drop(self, reg: Registration) -> None:
         """Forget a registration and its index entries (its expiry entry goes stale)."""

@@ -159,7 +159,7 @@ class PeerMux:
         if due != peer.due:
             peer.due = due
             if due is not None:
-                heapq.heappush(self._heap, (due, next(self._seq), addr))
+                self._push(due, addr)
 
     def move(self, old: Address, new: Address, now: float) -> None:
         """The peer at ``old`` now talks from ``new``: its layer (and what it holds) follows."""
@@ -219,6 +219,18 @@ class PeerMux:
             peer.last_seen = now
             self._peers.move_to_end(addr)
         return peer
+
+    def _push(self, due: float, addr: Address) -> None:
+        heap = self._heap
+        if len(heap) > 2 * len(self._peers) + 64:
+            # Superseded deadlines stay until their time; rebuild before they pile up.
+            heap[:] = [
+                (p.due, next(self._seq), a) for a, p in self._peers.items() if p.due is not None
+            ]
+            heapq.heapify(heap)
+            if self._peers.get(addr) is not None:
+                return  # rebuilt with this peer's new deadline already
+        heapq.heappush(heap, (due, next(self._seq), addr))
 
     def _forget_idle(self, now: float) -> None:
         lifetime = self.params.exchange_lifetime

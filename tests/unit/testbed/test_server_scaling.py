@@ -262,3 +262,22 @@ def test_the_bootstrap_server_refuses_unrecognised_critical_options(
     ok = request(["bs"], ["ep=dev"], mid=6, mtype=mtype)
     answers = exchange(core, ("10.0.0.1", 4000), ok, NOW + 1)
     assert answers[0].code == Code.CHANGED and core.requests == {"dev": 1}
+
+
+def test_renewals_and_retransmissions_do_not_pile_up_timer_entries() -> None:
+    core = ServerCore()
+    register(core, 1, lifetime=86400)
+    for i in range(2000):  # a long lifetime renewed over and over
+        update = request(["rd", "1"], [], mid=100 + i)
+        exchange(core, ("10.0.0.1", 2001), update, NOW + i)
+    assert len(core._expiry) <= 2 * len(core.registrations) + 65
+    for i in range(300):  # each exchange arms the peer's deadline anew
+        probe = Message(type=MessageType.CON, code=Code.GET, options=make_options(path=["3"]))
+        core.send_request("ep1", probe, NOW + 3000 + i)
+        [(_, data)] = core.datagrams_to_send()
+        sent = decode(data)
+        ack = Message(type=MessageType.ACK, code=Code.CONTENT, mid=sent.mid, token=sent.token)
+        core.datagram_received(("10.0.0.1", 2001), encode(ack), NOW + 3000 + i)
+    assert len(core.peers._heap) <= 2 * len(core.peers) + 65
+    core.handle_timer(NOW + 86400 + 2000 + 10)
+    assert core.registrations == {} and [e.kind for e in core.history][-1] == "expired"
