@@ -529,9 +529,9 @@ async def _serve(args: argparse.Namespace) -> int:
         except OSError as exc:
             print(f"aiolwm2m: cannot read script: {exc}", file=sys.stderr)
             return 2
+    images = ImageServers(args.images, args.host) if args.images else None
     if not args.quiet:
-        images = ImageServers(args.images, args.host) if args.images else None
-    server.on_event = show
+        server.on_event = show
     await server.start()
     print(f"testbed LwM2M server listening on {server.uri}", file=sys.stderr, flush=True)
     if images is not None:
