@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from aiolwm2m.errors import ConfigError
 
 __all__ = [
+    "MAX_INTEGER",
     "MAX_NAME_LENGTH",
     "InvalidParameters",
     "RetrySettings",
@@ -35,6 +36,8 @@ __all__ = [
 ]
 
 MAX_NAME_LENGTH = 64
+#: Largest LwM2M Integer (signed 64 bits): the bound of every integer Server resource.
+MAX_INTEGER = 2**63 - 1
 
 
 class InvalidParameters(ConfigError):
@@ -82,6 +85,8 @@ def parse_server_uri(uri: str) -> ServerUri:
     for key, _, value in (q.partition("=") for q in parts.query.split("&") if q):
         if key == "aid" and len(value) > MAX_NAME_LENGTH:
             raise InvalidParameters(f"account id longer than {MAX_NAME_LENGTH} characters")
+    if port == 0:
+        raise InvalidParameters(f"server URI {uri!r}: port 0 is not a server's port")
     default_port = 5684 if parts.scheme == "coaps" else 5683
     return ServerUri(parts.scheme, parts.hostname, port or default_port, parts.query)
 
@@ -177,8 +182,14 @@ class ServerAccount:
             raise ConfigError("short_server_id must be in 1..65534")
         if isinstance(self.lifetime, bool) or not isinstance(self.lifetime, int):
             raise ConfigError("lifetime must be a whole number of seconds")  # it goes in lt=
-        if self.lifetime < 1:
-            raise ConfigError("lifetime must be >= 1 s")
+        if not 1 <= self.lifetime <= MAX_INTEGER:
+            raise ConfigError(f"lifetime must be 1..{MAX_INTEGER} s (Server /1/x/1 is an Integer)")
+        for name in ("default_pmin", "default_pmax", "registration_priority"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= MAX_INTEGER:
+                raise ConfigError(f"{name} must be 0..{MAX_INTEGER}")
+        if self.initial_registration_delay < 0:
+            raise ConfigError("initial_registration_delay must be >= 0 s")
         if self.binding not in ("U", "UQ"):
             raise ConfigError("binding must be 'U' or 'UQ' (UDP, optionally queue mode)")
         if self.client_hold_off_time < 0:

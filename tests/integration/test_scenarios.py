@@ -26,6 +26,7 @@ from aiolwm2m.testbed.scenario import (
     run_scenario,
 )
 from aiolwm2m.testbed.soak import SoakSettings, build_scenario, run_soak
+from aiolwm2m.testbed.soak import main as soak_main
 
 SCENARIOS = sorted((Path(__file__).parents[2] / "scenarios").glob("*.toml"))
 #: Compression of every shipped scenario. Lower would push the scaled Update
@@ -123,6 +124,13 @@ def test_soak_timeline_is_reproducible_and_leaves_room_to_recover() -> None:
         assert after.at > before.end
 
 
+def test_soak_refuses_a_run_too_short_for_one_fault_window() -> None:
+    """SOAK_SECONDS=120 with the default MAX_LATENCY injected nothing and said PASS."""
+    with pytest.raises(ConfigError, match="too short for one fault window"):
+        build_scenario(SoakSettings(clients=5, seconds=120))
+    assert soak_main(["--clients", "5", "--seconds", "120"]) == 2
+
+
 def test_record_false_refuses_expectations() -> None:
     scenario = load_scenario(Path(__file__).parents[2] / "scenarios" / "update_404.toml")
     with pytest.raises(ConfigError):
@@ -132,10 +140,12 @@ def test_record_false_refuses_expectations() -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(150)
 def test_soak_60_seconds() -> None:
-    result = asyncio.run(
-        run_soak(SoakSettings(clients=20, seconds=60, seed=2, lifetime=8, max_latency=5.0))
-    )
+    progress: list[str] = []
+    settings = SoakSettings(clients=20, seconds=60, seed=2, lifetime=8, max_latency=5.0)
+    result = asyncio.run(run_soak(settings, progress=progress.append))
     print("\n".join(result.figures()))
+    # A line every 10 s, so a long run never looks hung.
+    assert len(progress) >= 5 and "fault windows" in progress[-1], progress
     assert result.passed, [*result.verdict.reasons, *result.reasons]
     assert result.scenario.steps, "no fault was injected"
     produced = sum(c.produced for c in result.verdict.clients)

@@ -14,9 +14,16 @@ import signal
 import sys
 from typing import Any
 
+from aiolwm2m.cli.common import clock_origin, listen_error, port_number
 from aiolwm2m.cli.output import emit
 from aiolwm2m.testbed.bootstrap import BootstrapServer, load_bootstrap_config
 from aiolwm2m.testbed.core import ServerEvent
+
+#: IANA gives CoAP 5683 and CoAPS 5684 and nothing to LwM2M bootstrap; the
+#: usual convention (public LwM2M sandboxes) is +100: 5783 for coap://, 5784
+#: for coaps://. The testbed Bootstrap-Server speaks plain CoAP, so 5783 — and
+#: it runs beside ``aiolwm2m server`` (5683) without a clash.
+DEFAULT_PORT = 5783
 
 
 def add_parser(sub: Any) -> None:
@@ -29,8 +36,18 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--config", required=True, help="bootstrap server TOML file")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=5683)
-    p.add_argument("--events", choices=("human", "jsonl"), default="human")
+    p.add_argument(
+        "--port",
+        type=port_number,
+        default=DEFAULT_PORT,
+        help=f"UDP port (default {DEFAULT_PORT}: see docs/bootstrap.md for why not 5683)",
+    )
+    p.add_argument(
+        "--events",
+        choices=("text", "jsonl"),
+        default="text",
+        help="output on stdout: a readable timeline, or one JSON object per line",
+    )
     p.set_defaults(func=run)
 
 
@@ -54,9 +71,12 @@ async def _serve(args: argparse.Namespace) -> int:
     config = load_bootstrap_config(args.config)
     server = BootstrapServer(config, args.host, args.port)
     loop = asyncio.get_running_loop()
-    since = loop.time()
+    since = clock_origin()
     server.on_event = lambda event: emit(_line(event, since, args.events == "jsonl"))
-    await server.start()
+    try:
+        await server.start()
+    except OSError as exc:
+        raise listen_error(exc, args.host, args.port) from exc
     print(f"testbed Bootstrap-Server listening on {server.uri}", file=sys.stderr, flush=True)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -9,10 +9,15 @@ ended. Keys are written unencrypted (mode 0600): test material only.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
+from aiolwm2m.cli.common import positive_number
 from aiolwm2m.cli.output import emit
 from aiolwm2m.dtls.certs import write_device_certificate, write_test_pki
+from aiolwm2m.errors import ConfigError
+
+__all__ = ["add_parser", "run_device", "run_init"]
 
 
 def add_parser(sub: Any) -> None:
@@ -20,27 +25,53 @@ def add_parser(sub: Any) -> None:
     certs = p.add_subparsers(dest="certs_command", required=True)
     init = certs.add_parser("init", help="create DIR/ca.pem, DIR/server.pem and their keys")
     init.add_argument("directory")
-    init.add_argument("--days", type=float, default=825, help="server certificate validity")
+    init.add_argument(
+        "--days", type=positive_number, default=825, help="server certificate validity"
+    )
     init.add_argument(
         "--host",
         action="append",
         help="name or IP the server certificate is valid for (repeatable; "
         "default 127.0.0.1, localhost, ::1)",
     )
+    init.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing CA (device certificates it signed stop verifying)",
+    )
     init.set_defaults(func=run_init)
     device = certs.add_parser("device", help="create DIR/NAME.pem and DIR/NAME.key.pem")
     device.add_argument("directory")
     device.add_argument("name", help="endpoint client name (the certificate's CN)")
-    device.add_argument("--days", type=float, default=825)
+    device.add_argument("--days", type=positive_number, default=825)
     device.add_argument(
         "--expired", action="store_true", help="a certificate that expired a month ago"
     )
     device.set_defaults(func=run_device)
 
 
+def _writable_directory(directory: str) -> Path:
+    """The output folder, created if missing; a ConfigError naming it when it cannot be."""
+    out = Path(directory)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"DIRECTORY {directory}: cannot create it: {exc.strerror}") from exc
+    return out
+
+
 def run_init(args: argparse.Namespace) -> int:
     hosts = args.host or ["127.0.0.1", "localhost", "::1"]
-    pki = write_test_pki(args.directory, [], days=args.days, server_hosts=hosts)
+    out = _writable_directory(args.directory)
+    if (out / "ca.pem").exists() and not args.force:
+        raise ConfigError(
+            f"DIRECTORY {args.directory} already holds a CA (ca.pem): replacing it makes the "
+            "device certificates it signed stop verifying; pass --force to replace it"
+        )
+    try:
+        pki = write_test_pki(out, [], days=args.days, server_hosts=hosts)
+    except OSError as exc:
+        raise ConfigError(f"DIRECTORY {args.directory}: cannot write: {exc}") from exc
     emit(f"CA:     {pki.ca_pem_path}")
     emit(f"server: {pki.server_cert_path} (key {pki.server_key_path})")
     emit(
@@ -51,9 +82,12 @@ def run_init(args: argparse.Namespace) -> int:
 
 
 def run_device(args: argparse.Namespace) -> int:
-    cert, key = write_device_certificate(
-        args.directory, args.name, days=args.days, expired=args.expired
-    )
+    try:
+        cert, key = write_device_certificate(
+            args.directory, args.name, days=args.days, expired=args.expired
+        )
+    except OSError as exc:
+        raise ConfigError(f"DIRECTORY {args.directory}: cannot write: {exc}") from exc
     emit(f"device: {cert} (key {key})" + (" EXPIRED" if args.expired else ""))
     emit("client config ([[server]] table):")
     emit(f'  certificate = "{cert}"')

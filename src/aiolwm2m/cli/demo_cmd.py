@@ -17,9 +17,11 @@ import argparse
 import asyncio
 import random
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from aiolwm2m.accounts import RetrySettings, ServerAccount
+from aiolwm2m.cli.common import clock_origin, positive_number
 from aiolwm2m.cli.demo_firmware import run_firmware_demo
 from aiolwm2m.cli.output import emit, event_json, event_line
 from aiolwm2m.client.config import ClientConfig
@@ -34,7 +36,13 @@ from aiolwm2m.testbed.server import TestbedServer
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("demo", help="client + embedded server with a scripted outage")
-    p.add_argument("--outage", type=float, default=6.0, help="seconds the server stays down")
+    p.add_argument(
+        "--outage",
+        type=positive_number,
+        default=6.0,
+        help="seconds the server stays down (> 0; the whole demo is bounded by this + "
+        f"{DEADLINE_MARGIN:g} s)",
+    )
     p.add_argument("--seed", type=int, default=None, help="seed for the client's randomness")
     p.add_argument("--events", choices=["jsonl", "text"], default="text")
     p.add_argument("--secure", action="store_true", help="DTLS with a pre-shared key")
@@ -48,6 +56,9 @@ def add_parser(sub: Any) -> None:
 
 
 ENDPOINT = "demo-device"
+#: Seconds the demo may take beyond the outage before it gives up (exit 1): the
+#: story needs about 15 s around the outage; a hung demo must never be the result.
+DEADLINE_MARGIN = 90.0
 
 
 def demo_config(server_uri: str, psk: PskCredentials | None = None) -> ClientConfig:
@@ -71,7 +82,7 @@ def demo_config(server_uri: str, psk: PskCredentials | None = None) -> ClientCon
 
 async def _demo(outage: float, seed: int | None, fmt: str, secure: bool = False) -> int:
     loop = asyncio.get_running_loop()
-    since = loop.time()
+    since = clock_origin()  # the clock of log lines too
     psk = PskCredentials(ENDPOINT.encode(), secrets.token_bytes(16)) if secure else None
     security = ServerSecurity(psk_store={psk.identity: psk.key}) if psk else None
     server = TestbedServer("127.0.0.1", 0, security=security)
@@ -100,16 +111,8 @@ async def _demo(outage: float, seed: int | None, fmt: str, secure: bool = False)
     client.subscribe(client_event)
     await client.start()
     try:
-        await client.wait_for("registered", 10)
-        await client.wait_for("updated", 10)
-        say(f"OUTAGE: the server goes away for {outage:g} s (its port is closed)")
-        await server.stop()
-        await asyncio.sleep(outage)
-        await server.start()
-        say("the server is back; the client reconnects on its own schedule")
-        registered = await client.wait_for("registered", 60)
-        await client.wait_for("updated", 10)
-        say(f"RECOVERED: registered again {client.elapsed(registered.time):.3f} s after start")
+        async with asyncio.timeout(outage + DEADLINE_MARGIN):
+            await _story(client, server, outage, say)
     except TimeoutError:
         say("FAILED: the client did not recover in time")
         await client.stop()
@@ -119,6 +122,22 @@ async def _demo(outage: float, seed: int | None, fmt: str, secure: bool = False)
     await server.stop()
     say("client de-registered; demo finished")
     return 0
+
+
+async def _story(
+    client: Client, server: TestbedServer, outage: float, say: Callable[[str], None]
+) -> None:
+    """Register, update, outage, recovery: each step bounded, the whole by the caller."""
+    await client.wait_for("registered", 10)
+    await client.wait_for("updated", 10)
+    say(f"OUTAGE: the server goes away for {outage:g} s (its port is closed)")
+    await server.stop()
+    await asyncio.sleep(outage)
+    await server.start()
+    say("the server is back; the client reconnects on its own schedule")
+    registered = await client.wait_for("registered", 60)
+    await client.wait_for("updated", 10)
+    say(f"RECOVERED: registered again {client.elapsed(registered.time):.3f} s after start")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,7 +3,8 @@
 What goes: accounts a bootstrap provisioned, registrations and stored
 notifications (see ``docs/storage.md``). The next ``aiolwm2m client`` run
 starts from the configuration file alone. Run it while the client is stopped:
-a running client writes its state straight back.
+a running client writes its state straight back. Only a file that is an
+aiolwm2m store is touched (exit 2 for anything else, which stays as it was).
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from typing import Any
 
 from aiolwm2m.client.config import load_config
 from aiolwm2m.errors import ConfigError, StorageError
-from aiolwm2m.runtime.storage import factory_reset
+from aiolwm2m.runtime.storage import NotAStore, factory_reset
+
+__all__ = ["add_parser", "run"]
 
 
 def add_parser(sub: Any) -> None:
@@ -40,6 +43,9 @@ def run(args: argparse.Namespace) -> int:
         path = config.storage_path
     try:
         print(factory_reset(path))
+    except NotAStore as exc:
+        print(f"aiolwm2m factory-reset: refused: {exc}", file=sys.stderr)
+        return 2
     except StorageError as exc:
         print(f"aiolwm2m: factory reset failed: {exc}", file=sys.stderr)
         return 1

@@ -1,23 +1,38 @@
-"""Event output shared by the CLI commands: JSON lines or a readable timeline."""
+"""Event output shared by the CLI commands: JSON lines or a readable timeline.
+
+Times are seconds since the command started (:func:`~aiolwm2m.cli.common.clock_origin`),
+the clock log lines print too.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from typing import Any, TextIO
 
+from aiolwm2m.cli.common import clock_origin
 from aiolwm2m.client import events as ev
+
+__all__ = ["EventPrinter", "emit", "event_json", "event_line", "log_event", "since_start"]
 
 _SKIP_HUMAN = {"state_changed"}
 
+log = logging.getLogger("aiolwm2m.client")
 
-def event_json(event: ev.Event, since: float) -> str:
+
+def since_start(t: float) -> float:
+    """A monotonic time (an event's, a server event's) as seconds since the command started."""
+    return t - clock_origin()
+
+
+def event_json(event: ev.Event, since: float | None = None) -> str:
     data = event.to_dict()
-    data["time"] = round(event.time - since, 6)
+    data["time"] = round(event.time - (clock_origin() if since is None else since), 6)
     return json.dumps(data, sort_keys=False)
 
 
-def event_line(event: ev.Event, since: float, source: str = "client") -> str | None:
+def event_line(event: ev.Event, since: float | None = None, source: str = "client") -> str | None:
     """One human-readable timeline line, or None for events too chatty to show.
 
     ``source`` names the client in the line (``aiolwm2m scenario`` runs several).
@@ -30,7 +45,32 @@ def event_line(event: ev.Event, since: float, source: str = "client") -> str | N
     if "delay" in fields:
         fields["delay"] = f"{fields['delay']:.2f}s"
     detail = " ".join(f"{k}={v}" for k, v in fields.items())
-    return f"{event.time - since:8.3f}s  {source}  {event.name:<24} {detail}".rstrip()
+    at = event.time - (clock_origin() if since is None else since)
+    return f"{at:8.3f}s  {source}  {event.name:<24} {detail}".rstrip()
+
+
+class EventPrinter:
+    """Prints a client's events on stdout as ``--events`` asked (``jsonl`` or ``text``)."""
+
+    def __init__(self, fmt: str) -> None:
+        self.jsonl = fmt == "jsonl"
+
+    def show(self, event: ev.Event) -> None:
+        if self.jsonl:
+            emit(event_json(event))
+        elif (line := event_line(event)) is not None:
+            emit(line)
+
+
+def log_event(event: ev.Event) -> None:
+    """State changes and errors with their reasons, for ``-v`` (INFO) on stderr."""
+    if isinstance(event, ev.StateChanged):
+        log.info("server %s: %s -> %s", event.ssid, event.old, event.new)
+    elif isinstance(event, ev.Error):
+        where = " ".join(
+            f"{k}={v}" for k, v in event.to_dict().items() if k not in ("time", "event", "code")
+        )
+        log.info("error %s %s", event.code.value, where)
 
 
 def emit(line: str, stream: TextIO | None = None) -> None:

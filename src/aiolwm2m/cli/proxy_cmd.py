@@ -18,6 +18,7 @@ import contextlib
 import signal
 from typing import Any
 
+from aiolwm2m.cli.common import listen_error
 from aiolwm2m.cli.output import emit
 from aiolwm2m.errors import ConfigError
 from aiolwm2m.testbed.proxy import FAULT_FIELDS, CoapRule, FaultProxy, RuleAction
@@ -104,7 +105,10 @@ async def _run(args: argparse.Namespace) -> int:
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await proxy.start()
+    try:
+        await proxy.start()
+    except OSError as exc:
+        raise listen_error(exc, args.listen[0], args.listen[1], flags="--listen") from exc
     emit(f"proxy listening on {proxy.host}:{proxy.port} → {args.upstream[0]}:{args.upstream[1]}")
     try:
         while not stop.is_set():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from aiolwm2m.cli.common import verbosity
 from aiolwm2m.cli.output import emit, event_line
 from aiolwm2m.testbed.scenario import TimelineEntry, Verdict, load_scenario, run_scenario
 
@@ -20,7 +21,6 @@ _QUIET = {"notification_stored"}
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("scenario", help="run a scripted fault scenario (TOML) and judge recovery")
     p.add_argument("file", help="scenario file, e.g. scenarios/blackhole.toml")
-    p.add_argument("--quiet", action="store_true", help="print only the verdict")
     p.set_defaults(func=run)
 
 
@@ -58,13 +58,14 @@ def summary(verdict: Verdict) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    quiet = verbosity(args) < 0  # -q: only the verdict
     scenario = load_scenario(args.file)
-    if not args.quiet:
+    if not quiet:
         title = f"scenario {scenario.name}"
         emit(title + (f": {scenario.description}" if scenario.description else ""))
         if scenario.expect_verdict == "fail":
             emit("(this scenario is meant to FAIL: it demonstrates a failing verdict)")
-    verdict = run_scenario(scenario, None if args.quiet else show)
+    verdict = run_scenario(scenario, None if quiet else show)
     for line in summary(verdict):
         emit(line)
     if verdict.passed:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from aiolwm2m.cli.common import clock_origin, listen_error, port_number, verbosity
 from aiolwm2m.cli.firmware_cmds import FIRMWARE_HELP, FirmwareCommands, ImageServers
 from aiolwm2m.cli.output import emit
 from aiolwm2m.dtls.credentials import PskCredentials, ServerCertificateCredentials, ServerSecurity
@@ -77,7 +78,9 @@ def add_parser(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, help="default 5683, or 5684 with DTLS")
+    p.add_argument(
+        "--port", type=port_number, help="default 5683, or 5684 with DTLS (IANA coap/coaps)"
+    )
     dtls = p.add_argument_group("DTLS (any of these makes it a coaps:// server)")
     dtls.add_argument(
         "--psk",
@@ -106,11 +109,6 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each answer")
     load = p.add_argument_group("load runs")
     load.add_argument(
-        "--quiet",
-        action="store_true",
-        help="no line per registration/update/... event (command output is still shown)",
-    )
-    load.add_argument(
         "--stats",
         type=float,
         metavar="SECONDS",
@@ -122,7 +120,12 @@ def add_parser(sub: Any) -> None:
 
 def security_from_args(args: argparse.Namespace) -> ServerSecurity | None:
     """The DTLS settings the flags ask for; None for a plain CoAP server."""
-    psk = [PskCredentials.from_spec(spec) for spec in args.psk]
+    psk = []
+    for spec in args.psk:
+        try:
+            psk.append(PskCredentials.from_spec(spec))
+        except ConfigError as exc:
+            raise ConfigError(f"--psk {spec}: {exc}") from exc
     if (args.cert is None) != (args.key is None):
         raise ConfigError("--cert and --key go together")
     if args.ca and args.cert is None:
@@ -207,6 +210,7 @@ class CommandShell(FirmwareCommands):
         self._watchers: set[asyncio.Task[None]] = set()
         self._observing: dict[tuple[str, Path], Observation] = {}
         self._line = ""  # the raw command line (Execute arguments keep their quotes)
+        self.failures = 0  # commands that ended in an error: a script's exit status
 
     async def close(self) -> None:
         for task in self._watchers:
@@ -224,6 +228,7 @@ class CommandShell(FirmwareCommands):
             self.out(line)
 
     def error(self, message: str) -> None:
+        self.failures += 1
         self.out(json.dumps({"error": message}) if self.jsonl else f"error: {message}")
 
     # -- commands ---------------------------------------------------------------------
@@ -501,9 +506,12 @@ def _stdin_lines(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[str | Non
 async def _serve(args: argparse.Namespace) -> int:
     security = security_from_args(args)
     port = args.port if args.port is not None else (5683 if security is None else 5684)
-    server = TestbedServer(args.host, port, security=security, quiet=args.quiet)
+    # -q (the common flag): no line per registration/update/... event; command
+    # output and --stats lines are still shown (load runs).
+    quiet = verbosity(args) < 0
+    server = TestbedServer(args.host, port, security=security, quiet=quiet)
     loop = asyncio.get_running_loop()
-    since = loop.time()
+    since = clock_origin()
     jsonl = args.events == "jsonl"
 
     def show(event: ServerEvent) -> None:
@@ -527,12 +535,14 @@ async def _serve(args: argparse.Namespace) -> int:
             with open(args.script, encoding="utf-8") as handle:
                 script = handle.readlines()
         except OSError as exc:
-            print(f"aiolwm2m: cannot read script: {exc}", file=sys.stderr)
-            return 2
+            raise ConfigError(f"--script {args.script}: cannot read it: {exc.strerror}") from exc
     images = ImageServers(args.images, args.host) if args.images else None
-    if not args.quiet:
+    if not quiet:
         server.on_event = show
-    await server.start()
+    try:
+        await server.start()
+    except OSError as exc:
+        raise listen_error(exc, args.host, port) from exc
     print(f"testbed LwM2M server listening on {server.uri}", file=sys.stderr, flush=True)
     if images is not None:
         await images.start()
@@ -567,6 +577,10 @@ async def _serve(args: argparse.Namespace) -> int:
     await server.stop()
     if images is not None:
         await images.stop()
+    if shell.failures:
+        # A script is a test: a command that failed must fail the run.
+        print(f"aiolwm2m server: {shell.failures} command(s) failed", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1,11 +1,14 @@
 """Client configuration and its TOML form (a public contract, see README).
 
-Structural problems (unknown keys, wrong types, out-of-range numbers) raise
-:class:`~aiolwm2m.errors.ConfigError` while loading. Values that the spec
-treats as a runtime error — a malformed server URI, an over-long endpoint
-name — load fine and are reported by the engine as an ``invalid_parameters``
-error event for that server, which then is not retried until reconfigured
-(spec §6): a device with one bad account keeps talking to the others.
+Every problem raises :class:`~aiolwm2m.errors.ConfigError` while loading,
+naming the key: structural ones (unknown keys, wrong types, out-of-range
+numbers) and everything the engine would refuse at start (:func:`check_config`:
+a malformed server URI, an over-long or unsendable endpoint name, a security
+mode that disagrees with the URI) — a configuration file is checked whole
+before anything runs. The engine keeps its own check for configurations built
+in Python or provisioned by a bootstrap server: there a bad account is an
+``invalid_parameters`` error event for that server, not retried until
+reconfigured (spec §6), and the other accounts keep working.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from aiolwm2m.accounts import (
     RetrySettings,
     SecurityMode,
     ServerAccount,
+    ServerUri,
+    check_endpoint_name,
     check_security,
     parse_server_uri,
 )
@@ -29,7 +34,15 @@ from aiolwm2m.coap.params import TransmissionParameters
 from aiolwm2m.dtls.policy import HandshakeTiming
 from aiolwm2m.errors import ConfigError
 
-__all__ = ["ClientConfig", "RegistrationConfig", "hex_or_text", "load_config", "read_toml"]
+__all__ = [
+    "ClientConfig",
+    "RegistrationConfig",
+    "check_account",
+    "check_config",
+    "hex_or_text",
+    "load_config",
+    "read_toml",
+]
 
 
 @dataclass(frozen=True)
@@ -139,15 +152,37 @@ def _account(data: dict[str, Any], where: str) -> ServerAccount:
     if "uri" not in data:
         raise ConfigError(f"[{where}] needs a uri")
     account: ServerAccount = _build(ServerAccount, data, where, **extra)
+    check_account(account, f"[{where}]")
+    return account
+
+
+def check_account(account: ServerAccount, where: str) -> ServerUri:
+    """The account's URI, or :class:`InvalidParameters` prefixed with ``where`` (key or flag)."""
     try:
         uri = parse_server_uri(account.uri)
-    except InvalidParameters:
-        return account  # a malformed URI is the engine's invalid_parameters event
+    except InvalidParameters as exc:
+        raise InvalidParameters(f"{where} uri: {exc}") from exc
     try:
         check_security(account, uri)
     except InvalidParameters as exc:
-        raise InvalidParameters(f"[{where}] {exc}") from exc
-    return account
+        raise InvalidParameters(f"{where} {exc}") from exc
+    return uri
+
+
+def check_config(config: ClientConfig) -> None:
+    """Refuse what the engine would report as ``invalid_parameters`` at start (spec §6).
+
+    Run on every loaded file, so a bad value stops the program with a message
+    naming its key instead of a running client that can never register.
+    """
+    try:
+        check_endpoint_name(config.endpoint)
+    except InvalidParameters as exc:
+        raise InvalidParameters(f"endpoint: {exc}") from exc
+    for i, account in enumerate(config.servers):
+        check_account(account, f"[server {i}]")
+    if config.bootstrap is not None:
+        check_account(config.bootstrap, "[bootstrap]")
 
 
 #: TOML keys of the [dtls] table → :class:`HandshakeTiming` fields.
@@ -177,7 +212,7 @@ def read_toml(path: str | Path, what: str) -> dict[str, Any]:
         with open(path, "rb") as fh:
             return tomllib.load(fh)
     except OSError as exc:
-        raise ConfigError(f"cannot read {what} {path}: {exc}") from exc
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{what} {path} is not valid TOML: {exc}") from exc
 
@@ -250,4 +285,6 @@ def load_config(
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
             raise ConfigError("[storage] notification_limit must be an integer >= 0")
         kwargs["notification_store_limit"] = limit
-    return ClientConfig(endpoint=ep, **kwargs)
+    config = ClientConfig(endpoint=ep, **kwargs)
+    check_config(config)
+    return config

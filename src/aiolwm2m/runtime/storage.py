@@ -60,9 +60,11 @@ __all__ = [
     "SCHEMA_VERSION",
     "CorruptStore",
     "InvalidStoredCredentials",
+    "NotAStore",
     "Store",
     "StoreReadError",
     "StoreWriteError",
+    "ensure_directory",
     "factory_reset",
     "move_aside",
     "open_store",
@@ -448,6 +450,7 @@ def open_store(
     """
     errors: list[StoreReadError] = []
     try:
+        ensure_directory(path)
         store = Store(path)
         try:
             return store, store.load(), errors
@@ -472,23 +475,88 @@ def open_store(
         return None, Snapshot(), [*errors, exc]
 
 
+class NotAStore(ConfigError):
+    """A path given to :func:`factory_reset` is not an aiolwm2m store: it is left alone."""
+
+
+#: The first 16 bytes of every SQLite 3 database file.
+SQLITE_MAGIC = b"SQLite format 3\x00"
+#: Offset of ``PRAGMA application_id`` in the 100-byte database header (big-endian).
+_APPLICATION_ID_OFFSET = 68
+
+
+def _application_id(path: Path) -> int | None:
+    """The file's ``application_id``: from SQLite (which reads the WAL too), else its header.
+
+    None when the file is not an SQLite database at all. A crash can leave a
+    new store's header page in ``-wal`` only, hence SQLite first; a damaged
+    file SQLite refuses still names its owner in the header.
+    """
+    try:
+        with open(path, "rb") as fh:
+            header = fh.read(100)
+    except OSError as exc:
+        raise StoreReadError(f"cannot read {path}: {exc.strerror}") from exc
+    if not header.startswith(SQLITE_MAGIC) or len(header) < 100:
+        return None
+    in_header = int.from_bytes(header[_APPLICATION_ID_OFFSET : _APPLICATION_ID_OFFSET + 4], "big")
+    try:
+        db = sqlite3.connect(path, timeout=BUSY_TIMEOUT)
+        try:
+            app_id = int(db.execute("PRAGMA application_id").fetchone()[0])
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return in_header
+    return APPLICATION_ID if APPLICATION_ID in (app_id, in_header) else app_id
+
+
 def factory_reset(path: str | os.PathLike[str]) -> str:
     """Clear the store at ``path`` back to the factory configuration; says what it did.
 
-    A readable store is emptied in one transaction (safe even if a crash
-    interrupts it); a damaged one is deleted, which the user asked for here.
+    Only a file that is recognisably ours — an SQLite database whose
+    ``application_id`` is :data:`APPLICATION_ID` — is touched: a readable
+    store is emptied in one transaction (safe even if a crash interrupts it);
+    a damaged one is moved aside like the client does at start (never
+    deleted). Anything else — a typo'd path to a config file, another
+    program's database — raises :class:`NotAStore` and is left as it was.
     """
     path = Path(path)
     if not path.exists():
         return f"{path}: no stored state (already factory configuration)"
+    if path.is_dir():
+        raise NotAStore(f"{path} is a directory, not an aiolwm2m store: left alone")
+    app_id = _application_id(path)
+    if app_id is None:
+        raise NotAStore(f"{path} is not an aiolwm2m store (not an SQLite database): left alone")
+    if app_id != APPLICATION_ID:
+        raise NotAStore(
+            f"{path} is an SQLite database of another program (application_id "
+            f"0x{app_id:08x}, ours is 0x{APPLICATION_ID:08x}): left alone"
+        )
     try:
         store = Store(path)
-    except CorruptStore:
-        for file in _files(path):
-            file.unlink()
-        return f"{path}: damaged store deleted"
+    except CorruptStore as exc:
+        try:
+            target = move_aside(path)
+        except OSError as move_exc:
+            raise StoreWriteError(f"cannot move damaged store {path} aside: {move_exc}") from exc
+        return f"{path}: damaged store moved to {target}; the next start creates a fresh one"
     try:
         store.clear()
     finally:
         store.close()
     return f"{path}: stored state cleared"
+
+
+def ensure_directory(path: str | os.PathLike[str]) -> None:
+    """Create the store's directory if it is missing (a fresh device's first start).
+
+    Raises :class:`StoreReadError` when it cannot be created: without it the
+    client would silently run with no persistence at all.
+    """
+    parent = Path(path).parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreReadError(f"cannot create the directory {parent}: {exc.strerror}") from exc

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiolwm2m.client.config import ClientConfig
+from aiolwm2m.errors import ConfigError
 from aiolwm2m.testbed.scenario import (
     NotifySpec,
     Scenario,
@@ -45,6 +46,8 @@ from aiolwm2m.testbed.scenario import (
 #: a recovery that is still allowed to be in progress.
 MARGIN = 2.0
 MAX_RSS_GROWTH = 0.05
+#: Seconds between progress lines (a silent 10-minute run looks hung).
+PROGRESS_EVERY = 10.0
 
 
 def read_rss_kib() -> int:
@@ -134,6 +137,13 @@ def build_scenario(settings: SoakSettings) -> Scenario:
             break
         scenario.steps.append(Step(at=round(at, 1), **fields))
         at += fields["duration"] + quiet
+    if not scenario.steps:
+        # A soak without a fault proves nothing; passing it would say otherwise.
+        raise ConfigError(
+            f"--seconds {settings.seconds:g} is too short for one fault window: this seed's "
+            f"first one needs {at + fields['duration'] + quiet:.0f} s (warm-up {warmup:.0f} s, "
+            f"fault {fields['duration']:g} s, recovery bound and margin {quiet:.0f} s)"
+        )
     assert scenario.notify is not None
     scenario.notify.stop = settings.seconds - recovery_bound(config, 0.0) - MARGIN
     return scenario
@@ -206,12 +216,19 @@ async def run_soak(
     rss: list[int] = []  # samples from the end of the warm-up on
 
     async def sample_rss() -> None:
-        await asyncio.sleep(warmup)
+        """A progress line every PROGRESS_EVERY s; RSS samples from the end of the warm-up."""
         while True:
-            rss.append(read_rss_kib())
+            await asyncio.sleep(PROGRESS_EVERY)
+            now = runner.now()
+            if now >= warmup:
+                rss.append(read_rss_kib())
             if progress is not None:
-                progress(f"{runner.now():7.1f}s  RSS {rss[-1] / 1024:.1f} MiB")
-            await asyncio.sleep(10.0)
+                started = sum(1 for step in scenario.steps if step.at <= now)
+                progress(
+                    f"{now:7.1f}s of {scenario.duration:g} s  fault windows "
+                    f"{started}/{len(scenario.steps)}  RSS {read_rss_kib() / 1024:.1f} MiB"
+                    + ("  (warm-up)" if now < warmup else "")
+                )
 
     sampler = asyncio.get_running_loop().create_task(sample_rss())
     try:
@@ -244,7 +261,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         lifetime=args.lifetime,
         max_latency=args.max_latency,
     )
-    result = asyncio.run(run_soak(settings, progress=lambda line: print(line, flush=True)))
+    try:
+        result = asyncio.run(run_soak(settings, progress=lambda line: print(line, flush=True)))
+    except ConfigError as exc:
+        print(f"soak: {exc}", file=sys.stderr)
+        return 2
     for line in result.figures():
         print(line)
     if result.passed:

@@ -34,6 +34,7 @@ from aiolwm2m.runtime.sim import SimNetwork
 from aiolwm2m.runtime.storage import (
     CorruptStore,
     InvalidStoredCredentials,
+    NotAStore,
     Store,
     StoreReadError,
     StoreWriteError,
@@ -249,12 +250,23 @@ def test_unusable_stored_accounts_are_invalid_credentials(tmp_path: Path, stored
 
 
 def test_an_unopenable_store_is_left_alone_and_reported(tmp_path: Path) -> None:
-    path = tmp_path / "missing-dir" / "state.db"
+    (tmp_path / "a-file").write_text("not a directory")
+    path = tmp_path / "a-file" / "state.db"  # its directory can never be created
     store, snap, [error] = open_store(path)
     assert store is None and snap == Snapshot()
     assert type(error) is StoreReadError
     assert error.code is ev.ErrorCode.FAILED_TO_READ_CREDENTIALS
-    assert not path.parent.exists()
+    assert (tmp_path / "a-file").read_text() == "not a directory"
+
+
+def test_a_missing_store_directory_is_created(tmp_path: Path) -> None:
+    """A fresh device's first start: persistence must not be silently off."""
+    path = tmp_path / "var" / "lib" / "state.db"
+    store, snap, errors = open_store(path)
+    assert store is not None and snap == Snapshot() and errors == []
+    store.save(full_snapshot(1))
+    store.close()
+    assert len(reopened(path).notifications) == 1
 
 
 # ----------------------------------------------------------------------------- failed writes
@@ -304,7 +316,7 @@ def test_a_store_locked_by_another_process_fails_the_save_and_keeps_the_old_stat
 # ----------------------------------------------------------------------------- factory reset
 
 
-def test_factory_reset_clears_a_store_and_deletes_a_damaged_one(tmp_path: Path) -> None:
+def test_factory_reset_clears_a_store_and_moves_a_damaged_one_aside(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     assert "no stored state" in factory_reset(path)
     store = Store(path)
@@ -312,9 +324,56 @@ def test_factory_reset_clears_a_store_and_deletes_a_damaged_one(tmp_path: Path) 
     store.close()
     assert "cleared" in factory_reset(path)
     assert reopened(path) == Snapshot()
-    path.write_bytes(b"garbage" * 1000)
-    assert "deleted" in factory_reset(path)
-    assert list(tmp_path.iterdir()) == []
+    # Ours but damaged: the header still carries our application_id.
+    data = bytearray(path.read_bytes())
+    data[100:] = b"\xff" * (len(data) - 100)
+    path.write_bytes(bytes(data))
+    assert "moved to" in factory_reset(path)
+    assert not path.exists()
+    assert (tmp_path / "state.db.corrupt-1").read_bytes() == bytes(data), "kept byte for byte"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b'endpoint = "gateway-17"\n', b"garbage" * 1000, b"SQLite format 3\x00 cut short"],
+    ids=["empty", "toml", "garbage", "short-header"],
+)
+def test_factory_reset_refuses_what_is_not_a_store_and_leaves_it(
+    tmp_path: Path, content: bytes
+) -> None:
+    path = tmp_path / "precious"
+    path.write_bytes(content)
+    with pytest.raises(NotAStore, match="not an aiolwm2m store"):
+        factory_reset(path)
+    assert path.read_bytes() == content
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def test_factory_reset_refuses_another_programs_sqlite_database(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE contacts (name TEXT)")
+        db.execute("INSERT INTO contacts VALUES ('Ada')")
+    db.close()
+    before = path.read_bytes()
+    with pytest.raises(NotAStore, match="another program"):
+        factory_reset(path)
+    assert path.read_bytes() == before
+
+
+def test_factory_reset_recognises_a_store_whose_header_is_still_in_the_wal(
+    tmp_path: Path,
+) -> None:
+    """After a crash a new store's first page can live in ``-wal`` only."""
+    path = tmp_path / "state.db"
+    writer = Store(path)
+    writer.save(full_snapshot(1))
+    other = sqlite3.connect(path)  # keeps the WAL from being checkpointed away
+    other.execute("SELECT 1").fetchall()
+    assert "cleared" in factory_reset(path)
+    other.close()
+    writer.close()
+    assert reopened(path) == Snapshot()
 
 
 # ----------------------------------------------------------------------------- the client

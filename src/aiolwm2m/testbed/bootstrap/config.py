@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path as FsPath
 from typing import Any
 
-from aiolwm2m.accounts import SecurityMode
+from aiolwm2m.accounts import InvalidParameters, SecurityMode, parse_server_uri
 from aiolwm2m.client.config import hex_or_text, read_toml
 from aiolwm2m.coap.message import Code
 from aiolwm2m.errors import ConfigError
@@ -153,6 +153,12 @@ def _server(data: Any, where: str, base: FsPath) -> ProvisionedServer:
     uri = data.get("uri")
     if not isinstance(uri, str):
         raise ConfigError(f"[{where}] needs a uri")
+    try:
+        # A file is checked like the client's: to provision a bad URI on purpose
+        # (testing a client's invalid_parameters), build the config in Python.
+        parse_server_uri(uri)
+    except InvalidParameters as exc:
+        raise ConfigError(f"[{where}] uri: {exc}") from exc
     ssid = data.get("ssid", 1)
     if isinstance(ssid, bool) or not isinstance(ssid, int) or not 1 <= ssid <= 65534:
         raise ConfigError(f"[{where}] ssid must be an integer in 1..65534")
