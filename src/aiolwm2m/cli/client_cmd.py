@@ -84,7 +84,10 @@ def config_from_args(args: argparse.Namespace) -> ClientConfig:
         base = servers[0] if servers else ServerAccount(uri=args.server)
         servers = [dataclasses.replace(base, uri=args.server), *servers[1:]]
         try:
-            check_security(servers[0], parse_server_uri(args.server))
+            uri = parse_server_uri(args.server)
+            if uri.secure:
+                dtls.require()  # no TLS stack: say how to get one before anything else
+            check_security(servers[0], uri)
         except InvalidParameters as exc:
             raise ConfigError(f"--server: {exc}") from exc
     if args.lifetime is not None:
