@@ -18,8 +18,8 @@ demo: setup
 	$(VENV)/bin/aiolwm2m demo
 
 lint: setup
-	$(VENV)/bin/ruff check src tests benchmarks examples fuzz
-	$(VENV)/bin/ruff format --check src tests benchmarks examples fuzz
+	$(VENV)/bin/ruff check src tests benchmarks fuzz
+	$(VENV)/bin/ruff format --check src tests benchmarks fuzz
 
 typecheck: setup
 	$(VENV)/bin/mypy
@@ -56,7 +56,7 @@ soak: setup
 
 # Every shipped scenario at its own time scale (several minutes in all).
 scenarios: setup
-	@for f in scenarios/*.toml; do $(VENV)/bin/aiolwm2m scenario --quiet $$f || \
+	@for f in src/aiolwm2m/scenarios/*.toml; do $(VENV)/bin/aiolwm2m scenario --quiet $$f || \
 	  grep -q 'expect_verdict = "fail"' $$f || exit 1; done
 
 # atheris (coverage-guided) on each decoder for FUZZ_SECONDS each; corpora and

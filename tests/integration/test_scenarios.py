@@ -28,7 +28,7 @@ from aiolwm2m.testbed.scenario import (
 from aiolwm2m.testbed.soak import SoakSettings, build_scenario, run_soak
 from aiolwm2m.testbed.soak import main as soak_main
 
-SCENARIOS = sorted((Path(__file__).parents[2] / "scenarios").glob("*.toml"))
+SCENARIOS = sorted((Path(__file__).parents[2] / "src" / "aiolwm2m" / "scenarios").glob("*.toml"))
 #: Compression of every shipped scenario. Lower would push the scaled Update
 #: interval under its 1 s floor, and windows could end before the Update they
 #: are meant to catch.
@@ -59,7 +59,9 @@ def test_shipped_scenario_verdicts() -> None:
 
 
 def test_timeline_interleaves_faults_and_client_events() -> None:
-    scenario = load_scenario(Path(__file__).parents[2] / "scenarios" / "update_404.toml")
+    scenario = load_scenario(
+        Path(__file__).parents[2] / "src" / "aiolwm2m" / "scenarios" / "update_404.toml"
+    )
     scenario.time_scale = 0.15
     entries = []
     verdict = run_scenario(scenario, entries.append)
@@ -132,7 +134,9 @@ def test_soak_refuses_a_run_too_short_for_one_fault_window() -> None:
 
 
 def test_record_false_refuses_expectations() -> None:
-    scenario = load_scenario(Path(__file__).parents[2] / "scenarios" / "update_404.toml")
+    scenario = load_scenario(
+        Path(__file__).parents[2] / "src" / "aiolwm2m" / "scenarios" / "update_404.toml"
+    )
     with pytest.raises(ConfigError):
         ScenarioRunner(scenario, record=False)
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from aiolwm2m.cli.common import clock_origin, listen_error, port_number
 from aiolwm2m.cli.output import emit
+from aiolwm2m.examples import EXAMPLES
 from aiolwm2m.testbed.bootstrap import BootstrapServer, load_bootstrap_config
 from aiolwm2m.testbed.core import ServerEvent
 
@@ -32,9 +33,15 @@ def add_parser(sub: Any) -> None:
         help="run the testbed LwM2M Bootstrap-Server (accounts from a TOML file)",
         description="Run the testbed Bootstrap-Server: on a Bootstrap-Request it deletes "
         "/0 and /1, writes the accounts configured for the endpoint and sends "
-        "Bootstrap-Finish. See docs/bootstrap.md and examples/bootstrap.toml.",
+        "Bootstrap-Finish. See docs/bootstrap.md; without --config it uses the shipped "
+        "example (aiolwm2m/examples/bootstrap.toml).",
     )
-    p.add_argument("--config", required=True, help="bootstrap server TOML file")
+    p.add_argument(
+        "--config",
+        default=str(EXAMPLES / "bootstrap.toml"),
+        help="bootstrap server TOML file (default: the shipped example, which provisions "
+        "coap://127.0.0.1:5683, where `aiolwm2m server` listens)",
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument(
         "--port",

@@ -1,6 +1,6 @@
 """Testbed LwM2M Bootstrap-Server: configuration, sans-IO core and asyncio server.
 
-Configured from a TOML file (see ``examples/bootstrap.toml`` and
+Configured from a TOML file (see ``aiolwm2m/examples/bootstrap.toml`` and
 ``docs/bootstrap.md``): per endpoint name (and a default) the LwM2M Server
 accounts to provision. On a Bootstrap-Request (``POST /bs?ep=…``) it answers
 2.04 and then, one request at a time, like common Bootstrap-Servers do:

@@ -1,4 +1,4 @@
-"""What the bootstrap server provisions, and its TOML file (``examples/bootstrap.toml``).
+"""What the bootstrap server provisions, and its TOML file (``aiolwm2m/examples/bootstrap.toml``).
 
 Per endpoint name (and a default) the LwM2M Server accounts to write, each a
 Security and a Server instance; the order of the session (Discover first or

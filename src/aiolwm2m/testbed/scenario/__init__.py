@@ -1,7 +1,7 @@
 """Scripted outage scenarios: testbed server + fault proxy + clients in one process.
 
 A scenario is a TOML timeline (see ``docs/fault-injection.md`` and the files in
-``scenarios/``)::
+``aiolwm2m/scenarios/``)::
 
     [scenario]
     name = "blackhole"

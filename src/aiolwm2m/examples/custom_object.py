@@ -2,8 +2,8 @@
 
 Run it against any LwM2M server (Leshan's demo server, or the bundled testbed):
 
-    .venv/bin/aiolwm2m server --port 5683 &      # or any LwM2M 1.1 server
-    .venv/bin/python examples/custom_object.py coap://127.0.0.1:5683 --seconds 30
+    aiolwm2m server --port 5683 &      # or any LwM2M 1.1 server
+    python -m aiolwm2m.examples.custom_object coap://127.0.0.1:5683 --seconds 30
 
 The server can then Read /3303/0, Observe /3303/0/5700 (the value changes
 every second), Execute /3303/0/5605 (reset min/max) and Write-Attributes.
@@ -24,6 +24,8 @@ from aiolwm2m.client.engine import NotAllowedError
 from aiolwm2m.client.operations import default_objects
 from aiolwm2m.lwm2m.tree import ExecuteArguments, Instance
 from aiolwm2m.runtime.aio import Client
+
+__all__ = ["Thermometer", "main"]
 
 SENSOR_VALUE = 5700
 MIN_MEASURED = 5601
