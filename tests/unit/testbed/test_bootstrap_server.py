@@ -19,6 +19,7 @@ from aiolwm2m.coap.layer import ExchangeResult, IncomingRequest, MessageLayer
 from aiolwm2m.coap.message import Code, Message, MessageType, decode, make_options
 from aiolwm2m.coap.params import TransmissionParameters
 from aiolwm2m.errors import ConfigError
+from aiolwm2m.examples import EXAMPLES
 from aiolwm2m.lwm2m import ContentFormat
 from aiolwm2m.testbed.bootstrap import (
     BootstrapConfig,
@@ -29,7 +30,7 @@ from aiolwm2m.testbed.bootstrap import (
 )
 from aiolwm2m.testbed.core import FaultKind
 
-EXAMPLE = Path(__file__).parents[3] / "examples" / "bootstrap.toml"
+EXAMPLE = EXAMPLES / "bootstrap.toml"
 DEVICE = ("10.0.0.2", 40000)
 
 
