@@ -14,8 +14,10 @@ from aiolwm2m.runtime.aio import Client
 FAST = TransmissionParameters(ack_timeout=0.2, ack_random_factor=1.0, max_retransmit=2)
 
 
-def firmware_config(directory: Path, **policy: Any) -> ClientConfig:
-    schedule = RetrySchedule(first_delay=0.2, max_delay=1.0, jitter=0.1, max_retries=30)
+def firmware_config(
+    directory: Path, schedule: RetrySchedule | None = None, **policy: Any
+) -> ClientConfig:
+    schedule = schedule or RetrySchedule(first_delay=0.2, max_delay=1.0, jitter=0.1, max_retries=30)
     settings = FirmwareSettings(
         directory=str(directory),
         download=DownloadPolicy(schedule=schedule, checkpoint_bytes=8192, **policy),

@@ -22,6 +22,7 @@ from aiolwm2m.client import events as ev
 from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.client.firmware import (
     FirmwareState,
+    RetrySchedule,
     UpdateResult,
 )
 from aiolwm2m.client.firmware.events import FirmwareRetry
@@ -33,12 +34,17 @@ from aiolwm2m.testbed.images import ImageServer
 IMAGE = os.urandom(48 * 1024 + 100)
 
 
-async def test_outage_mid_download_resumes_without_fetching_a_block_twice(tmp_path: Path) -> None:
+@pytest.mark.parametrize("outage", [1.0, pytest.param(30.0, marks=pytest.mark.slow)])
+async def test_outage_mid_download_resumes_without_fetching_a_block_twice(
+    tmp_path: Path, outage: float
+) -> None:
     (tmp_path / "images").mkdir()
     (tmp_path / "images" / "fw.bin").write_bytes(IMAGE)
     images = ImageServer(tmp_path / "images")
     await images.start()
-    client = Client(firmware_config(tmp_path / "fw"))
+    # Back-off 0.2 s doubling to 2 s: a 30 s outage costs ~20 retries of the 100 allowed.
+    schedule = RetrySchedule(first_delay=0.2, max_delay=2.0, jitter=0.1, max_retries=100)
+    client = Client(firmware_config(tmp_path / "fw", schedule))
     runner = FirmwareRunner(client)
     events: list[Any] = []
     client.subscribe(events.append)
@@ -49,10 +55,10 @@ async def test_outage_mid_download_resumes_without_fetching_a_block_twice(tmp_pa
             await asyncio.sleep(0.005)
         port = images.port
         images.stop()  # the image server goes away mid-download
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(outage)
         images.port = port
         await images.start()  # … and comes back on the same port
-        done = await wait_state(client, FirmwareState.DOWNLOADED)
+        done = await wait_state(client, FirmwareState.DOWNLOADED, timeout=outage + 30)
         assert done.result == UpdateResult.INITIAL
         stored = (tmp_path / "fw" / "package.part").read_bytes()
         assert hashlib.sha256(stored).digest() == hashlib.sha256(IMAGE).digest()
@@ -60,6 +66,8 @@ async def test_outage_mid_download_resumes_without_fetching_a_block_twice(tmp_pa
         assert sorted(served) == list(range(len(IMAGE) // 1024 + 1))  # each block once
         retries = [e for e in events if isinstance(e, FirmwareRetry)]
         assert retries and retries[0].offset >= 12 * 1024 - 1024
+        assert {r.offset for r in retries} == {retries[0].offset}  # every retry resumes there
+        assert sum(r.delay for r in retries) >= outage * 0.8  # it waited out the outage
         assert runner.update.fw.state is FirmwareState.DOWNLOADED
     finally:
         await runner.close()
