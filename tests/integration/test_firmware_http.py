@@ -20,6 +20,7 @@ from fwkit import firmware_config, wait_state
 
 from aiolwm2m.client.firmware import (
     FirmwareState,
+    RefusedInState,
     ResourceChangedPolicy,
     UpdateResult,
 )
@@ -28,7 +29,7 @@ from aiolwm2m.dtls.certs import write_test_pki
 from aiolwm2m.runtime import download
 from aiolwm2m.runtime.aio import Client
 from aiolwm2m.runtime.firmware import FirmwareRunner
-from aiolwm2m.testbed.images import HttpImageServer
+from aiolwm2m.testbed.images import HttpImageServer, ImageServer
 
 pytest.importorskip("aiohttp")
 
@@ -126,8 +127,12 @@ async def test_http_file_changed_during_an_outage(
         await images.stop()
 
 
-async def test_http_404_ends_with_result_7(tmp_path: Path) -> None:
-    images = HttpImageServer(images_dir(tmp_path))
+@pytest.mark.parametrize("kind", ["coap", "http"])
+async def test_not_found_ends_with_result_7(tmp_path: Path, kind: str) -> None:
+    directory = images_dir(tmp_path)
+    images: ImageServer | HttpImageServer = (
+        ImageServer(directory) if kind == "coap" else HttpImageServer(directory)
+    )
     await images.start()
     client, runner, _ = await running(firmware_config(tmp_path / "fw"))
     try:
@@ -137,7 +142,9 @@ async def test_http_404_ends_with_result_7(tmp_path: Path) -> None:
     finally:
         await runner.close()
         await client.stop()
-        await images.stop()
+        stopped = images.stop()
+        if stopped is not None:
+            await stopped
 
 
 @pytest.mark.parametrize("trusted", [True, False])
@@ -170,43 +177,31 @@ async def test_https_pull_verifies_the_server_against_the_configured_ca(
         await images.stop()
 
 
-async def test_without_aiohttp_http_is_not_advertised_and_refused_with_result_9(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("missing", "advertised", "uri"),
+    [
+        ("HTTP_AVAILABLE", {0: 0, 1: 1}, "http://127.0.0.1:1/fw.bin"),  # CoAP, CoAPS only
+        ("DTLS_AVAILABLE", {0: 0, 1: 2, 2: 3}, "coaps://127.0.0.1:1/fw.bin"),
+    ],
+)
+async def test_a_scheme_this_installation_cannot_fetch_is_not_advertised_and_gets_9(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    missing: str,
+    advertised: dict[int, int],
+    uri: str,
 ) -> None:
-    monkeypatch.setattr(download, "HTTP_AVAILABLE", False)
-    client = Client(firmware_config(tmp_path / "fw"))
-    runner = FirmwareRunner(client)
-    events: list[Any] = []
-    client.subscribe(events.append)
-    await client.start()
+    monkeypatch.setattr(download, missing, False)
+    client, runner, events = await running(firmware_config(tmp_path / "fw"))
     try:
-        assert runner.update.object5_values()[8] == {0: 0, 1: 1}  # CoAP, CoAPS only
-        with pytest.raises(Exception) as refused:
-            runner.write_uri("http://127.0.0.1:1/fw.bin")
-        assert refused.value.__class__.__name__ == "RefusedInState"  # answered 4.00
+        assert runner.update.object5_values()[8] == advertised
+        with pytest.raises(RefusedInState):  # answered 4.00
+            runner.write_uri(uri)
         assert runner.update.fw.state is FirmwareState.IDLE
         assert runner.update.fw.result is UpdateResult.UNSUPPORTED_PROTOCOL
         await asyncio.sleep(0.05)
         changed = [e for e in events if isinstance(e, FirmwareStateChanged)]
         assert changed and changed[-1].result == UpdateResult.UNSUPPORTED_PROTOCOL
-    finally:
-        await runner.close()
-        await client.stop()
-
-
-async def test_without_the_dtls_stack_coaps_is_not_advertised(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(download, "DTLS_AVAILABLE", False)
-    client = Client(firmware_config(tmp_path / "fw"))
-    runner = FirmwareRunner(client)
-    await client.start()
-    try:
-        assert runner.update.object5_values()[8] == {0: 0, 1: 2, 2: 3}
-        with pytest.raises(Exception) as refused:
-            runner.write_uri("coaps://127.0.0.1:1/fw.bin")
-        assert refused.value.__class__.__name__ == "RefusedInState"
-        assert runner.update.fw.result is UpdateResult.UNSUPPORTED_PROTOCOL
     finally:
         await runner.close()
         await client.stop()

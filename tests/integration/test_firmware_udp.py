@@ -100,23 +100,6 @@ async def test_etag_change_mid_download_restarts_from_zero(tmp_path: Path) -> No
         images.stop()
 
 
-async def test_not_found_ends_with_result_7(tmp_path: Path) -> None:
-    (tmp_path / "images").mkdir()
-    images = ImageServer(tmp_path / "images")
-    await images.start()
-    client = Client(firmware_config(tmp_path / "fw"))
-    runner = FirmwareRunner(client)
-    await client.start()
-    try:
-        runner.write_uri(images.uri("missing.bin"))
-        failed = await wait_state(client, FirmwareState.IDLE)
-        assert failed.result == UpdateResult.INVALID_URI
-    finally:
-        await runner.close()
-        await client.stop()
-        images.stop()
-
-
 def stored_config(tmp_path: Path) -> ClientConfig:
     config = firmware_config(tmp_path / "fw")
     return dataclasses.replace(config, storage_path=str(tmp_path / "state.db"))
