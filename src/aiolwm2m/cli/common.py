@@ -118,6 +118,8 @@ def configure_logging(verbosity: int, stream: object = None) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    # asyncio's own debug chatter ("Using selector") is not ours to show at -vv.
+    logging.getLogger("asyncio").setLevel(max(level, logging.INFO))
 
 
 def port_number(text: str) -> int:

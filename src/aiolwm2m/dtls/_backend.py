@@ -29,6 +29,7 @@ import enum
 import hashlib
 import hmac
 import ipaddress
+import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -138,7 +139,29 @@ class _ConnData:
     psk_identity: bytes | None = None
 
 
+#: ``aiolwm2m -vv``: each handshake step and alert, one DEBUG line each.
+_steps = logging.getLogger("aiolwm2m.dtls.handshake")
+
+
+def _log_step(conn: SSL.Connection, where: int, ret: int) -> None:
+    peer = getattr(conn.get_app_data(), "address", None)  # only server ends know theirs
+    side = "client" if peer is None else f"server, peer {peer[0]}:{peer[1]}"
+    if where & SSL.SSL_CB_HANDSHAKE_START:
+        _steps.debug("%s: handshake starts", side)
+    elif where & SSL.SSL_CB_HANDSHAKE_DONE:
+        _steps.debug("%s: handshake done", side)
+    elif where & SSL.SSL_CB_LOOP:
+        _steps.debug("%s: %s", side, conn.get_state_string().decode("ascii", "replace"))
+    elif where & _SSL_CB_ALERT:
+        direction = "received" if where & _SSL_CB_READ else "sent"
+        _steps.debug(
+            "%s: alert %s (level %d, description %d)", side, direction, ret >> 8, ret & 255
+        )
+
+
 def _info_callback(conn: SSL.Connection, where: int, ret: int) -> None:
+    if _steps.isEnabledFor(logging.DEBUG):
+        _log_step(conn, where, ret)
     if not where & _SSL_CB_ALERT:
         return
     data = conn.get_app_data()

@@ -49,6 +49,7 @@ from aiolwm2m.runtime.storage import (
     factory_reset,
     open_store,
 )
+from aiolwm2m.runtime.wiretap import WireTap, trace, trace_link
 
 log = logging.getLogger("aiolwm2m.client")
 
@@ -76,6 +77,8 @@ class EngineDriver(ABC):
         self._links: dict[int, Link] = {}
         self._generation: dict[int, int] = {}
         self._callbacks: list[EventCallback] = []
+        # Copies of every datagram and link outcome (metrics); the -vv trace is always fed.
+        self.wire_taps: list[WireTap] = []
         self._timer_at: float | None = None
         self._started_at = 0.0
         self._started = False
@@ -251,6 +254,7 @@ class EngineDriver(ABC):
             if isinstance(action, SendDatagram):
                 link = self._links.get(action.link)
                 if link is not None:
+                    self._tap_datagram(action.link, True, action.data)
                     link.send(action.data)
             elif isinstance(action, CloseLink):
                 self._close_link(action.link)
@@ -363,8 +367,14 @@ class EngineDriver(ABC):
     def _current(self, link_id: int, generation: int) -> bool:
         return not self._stopped and self._generation.get(link_id) == generation
 
+    def _tap_datagram(self, link_id: int, outgoing: bool, data: bytes) -> None:
+        trace(link_id, outgoing, data)
+        for tap in self.wire_taps:
+            tap.datagram(link_id, outgoing, data, self.now())
+
     def _on_datagram(self, link_id: int, generation: int, data: bytes) -> None:
         if self._current(link_id, generation):
+            self._tap_datagram(link_id, False, data)
             self.engine.datagram_received(link_id, data, self.now())
             self._pump()
 
@@ -379,6 +389,9 @@ class EngineDriver(ABC):
             link.close()
             return
         self._links[link_id] = link
+        trace_link(link_id, "opened" + (" (DTLS session)" if link.secure else ""))
+        for tap in self.wire_taps:
+            tap.link_up(link_id, link.secure, self.now())
         self.engine.link_up(link_id, self.now(), new_session=True, secure=link.secure)
         self._pump()
 
@@ -386,5 +399,8 @@ class EngineDriver(ABC):
         self, link_id: int, generation: int, failure: LinkFailure, detail: str
     ) -> None:
         if self._current(link_id, generation):
+            trace_link(link_id, f"failed to open: {failure.value}: {detail}")
+            for tap in self.wire_taps:
+                tap.link_failed(link_id, failure, self.now())
             self.engine.link_failed(link_id, failure, self.now(), detail)
             self._pump()

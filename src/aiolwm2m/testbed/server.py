@@ -44,6 +44,7 @@ from aiolwm2m.testbed.operations import (
 
 if TYPE_CHECKING:
     from aiolwm2m.dtls.aio import DtlsServer
+    from aiolwm2m.dtls.server import PeerEvent
 
 log = logging.getLogger("aiolwm2m.testbed")
 
@@ -172,8 +173,23 @@ class TestbedServer(AioHost):
                 self.port,
                 self.security.endpoint(),
                 lambda peer, record: self._on_datagram((str(peer[0]), int(peer[1])), record),
+                on_event=self._on_dtls_event,
             )
             self.port = self.dtls.local_address[1]
+        self._pump()
+
+    def _on_dtls_event(self, event: PeerEvent) -> None:
+        """A rejected handshake goes in the server's log like any other event.
+
+        Without it a client with a wrong key or an untrusted certificate looks,
+        from the server's side, like a client that never came.
+        """
+        if event.kind.value != "failed" or self._loop is None:
+            return
+        host, port = event.address[0], event.address[1]
+        identity = "" if event.psk_identity is None else f" psk_identity={event.psk_identity!r}"
+        detail = f"from {host}:{port}{identity}: {event.info}"
+        self.core.log.add(self._loop.time(), "handshake_rejected", None, detail)
         self._pump()
 
     async def stop(self) -> None:
