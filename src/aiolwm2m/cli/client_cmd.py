@@ -29,6 +29,7 @@ from aiolwm2m.accounts import (
     parse_server_uri,
 )
 from aiolwm2m.cli.common import positive_number, verbosity
+from aiolwm2m.cli.metrics import add_metrics_flag, start_client_metrics
 from aiolwm2m.cli.output import EventPrinter, log_event
 from aiolwm2m.client import events as ev
 from aiolwm2m.client.config import ClientConfig, load_config
@@ -63,6 +64,7 @@ def add_parser(sub: Any) -> None:
         help="on SIGINT/SIGTERM, wait at most this long for the De-register "
         f"(default {DEFAULT_DEREGISTER_TIMEOUT:g}); a second signal quits at once",
     )
+    add_metrics_flag(p)
     p.set_defaults(func=run)
 
 
@@ -126,11 +128,16 @@ async def _run(config: ClientConfig, args: argparse.Namespace) -> int:
     # [firmware] directory turns on Objects 5 and 10252 (docs/firmware.md); built before
     # start() so a restored update result is in place for the first Register.
     firmware = FirmwareRunner(client) if config.firmware.directory is not None else None
-    await client.start()
-    await stop.wait()
-    if firmware is not None:
-        await firmware.close()
-    return await _shutdown(client, force, args)
+    metrics = None if args.metrics is None else await start_client_metrics(client, args.metrics)
+    try:
+        await client.start()
+        await stop.wait()
+        if firmware is not None:
+            await firmware.close()
+        return await _shutdown(client, force, args)
+    finally:
+        if metrics is not None:
+            await metrics.close()
 
 
 async def _shutdown(client: Client, force: asyncio.Event, args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ from typing import Any
 
 from aiolwm2m.cli.common import clock_origin, listen_error, port_number, verbosity
 from aiolwm2m.cli.firmware_cmds import FIRMWARE_HELP, FirmwareCommands, ImageServers
+from aiolwm2m.cli.metrics import add_metrics_flag, start_server_metrics
 from aiolwm2m.cli.output import emit
 from aiolwm2m.dtls.credentials import PskCredentials, ServerCertificateCredentials, ServerSecurity
 from aiolwm2m.errors import ConfigError, Lwm2mError
@@ -107,6 +108,7 @@ def add_parser(sub: Any) -> None:
         help="output on stdout: one JSON object per line, or readable text",
     )
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each answer")
+    add_metrics_flag(p)
     load = p.add_argument_group("load runs")
     load.add_argument(
         "--stats",
@@ -543,6 +545,13 @@ async def _serve(args: argparse.Namespace) -> int:
         await server.start()
     except OSError as exc:
         raise listen_error(exc, args.host, port) from exc
+    try:
+        metrics = (
+            None if args.metrics is None else await start_server_metrics(server.core, args.metrics)
+        )
+    except ConfigError:
+        await server.stop()
+        raise
     print(f"testbed LwM2M server listening on {server.uri}", file=sys.stderr, flush=True)
     if images is not None:
         await images.start()
@@ -577,6 +586,8 @@ async def _serve(args: argparse.Namespace) -> int:
     await server.stop()
     if images is not None:
         await images.stop()
+    if metrics is not None:
+        await metrics.close()
     if shell.failures:
         # A script is a test: a command that failed must fail the run.
         print(f"aiolwm2m server: {shell.failures} command(s) failed", file=sys.stderr)
