@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import signal
 import sys
 from typing import Any
 
 from aiolwm2m.cli.common import clock_origin, listen_error, port_number
-from aiolwm2m.cli.output import emit
+from aiolwm2m.cli.output import emit, server_event_json
 from aiolwm2m.examples import EXAMPLES
 from aiolwm2m.testbed.bootstrap import BootstrapServer, load_bootstrap_config
 from aiolwm2m.testbed.core import ServerEvent
@@ -60,14 +59,7 @@ def add_parser(sub: Any) -> None:
 
 def _line(event: ServerEvent, since: float, jsonl: bool) -> str:
     if jsonl:
-        return json.dumps(
-            {
-                "time": round(event.time - since, 6),
-                "event": event.kind,
-                "endpoint": event.endpoint,
-                "detail": event.detail,
-            }
-        )
+        return server_event_json(event)
     return (
         f"{event.time - since:8.3f}s  bootstrap  {event.kind:<17} {event.endpoint or '-'} "
         f"{event.detail}"

@@ -13,8 +13,17 @@ from typing import Any, TextIO
 
 from aiolwm2m.cli.common import clock_origin
 from aiolwm2m.client import events as ev
+from aiolwm2m.testbed.peers import ServerEvent
 
-__all__ = ["EventPrinter", "emit", "event_json", "event_line", "log_event", "since_start"]
+__all__ = [
+    "EventPrinter",
+    "emit",
+    "event_json",
+    "event_line",
+    "log_event",
+    "server_event_json",
+    "since_start",
+]
 
 _SKIP_HUMAN = {"state_changed"}
 
@@ -47,6 +56,23 @@ def event_line(event: ev.Event, since: float | None = None, source: str = "clien
     detail = " ".join(f"{k}={v}" for k, v in fields.items())
     at = event.time - (clock_origin() if since is None else since)
     return f"{at:8.3f}s  {source}  {event.name:<24} {detail}".rstrip()
+
+
+def server_event_json(event: ServerEvent) -> str:
+    """A testbed server's event as one JSON object: its facts as separate fields.
+
+    ``detail`` (the readable text) is kept only for events that carry no fields.
+    """
+    record: dict[str, Any] = {
+        "time": round(since_start(event.time), 6),
+        "event": event.kind,
+        "endpoint": event.endpoint,
+    }
+    if event.fields:
+        record.update(event.fields)
+    elif event.detail:
+        record["detail"] = event.detail
+    return json.dumps(record)
 
 
 class EventPrinter:

@@ -22,7 +22,7 @@ from typing import Any
 from aiolwm2m.cli.common import clock_origin, listen_error, port_number, verbosity
 from aiolwm2m.cli.firmware_cmds import FIRMWARE_HELP, FirmwareCommands, ImageServers
 from aiolwm2m.cli.metrics import add_metrics_flag, start_server_metrics
-from aiolwm2m.cli.output import emit
+from aiolwm2m.cli.output import emit, server_event_json
 from aiolwm2m.dtls.credentials import PskCredentials, ServerCertificateCredentials, ServerSecurity
 from aiolwm2m.errors import ConfigError, Lwm2mError
 from aiolwm2m.lwm2m.formats import text
@@ -518,13 +518,7 @@ async def _serve(args: argparse.Namespace) -> int:
 
     def show(event: ServerEvent) -> None:
         if jsonl:
-            record = {
-                "time": round(event.time - since, 6),
-                "event": event.kind,
-                "endpoint": event.endpoint,
-                "detail": event.detail,
-            }
-            emit(json.dumps(record))
+            emit(server_event_json(event))
             return
         emit(
             f"{event.time - since:8.3f}s  server  {event.kind:<12} {event.endpoint or '-'} "

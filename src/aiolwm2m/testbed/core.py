@@ -49,6 +49,7 @@ from aiolwm2m.testbed.operations import (
     UnknownEndpointError,
     cancel_observe_request,
     decode_result,
+    jsonable,
 )
 from aiolwm2m.testbed.peers import HISTORY_LIMIT, Address, PeerMux, ServerEvent, ServerLog
 
@@ -421,7 +422,14 @@ class ServerCore:
             if rule.matches(op, ep):
                 if rule.count is not None:
                     rule.count -= 1
-                self.log.add(now, "fault", ep, f"{op.value}: {rule.kind.value}")
+                self.log.add(
+                    now,
+                    "fault",
+                    ep,
+                    f"{op.value}: {rule.kind.value}",
+                    operation=op.value,
+                    fault=rule.kind.value,
+                )
                 answer = Message(code=rule.code)
                 if rule.max_age is not None:
                     answer.add(OptionNumber.MAX_AGE, encode_uint(rule.max_age))
@@ -567,11 +575,12 @@ class ServerCore:
         try:
             records = decode_values(cf, msg.payload, Path(), self.types)
         except DecodeError as exc:
-            self.log.add(now, "send_rejected", reg.endpoint, str(exc)[:200])
+            self.log.add(now, "send_rejected", reg.endpoint, str(exc)[:200], reason=str(exc))
             return Message(code=Code.BAD_REQUEST)
         self.sent.append(SentData(now, reg.endpoint, cf, records))
         detail = " ".join(f"{r.path}={r.value!r}" for r in records)
-        self.log.add(now, "send", reg.endpoint, detail[:500])
+        values = {str(r.path): jsonable(r.value) for r in records}
+        self.log.add(now, "send", reg.endpoint, detail[:500], values=values)
         return Message(code=Code.CHANGED)
 
     def _register(self, addr: Address, msg: Message, now: float) -> Message:
@@ -608,7 +617,15 @@ class ServerCore:
         self._by_location[location] = reg
         self._by_address.setdefault(addr, {})[ep] = None
         self._arm_expiry(reg)
-        self.log.add(now, "registered", ep, f"{location} lt={lifetime} lwm2m={version}")
+        self.log.add(
+            now,
+            "registered",
+            ep,
+            f"{location} lt={lifetime} lwm2m={version}",
+            location=location,
+            lifetime=lifetime,
+            lwm2m_version=version,
+        )
         resp = Message(code=Code.CREATED, type=MessageType.ACK)
         for seg in location.strip("/").split("/"):
             resp.add(OptionNumber.LOCATION_PATH, seg.encode())

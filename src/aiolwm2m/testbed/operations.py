@@ -67,6 +67,7 @@ __all__ = [
     "discover_request",
     "execute_request",
     "format_number",
+    "jsonable",
     "observe_composite_request",
     "observe_request",
     "read_composite_request",
@@ -252,11 +253,11 @@ class OperationResult:
             data["format"] = _format_name(self.content_format)
         if self.records:
             data["values"] = {
-                str(r.path): _jsonable(r.value) for r in self.records if r.time is None
+                str(r.path): jsonable(r.value) for r in self.records if r.time is None
             }
             timed = [r for r in self.records if r.time is not None]
             if timed:
-                data["series"] = [[str(r.path), _jsonable(r.value), r.time] for r in timed]
+                data["series"] = [[str(r.path), jsonable(r.value), r.time] for r in timed]
         if self.links:
             data["links"] = [linkformat.encode([link]).decode() for link in self.links]
         if self.location is not None:
@@ -276,7 +277,8 @@ def _show(value: Value) -> str:
     return str(value)
 
 
-def _jsonable(value: Value) -> Any:
+def jsonable(value: Value) -> Any:
+    """A value as JSON can carry it: opaque as hex, times as ISO 8601, links as text."""
     if isinstance(value, bytes):
         return value.hex()
     if isinstance(value, ObjLnk):

@@ -28,8 +28,8 @@ import heapq
 import itertools
 import random
 from collections import Counter, OrderedDict, deque
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from aiolwm2m.coap.layer import ExchangeResult, IncomingRequest, MessageLayer
 from aiolwm2m.coap.message import Code, Message, MessageType
@@ -46,7 +46,9 @@ class ServerEvent:
     time: float
     kind: str  # registered / updated / deregistered / expired / fault / malformed …
     endpoint: str | None = None
-    detail: str = ""
+    detail: str = ""  # the fields as one readable text (the timeline's last column)
+    #: The same facts as separate values (JSONL output, tests): location, lifetime…
+    fields: dict[str, Any] = field(default_factory=dict)
 
 
 class ServerLog:
@@ -62,8 +64,15 @@ class ServerLog:
         self.counts: Counter[str] = Counter()
         self._unseen: deque[ServerEvent] = deque(maxlen=limit)
 
-    def add(self, now: float, kind: str, endpoint: str | None = None, detail: str = "") -> None:
-        event = ServerEvent(now, kind, endpoint, detail)
+    def add(
+        self,
+        now: float,
+        kind: str,
+        endpoint: str | None = None,
+        detail: str = "",
+        **fields: Any,
+    ) -> None:
+        event = ServerEvent(now, kind, endpoint, detail, fields)
         self.history.append(event)
         self._unseen.append(event)
         self.counts[kind] += 1
@@ -139,7 +148,9 @@ class PeerMux:
         layer.receive(data, now)
         if layer.stats.malformed:
             layer.stats.malformed = 0
-            self.log.add(now, "malformed", None, f"from {addr[0]}:{addr[1]}")
+            self.log.add(
+                now, "malformed", None, f"from {addr[0]}:{addr[1]}", address=f"{addr[0]}:{addr[1]}"
+            )
         self.drain(addr, now)
 
     def drain(self, addr: Address, now: float) -> None:
@@ -254,7 +265,14 @@ class PeerMux:
         if not unknown:
             return False
         numbers = ", ".join(str(n) for n in unknown)
-        self.log.add(now, "bad_option", None, f"from {addr[0]}:{addr[1]}: option {numbers}")
+        self.log.add(
+            now,
+            "bad_option",
+            None,
+            f"from {addr[0]}:{addr[1]}: option {numbers}",
+            address=f"{addr[0]}:{addr[1]}",
+            options=unknown,
+        )
         if req.message.type == MessageType.CON:
             diagnostic = f"unrecognised critical option {numbers}".encode()
             layer.respond(req.key, Message(code=Code.BAD_OPTION, payload=diagnostic), now)

@@ -189,7 +189,19 @@ class TestbedServer(AioHost):
         host, port = event.address[0], event.address[1]
         identity = "" if event.psk_identity is None else f" psk_identity={event.psk_identity!r}"
         detail = f"from {host}:{port}{identity}: {event.info}"
-        self.core.log.add(self._loop.time(), "handshake_rejected", None, detail)
+        self.core.log.add(
+            self._loop.time(),
+            "handshake_rejected",
+            None,
+            detail,
+            address=f"{host}:{port}",
+            psk_identity=None
+            if event.psk_identity is None
+            else event.psk_identity.decode("utf-8", "replace"),
+            failure=None if event.info is None else event.info.kind.value,
+            alert=None if event.info is None else event.info.alert,
+            reason=str(event.info),
+        )
         self._pump()
 
     async def stop(self) -> None:

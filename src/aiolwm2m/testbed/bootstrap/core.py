@@ -134,12 +134,20 @@ class BootstrapCore:
             layer.respond(req.key, Message(code=Code.BAD_REQUEST, payload=b"missing ep"), now)
             return
         self.requests[endpoint] = self.requests.get(endpoint, 0) + 1
-        self.log.add(now, "bootstrap_request", endpoint, f"pct={args.get('pct', '-')}")
+        asked = args.get("pct")
+        self.log.add(now, "bootstrap_request", endpoint, f"pct={asked or '-'}", pct=asked)
         for fault in self.config.faults:
             if fault.matches(endpoint):
                 if fault.count is not None:
                     fault.count -= 1
-                self.log.add(now, "fault", endpoint, f"bootstrap_request: {fault.kind.value}")
+                self.log.add(
+                    now,
+                    "fault",
+                    endpoint,
+                    f"bootstrap_request: {fault.kind.value}",
+                    operation="bootstrap_request",
+                    fault=fault.kind.value,
+                )
                 answer = Message(code=fault.code, payload=fault.payload)
                 inject_fault(layer, req, fault.kind, answer, now)
                 return
@@ -222,23 +230,45 @@ class BootstrapCore:
         resp = result.response
         if result.outcome is not Outcome.RESPONSE or resp is None:
             self.log.add(
-                now, "bootstrap_failed", ep, f"{step.value} {path}: {result.outcome.value}"
+                now,
+                "bootstrap_failed",
+                ep,
+                f"{step.value} {path}: {result.outcome.value}",
+                step=step.value,
+                path=str(path),
+                outcome=result.outcome.value,
             )
             del self._sessions[addr]
             return
         code = code_str(resp.code)
-        self.log.add(now, f"bs_{step.value}", ep, f"{path} {code}")
+        self.log.add(now, f"bs_{step.value}", ep, f"{path} {code}", path=str(path), code=code)
         if step is BootstrapStep.FINISH:
             del self._sessions[addr]
             if is_success(resp.code):
                 self.bootstrapped[ep] = self.bootstrapped.get(ep, 0) + 1
-                self.log.add(now, "bootstrapped", ep, f"{len(session.servers)} server(s)")
+                count = len(session.servers)
+                self.log.add(now, "bootstrapped", ep, f"{count} server(s)", servers=count)
             else:
                 diagnostic = resp.payload.decode("utf-8", "replace")
-                self.log.add(now, "finish_rejected", ep, f"{code} {diagnostic}".strip())
+                self.log.add(
+                    now,
+                    "finish_rejected",
+                    ep,
+                    f"{code} {diagnostic}".strip(),
+                    code=code,
+                    diagnostic=diagnostic,
+                )
             return
         if not is_success(resp.code):
-            self.log.add(now, "bootstrap_failed", ep, f"{step.value} {path}: {code}")
+            self.log.add(
+                now,
+                "bootstrap_failed",
+                ep,
+                f"{step.value} {path}: {code}",
+                step=step.value,
+                path=str(path),
+                code=code,
+            )
             del self._sessions[addr]
             return
         if step is BootstrapStep.DISCOVER:
@@ -253,7 +283,14 @@ class BootstrapCore:
                     and not link.has("ssid")
                 }
             except LinkFormatError as exc:
-                self.log.add(now, "bootstrap_failed", ep, f"discover: {exc}")
+                self.log.add(
+                    now,
+                    "bootstrap_failed",
+                    ep,
+                    f"discover: {exc}",
+                    step="discover",
+                    reason=str(exc),
+                )
                 del self._sessions[addr]
                 return
             self._add_writes(session, taken)
