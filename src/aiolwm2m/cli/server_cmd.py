@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aiolwm2m.cli.common import clock_origin, listen_error, port_number, verbosity
+from aiolwm2m.cli.console import Completer, read_lines
 from aiolwm2m.cli.firmware_cmds import FIRMWARE_HELP, FirmwareCommands, ImageServers
 from aiolwm2m.cli.metrics import add_metrics_flag, start_server_metrics
 from aiolwm2m.cli.output import emit, server_event_json
@@ -265,6 +266,11 @@ class CommandShell(FirmwareCommands):
         if len(args) < count:
             raise CommandError(f"usage: {usage}")
 
+    def command_names(self) -> list[str]:
+        """Every command the shell understands (Tab completion)."""
+        names = [n[4:].replace("_", "-") for n in dir(self) if n.startswith("cmd_")]
+        return [*names, "quit"]
+
     async def cmd_help(self, args: list[str]) -> None:
         for line in (COMMANDS_HELP + FIRMWARE_HELP).rstrip().splitlines():
             self.out(line)
@@ -490,21 +496,6 @@ class CommandShell(FirmwareCommands):
         await asyncio.sleep(seconds)
 
 
-def _stdin_lines(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[str | None]) -> None:
-    """Feed stdin lines to ``queue`` from a daemon thread (None at EOF).
-
-    A thread rather than ``connect_read_pipe`` because stdin may be a regular
-    file (``< script``) and a blocked read must not keep the process alive.
-    """
-
-    def read() -> None:
-        for line in sys.stdin:
-            loop.call_soon_threadsafe(queue.put_nowait, line)
-        loop.call_soon_threadsafe(queue.put_nowait, None)
-
-    threading.Thread(target=read, name="aiolwm2m-stdin", daemon=True).start()
-
-
 async def _serve(args: argparse.Namespace) -> int:
     security = security_from_args(args)
     port = args.port if args.port is not None else (5683 if security is None else 5684)
@@ -562,11 +553,18 @@ async def _serve(args: argparse.Namespace) -> int:
                 stop.set()
                 return
         lines: asyncio.Queue[str | None] = asyncio.Queue()
-        _stdin_lines(loop, lines)
+        ready = threading.Event()
+        ready.set()
+        completer = Completer(
+            shell.command_names(),
+            lambda: {ep: r.links for ep, r in list(server.core.registrations.items())},
+        )
+        read_lines(loop, lines, completer, ready)
         while (line := await lines.get()) is not None:
             if not await shell.run_line(line):
                 stop.set()
                 return
+            ready.set()
         # stdin closed: keep serving until a signal, as without commands.
 
     tasks = [asyncio.create_task(commands())]
