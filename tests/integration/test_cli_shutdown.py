@@ -144,3 +144,13 @@ def test_completion_command_prints_the_script() -> None:
     assert done.returncode == 0
     assert done.stdout.startswith("autoload -U +X bashcompinit")
     assert done.stdout.rstrip().endswith("complete -o default -F _aiolwm2m aiolwm2m")
+
+
+async def test_demo_gives_up_at_its_overall_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A demo that cannot finish ends with exit 1 instead of running forever."""
+    from aiolwm2m.cli import demo_cmd
+
+    monkeypatch.setattr(demo_cmd, "DEADLINE_MARGIN", 0.5)
+    start = time.monotonic()
+    assert await demo_cmd._demo(1.0, 1, "jsonl") == 1  # 1.5 s cannot hold the whole story
+    assert time.monotonic() - start < 5

@@ -23,7 +23,7 @@ from typing import Any
 from aiolwm2m.accounts import RetrySettings, ServerAccount
 from aiolwm2m.cli.common import clock_origin, positive_number
 from aiolwm2m.cli.demo_firmware import run_firmware_demo
-from aiolwm2m.cli.output import emit, event_json, event_line
+from aiolwm2m.cli.output import emit, event_json, event_line, log_event
 from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.client.events import Event
 from aiolwm2m.client.policy import ReconnectPolicy
@@ -109,6 +109,7 @@ async def _demo(outage: float, seed: int | None, fmt: str, secure: bool = False)
     say(f"testbed server up on {server.uri}")
     client = Client(demo_config(server.uri, psk), rng=random.Random(seed))
     client.subscribe(client_event)
+    client.subscribe(log_event)
     await client.start()
     try:
         async with asyncio.timeout(outage + DEADLINE_MARGIN):
