@@ -47,6 +47,7 @@ bench: setup
 	$(PY) benchmarks/bench_formats.py
 	$(PY) benchmarks/bench_testbed_server.py
 	$(PY) benchmarks/bench_firmware.py
+	$(PY) benchmarks/bench_client.py
 
 # Soak: N clients through the fault proxy with random faults for M seconds; stops by itself.
 SOAK_CLIENTS ?= 100
