@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 import random
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 from aiolwm2m.coap.message import (
@@ -28,6 +28,7 @@ from aiolwm2m.coap.message import (
     encode,
     is_request,
     is_response,
+    with_mid,
 )
 from aiolwm2m.coap.params import TransmissionParameters
 
@@ -40,9 +41,13 @@ class Outcome(enum.Enum):
     NETWORK_ERROR = "network_error"  # ICMP unreachable or similar reported by the transport
 
 
-@dataclass
+@dataclass(slots=True)
 class ExchangeResult:
-    """Final (or, for an open observation, repeated) outcome of an outgoing exchange."""
+    """Final (or, for an open observation, repeated) outcome of an outgoing exchange.
+
+    ``request`` is the message as the layer sent it (with its message id and
+    token), never the object the caller passed in.
+    """
 
     key: int
     outcome: Outcome
@@ -50,7 +55,7 @@ class ExchangeResult:
     response: Message | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class IncomingRequest:
     """A request from the peer; answer it with :meth:`MessageLayer.respond`."""
 
@@ -68,10 +73,10 @@ class _State(enum.Enum):
     OPEN = 3  # observation: further responses with this token keep arriving
 
 
-@dataclass
+@dataclass(slots=True)
 class _Outgoing:
     key: int
-    msg: Message
+    msg: Message  # the layer's own copy; ``data`` is its encoding once sent
     is_request: bool
     keep_open: bool
     report: bool
@@ -79,6 +84,7 @@ class _Outgoing:
     deadline: float | None = None
     timeout: float = 0.0
     retransmits: int = 0
+    data: bytes = b""
 
     @property
     def outstanding(self) -> bool:
@@ -86,7 +92,7 @@ class _Outgoing:
         return self.state in (_State.WAIT_ACK, _State.WAIT_RESPONSE)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Incoming:
     key: int
     msg: Message
@@ -94,10 +100,35 @@ class _Incoming:
     ack_deadline: float | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class _Seen:
     expires: float
     reply: bytes | None = None
+
+
+class _Window:
+    """Message ids seen within a lifetime, oldest first (RFC 7252 §4.5 deduplication).
+
+    Every entry lives exactly ``lifetime`` seconds and ``now`` never goes back,
+    so insertion order is expiry order: pruning pops from the front and costs
+    only what expired, however many ids are remembered (a scan of the whole
+    table per datagram made a busy client slow down as the table filled up).
+    """
+
+    __slots__ = ("entries", "lifetime")
+
+    def __init__(self, lifetime: float) -> None:
+        self.lifetime = lifetime
+        self.entries: OrderedDict[int, _Seen] = OrderedDict()
+
+    def add(self, mid: int, now: float) -> _Seen:
+        seen = self.entries[mid] = _Seen(now + self.lifetime)
+        return seen
+
+    def prune(self, now: float) -> None:
+        entries = self.entries
+        while entries and next(iter(entries.values())).expires <= now:
+            entries.popitem(last=False)
 
 
 @dataclass
@@ -122,10 +153,14 @@ class MessageLayer:
         self._out: dict[int, _Outgoing] = {}
         self._by_mid: dict[int, int] = {}
         self._by_token: dict[bytes, int] = {}
-        self._non_sent: dict[int, tuple[int, float, Message]] = {}
+        # NON messages that may still draw a Reset, by message id, oldest first
+        # (each expires NON_LIFETIME after it was sent): (key, expires, message).
+        self._non_sent: OrderedDict[int, tuple[int, float, Message]] = OrderedDict()
         self._queue: deque[int] = deque()
         self._in: dict[int, _Incoming] = {}
-        self._seen: dict[tuple[int, int], _Seen] = {}
+        # Deduplication windows per message type (CON and NON ids live apart and
+        # for different lifetimes); created on the first message of that type.
+        self._seen: dict[int, _Window] = {}
         self._tx: list[bytes] = []
         self._events: deque[Event] = deque()
         self.stats = LayerStats()
@@ -159,11 +194,14 @@ class MessageLayer:
             raise ValueError("send_request needs a request code")
         if msg.type not in (MessageType.CON, MessageType.NON):
             raise ValueError("requests are CON or NON")
-        if not msg.token:
-            msg.token = self.new_token()
+        token = msg.token or self.new_token()
+        own = _copy(msg, msg.type, 0, token)
+        # Encoded now so a message that cannot be sent is refused here, not when
+        # it leaves the queue; the message id is filled in then (with_mid).
+        data = encode(own)
         key = self._key()
-        self._out[key] = _Outgoing(key, msg, True, keep_open, True)
-        self._by_token[msg.token] = key
+        self._out[key] = _Outgoing(key, own, True, keep_open, True, data=data)
+        self._by_token[token] = key
         self._queue.append(key)
         self._pump(now)
         return key
@@ -175,17 +213,20 @@ class MessageLayer:
         NETWORK_ERROR; a NON one is sent at once and only reports RESET if the
         peer rejects it within NON_LIFETIME.
         """
+        confirmable = msg.type == MessageType.CON
+        mtype = MessageType.CON if confirmable else MessageType.NON
+        own = _copy(msg, mtype, self.new_mid(), msg.token)
+        data = encode(own)  # a ValueError leaves no trace but a skipped message id
         key = self._key()
-        msg.mid = self.new_mid()
-        if msg.type == MessageType.CON:
-            self._out[key] = _Outgoing(key, msg, False, False, report)
+        mid = own.mid
+        if confirmable:
+            self._out[key] = _Outgoing(key, own, False, False, report, data=data)
             self._queue.append(key)
             self._pump(now)
         else:
-            msg.type = MessageType.NON
             if report:
-                self._non_sent[msg.mid] = (key, now + self.params.non_lifetime, msg)
-            self._emit(msg)
+                self._non_sent[mid] = (key, now + self.params.non_lifetime, own)
+            self._tx.append(data)
         return key
 
     def cancel(self, key: int, now: float) -> None:
@@ -219,21 +260,14 @@ class MessageLayer:
         if inc is None:
             return
         req = inc.msg
-        response.token = req.token
-        seen_key = (int(req.type), req.mid)
         if req.type == MessageType.CON and not inc.acked:
-            response.type = MessageType.ACK
-            response.mid = req.mid
-            data = self._emit(response)
-            self._remember_reply(seen_key, data, now)
+            data = self._emit(_copy(response, MessageType.ACK, req.mid, req.token))
+            self._remember_reply(req, data, now)
         elif req.type == MessageType.CON:
-            response.type = MessageType.CON
-            self.send_message(response, now, report=False)
+            self.send_message(_copy(response, MessageType.CON, 0, req.token), now, report=False)
         else:
-            response.type = MessageType.NON
-            response.mid = self.new_mid()
-            data = self._emit(response)
-            self._remember_reply(seen_key, data, now)
+            data = self._emit(_copy(response, MessageType.NON, self.new_mid(), req.token))
+            self._remember_reply(req, data, now)
 
     def cancel_incoming(self, key: int) -> None:
         """Never answer this request, not even with an empty ACK (its duplicates are dropped).
@@ -247,12 +281,13 @@ class MessageLayer:
         inc = self._in.pop(key, None)
         if inc is None:
             return
-        self._reply_reset(inc.msg, (int(inc.msg.type), inc.msg.mid), now)
+        self._reply_reset(inc.msg, now)
 
     # -- incoming --------------------------------------------------------------
     def receive(self, data: bytes, now: float) -> None:
         self.stats.received += 1
-        self._prune(now)
+        if self._seen or self._non_sent:
+            self._prune(now)
         try:
             msg = decode(data)
         except CoapDecodeError:
@@ -266,19 +301,14 @@ class MessageLayer:
             if msg.type == MessageType.CON:  # CoAP ping (§4.3)
                 self._emit(Message(type=MessageType.RST, code=Code.EMPTY, mid=msg.mid))
             return
-        seen_key = (int(msg.type), msg.mid)
-        seen = self._seen.get(seen_key)
+        window = self._window(msg.type)
+        seen = window.entries.get(msg.mid)
         if seen is not None:
             self.stats.duplicates += 1
             if seen.reply is not None:
                 self._tx.append(seen.reply)
             return
-        lifetime = (
-            self.params.exchange_lifetime
-            if msg.type == MessageType.CON
-            else self.params.non_lifetime
-        )
-        self._seen[seen_key] = _Seen(now + lifetime)
+        window.add(msg.mid, now)
         if is_request(msg.code):
             key = self._key()
             inc = _Incoming(key, msg)
@@ -287,11 +317,11 @@ class MessageLayer:
             self._in[key] = inc
             self._events.append(IncomingRequest(key, msg))
         elif is_response(msg.code):
-            self._on_response(msg, seen_key, now)
+            self._on_response(msg, now)
         else:
             self.stats.unmatched += 1
             if msg.type == MessageType.CON:
-                self._reply_reset(msg, seen_key, now)
+                self._reply_reset(msg, now)
 
     def network_error(self, now: float) -> None:
         """The transport reported an ICMP error: every exchange in flight fails at once.
@@ -306,6 +336,8 @@ class MessageLayer:
 
     # -- time --------------------------------------------------------------------
     def next_timer(self) -> float | None:
+        if not self._out and not self._in:
+            return None
         deadlines = [ex.deadline for ex in self._out.values() if ex.deadline is not None]
         deadlines += [i.ack_deadline for i in self._in.values() if i.ack_deadline is not None]
         return min(deadlines) if deadlines else None
@@ -316,7 +348,7 @@ class MessageLayer:
                 inc.ack_deadline = None
                 inc.acked = True
                 ack = self._emit(Message(type=MessageType.ACK, code=Code.EMPTY, mid=inc.msg.mid))
-                self._remember_reply((int(inc.msg.type), inc.msg.mid), ack, now)
+                self._remember_reply(inc.msg, ack, now)
         for ex in list(self._out.values()):
             if ex.deadline is None or ex.deadline > now:
                 continue
@@ -327,7 +359,7 @@ class MessageLayer:
                 # the next deadlines already due and burst the retransmissions.
                 ex.deadline = now + ex.timeout
                 self.stats.retransmissions += 1
-                self._tx.append(encode(ex.msg))
+                self._tx.append(ex.data)
             else:
                 self._finish(ex, Outcome.TIMEOUT, None)
         self._pump(now)
@@ -344,6 +376,8 @@ class MessageLayer:
     # -- internals -------------------------------------------------------------
     def _pump(self, now: float) -> None:
         """Start queued exchanges while fewer than NSTART are outstanding."""
+        if not self._queue:
+            return
         outstanding = sum(1 for ex in self._out.values() if ex.outstanding)
         while self._queue and outstanding < self.params.nstart:
             key = self._queue.popleft()
@@ -352,6 +386,7 @@ class MessageLayer:
                 continue
             if ex.is_request:
                 ex.msg.mid = self.new_mid()
+                ex.data = with_mid(ex.data, ex.msg.mid)
             if ex.msg.type == MessageType.CON:
                 self._by_mid[ex.msg.mid] = key
                 ex.state = _State.WAIT_ACK
@@ -363,22 +398,32 @@ class MessageLayer:
                 ex.state = _State.WAIT_RESPONSE
                 ex.deadline = now + self.params.effective_separate_response_timeout
             outstanding += 1
-            self._tx.append(encode(ex.msg))
+            self._tx.append(ex.data)
 
     def _emit(self, msg: Message) -> bytes:
         data = encode(msg)
         self._tx.append(data)
         return data
 
-    def _remember_reply(self, seen_key: tuple[int, int], data: bytes, now: float) -> None:
-        seen = self._seen.get(seen_key)
-        if seen is None:
-            seen = self._seen[seen_key] = _Seen(now + self.params.exchange_lifetime)
+    def _window(self, mtype: int) -> _Window:
+        window = self._seen.get(mtype)
+        if window is None:
+            params = self.params
+            lifetime = params.exchange_lifetime if mtype == MessageType.CON else params.non_lifetime
+            window = self._seen[mtype] = _Window(lifetime)
+        return window
+
+    def _remember_reply(self, msg: Message, data: bytes, now: float) -> None:
+        """Keep the answer to ``msg`` so a duplicate of it gets the same bytes again."""
+        window = self._window(msg.type)
+        seen = window.entries.get(msg.mid)
+        if seen is None:  # its window entry already expired: a fresh one
+            seen = window.add(msg.mid, now)
         seen.reply = data
 
-    def _reply_reset(self, msg: Message, seen_key: tuple[int, int], now: float) -> None:
+    def _reply_reset(self, msg: Message, now: float) -> None:
         rst = self._emit(Message(type=MessageType.RST, code=Code.EMPTY, mid=msg.mid))
-        self._remember_reply(seen_key, rst, now)
+        self._remember_reply(msg, rst, now)
 
     def _reject_malformed(self, data: bytes) -> None:
         # RFC 7252 §4.2: a malformed CON is rejected with RST when its header is readable.
@@ -418,18 +463,18 @@ class MessageLayer:
             self._deliver(ex, msg)
         self._pump(now)
 
-    def _on_response(self, msg: Message, seen_key: tuple[int, int], now: float) -> None:
+    def _on_response(self, msg: Message, now: float) -> None:
         key = self._by_token.get(msg.token)
         ex = self._out.get(key) if key is not None else None
         if ex is None or ex.state == _State.QUEUED:
             self.stats.unmatched += 1
             # Unknown token: reject so the peer stops (this is also how an
             # unwanted notification cancels its observation, RFC 7641 §3.6).
-            self._reply_reset(msg, seen_key, now)
+            self._reply_reset(msg, now)
             return
         if msg.type == MessageType.CON:
             ack = self._emit(Message(type=MessageType.ACK, code=Code.EMPTY, mid=msg.mid))
-            self._remember_reply(seen_key, ack, now)
+            self._remember_reply(msg, ack, now)
         if ex.state == _State.WAIT_ACK:
             self._by_mid.pop(ex.msg.mid, None)
         self._deliver(ex, msg)
@@ -458,9 +503,13 @@ class MessageLayer:
             del self._by_token[ex.msg.token]
 
     def _prune(self, now: float) -> None:
-        if self._seen:
-            for k in [k for k, s in self._seen.items() if s.expires <= now]:
-                del self._seen[k]
-        if self._non_sent:
-            for mid in [m for m, (_, exp, _) in self._non_sent.items() if exp <= now]:
-                del self._non_sent[mid]
+        for window in self._seen.values():
+            window.prune(now)
+        non_sent = self._non_sent
+        while non_sent and next(iter(non_sent.values()))[1] <= now:
+            non_sent.popitem(last=False)
+
+
+def _copy(msg: Message, mtype: MessageType, mid: int, token: bytes) -> Message:
+    """The layer's own message: the caller's object is never changed."""
+    return Message(mtype, msg.code, mid, token, list(msg.options), msg.payload)

@@ -451,6 +451,10 @@ class ServerCore:
         if reg is None:
             raise UnknownEndpointError(f"endpoint {endpoint!r} is not registered")
         layer = self.peers.layer(reg.address, now)
+        if not msg.token:
+            # The layer never writes into the caller's message; an active cancel
+            # repeats this request's token, so it is chosen here.
+            msg.token = layer.new_token()
         key = self._next_id
         self._next_id += 1
         layer_key = layer.send_request(msg, now, keep_open=keep_open)

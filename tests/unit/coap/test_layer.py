@@ -919,3 +919,86 @@ def test_rst_after_empty_ack_is_ignored() -> None:
     assert events(layer) == []
     feed(layer, Message(MessageType.NON, Code.CONTENT, 1, TOKEN), START + 1)
     assert one_result(layer).key == key
+
+
+# -- deduplication windows -------------------------------------------------------------
+
+
+def test_dedup_windows_expire_oldest_first_and_per_message_type() -> None:
+    """CON ids live EXCHANGE_LIFETIME, NON ids NON_LIFETIME, each counted from its arrival."""
+    layer, _ = make_layer()
+    for i in range(200):  # one CON and one NON id every half second
+        feed(layer, incoming(MessageType.CON, i), START + i / 2)
+        feed(layer, incoming(MessageType.NON, i), START + i / 2)
+        assert len(events(layer)) == 2
+    layer.datagrams_to_send()
+    now = START + DEFAULTS.non_lifetime + 5.25  # NON ids 0..10 have expired, CON ids none
+    for mid in (0, 10, 11, 199):
+        feed(layer, incoming(MessageType.NON, mid), now)
+        assert len(events(layer)) == (1 if mid <= 10 else 0), mid
+        feed(layer, incoming(MessageType.CON, mid), now)
+        assert events(layer) == [], mid
+    now = START + DEFAULTS.exchange_lifetime + 1.75  # CON ids 0..3 have expired
+    for mid in (1, 3, 4, 150):
+        feed(layer, incoming(MessageType.CON, mid), now)
+        assert len(events(layer)) == (1 if mid <= 3 else 0), mid
+
+
+# -- the caller's messages are never changed (issue 11 item 7) ---------------------------
+
+
+def snapshot(msg: Message) -> tuple[object, ...]:
+    return (msg.type, msg.code, msg.mid, msg.token, list(msg.options), msg.payload)
+
+
+def test_send_request_leaves_the_callers_message_alone() -> None:
+    layer, _ = make_layer()
+    msg = get(token=b"")
+    before = snapshot(msg)
+    key = layer.send_request(msg, START)
+    (wire,) = sent(layer)
+    assert snapshot(msg) == before
+    assert wire.token and wire.token != msg.token
+    feed(layer, piggyback(wire), START + 0.1)
+    result = one_result(layer)
+    assert result.key == key
+    assert (result.request.mid, result.request.token) == (wire.mid, wire.token)
+    assert result.request is not msg
+
+
+def test_send_message_leaves_the_callers_message_alone() -> None:
+    layer, _ = make_layer()
+    for mtype in (MessageType.CON, MessageType.NON):
+        msg = notification(5, mtype)
+        before = snapshot(msg)
+        layer.send_message(msg, START)
+        (wire,) = sent(layer)
+        assert snapshot(msg) == before
+        assert wire.mid != msg.mid and wire.type == mtype
+
+
+def test_send_message_refuses_an_unencodable_message_without_side_effects() -> None:
+    layer, _ = make_layer()
+    with pytest.raises(ValueError):
+        layer.send_message(notification(5, MessageType.CON, token=bytes(9)), START)
+    assert layer.pending() == 0
+    assert layer.datagrams_to_send() == []
+    assert layer.next_timer() is None
+
+
+def test_respond_leaves_the_callers_message_alone() -> None:
+    # Piggybacked, separate (after the empty ACK) and NON answers.
+    layer, _ = make_layer()
+    cases = [(MessageType.CON, 0.1), (MessageType.CON, 5.0), (MessageType.NON, 0.1)]
+    for mid, (mtype, delay) in enumerate(cases):
+        feed(layer, incoming(mtype, mid), START)
+        req = one_request(layer)
+        if delay > DEFAULTS.effective_piggyback_window:
+            layer.handle_timer(START + delay)
+            layer.datagrams_to_send()
+        response = Message(code=Code.CONTENT, payload=b"x")
+        before = snapshot(response)
+        layer.respond(req.key, response, START + delay)
+        (wire,) = sent(layer)
+        assert snapshot(response) == before
+        assert wire.token == b"\x99"
