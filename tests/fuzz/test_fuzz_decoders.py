@@ -46,6 +46,11 @@ BASES = [Path.parse(p) for p in ("/", "/3", "/3/0", "/3/0/0", "/1/0", "/0/1/3", 
 SEEDS: dict[int, list[bytes]] = {
     formats.ContentFormat.TEXT: [b"42", b"hello", b"1.5", b"true"],
     formats.ContentFormat.OPAQUE: [b"\x00\x01\x02"],
+    formats.ContentFormat.CBOR: [
+        bytes.fromhex("1857"),
+        bytes.fromhex("c11a5182428f"),
+        b"\xf9\x4d\x60",
+    ],
     formats.ContentFormat.TLV: [
         bytes.fromhex("c800144f70656e204d6f62696c6520416c6c69616e6365"),
         bytes.fromhex("08000ec10055c101c8c102c103"),

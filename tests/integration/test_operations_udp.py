@@ -103,3 +103,33 @@ async def test_send_over_udp() -> None:
             assert muted.code == Code.CHANGED
             with pytest.raises(NotAllowedError):
                 await client.send(["/3303/0/5700"])
+
+
+async def test_root_composite_and_plain_cbor_over_udp() -> None:
+    """Read-/Observe-Composite of ``/`` (Core §6.3.8) and a CBOR (60) Read, on the wire."""
+    async with TestbedServer(host="127.0.0.1", port=0) as server:
+        config = ClientConfig(EP, (ServerAccount(server.uri, lifetime=60),))
+        objects = default_objects(config)
+        sensor = Instance({5700: 20.5})
+        objects.tree.add_instance(3303, 0, sensor)
+        async with Client(config, objects):
+            await server.wait_registered(EP, timeout=5)
+            whole = await server.read_composite(EP, ["/"], ContentFormat.SENML_CBOR, timeout=5)
+            assert whole.code == Code.CONTENT and whole.decode_error is None
+            got = records_to_dict(whole.records)
+            assert got[Path.parse("/3303/0/5700")] == 20.5
+            assert got[Path.parse("/3/0/0")] == "aiolwm2m"
+            assert got[Path.parse("/1/0/1")] == 60
+            assert {p.object_id for p in got} == {1, 3, 4, 3303}  # never the Security object
+            cbor = await server.read(EP, "/3303/0/5700", ContentFormat.CBOR, timeout=5)
+            assert (cbor.code, cbor.content_format, cbor.payload) == (
+                Code.CONTENT,
+                ContentFormat.CBOR,
+                bytes.fromhex("f94d20"),
+            )
+            assert records_to_dict(cbor.records) == {Path.parse("/3303/0/5700"): 20.5}
+            observation = await server.observe_composite(EP, ["/"], ContentFormat.SENML_JSON)
+            assert observation.active
+            sensor.set(5700, 22.25)
+            note = await observation.next(timeout=5)
+            assert records_to_dict(note.records)[Path.parse("/3303/0/5700")] == 22.25

@@ -268,6 +268,46 @@ async def test_read_composite_with_fetch(device: Device) -> None:
     assert independent == {k: json_value(v) for k, v in want.items()}
 
 
+async def test_read_composite_of_the_root_path(device: Device) -> None:
+    """FETCH / naming ``/`` itself: every object the server may read (Core §6.3.8)."""
+    fmt = str(int(ContentFormat.SENML_JSON))
+    request = json.dumps([{"n": "/"}])
+    reply = await device.coap_client("/", "-m", "fetch", "-t", fmt, "-A", fmt, "-e", request)
+    assert reply.code == Code.CONTENT, code_str(reply.code)
+    independent: dict[str, object] = {}
+    base = ""
+    for pack in json.loads(reply.payload):
+        base = pack.get("bn", base)
+        independent[base + pack.get("n", "")] = next(
+            pack[k] for k in ("v", "vs", "vb", "vd", "vlo") if k in pack
+        )
+    want: dict[str, object] = {}
+    for object_id, instance_ids in device.tree.instance_ids().items():
+        for iid in instance_ids if object_id != 0 else ():
+            want |= device.expected(f"/{object_id}/{iid}")
+    assert set(independent) == set(want)
+    assert stable(independent) == {k: json_value(v) for k, v in stable(want).items()}
+
+
+async def test_plain_cbor_reads_of_single_resources(device: Device) -> None:
+    for path in ("/3/0/0", "/3/0/21", "/1/0/1", "/1/0/6"):
+        reply = await device.coap_client(path, "-A", str(int(ContentFormat.CBOR)))
+        assert reply.code == Code.CONTENT, (path, code_str(reply.code))
+        assert reply.responses[-1].content_format == ContentFormat.CBOR
+        (value,) = device.expected(path).values()
+        assert cbor2.loads(reply.payload) == value  # one CBOR item, read independently
+
+
+async def test_unrecognised_critical_option_gets_4_02(device: Device) -> None:
+    """RFC 7252 §5.4.1: option 9 is critical (odd) and unknown to the client."""
+    reply = await device.coap_client("/3/0/0", "-A", "0", "-O", "9,x")
+    assert code_str(reply.code) == "4.02"
+    assert reply.responses[-1].type.name == "ACK"
+    # An unknown elective (even) option is ignored: the same Read is answered.
+    reply = await device.coap_client("/3/0/0", "-A", "0", "-O", "10,x")
+    assert (reply.code, reply.payload) == (Code.CONTENT, b"aiolwm2m")
+
+
 async def test_write_composite_with_ipatch(device: Device) -> None:
     fmt = str(int(ContentFormat.SENML_JSON))
     body = json.dumps([{"n": "/3/0/15", "vs": "Europe/Paris"}, {"n": "/3/0/14", "vs": "+01:00"}])

@@ -80,6 +80,8 @@ async def test_register_accepted_by_coap_rd_and_links_stored(tmp_path: Path) -> 
     assert registered.location == "/" + location
     assert rc == 0, err
     assert links.strip() == register.payload
+    # The 1.1 root link announcing the content formats is stored like any other link.
+    assert register.payload.startswith(b'</>;rt="oma.lwm2m";ct="60 110 112 11542 11543",</1>')
 
 
 async def test_update_goes_to_location_path_then_falls_back_to_register(tmp_path: Path) -> None:

@@ -1045,6 +1045,8 @@ class ClientEngine:
 
     def _on_server_request(self, srv: _Server, req: IncomingRequest, now: float) -> None:
         assert srv.layer is not None
+        if srv.layer.refuse_unknown_critical(req, now):
+            return
         try:
             response: Message | None = self.objects.handle_request(srv.ssid, req.message, now)
         except Exception as exc:
@@ -1614,6 +1616,8 @@ class ClientEngine:
     def _on_bootstrap_operation(self, req: IncomingRequest, now: float) -> None:
         bs = self._bs
         assert bs.layer is not None
+        if bs.layer.refuse_unknown_critical(req, now):
+            return
         if bs.handler is None or bs.phase is BootstrapPhase.CONNECTING:
             bs.layer.respond(req.key, Message(code=Code.SERVICE_UNAVAILABLE), now)
             return

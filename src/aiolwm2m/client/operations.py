@@ -159,6 +159,17 @@ _COMPOSITE_FORMATS = frozenset(
 )
 
 
+#: The ``ct`` of the Register root link: the 1.1 value formats beyond the
+#: mandatory text, opaque and link-format (which go unsaid, as Leshan's client
+#: does). LwM2M CBOR (11544) is a 1.2 format, so a 1.1 registration leaves it out.
+ANNOUNCED_FORMATS = (
+    ContentFormat.CBOR,
+    ContentFormat.SENML_JSON,
+    ContentFormat.SENML_CBOR,
+    ContentFormat.TLV,
+    ContentFormat.OMA_JSON,
+)
+
 #: Content formats a Send payload may use (LwM2M 1.1 Transport: SenML only).
 SEND_FORMATS = frozenset({ContentFormat.SENML_JSON, ContentFormat.SENML_CBOR})
 
@@ -472,7 +483,13 @@ class OperationHandler:
             self.access.grant(SERVER_OBJECT, added.path.instance_id, account.short_server_id)
 
     def registration_payload(self, lwm2m_version: str) -> bytes:
-        links = linkformat.registration_links(self.tree.instance_ids(), self.tree.versions())
+        """The Register/Update object list; as 1.1 it opens with the root link announcing
+        the content formats the client reads and writes (Core §6.2.1), so a server does
+        not fall back to TLV. A 1.0 server gets the plain list it knows."""
+        formats = ANNOUNCED_FORMATS if lwm2m_version != "1.0" else ()
+        links = linkformat.registration_links(
+            self.tree.instance_ids(), self.tree.versions(), content_formats=formats
+        )
         return linkformat.encode(links)
 
     def handle_request(self, ssid: int, request: Message, now: float) -> Message | None:
@@ -669,7 +686,7 @@ class OperationHandler:
         try:
             for path in paths:
                 self.tree.check_exists(path)
-                records.extend(self._finish_read(self._collect(ssid, path, sync=True)))
+                records.extend(self._finish_read(self._collect_composite(ssid, path, sync=True)))
             base = paths[0] if len(paths) == 1 else Path()
             return encode(content_format, records, base), records
         except (NotFoundError, _Reply, _HookFailed) as exc:
@@ -805,6 +822,19 @@ class OperationHandler:
                 out.append((target if strict else target.child(rid), value))
         return out
 
+    def _collect_composite(
+        self, ssid: int, path: Path, *, sync: bool = False
+    ) -> list[tuple[Path, Any]]:
+        """:meth:`_collect` for one path of a Read- or Observe-Composite, where the root
+        path names every object (Core §6.3.8): everything this server may read."""
+        if not path.is_root:
+            return self._collect(ssid, path, sync=sync)
+        out: list[tuple[Path, Any]] = []
+        for object_id in sorted(self.tree.objects):
+            if object_id not in HIDDEN_OBJECTS:
+                out.extend(self._collect(ssid, Path.of(object_id), sync=sync))
+        return out
+
     def _finish_read(self, collected: Sequence[tuple[Path, Any]]) -> list[Record]:
         records: list[Record] = []
         for path, value in collected:
@@ -884,7 +914,7 @@ class OperationHandler:
             if target.object_id in HIDDEN_OBJECTS or not self.tree.exists(target):
                 continue
             try:
-                collected.extend(self._collect(ssid, target, sync=observe == 0))
+                collected.extend(self._collect_composite(ssid, target, sync=observe == 0))
             except _Reply as exc:
                 if exc.code not in (Code.UNAUTHORIZED, Code.METHOD_NOT_ALLOWED):
                     raise

@@ -269,6 +269,25 @@ class MessageLayer:
             data = self._emit(_copy(response, MessageType.NON, self.new_mid(), req.token))
             self._remember_reply(req, data, now)
 
+    def refuse_unknown_critical(self, request: IncomingRequest, now: float) -> list[int]:
+        """RFC 7252 §5.4.1: refuse a request carrying a critical option we do not know.
+
+        A CON request is answered 4.02 Bad Option (naming the options in the
+        diagnostic payload), a NON one is rejected with RST. Returns the
+        option numbers (empty: the request is fine and nothing was sent), so
+        every endpoint built on this layer checks requests the same way before
+        handling them.
+        """
+        unknown = request.message.unknown_critical_options()
+        if unknown:
+            if request.message.type == MessageType.CON:
+                numbers = ", ".join(str(n) for n in unknown)
+                diagnostic = f"unrecognised critical option {numbers}".encode()
+                self.respond(request.key, Message(code=Code.BAD_OPTION, payload=diagnostic), now)
+            else:
+                self.reject(request.key, now)
+        return unknown
+
     def cancel_incoming(self, key: int) -> None:
         """Never answer this request, not even with an empty ACK (its duplicates are dropped).
 

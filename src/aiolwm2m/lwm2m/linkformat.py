@@ -263,7 +263,7 @@ def registration_links(
     if prefix or content_formats:
         root_params: list[tuple[str, str | None]] = [("rt", "oma.lwm2m")]
         if content_formats:
-            root_params.append(("ct", " ".join(str(cf) for cf in content_formats)))
+            root_params.append(("ct", " ".join(str(int(cf)) for cf in content_formats)))
         links.append(Link(prefix or "/", tuple(root_params)))
     for object_id in sorted(instances):
         if object_id in NOT_REGISTERED:

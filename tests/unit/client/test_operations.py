@@ -1286,3 +1286,60 @@ def test_server_write_of_a_default_period_sends_no_update(
     assert server.core.registrations["dev-1"].updates == 0
     assert not client.named("update_sent")
     assert client.engine.snapshot().provisioning is not None  # the account did change
+
+
+# ---------------------------------------------------------------- composite of the root path
+
+
+def test_read_composite_of_the_root_is_everything_the_server_may_read() -> None:
+    """Core §6.3.8: ``/`` in a Read-Composite names every object; Access Control applies."""
+    ops = make_ops((1, 2))
+    ops.tree.add_instance(3303, 1, Instance({5700: -3.0}))
+    ops.access.grant(3303, 1, 2)  # server 2 owns /3303/1: server 1 may not read it
+    for ssid in (1, 2):
+        req = request(Code.FETCH, "/", senml_cbor.encode_paths([Path()]), cf=112)
+        resp = answer(ops, req, ssid=ssid)
+        assert resp.code == Code.CONTENT and resp.content_format == 112
+        got = values(resp, "/")
+        expected = {
+            path: value
+            for path, value in ((r.path, r.value) for r in readable(ops, ssid))
+            if path.object_id not in (0, 21)
+        }
+        assert got == expected
+        assert got[Path.parse("/3/0/0")] == "aiolwm2m"
+        own = {p.instance_id for p in got if p.object_id == 1}
+        assert len(own) == 1  # each server reads its own Server instance only
+        assert (Path.parse("/3303/1/5700") in got) == (ssid == 2)
+        assert not any(p.object_id == 0 for p in got)
+
+
+def readable(ops: Operations, ssid: int) -> list[Record]:
+    """Every resource a plain Read of each object gives ``ssid``, object by object."""
+    out: list[Record] = []
+    for object_id in sorted(ops.tree.objects):
+        resp = answer(ops, request(Code.GET, f"/{object_id}", accept=112), ssid=ssid)
+        if resp.code == Code.CONTENT:
+            out.extend(senml_cbor.decode(resp.payload, Path.of(object_id), TYPES))
+    return out
+
+
+def test_observe_composite_of_the_root_notifies_any_change() -> None:
+    ops = make_ops()
+    req = request(Code.FETCH, "/", senml_json.encode_paths([Path()]), cf=110, observe=0)
+    first = answer(ops, req)
+    assert first.code == Code.CONTENT and first.observe is not None
+    assert values(first, "/")[Path.parse("/3303/0/5700")] == 21.5
+    ops.tree.set("/3303/0/5700", 19.0)
+    (note,) = ops.take_notifications(1.0)
+    got = values(note.message, "/")
+    assert got[Path.parse("/3303/0/5700")] == 19.0
+    assert got[Path.parse("/3/0/0")] == "aiolwm2m"
+    # An instance created later is part of the root, so it shows up too.
+    ops.tree.add_instance(3303, 4, Instance({5700: 5.0}))
+    (note,) = ops.take_notifications(2.0)
+    assert values(note.message, "/")[Path.parse("/3303/4/5700")] == 5.0
+
+
+def test_plain_read_of_the_root_stays_method_not_allowed() -> None:
+    assert answer(make_ops(), request(Code.GET, "/")).code == Code.METHOD_NOT_ALLOWED

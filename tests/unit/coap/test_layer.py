@@ -1002,3 +1002,46 @@ def test_respond_leaves_the_callers_message_alone() -> None:
         (wire,) = sent(layer)
         assert snapshot(response) == before
         assert wire.token == b"\x99"
+
+
+# -- unrecognised critical options (RFC 7252 §5.4.1) ------------------------------------
+
+
+def with_option(mtype: MessageType, number: int) -> Message:
+    msg = incoming(mtype)
+    msg.add(number, b"\x01")
+    return msg
+
+
+def test_con_request_with_unknown_critical_option_gets_4_02() -> None:
+    layer, _ = make_layer()
+    feed(layer, with_option(MessageType.CON, 9), START)
+    assert layer.refuse_unknown_critical(one_request(layer), START) == [9]
+    (resp,) = sent(layer)
+    assert (resp.type, resp.code, resp.mid, resp.token) == (
+        MessageType.ACK,
+        Code.BAD_OPTION,
+        0x0A0A,
+        b"\x99",
+    )
+    assert b"9" in resp.payload
+    feed(layer, with_option(MessageType.CON, 9), START + 1)  # a duplicate: the same answer
+    assert sent(layer) == [resp]
+
+
+def test_non_request_with_unknown_critical_option_is_reset() -> None:
+    layer, _ = make_layer()
+    feed(layer, with_option(MessageType.NON, 2049), START)
+    assert layer.refuse_unknown_critical(one_request(layer), START) == [2049]
+    assert sent(layer) == [empty(MessageType.RST, 0x0A0A)]
+
+
+@pytest.mark.parametrize("number", [10, 258, int(OptionNumber.URI_QUERY), 2048])
+def test_known_or_elective_options_are_accepted(number: int) -> None:
+    layer, _ = make_layer()
+    feed(layer, with_option(MessageType.CON, number), START)
+    req = one_request(layer)
+    assert layer.refuse_unknown_critical(req, START) == []
+    assert layer.datagrams_to_send() == []
+    layer.respond(req.key, Message(code=Code.CONTENT), START)
+    assert sent(layer)[0].code == Code.CONTENT

@@ -1,4 +1,4 @@
-"""text/plain, opaque, OMA JSON, LwM2M CBOR and the Content-Format dispatcher."""
+"""text/plain, opaque, plain CBOR, OMA JSON, LwM2M CBOR and the Content-Format dispatcher."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from aiolwm2m.errors import DecodeError
 from aiolwm2m.lwm2m.ddf import load_builtin
 from aiolwm2m.lwm2m.formats import (
     VALUE_FORMATS,
+    CborError,
     ContentFormat,
     ContentFormatError,
     FormatEncodeError,
@@ -27,6 +28,7 @@ from aiolwm2m.lwm2m.formats import (
     TextError,
     TlvError,
     UnsupportedFormatError,
+    cbor,
     decode,
     encode,
     lwm2m_cbor,
@@ -262,6 +264,63 @@ def test_lwm2m_cbor_round_trip(case: tuple[Schema, Path, list[Record]]) -> None:
     assert sorted(decoded, key=lambda r: r.path) == sorted(records, key=lambda r: r.path)
 
 
+# -- plain CBOR (60): one value ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "wire"),
+    [
+        ("/3/0/9", 87, "1857"),  # Integer: major type 0
+        ("/3303/0/5700", -40, "3827"),  # major type 1
+        ("/3303/0/5700", 21.5, "f94d60"),  # Float: shortest exact width (half)
+        ("/3303/0/5700", 0.1, "fb3fb999999999999a"),
+        ("/3/0/0", "Acme", "6441636d65"),  # String: text string
+        ("/1/0/6", True, "f5"),  # Boolean
+        ("/0/0/3", b"\x00\x01", "420001"),  # Opaque: byte string
+        ("/3/0/13", datetime.fromtimestamp(1367491215, UTC), "1a5182428f"),  # Time: seconds
+        ("/3/0/22/0", ObjLnk(66, 0), "6436363a30"),  # Objlnk: "66:0"
+    ],
+)
+def test_cbor_single_values(path: str, value: Value, wire: str) -> None:
+    base = Path.parse(path)
+    payload = cbor.encode([Record(base, value)], base)
+    assert payload.hex() == wire
+    assert decode(ContentFormat.CBOR, payload, base, REGISTRY.type_of) == [Record(base, value)]
+
+
+def test_cbor_time_also_as_tagged_epoch_or_date_string() -> None:
+    base = Path(3, 0, 13)
+    when = datetime.fromtimestamp(1367491215, UTC)
+    for item in (cbor2.CBORTag(1, 1367491215), cbor2.CBORTag(0, "2013-05-02T10:40:15Z")):
+        assert cbor.decode(cbor2.dumps(item), base, REGISTRY.type_of) == [Record(base, when)]
+
+
+@pytest.mark.parametrize(
+    ("payload", "base"),
+    [
+        (b"", Path(3, 0, 9)),
+        (bytes.fromhex("18570a"), Path(3, 0, 9)),  # trailing byte after the value
+        (cbor2.dumps([1]), Path(3, 0, 9)),
+        (cbor2.dumps({0: 1}), Path(3, 0, 9)),
+        (cbor2.dumps("x"), Path(3, 0, 9)),  # Battery Level is an Integer
+        (cbor2.dumps(1.5), Path(3, 0, 9)),
+        (cbor2.dumps(cbor2.CBORTag(1, 1)), Path(3, 0, 0)),  # a time for a String
+        (cbor2.dumps(cbor2.CBORTag(99, 1)), Path(3, 0, 9)),
+        (cbor2.dumps(7), Path(3, 0)),  # one value needs a resource path
+    ],
+)
+def test_cbor_rejects(payload: bytes, base: Path) -> None:
+    with pytest.raises(CborError):
+        cbor.decode(payload, base, REGISTRY.type_of)
+
+
+def test_cbor_carries_one_value_only() -> None:
+    with pytest.raises(FormatEncodeError):
+        cbor.encode([Record(Path(3, 0, 9), 1), Record(Path(3, 0, 10), 2)], Path(3, 0))
+    with pytest.raises(FormatEncodeError):
+        cbor.encode([Record(Path(3, 0, 9), 1)], Path(3, 0))
+
+
 # -- dispatcher ---------------------------------------------------------------------------------
 
 
@@ -269,6 +328,7 @@ def test_content_format_numbers() -> None:
     assert (
         ContentFormat.TEXT == 0 and ContentFormat.LINK_FORMAT == 40 and ContentFormat.OPAQUE == 42
     )
+    assert ContentFormat.CBOR == 60
     assert ContentFormat.SENML_JSON == 110 and ContentFormat.SENML_CBOR == 112
     assert ContentFormat.TLV == 11542 and ContentFormat.OMA_JSON == 11543
     assert ContentFormat.LWM2M_CBOR == 11544
@@ -294,6 +354,7 @@ EXPECTED_ERROR: dict[int, type[ContentFormatError]] = {
     ContentFormat.LEGACY_TEXT: TextError,
     ContentFormat.OPAQUE: OpaqueError,
     ContentFormat.LEGACY_OPAQUE: OpaqueError,
+    ContentFormat.CBOR: CborError,
     ContentFormat.TLV: TlvError,
     ContentFormat.LEGACY_TLV: TlvError,
     ContentFormat.SENML_JSON: SenmlJsonError,

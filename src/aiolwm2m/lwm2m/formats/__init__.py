@@ -16,8 +16,9 @@ from enum import IntEnum
 from ..model import TypeLookup
 from ..path import Path
 from ..values import Record
-from . import lwm2m_cbor, oma_json, opaque, senml_cbor, senml_json, text, tlv
+from . import cbor, lwm2m_cbor, oma_json, opaque, senml_cbor, senml_json, text, tlv
 from .errors import (
+    CborError,
     ContentFormatError,
     FormatEncodeError,
     LinkFormatError,
@@ -32,6 +33,7 @@ from .errors import (
 
 __all__ = [
     "VALUE_FORMATS",
+    "CborError",
     "ContentFormat",
     "ContentFormatError",
     "FormatEncodeError",
@@ -59,6 +61,7 @@ class ContentFormat(IntEnum):
     TEXT = 0
     LINK_FORMAT = 40
     OPAQUE = 42
+    CBOR = 60
     SENML_JSON = 110
     SENML_CBOR = 112
     LEGACY_TEXT = 1541
@@ -82,6 +85,7 @@ _CODECS: dict[ContentFormat, tuple[_Encoder, _Decoder]] = {
     ContentFormat.LEGACY_TEXT: (text.encode, text.decode),
     ContentFormat.OPAQUE: (opaque.encode, opaque.decode),
     ContentFormat.LEGACY_OPAQUE: (opaque.encode, opaque.decode),
+    ContentFormat.CBOR: (cbor.encode, cbor.decode),
     ContentFormat.TLV: (tlv.encode, tlv.decode),
     ContentFormat.LEGACY_TLV: (tlv.encode, tlv.decode),
     ContentFormat.SENML_JSON: (senml_json.encode, senml_json.decode),

@@ -9,6 +9,7 @@ from __future__ import annotations
 from aiolwm2m.errors import DecodeError, EncodeError
 
 __all__ = [
+    "CborError",
     "ContentFormatError",
     "FormatEncodeError",
     "LinkFormatError",
@@ -48,6 +49,10 @@ class SenmlCborError(ContentFormatError):
 
 class OmaJsonError(ContentFormatError):
     """Malformed OMA LwM2M JSON (11543) payload."""
+
+
+class CborError(ContentFormatError):
+    """Malformed plain CBOR (60) value."""
 
 
 class Lwm2mCborError(ContentFormatError):

@@ -19,17 +19,18 @@ from typing import Any
 
 import cbor2
 
-from ..model import InvalidValueError, ObjLnk, TypeLookup, time_to_seconds
+from ..model import InvalidValueError, ObjLnk, TypeLookup, Value, time_to_seconds
 from ..path import Path, PathError
 from ..values import Record, apply_types
-from .errors import FormatEncodeError, Lwm2mCborError
+from .errors import ContentFormatError, FormatEncodeError, Lwm2mCborError
 
-__all__ = ["decode", "encode"]
+__all__ = ["decode", "dumps", "encode", "leaf_value", "wire_value"]
 
 _MAX_DEPTH = 12
 
 
-def _wire_value(value: object) -> object:
+def wire_value(value: object) -> object:
+    """What cbor2 writes for a resource value (shared with plain CBOR, format 60)."""
     if isinstance(value, ObjLnk):
         return str(value)
     if isinstance(value, datetime):
@@ -38,6 +39,27 @@ def _wire_value(value: object) -> object:
         except InvalidValueError as exc:
             raise FormatEncodeError(str(exc)) from exc
     return value
+
+
+def dumps(document: object, what: str) -> bytes:
+    """Canonical CBOR (shortest exact floats, sorted maps) or a FormatEncodeError."""
+    try:
+        return bytes(cbor2.dumps(document, canonical=True))
+    except (cbor2.CBOREncodeError, ValueError, TypeError) as exc:
+        raise FormatEncodeError(f"{what} cannot carry this value: {exc}") from exc
+
+
+def leaf_value(value: object, where: object, error: type[ContentFormatError]) -> Value:
+    """A decoded CBOR item as a resource value (before typing), or ``error``.
+
+    Time may arrive as a tag-1 epoch or tag-0 date/time string; cbor2 turns
+    both into datetimes, which must carry a time zone.
+    """
+    if isinstance(value, datetime) and value.tzinfo is None:
+        raise error(f"time value without time zone at {where}")
+    if isinstance(value, str | bytes | float | int | datetime):
+        return value
+    raise error(f"unsupported value type {type(value).__name__} at {where}")
 
 
 def encode(records: Sequence[Record], base: Path) -> bytes:
@@ -55,11 +77,8 @@ def encode(records: Sequence[Record], base: Path) -> bytes:
             node = child
         if leaf in node:
             raise FormatEncodeError(f"{record.path} given more than once (or is a container)")
-        node[leaf] = _wire_value(record.value)
-    try:
-        return bytes(cbor2.dumps(tree, canonical=True))
-    except (cbor2.CBOREncodeError, ValueError, TypeError) as exc:
-        raise FormatEncodeError(f"LwM2M CBOR cannot carry this value: {exc}") from exc
+        node[leaf] = wire_value(record.value)
+    return dumps(tree, "LwM2M CBOR")
 
 
 def _walk(node: object, prefix: tuple[int, ...], out: list[Record]) -> None:
@@ -84,12 +103,7 @@ def _walk(node: object, prefix: tuple[int, ...], out: list[Record]) -> None:
             continue
         if len(ids) < 3:
             raise Lwm2mCborError(f"value at {ids}, above resource level")
-        if isinstance(value, datetime) and value.tzinfo is None:
-            raise Lwm2mCborError(f"time value without time zone at {ids}")
-        if isinstance(value, str | bytes | float | int | datetime):
-            out.append(Record(Path.of(*ids), value))
-        else:
-            raise Lwm2mCborError(f"unsupported value type {type(value).__name__}")
+        out.append(Record(Path.of(*ids), leaf_value(value, ids, Lwm2mCborError)))
 
 
 def decode(payload: bytes, base: Path, types: TypeLookup | None = None) -> list[Record]:
