@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aiolwm2m.coap.layer import ExchangeResult, IncomingRequest, MessageLayer
-from aiolwm2m.coap.message import Code, Message, MessageType
 from aiolwm2m.coap.params import TransmissionParameters
 
 Address = tuple[str, int]
@@ -261,24 +260,18 @@ class PeerMux:
     def _refuse_bad_options(
         self, addr: Address, layer: MessageLayer, req: IncomingRequest, now: float
     ) -> bool:
-        unknown = req.message.unknown_critical_options()
-        if not unknown:
-            return False
-        numbers = ", ".join(str(n) for n in unknown)
-        self.log.add(
-            now,
-            "bad_option",
-            None,
-            f"from {addr[0]}:{addr[1]}: option {numbers}",
-            address=f"{addr[0]}:{addr[1]}",
-            options=unknown,
-        )
-        if req.message.type == MessageType.CON:
-            diagnostic = f"unrecognised critical option {numbers}".encode()
-            layer.respond(req.key, Message(code=Code.BAD_OPTION, payload=diagnostic), now)
-        else:
-            layer.reject(req.key, now)
-        return True
+        unknown = layer.refuse_unknown_critical(req, now)
+        if unknown:
+            numbers = ", ".join(str(n) for n in unknown)
+            self.log.add(
+                now,
+                "bad_option",
+                None,
+                f"from {addr[0]}:{addr[1]}: option {numbers}",
+                address=f"{addr[0]}:{addr[1]}",
+                options=unknown,
+            )
+        return bool(unknown)
 
 
 __all__ = [
