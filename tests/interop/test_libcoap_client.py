@@ -249,19 +249,25 @@ async def test_discover_device_instance(device: Device) -> None:
     assert "/3/0/4" in listed
 
 
+def senml_json_values(payload: bytes) -> dict[str, object]:
+    """Path -> value of a SenML JSON pack, read with nothing but ``json``."""
+    out: dict[str, object] = {}
+    base = ""
+    for pack in json.loads(payload):
+        base = pack.get("bn", base)
+        out[base + pack.get("n", "")] = next(
+            pack[k] for k in ("v", "vs", "vb", "vd", "vlo") if k in pack
+        )
+    return out
+
+
 async def test_read_composite_with_fetch(device: Device) -> None:
     fmt = str(int(ContentFormat.SENML_JSON))
     paths = ["/3/0/0", "/3/0/15", "/4/0/1"]
     request = json.dumps([{"n": p} for p in paths])
     reply = await device.coap_client("/", "-m", "fetch", "-t", fmt, "-A", fmt, "-e", request)
     assert reply.code == Code.CONTENT, code_str(reply.code)
-    independent: dict[str, object] = {}
-    base = ""
-    for pack in json.loads(reply.payload):
-        base = pack.get("bn", base)
-        independent[base + pack.get("n", "")] = next(
-            pack[k] for k in ("v", "vs", "vb", "vd", "vlo") if k in pack
-        )
+    independent = senml_json_values(reply.payload)
     want: dict[str, object] = {}
     for path in paths:
         want |= device.expected(path)
@@ -274,13 +280,7 @@ async def test_read_composite_of_the_root_path(device: Device) -> None:
     request = json.dumps([{"n": "/"}])
     reply = await device.coap_client("/", "-m", "fetch", "-t", fmt, "-A", fmt, "-e", request)
     assert reply.code == Code.CONTENT, code_str(reply.code)
-    independent: dict[str, object] = {}
-    base = ""
-    for pack in json.loads(reply.payload):
-        base = pack.get("bn", base)
-        independent[base + pack.get("n", "")] = next(
-            pack[k] for k in ("v", "vs", "vb", "vd", "vlo") if k in pack
-        )
+    independent = senml_json_values(reply.payload)
     want: dict[str, object] = {}
     for object_id, instance_ids in device.tree.instance_ids().items():
         for iid in instance_ids if object_id != 0 else ():
