@@ -43,16 +43,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
 ALLOWED: dict[str, tuple[str, ...]] = {"client": ("aiolwm2m.dtls.policy",)}
 
 #: (file relative to src/aiolwm2m, imported module) → why it is still there.
-PENDING: dict[tuple[str, str], str] = {
-    (
-        "lwm2m/objects/connectivity.py",
-        "socket",
-    ): "host probes go behind a HostInfo interface (issue 11 item 6, helper perf)",
-    (
-        "lwm2m/objects/device.py",
-        "time",
-    ): "host probes and the wall clock go behind HostInfo (issue 11 item 6, helper perf)",
-}
+PENDING: dict[tuple[str, str], str] = {}
 
 
 @dataclass(frozen=True)

@@ -111,7 +111,10 @@ from aiolwm2m.lwm2m.formats import (
 from aiolwm2m.lwm2m.model import InvalidValueError, ResourceType
 from aiolwm2m.lwm2m.objects import (
     AccessControl,
+    ConnectivityInstance,
     DeviceInfo,
+    DeviceInstance,
+    HostInfo,
     Right,
     ServerCallbacks,
     build_default_tree,
@@ -291,6 +294,8 @@ class Job:
 class DataModelRuntime(Protocol):
     """What a runtime drives beyond the engine's ``ObjectTree`` protocol."""
 
+    def attach_host(self, host: HostInfo) -> None: ...
+
     def take_jobs(self) -> list[Job]: ...
 
     def take_actions(self) -> list[ClientAction]: ...
@@ -439,6 +444,16 @@ class OperationHandler:
         tree.set_listener(self._tree_changed)
 
     # ------------------------------------------------------------------ runtime side
+    def attach_host(self, host: HostInfo) -> None:
+        """Give the Device and Connectivity objects the machine to report (the runtime's).
+
+        Instances that already have a host (the application chose one) keep it.
+        """
+        for node in self.tree.objects.values():
+            for inst in node.instances.values():
+                if isinstance(inst, DeviceInstance | ConnectivityInstance) and inst.host is None:
+                    inst.host = host
+
     def take_jobs(self) -> list[Job]:
         out, self._jobs = self._jobs, []
         return out
@@ -719,7 +734,7 @@ class OperationHandler:
                 records.extend(self._finish_read(self._collect(ssid, path, sync=True)))
         except _HANDLED as exc:
             raise SendError(f"cannot send: {exc}") from exc
-        stamped = [replace(record, time=time) for record in records]
+        stamped = [record.with_time(time) for record in records]
         return encode(content_format, stamped, Path())
 
     def attributes(self, ssid: int, path: Path) -> Attributes:
@@ -1211,15 +1226,14 @@ class OperationHandler:
             return None
         assert rpath.resource_id is not None
         value: object = inst.values.get(rpath.resource_id)
-        if rpath.resource_id in inst.on_read:
-            try:
-                read = inst.on_read[rpath.resource_id]()
-            except Exception:
-                return None
-            if is_awaitable(read):
-                _discard(read)
-            else:
-                value = read
+        try:
+            read = inst.read(rpath.resource_id)  # hooks and host-backed values too
+        except Exception:
+            return None
+        if is_awaitable(read):
+            _discard(read)
+        else:
+            value = read
         return sorted(value) if isinstance(value, dict) else []
 
     def _write_attributes(self, ssid: int, request: Message, path: Path, now: float) -> _Result:
@@ -1312,6 +1326,7 @@ def default_objects(
     *,
     registry: ObjectRegistry | None = None,
     device: DeviceInfo | None = None,
+    host: HostInfo | None = None,
     on_reboot: ExecuteHook | None = None,
     on_factory_reset: ExecuteHook | None = None,
     observe: ObserveSettings | None = None,
@@ -1321,7 +1336,9 @@ def default_objects(
     than one server), Device (3), Connectivity Monitoring (4).
 
     Add application objects to ``result.tree`` before starting the client (or
-    later: the next Update carries the new object list).
+    later: the next Update carries the new object list). ``host`` is what /3
+    and /4 report; without one the runtime attaches its own when the client is
+    built (see :meth:`Operations.attach_host`).
     """
     holder: list[OperationHandler] = []
 
@@ -1337,6 +1354,7 @@ def default_objects(
         config.servers,
         registry=registry,
         device=device,
+        host=host,
         on_reboot=on_reboot,
         on_factory_reset=on_factory_reset,
         callbacks=callbacks,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 import random
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from aiolwm2m.coap.message import (
@@ -156,13 +156,15 @@ class MessageLayer:
         # NON messages that may still draw a Reset, by message id, oldest first
         # (each expires NON_LIFETIME after it was sent): (key, expires, message).
         self._non_sent: OrderedDict[int, tuple[int, float, Message]] = OrderedDict()
-        self._queue: deque[int] = deque()
+        # Lists, not deques: they hold a handful of items, and an empty deque costs
+        # a 600-byte block per layer, which adds up with thousands of clients.
+        self._queue: list[int] = []
         self._in: dict[int, _Incoming] = {}
         # Deduplication windows per message type (CON and NON ids live apart and
         # for different lifetimes); created on the first message of that type.
         self._seen: dict[int, _Window] = {}
         self._tx: list[bytes] = []
-        self._events: deque[Event] = deque()
+        self._events: list[Event] = []
         self.stats = LayerStats()
 
     # -- identifiers -----------------------------------------------------------
@@ -390,7 +392,7 @@ class MessageLayer:
         return out
 
     def next_event(self) -> Event | None:
-        return self._events.popleft() if self._events else None
+        return self._events.pop(0) if self._events else None
 
     # -- internals -------------------------------------------------------------
     def _pump(self, now: float) -> None:
@@ -399,7 +401,7 @@ class MessageLayer:
             return
         outstanding = sum(1 for ex in self._out.values() if ex.outstanding)
         while self._queue and outstanding < self.params.nstart:
-            key = self._queue.popleft()
+            key = self._queue.pop(0)
             ex = self._out.get(key)
             if ex is None:
                 continue

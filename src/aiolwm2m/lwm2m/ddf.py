@@ -17,6 +17,7 @@ operations will refuse those reads unless the application overrides them.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator, Mapping
 from importlib import resources
@@ -232,9 +233,13 @@ class ObjectRegistry:
 
     def type_of(self, path: Path) -> ResourceType | None:
         """Resource type at a resource or resource-instance path, else ``None``."""
-        if path.object_id is None or path.resource_id is None:
+        ids = path.ids  # decoders ask once per value: no detours
+        if len(ids) < 3:
             return None
-        resource = self.resource(path.object_id, path.resource_id)
+        definition = self._objects.get(ids[0])
+        if definition is None:
+            return None
+        resource = definition.resources.get(ids[2])
         return resource.type if resource is not None else None
 
     def copy(self) -> ObjectRegistry:
@@ -269,16 +274,28 @@ DEFAULT_BUILTIN_FILES: tuple[str, ...] = (
 
 
 def builtin_definition(filename: str) -> ObjectDef:
-    """One shipped definition by file name, e.g. ``builtin_definition("1.xml")``."""
+    """One shipped definition by file name, e.g. ``builtin_definition("1.xml")``.
+
+    Parsed once per process: definitions are immutable, so every client (and
+    every registry) shares the same objects instead of re-reading the XML.
+    """
     if filename not in BUILTIN_FILES:
         raise DdfError(f"no shipped definition file {filename!r}")
+    return _parsed_builtin(filename)
+
+
+@functools.cache
+def _parsed_builtin(filename: str) -> ObjectDef:
     data = (resources.files("aiolwm2m.lwm2m") / "definitions" / filename).read_bytes()
     (definition,) = load_ddf(data)
     return definition
 
 
 def load_builtin(files: tuple[str, ...] = DEFAULT_BUILTIN_FILES) -> ObjectRegistry:
-    """A fresh registry with the shipped definitions (callers may add their own)."""
+    """A fresh registry with the shipped definitions (callers may add their own).
+
+    The registry is the caller's; the definitions in it are shared, parsed once.
+    """
     registry = ObjectRegistry()
     for filename in files:
         registry.add(builtin_definition(filename))

@@ -23,6 +23,7 @@ none       no value (executable resources)
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -301,6 +302,12 @@ class ValueRange:
             raise InvalidValueError(f"{measured} above {self.high}")
 
 
+@functools.lru_cache(maxsize=512)
+def _value_range(text: str) -> ValueRange | None:
+    """Parsed once per distinct text: every validated write would parse it again."""
+    return ValueRange.parse(text)
+
+
 # -- definitions --------------------------------------------------------------
 
 
@@ -320,7 +327,7 @@ class ResourceDef:
 
     @property
     def value_range(self) -> ValueRange | None:
-        return ValueRange.parse(self.range_enumeration) if self.range_enumeration else None
+        return _value_range(self.range_enumeration) if self.range_enumeration else None
 
     def validate(self, value: object) -> Value:
         """Coerce ``value`` to this resource's type and check the declared range."""

@@ -15,40 +15,84 @@ with no values) produce no record.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
+from operator import itemgetter
+from typing import TYPE_CHECKING
 
 from .model import InvalidValueError, ObjLnk, ResourceType, TypeLookup, Value, coerce
 from .path import Path
 
-__all__ = ["Record", "apply_types", "records_from_mapping", "records_to_dict"]
+__all__ = ["Record", "apply_types", "records_from_mapping", "records_to_dict", "trusted_record"]
 
 _VALUE_TYPES = (str, int, float, bytes, ObjLnk, datetime)
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(tuple[Path, Value, float | None]):
     """One resource (instance) value, optionally with a measurement time.
 
     ``time`` is absolute Unix seconds as carried by SenML ``bt``/``t`` (used by
     Send and stored notifications). Formats without timestamps ignore it.
+
+    A tuple underneath (``(path, value, time)``) because decoders make one per
+    value and a tuple is the cheapest immutable, hashable record Python has;
+    it only equals another :class:`Record`. Building one checks its fields;
+    the decoders, whose fields are checked already, use :func:`trusted_record`.
     """
 
-    path: Path
-    value: Value
-    time: float | None = None
+    __slots__ = ()
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.path, Path) or self.path.level < 3:
+    def __new__(cls, path: Path, value: Value, time: float | None = None) -> Record:
+        if not isinstance(path, Path) or len(path.ids) < 3:
             raise InvalidValueError(
-                f"a record needs a resource or resource-instance path: {self.path!r}"
+                f"a record needs a resource or resource-instance path: {path!r}"
             )
-        if not isinstance(self.value, _VALUE_TYPES):
-            raise InvalidValueError(f"unsupported value type {type(self.value).__name__}")
-        if self.time is not None and (
-            isinstance(self.time, bool) or not isinstance(self.time, int | float)
-        ):
-            raise InvalidValueError(f"record time must be a number: {self.time!r}")
+        if not isinstance(value, _VALUE_TYPES):
+            raise InvalidValueError(f"unsupported value type {type(value).__name__}")
+        if time is not None and (isinstance(time, bool) or not isinstance(time, int | float)):
+            raise InvalidValueError(f"record time must be a number: {time!r}")
+        return _new(cls, (path, value, time))
+
+    if TYPE_CHECKING:
+
+        @property
+        def path(self) -> Path: ...
+
+        @property
+        def value(self) -> Value: ...
+
+        @property
+        def time(self) -> float | None: ...
+
+    else:  # C-level getters: these are read for every value a format encodes
+        path = property(itemgetter(0), doc="The resource or resource-instance path.")
+        value = property(itemgetter(1), doc="The value, of the canonical type for its resource.")
+        time = property(itemgetter(2), doc="Measurement time in Unix seconds, or None.")
+
+    def with_time(self, time: float | None) -> Record:
+        """The same value stamped with ``time``."""
+        return Record(self[0], self[1], time)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Record) and tuple.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    __hash__ = tuple.__hash__
+
+    def __repr__(self) -> str:
+        return f"Record(path={self[0]!r}, value={self[1]!r}, time={self[2]!r})"
+
+    def __reduce__(self) -> tuple[type[Record], tuple[Path, Value, float | None]]:
+        return (Record, (self[0], self[1], self[2]))
+
+
+_new = tuple.__new__
+
+
+def trusted_record(path: Path, value: Value, time: float | None = None) -> Record:
+    """A record whose fields the caller already checked (a decoder's typed values)."""
+    return _new(Record, (path, value, time))
 
 
 def records_from_mapping(values: Mapping[Path, Value]) -> list[Record]:

@@ -41,6 +41,7 @@ from aiolwm2m.client.operations import (
 from aiolwm2m.coap.message import Code, Message
 from aiolwm2m.lwm2m.formats import ContentFormat
 from aiolwm2m.lwm2m.path import Path
+from aiolwm2m.runtime.host import system_host
 from aiolwm2m.runtime.links import Link
 from aiolwm2m.runtime.storage import (
     Store,
@@ -74,6 +75,7 @@ class EngineDriver(ABC):
         self._job_tasks: set[asyncio.Task[None]] = set()
         if self._data_model is not None:
             self._data_model.set_wakeup(self.poll)
+            self._data_model.attach_host(system_host())
         self._links: dict[int, Link] = {}
         self._generation: dict[int, int] = {}
         self._callbacks: list[EventCallback] = []

@@ -31,7 +31,7 @@ from aiolwm2m.coap.message import encode as coap_encode
 from aiolwm2m.errors import ConfigError
 from aiolwm2m.lwm2m import ContentFormat, Path, decode, encode, linkformat, load_builtin
 from aiolwm2m.lwm2m.formats import senml_cbor, senml_json, tlv
-from aiolwm2m.lwm2m.objects import DeviceInfo, HostNetwork, Platform, Right, build_default_tree
+from aiolwm2m.lwm2m.objects import DeviceInfo, FixedHost, Right, build_default_tree
 from aiolwm2m.lwm2m.tree import Instance
 from aiolwm2m.lwm2m.values import Record, records_to_dict
 from aiolwm2m.runtime.sim import SimClient, SimNetwork
@@ -50,42 +50,23 @@ TYPES = load_builtin().type_of
 T0 = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
-class FakePlatform(Platform):
-    def now(self) -> datetime:
-        return T0
-
-    def local_offset(self) -> timedelta:
-        return timedelta(hours=1)
-
-    def timezone_name(self) -> str:
-        return "Europe/Paris"
-
-    def memory_kib(self) -> tuple[int | None, int | None]:
-        return 1000, 4000
-
-    def serial_number(self) -> str:
-        return "SN-1"
-
-    def model(self) -> str:
-        return "Model-X"
-
-    def firmware_version(self) -> str:
-        return "1.2.3"
-
-
-class FakeNetwork(HostNetwork):
-    def ip_addresses(self) -> list[str]:
-        return ["192.0.2.10", "2001:db8::10"]
-
-    def routers(self) -> list[str]:
-        return ["192.0.2.1"]
+def fake_host() -> FixedHost:
+    return FixedHost(
+        now_=T0,
+        offset=timedelta(hours=1),
+        timezone="Europe/Paris",
+        memory=(1000, 4000),
+        serial="SN-1",
+        model_name="Model-X",
+        firmware="1.2.3",
+        addresses=["192.0.2.10", "2001:db8::10"],
+        gateways=["192.0.2.1"],
+    )
 
 
 def make_ops(ssids: tuple[int, ...] = (1,), **kwargs: Any) -> OperationHandler:
     servers = [ServerAccount(f"coap://s{i}", i, lifetime=300) for i in ssids]
-    built = build_default_tree(
-        servers, platform=FakePlatform(), network=FakeNetwork(), device=DeviceInfo(), **kwargs
-    )
+    built = build_default_tree(servers, host=fake_host(), device=DeviceInfo(), **kwargs)
     ops = OperationHandler(built.tree, access=built.access)
     ops.tree.add_object(3303, factory=lambda iid: Instance())
     ops.tree.add_instance(3303, 0, Instance({5700: 21.5, 5701: "Cel"}))
@@ -566,7 +547,7 @@ def test_observe_errors_and_drop(ops: OperationHandler) -> None:
 
 def test_default_pmax_from_server_object() -> None:
     servers = [ServerAccount("coap://s1", 1, default_pmax=30)]
-    built = build_default_tree(servers, platform=FakePlatform(), network=FakeNetwork())
+    built = build_default_tree(servers, host=fake_host())
     ops = OperationHandler(built.tree, access=built.access)
     answer(ops, request(Code.GET, "/3/0/0", observe=0))
     assert ops.next_timer() == 30.0

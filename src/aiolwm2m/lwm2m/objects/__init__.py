@@ -14,8 +14,9 @@ from aiolwm2m.accounts import ServerAccount
 from ..ddf import ObjectRegistry
 from ..tree import ExecuteHook, ObjectTree
 from .access_control import ACCESS_CONTROL_OBJECT, CREATE_TARGET, AccessControl, Right
-from .connectivity import ConnectivityInstance, HostNetwork
-from .device import DeviceInfo, DeviceInstance, Platform
+from .connectivity import ConnectivityInstance
+from .device import DeviceInfo, DeviceInstance
+from .host import FixedHost, HostInfo
 from .server import SERVER_OBJECT, ServerInstance
 
 __all__ = [
@@ -26,8 +27,8 @@ __all__ = [
     "DefaultObjects",
     "DeviceInfo",
     "DeviceInstance",
-    "HostNetwork",
-    "Platform",
+    "FixedHost",
+    "HostInfo",
     "Right",
     "ServerCallbacks",
     "ServerInstance",
@@ -60,8 +61,7 @@ def build_default_tree(
     *,
     registry: ObjectRegistry | None = None,
     device: DeviceInfo | None = None,
-    platform: Platform | None = None,
-    network: HostNetwork | None = None,
+    host: HostInfo | None = None,
     on_reboot: ExecuteHook | None = None,
     on_factory_reset: ExecuteHook | None = None,
     callbacks: ServerCallbacks | None = None,
@@ -90,11 +90,9 @@ def build_default_tree(
     tree.add_instance(
         DEVICE_OBJECT,
         0,
-        DeviceInstance(
-            device, platform_=platform, on_reboot=on_reboot, on_factory_reset=on_factory_reset
-        ),
+        DeviceInstance(device, host=host, on_reboot=on_reboot, on_factory_reset=on_factory_reset),
     )
-    tree.add_instance(CONNECTIVITY_OBJECT, 0, ConnectivityInstance(network))
+    tree.add_instance(CONNECTIVITY_OBJECT, 0, ConnectivityInstance(host))
     if servers:
         primary = servers[0].short_server_id
         for object_id in (DEVICE_OBJECT, CONNECTIVITY_OBJECT):

@@ -1,10 +1,10 @@
-"""Device object (/3/0) backed by what the host platform can tell.
+"""Device object (/3/0) with what the host can tell, through a :class:`HostInfo`.
 
-This module and :mod:`.connectivity` are the only places in ``lwm2m/`` that
-look at the host (``/proc``, :mod:`platform`, the wall clock): the values a
-server reads from /3 are meant to be real. All of it goes through a
-:class:`Platform` instance so tests, simulations and embedded ports pass
-their own and stay deterministic.
+The values a server reads from /3 are meant to be real (model, serial number,
+the clock, free memory), but ``lwm2m/`` does no IO: they come from the
+:class:`~aiolwm2m.lwm2m.objects.host.HostInfo` the runtime attaches (one per
+process, shared by all its clients). Until one is attached those resources
+are absent; values the application gives in :class:`DeviceInfo` always win.
 
 Reboot (/3/0/4) and Factory Reset (/3/0/5) only call the application's
 callbacks: a library must not reboot the machine by itself. Without a
@@ -15,19 +15,22 @@ to exist), and Factory Reset is absent (4.04).
 
 from __future__ import annotations
 
-import os
-import platform
-import time
-import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from importlib import metadata
+from datetime import datetime, timedelta
 
 from ..model import Value
-from ..tree import ExecuteArguments, ExecuteHook, Instance, MaybeAwaitable, ResourceValue
+from ..tree import (
+    ExecuteArguments,
+    ExecuteHook,
+    Instance,
+    MaybeAwaitable,
+    NotFoundError,
+    ResourceValue,
+)
+from .host import HostInfo
 
-__all__ = ["DeviceInfo", "DeviceInstance", "Platform", "format_utc_offset"]
+__all__ = ["DeviceInfo", "DeviceInstance", "format_utc_offset"]
 
 # Resource ids of the Device object (LwM2M Core Appendix E.4).
 MANUFACTURER = 0
@@ -56,69 +59,9 @@ def format_utc_offset(offset: timedelta) -> str:
     return f"UTC{sign}{minutes // 60:02d}:{minutes % 60:02d}"
 
 
-class Platform:
-    """The host facts the Device object reports; override any method to fake or extend."""
-
-    def now(self) -> datetime:
-        return datetime.now(UTC)
-
-    def local_offset(self) -> timedelta:
-        offset = datetime.now().astimezone().utcoffset()
-        return offset if offset is not None else timedelta(0)
-
-    def timezone_name(self) -> str:
-        """IANA name when the host says (``TZ`` or ``/etc/timezone``), else the abbreviation."""
-        name = os.environ.get("TZ", "").lstrip(":")
-        if name:
-            return name
-        try:
-            with open("/etc/timezone", encoding="utf-8") as handle:
-                text = handle.read().strip()
-        except OSError:
-            text = ""
-        return text or time.tzname[0]
-
-    def memory_kib(self) -> tuple[int | None, int | None]:
-        """(free, total) memory in KiB from ``/proc/meminfo`` (None when unknown)."""
-        try:
-            with open("/proc/meminfo", encoding="ascii") as handle:
-                lines = handle.read().splitlines()
-        except OSError:
-            return None, None
-        fields: dict[str, int] = {}
-        for line in lines:
-            name, _, rest = line.partition(":")
-            parts = rest.split()
-            if parts and parts[0].isdigit():
-                fields[name] = int(parts[0])
-        free = fields.get("MemAvailable", fields.get("MemFree"))
-        return free, fields.get("MemTotal")
-
-    def serial_number(self) -> str:
-        """``/etc/machine-id`` when readable, else the MAC-derived node id."""
-        try:
-            with open("/etc/machine-id", encoding="ascii") as handle:
-                text = handle.read().strip()
-        except OSError:
-            text = ""
-        return text or f"{uuid.getnode():012x}"
-
-    def model(self) -> str:
-        return f"{platform.system()} {platform.machine()}".strip()
-
-    def firmware_version(self) -> str:
-        return platform.release()
-
-    def software_version(self) -> str:
-        try:
-            return "aiolwm2m " + metadata.version("aiolwm2m")
-        except metadata.PackageNotFoundError:
-            return "aiolwm2m"
-
-
 @dataclass
 class DeviceInfo:
-    """Identity values of /3/0; ``None`` fields are filled from the :class:`Platform`."""
+    """Identity values of /3/0; ``None`` fields come from the attached :class:`HostInfo`."""
 
     manufacturer: str = "aiolwm2m"
     model_number: str | None = None
@@ -130,64 +73,103 @@ class DeviceInfo:
     error_codes: list[int] = field(default_factory=lambda: [0])
 
 
+# Resources read from the host when the application gave no value.
+_FROM_HOST: dict[int, Callable[[HostInfo], Value]] = {
+    MODEL_NUMBER: lambda host: host.model(),
+    SERIAL_NUMBER: lambda host: host.serial_number(),
+    FIRMWARE_VERSION: lambda host: host.firmware_version(),
+    SOFTWARE_VERSION: lambda host: host.software_version(),
+    UTC_OFFSET: lambda host: format_utc_offset(host.local_offset()),
+    TIMEZONE: lambda host: host.timezone_name(),
+    MEMORY_FREE: lambda host: host.memory_kib()[0] or 0,
+    MEMORY_TOTAL: lambda host: host.memory_kib()[1] or 0,
+}
+_MEMORY = frozenset({MEMORY_FREE, MEMORY_TOTAL})
+
+
 class DeviceInstance(Instance):
     """/3/0 with live time, memory and error codes; reboot/factory reset go to callbacks.
 
     Current Time is writable as the spec allows: the write is kept as an
-    offset to the platform clock, so later reads keep ticking from the value
-    the server set. UTC Offset and Timezone writes are stored and reported
-    back (the host's own clock settings are left alone).
+    offset to the host clock, so later reads keep ticking from the value the
+    server set. UTC Offset and Timezone writes are stored and reported back
+    (the host's own clock settings are left alone). Host-backed resources are
+    read through :attr:`host` on every server read, with no per-client copy.
     """
 
     def __init__(
         self,
         info: DeviceInfo | None = None,
         *,
-        platform_: Platform | None = None,
+        host: HostInfo | None = None,
         on_reboot: ExecuteHook | None = None,
         on_factory_reset: ExecuteHook | None = None,
     ) -> None:
-        self.platform = platform_ or Platform()
-        self.info = info or DeviceInfo()
+        self.host = host
+        self.info = info = info or DeviceInfo()
         self.reboot_requests = 0
         self._on_reboot = on_reboot
         self._clock_offset = timedelta(0)
-        p = self.platform
+        self._removed: frozenset[int] = frozenset()  # host values a Write-replace cleared
+        self._memory: bool | None = None  # the host reports memory (checked once)
         values: dict[int, Value | dict[int, Value]] = {
-            MANUFACTURER: self.info.manufacturer,
-            MODEL_NUMBER: self.info.model_number or p.model(),
-            SERIAL_NUMBER: self.info.serial_number or p.serial_number(),
-            FIRMWARE_VERSION: self.info.firmware_version or p.firmware_version(),
-            SOFTWARE_VERSION: self.info.software_version or p.software_version(),
-            SUPPORTED_BINDINGS: self.info.supported_bindings,
-            ERROR_CODE: dict(enumerate(self.info.error_codes or [0])),
-            UTC_OFFSET: format_utc_offset(p.local_offset()),
-            TIMEZONE: p.timezone_name(),
+            MANUFACTURER: info.manufacturer,
+            SUPPORTED_BINDINGS: info.supported_bindings,
+            ERROR_CODE: dict(enumerate(info.error_codes or [0])),
         }
-        if self.info.device_type is not None:
-            values[DEVICE_TYPE] = self.info.device_type
+        given = {
+            MODEL_NUMBER: info.model_number,
+            SERIAL_NUMBER: info.serial_number,
+            FIRMWARE_VERSION: info.firmware_version,
+            SOFTWARE_VERSION: info.software_version,
+            DEVICE_TYPE: info.device_type,
+        }
+        values.update((rid, value) for rid, value in given.items() if value)
         execute: dict[int, ExecuteHook] = {REBOOT: self._reboot, RESET_ERROR_CODE: self._reset}
         if on_factory_reset is not None:
             execute[FACTORY_RESET] = on_factory_reset
-        super().__init__(
-            values,
-            on_read={CURRENT_TIME: self._current_time},
-            on_execute=execute,
-        )
-        free, total = p.memory_kib()
-        if free is not None:
-            self.on_read[MEMORY_FREE] = lambda: self.platform.memory_kib()[0] or 0
-        if total is not None:
-            self.values[MEMORY_TOTAL] = total
+        super().__init__(values, on_execute=execute)
 
-    def _current_time(self) -> ResourceValue:
-        return self.platform.now() + self._clock_offset
+    def resource_ids(self) -> Iterable[int]:
+        ids = set(super().resource_ids())
+        host = self.host
+        if host is not None:
+            ids.add(CURRENT_TIME)
+            ids.update(_FROM_HOST)
+            if not self._has_memory(host):
+                ids -= _MEMORY
+            ids -= self._removed
+        return ids
+
+    def read(self, resource_id: int) -> MaybeAwaitable[ResourceValue]:
+        if resource_id in self.on_read or resource_id in self.values:
+            return super().read(resource_id)
+        host = self.host
+        if host is None or resource_id in self._removed:
+            raise NotFoundError(f"resource {resource_id} has no value")
+        if resource_id == CURRENT_TIME:
+            return host.now() + self._clock_offset
+        source = _FROM_HOST.get(resource_id)
+        if source is None or (resource_id in _MEMORY and not self._has_memory(host)):
+            raise NotFoundError(f"resource {resource_id} has no value")
+        return source(host)
 
     def write(self, resource_id: int, value: ResourceValue) -> MaybeAwaitable[None]:
         if resource_id == CURRENT_TIME and isinstance(value, datetime):
-            self._clock_offset = value - self.platform.now()
+            if self.host is not None:
+                self._clock_offset = value - self.host.now()
             return None
+        self._removed -= {resource_id}
         return super().write(resource_id, value)
+
+    def remove(self, resource_id: int) -> None:
+        super().remove(resource_id)
+        self._removed |= {resource_id}
+
+    def _has_memory(self, host: HostInfo) -> bool:
+        if self._memory is None:
+            self._memory = host.memory_kib()[1] is not None
+        return self._memory
 
     def _reboot(self, arguments: ExecuteArguments) -> MaybeAwaitable[None]:
         self.reboot_requests += 1
