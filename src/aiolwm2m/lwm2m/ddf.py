@@ -37,6 +37,7 @@ __all__ = [
     "DEFAULT_BUILTIN_FILES",
     "DdfError",
     "ObjectRegistry",
+    "ResourceTypes",
     "builtin_definition",
     "load_builtin",
     "load_ddf",
@@ -187,15 +188,46 @@ def load_ddf(source: bytes | str | os.PathLike[str]) -> list[ObjectDef]:
     return objects
 
 
+class ResourceTypes:
+    """A registry's :data:`~aiolwm2m.lwm2m.model.TypeLookup`, with a shortcut.
+
+    Called with a path it gives that resource's type, like any type lookup;
+    :meth:`of_object` gives every resource type of an object at once, which
+    decoders use to type a whole instance with one lookup instead of one per
+    value.
+    """
+
+    __slots__ = ("_objects",)
+
+    def __init__(self, objects: Mapping[int, ObjectDef]) -> None:
+        self._objects = objects
+
+    def __call__(self, path: Path) -> ResourceType | None:
+        ids = path.ids  # decoders ask once per value: no detours
+        if len(ids) < 3:
+            return None
+        definition = self._objects.get(ids[0])
+        if definition is None:
+            return None
+        return definition.types.get(ids[2])
+
+    def of_object(self, object_id: int) -> Mapping[int, ResourceType] | None:
+        """``{resource id: type}`` of object ``object_id`` (None if unknown)."""
+        definition = self._objects.get(object_id)
+        return definition.types if definition is not None else None
+
+
 class ObjectRegistry:
     """The object definitions a client knows, one version per object id.
 
-    Its :meth:`type_of` is the :data:`~aiolwm2m.lwm2m.model.TypeLookup` the
+    Its :attr:`type_of` is the :data:`~aiolwm2m.lwm2m.model.TypeLookup` the
     decoders take, so the registry is the single source of resource types.
     """
 
     def __init__(self, objects: Mapping[int, ObjectDef] | None = None) -> None:
         self._objects: dict[int, ObjectDef] = dict(objects or {})
+        #: Resource type by path (a :class:`ResourceTypes` over this registry).
+        self.type_of = ResourceTypes(self._objects)
 
     def add(self, definition: ObjectDef, *, replace: bool = True) -> None:
         """Register ``definition``; ``replace=False`` refuses to shadow one."""
@@ -230,17 +262,6 @@ class ObjectRegistry:
     def resource(self, object_id: int, resource_id: int) -> ResourceDef | None:
         definition = self._objects.get(object_id)
         return definition.resource(resource_id) if definition is not None else None
-
-    def type_of(self, path: Path) -> ResourceType | None:
-        """Resource type at a resource or resource-instance path, else ``None``."""
-        ids = path.ids  # decoders ask once per value: no detours
-        if len(ids) < 3:
-            return None
-        definition = self._objects.get(ids[0])
-        if definition is None:
-            return None
-        resource = definition.resources.get(ids[2])
-        return resource.type if resource is not None else None
 
     def copy(self) -> ObjectRegistry:
         return ObjectRegistry(self._objects)

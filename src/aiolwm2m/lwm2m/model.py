@@ -51,6 +51,7 @@ __all__ = [
     "ValueRange",
     "coerce",
     "infer_type",
+    "object_types",
     "seconds_to_time",
     "time_to_seconds",
 ]
@@ -149,6 +150,23 @@ Value = str | int | float | bool | bytes | ObjLnk | datetime
 #: (TLV, text/plain) need it, and self-describing ones use it to tell Time from
 #: Integer. ``ObjectRegistry.type_of`` fits; ``None`` means "unknown resource".
 TypeLookup = Callable[[Path], ResourceType | None]
+
+
+def object_types(types: TypeLookup | None, object_id: int) -> Mapping[int, ResourceType] | None:
+    """Every resource type of one object when ``types`` can give them at once, else None.
+
+    A registry's lookup (``ObjectRegistry.type_of``) can; decoding a whole
+    instance then costs one lookup instead of one call per value. Any other
+    :data:`TypeLookup` is simply called per path.
+    """
+    of_object = getattr(types, "of_object", None)
+    if of_object is None:
+        return None
+    table: Mapping[int, ResourceType] | None = of_object(object_id)
+    return table if table is not None else _NO_TYPES
+
+
+_NO_TYPES: Mapping[int, ResourceType] = MappingProxyType({})
 
 
 def time_to_seconds(value: datetime) -> int:
@@ -351,11 +369,15 @@ class ObjectDef:
     mandatory: bool = False
     lwm2m_version: str = "1.0"
     description: str = ""
+    #: ``{resource id: type}``, for decoders that look a whole instance up at once.
+    types: Mapping[int, ResourceType] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Freeze the mapping so a shared definition cannot be edited behind
         # the registry's back.
         object.__setattr__(self, "resources", MappingProxyType(dict(self.resources)))
+        types = {rid: resource.type for rid, resource in self.resources.items()}
+        object.__setattr__(self, "types", MappingProxyType(types))
 
     def resource(self, resource_id: int) -> ResourceDef | None:
         return self.resources.get(resource_id)

@@ -15,7 +15,7 @@ from enum import IntEnum
 
 from aiolwm2m.errors import DecodeError
 
-__all__ = ["MAX_ID", "Path", "PathError", "PathLevel"]
+__all__ = ["MAX_ID", "Path", "PathError", "PathLevel", "interned_path"]
 
 #: Largest value of any LwM2M identifier (16-bit unsigned).
 MAX_ID = 65535
@@ -275,6 +275,10 @@ class Path:
         if not isinstance(other, Path):
             return NotImplemented
         return self.ids < other.ids
+
+
+#: The interned path for an ids tuple made by the library, or None (not yet seen).
+interned_path = _PARSED.get
 
 
 def _remember(key: object, path: Path) -> Path:

@@ -31,7 +31,7 @@ from typing import Protocol, TypeAlias, TypeVar, cast, runtime_checkable
 
 from aiolwm2m.errors import Lwm2mError
 
-from .ddf import ObjectRegistry, load_builtin
+from .ddf import ObjectRegistry, ResourceTypes, load_builtin
 from .model import InvalidValueError, ObjectDef, Operations, ResourceDef, ResourceType, Value
 from .path import MAX_ID, Path, PathLevel
 from .values import Record
@@ -336,9 +336,10 @@ class ObjectTree:
             raise NotFoundError(f"object {path.object_id} defines no resource {path.resource_id}")
         return found
 
-    def type_of(self, path: Path) -> ResourceType | None:
-        """The :data:`~aiolwm2m.lwm2m.model.TypeLookup` for decoding requests."""
-        return self.registry.type_of(path)
+    @property
+    def type_of(self) -> ResourceTypes:
+        """The :data:`~aiolwm2m.lwm2m.model.TypeLookup` for decoding requests (the registry's)."""
+        return self.registry.type_of
 
     def exists(self, path: Path) -> bool:
         """True if ``path`` names something present (a resource needs a value or hook)."""

@@ -80,7 +80,7 @@ class UnsupportedFormatError(ContentFormatError):
 _Encoder = Callable[[Sequence[Record], Path], bytes]
 _Decoder = Callable[[bytes, Path, TypeLookup | None], list[Record]]
 
-_CODECS: dict[ContentFormat, tuple[_Encoder, _Decoder]] = {
+_CODECS: dict[int, tuple[_Encoder, _Decoder]] = {
     ContentFormat.TEXT: (text.encode, text.decode),
     ContentFormat.LEGACY_TEXT: (text.encode, text.decode),
     ContentFormat.OPAQUE: (opaque.encode, opaque.decode),
@@ -96,14 +96,16 @@ _CODECS: dict[ContentFormat, tuple[_Encoder, _Decoder]] = {
 }
 
 #: Formats that carry resource values (everything except link-format).
-VALUE_FORMATS: frozenset[ContentFormat] = frozenset(_CODECS)
+VALUE_FORMATS: frozenset[ContentFormat] = frozenset(ContentFormat(cf) for cf in _CODECS)
 
 
 def _codec(content_format: int) -> tuple[_Encoder, _Decoder]:
-    try:
-        return _CODECS[ContentFormat(content_format)]
-    except (ValueError, KeyError):
-        raise UnsupportedFormatError(f"content format {content_format} carries no values") from None
+    # IntEnum members hash and compare as their numbers: a plain int finds them
+    # (calling ContentFormat(...) first would cost more than some encodings).
+    codec = _CODECS.get(content_format) if type(content_format) in (int, ContentFormat) else None
+    if codec is None:
+        raise UnsupportedFormatError(f"content format {content_format} carries no values")
+    return codec
 
 
 def encode(content_format: int, records: Sequence[Record], base: Path) -> bytes:

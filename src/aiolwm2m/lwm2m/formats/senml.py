@@ -10,79 +10,140 @@ labels, base64 vs byte strings), so the LwM2M rules live here once:
   2**28 are relative to "now" per RFC 8428, which we pass through unchanged
   because sans-IO code has no clock (the engine decides what to do with them);
 * labels ending in ``_`` are must-understand extensions and are refused.
+
+Each codec works on its own labels (text for JSON, the RFC's integers for
+CBOR) through a :class:`Labels` table, so entries are never re-keyed between
+the two: a pack is walked once, one record per entry, typed as it is built.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ..model import InvalidValueError, ObjLnk, TypeLookup, time_to_seconds
+from ..model import (
+    InvalidValueError,
+    ObjLnk,
+    ResourceType,
+    TypeLookup,
+    Value,
+    coerce,
+    object_types,
+    time_to_seconds,
+)
 from ..path import Path, PathError
-from ..values import Record, apply_types
+from ..values import Record
 from .errors import ContentFormatError, FormatEncodeError
 
-__all__ = ["entries_to_paths", "entries_to_records", "paths_to_entries", "records_to_entries"]
+__all__ = [
+    "CBOR_LABELS",
+    "JSON_LABELS",
+    "Labels",
+    "ValueLabels",
+    "entries_to_paths",
+    "entries_to_records",
+    "paths_to_entries",
+    "put_value",
+    "records_to_entries",
+]
 
-_VALUE_LABELS = ("v", "vs", "vb", "vd", "vlo")
-
-
-def _names(paths: Sequence[Path], base: Path) -> tuple[str | None, list[str]]:
-    """Pick a base name and per-record names whose concatenation is each path.
-
-    ``bn`` is the request path (plus ``/`` when every record lies strictly
-    below it, the style of the spec examples); an empty ``n`` is omitted.
-    """
-    for path in paths:
-        if not base.contains(path):
-            raise FormatEncodeError(f"{path} is not below the request path {base}")
-    if base.is_root:
-        return None, [str(path) for path in paths]
-    base_name = str(base)
-    if all(path != base for path in paths):
-        base_name += "/"
-    return base_name, [str(path)[len(base_name) :] for path in paths]
-
-
-def records_to_entries(records: Sequence[Record], base: Path) -> list[dict[str, Any]]:
-    """SenML records with textual labels; ``vd`` holds raw bytes (codecs encode them)."""
-    base_name, names = _names([record.path for record in records], base)
-    entries: list[dict[str, Any]] = []
-    for index, (record, name) in enumerate(zip(records, names, strict=True)):
-        entry: dict[str, Any] = {}
-        if index == 0 and base_name is not None:
-            entry["bn"] = base_name
-        if name:
-            entry["n"] = name
-        put_value(entry, record, SENML_LABELS)
-        entries.append(entry)
-    return entries
+# What the walker does with a label (RFC 8428 §4: base name/time/value, name,
+# time, and the five LwM2M value fields).
+_BN, _BT, _BV, _N, _T, _V, _VS, _VB, _VD, _VLO = range(10)
+_VALUE_ROLES = (_V, _VS, _VB, _VD, _VLO)
+_ROLE_NAMES = ("bn", "bt", "bv", "n", "t", "v", "vs", "vb", "vd", "vlo")
+_TEXT_ROLES: dict[object, int] = {name: role for role, name in enumerate(_ROLE_NAMES)}
 
 
 @dataclass(frozen=True)
 class ValueLabels:
-    """Entry labels of the non-numeric value kinds; numbers and Time always go in ``v``."""
+    """Entry labels of the value kinds and the time (SenML, OMA JSON)."""
 
-    boolean: str
-    string: str
-    opaque: str
-    objlnk: str
+    boolean: object
+    string: object
+    opaque: object
+    objlnk: object
     opaque_as: Callable[[bytes], Any] = bytes
+    number: object = "v"
+    time: object = "t"
 
 
-SENML_LABELS = ValueLabels("vb", "vs", "vd", "vlo")
+@dataclass(frozen=True)
+class Labels:
+    """One SenML serialisation's labels: what it writes and how it reads them."""
+
+    values: ValueLabels
+    base_name: object
+    name: object
+    #: label -> role; labels not in it are ignorable extensions.
+    roles: Mapping[object, int] = field(default_factory=dict)
 
 
-def put_value(entry: dict[str, Any], record: Record, labels: ValueLabels) -> None:
+JSON_LABELS = Labels(ValueLabels("vb", "vs", "vd", "vlo"), "bn", "n", _TEXT_ROLES)
+#: RFC 8428 Table 4 integers; the object link has no integer label and keeps
+#: ``"vlo"``. Text labels are read too, as some peers send them in CBOR.
+CBOR_LABELS = Labels(
+    ValueLabels(4, 3, 8, "vlo", number=2, time=6),
+    -2,
+    0,
+    {**_TEXT_ROLES, -2: _BN, -3: _BT, -5: _BV, 0: _N, 6: _T, 2: _V, 3: _VS, 4: _VB, 8: _VD},
+)
+
+
+def records_to_entries(
+    records: Sequence[Record], base: Path, labels: Labels = JSON_LABELS
+) -> list[dict[Any, Any]]:
+    """SenML records for ``records``, all below ``base``; ``vd`` holds raw bytes for
+    CBOR (``labels.values.opaque_as`` converts them).
+
+    ``bn`` is the request path (plus ``/`` when every record lies strictly
+    below it, the style of the spec examples); an empty ``n`` is omitted.
+    """
+    prefix = base.ids
+    depth = len(prefix)
+    strictly_below = True
+    for record in records:
+        ids = record[0].ids
+        if ids[:depth] != prefix:
+            raise FormatEncodeError(f"{record[0]} is not below the request path {base}")
+        if len(ids) == depth:
+            strictly_below = False
+    entries: list[dict[Any, Any]] = []
+    if depth == 0:
+        skip = 0
+        base_name = None
+    else:
+        base_name = str(base) + ("/" if strictly_below else "")
+        skip = len(base_name)
+    name_label, value_labels = labels.name, labels.values
+    for record in records:
+        entry: dict[Any, Any] = {}
+        if base_name is not None:
+            entry[labels.base_name] = base_name
+            base_name = None
+        name = str(record[0])[skip:]
+        if name:
+            entry[name_label] = name
+        put_value(entry, record, value_labels)
+        entries.append(entry)
+    return entries
+
+
+def put_value(entry: dict[Any, Any], record: Record, labels: ValueLabels) -> None:
     """Store ``record``'s value and time in a SenML-like entry (SenML, OMA JSON)."""
-    value = record.value
-    if isinstance(value, bool):
+    _, value, time = record
+    kind = type(value)
+    if kind is str:
+        entry[labels.string] = value
+    elif kind is float or kind is int:
+        entry[labels.number] = value
+    elif isinstance(value, bool):
         entry[labels.boolean] = value
     elif isinstance(value, int | float):
-        entry["v"] = value
+        entry[labels.number] = value
     elif isinstance(value, str):
         entry[labels.string] = value
     elif isinstance(value, bytes):
@@ -91,17 +152,16 @@ def put_value(entry: dict[str, Any], record: Record, labels: ValueLabels) -> Non
         entry[labels.objlnk] = str(value)
     elif isinstance(value, datetime):
         try:
-            entry["v"] = time_to_seconds(value)
+            entry[labels.number] = time_to_seconds(value)
         except InvalidValueError as exc:
             raise FormatEncodeError(str(exc)) from exc
-    if record.time is not None:
-        time = record.time
-        entry["t"] = int(time) if isinstance(time, float) and time.is_integer() else time
+    if time is not None:
+        entry[labels.time] = int(time) if isinstance(time, float) and time.is_integer() else time
 
 
-def paths_to_entries(paths: Sequence[Path]) -> list[dict[str, Any]]:
+def paths_to_entries(paths: Sequence[Path], labels: Labels = JSON_LABELS) -> list[dict[Any, Any]]:
     """Name-only records, the Read-Composite / Observe-Composite request body."""
-    return [{"n": str(path)} for path in paths]
+    return [{labels.name: str(path)} for path in paths]
 
 
 def _number(value: object) -> bool:
@@ -111,32 +171,55 @@ def _number(value: object) -> bool:
 class _Walker:
     """Applies the base-field carry-over rules of RFC 8428 section 4.5."""
 
-    def __init__(self, error: type[ContentFormatError]) -> None:
+    def __init__(self, error: type[ContentFormatError], roles: Mapping[object, int]) -> None:
         self.error = error
+        self.roles = roles
         self.base_name = ""
         self.base_time: float | None = None
         self.base_value: float | int | None = None
 
-    def step(self, entry: object) -> tuple[Path, dict[str, Any], float | None]:
+    def step(self, entry: object) -> tuple[Path, int, object, float | None]:
+        """(path, value role or -1, raw value, time) of one entry."""
         error = self.error
-        if not isinstance(entry, dict):
+        if type(entry) is not dict:
             raise error("each SenML record must be a map/object")
-        for label in entry:
-            if label.endswith("_"):
-                raise error(f"unsupported must-understand label {label!r}")
-        if "bn" in entry:
-            if not isinstance(entry["bn"], str):
-                raise error("bn must be a string")
-            self.base_name = entry["bn"]
-        if "bt" in entry:
-            if not _number(entry["bt"]):
-                raise error("bt must be a number")
-            self.base_time = entry["bt"]
-        if "bv" in entry:
-            if not _number(entry["bv"]):
-                raise error("bv must be a number")
-            self.base_value = entry["bv"]
-        name = entry.get("n", "")
+        name: object = ""
+        time: object = None
+        role = -1
+        raw: object = None
+        seen = 0
+        roles = self.roles
+        for label, item in entry.items():
+            # False/True would find the integer labels 0/1: a boolean is never a label.
+            this = roles.get(label) if type(label) is not bool else None
+            if this is None:
+                if isinstance(label, str):
+                    if label.endswith("_"):
+                        raise error(f"unsupported must-understand label {label!r}")
+                elif type(label) is not int:
+                    raise error(f"invalid label {label!r}")
+                continue  # an ignorable extension (or a unit, sum …)
+            if seen >> this & 1:
+                raise error(f"label {_ROLE_NAMES[this]!r} given twice")
+            seen |= 1 << this
+            if this >= _V:
+                if role >= 0:
+                    raise error("a record needs exactly one value field, got two")
+                role, raw = this, item
+            elif this == _N:
+                name = item
+            elif this == _T:
+                time = item
+            elif this == _BN:
+                if not isinstance(item, str):
+                    raise error("bn must be a string")
+                self.base_name = item
+            elif not _number(item):
+                raise error(f"{_ROLE_NAMES[this]} must be a number")
+            elif this == _BT:
+                self.base_time = item
+            else:
+                self.base_value = item
         if not isinstance(name, str):
             raise error("n must be a string")
         full_name = self.base_name + name
@@ -146,45 +229,42 @@ class _Walker:
             path = Path.parse(full_name)
         except PathError as exc:
             raise error(f"record name is not an LwM2M path: {exc}") from None
-        time: float | None = None
-        if "t" in entry or self.base_time is not None:
-            offset = entry.get("t", 0)
-            if not _number(offset):
-                raise error("t must be a number")
-            try:
-                time = float((self.base_time or 0) + offset)
-            except OverflowError:
-                raise error("time out of range") from None
-            if not math.isfinite(time):
-                raise error("time is not finite")
-        return path, entry, time
+        if time is None and self.base_time is None:
+            return path, role, raw, None
+        offset = 0 if time is None else time
+        if not _number(offset):
+            raise error("t must be a number")
+        try:
+            when = float((self.base_time or 0) + offset)  # type: ignore[operator]
+        except OverflowError:
+            raise error("time out of range") from None
+        if not math.isfinite(when):
+            raise error("time is not finite")
+        return path, role, raw, when
 
-    def value(self, entry: dict[str, Any], decode_data: Callable[[object], bytes]) -> object:
+    def value(self, role: int, raw: object, decode_data: Callable[[object], bytes]) -> Value:
         error = self.error
-        present = [label for label in _VALUE_LABELS if label in entry]
-        if len(present) != 1:
-            raise error(f"a record needs exactly one value field, got {present or 'none'}")
-        label = present[0]
-        raw = entry[label]
-        if label == "v":
+        if role == _VS:
+            if type(raw) is not str:
+                raise error("vs must be a string")
+            return raw
+        if role == _V:
             if not _number(raw):
                 raise error("v must be a number")
             if self.base_value is not None:
                 try:
-                    raw = raw + self.base_value
+                    raw = raw + self.base_value  # type: ignore[operator]
                 except OverflowError:
                     raise error("v + bv out of range") from None
-            return raw
-        if label == "vs":
-            if not isinstance(raw, str):
-                raise error("vs must be a string")
-            return raw
-        if label == "vb":
+            return raw  # type: ignore[return-value]
+        if role == _VB:
             if not isinstance(raw, bool):
                 raise error("vb must be a boolean")
             return raw
-        if label == "vd":
+        if role == _VD:
             return decode_data(raw)
+        if role != _VLO:
+            raise error("a record needs exactly one value field, got none")
         if not isinstance(raw, str):
             raise error("vlo must be a string")
         try:
@@ -193,38 +273,59 @@ class _Walker:
             raise error(str(exc)) from None
 
 
+_NONE = ResourceType.NONE
+_new_record = tuple.__new__
+
+
 def entries_to_records(
     entries: object,
     base: Path,
     types: TypeLookup | None,
     error: type[ContentFormatError],
     decode_data: Callable[[object], bytes],
+    labels: Labels = JSON_LABELS,
 ) -> list[Record]:
-    """LwM2M records from parsed SenML entries; every path must lie below ``base``."""
+    """LwM2M records from parsed SenML entries; every path must lie below ``base``.
+
+    Values are typed with ``types`` as each record is built (Time from
+    seconds, Objlnk from text, Float from an integer …).
+    """
     if not isinstance(entries, list):
         raise error("a SenML pack must be an array")
-    walker = _Walker(error)
+    walker = _Walker(error, labels.roles)
+    prefix = base.ids
+    depth = len(prefix)
+    table_object = -1
+    table: Mapping[int, ResourceType] | None = None
     records: list[Record] = []
     for entry in entries:
-        path, fields, time = walker.step(entry)
-        if path.level < 3:
+        path, role, raw, time = walker.step(entry)
+        ids = path.ids
+        if len(ids) < 3:
             raise error(f"value records need a resource path, got {path}")
-        if not base.contains(path):
+        if ids[:depth] != prefix:
             raise error(f"{path} is not below the request path {base}")
-        value = walker.value(fields, decode_data)
-        try:
-            records.append(Record(path, value, time))  # type: ignore[arg-type]
-        except InvalidValueError as exc:
-            raise error(str(exc)) from None
-    try:
-        return apply_types(records, types)
-    except InvalidValueError as exc:
-        raise error(str(exc)) from None
+        value = walker.value(role, raw, decode_data)
+        if types is not None:
+            if ids[0] != table_object:
+                table_object, table = ids[0], object_types(types, ids[0])
+            rtype = table.get(ids[2]) if table is not None else types(path)
+            if rtype is not None:
+                if rtype is _NONE:
+                    raise error(f"{path} is executable and has no value")
+                try:
+                    value = coerce(value, rtype)
+                except InvalidValueError as exc:
+                    raise error(str(exc)) from None
+        records.append(_new_record(Record, (path, value, time)))
+    return records
 
 
-def entries_to_paths(entries: object, error: type[ContentFormatError]) -> list[Path]:
+def entries_to_paths(
+    entries: object, error: type[ContentFormatError], labels: Labels = JSON_LABELS
+) -> list[Path]:
     """Paths named by a Read-Composite / Observe-Composite request body."""
     if not isinstance(entries, list):
         raise error("a SenML pack must be an array")
-    walker = _Walker(error)
+    walker = _Walker(error, labels.roles)
     return [walker.step(entry)[0] for entry in entries]

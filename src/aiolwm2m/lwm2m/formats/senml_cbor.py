@@ -17,79 +17,41 @@ from ..model import TypeLookup
 from ..path import Path
 from ..values import Record
 from .errors import FormatEncodeError, SenmlCborError
-from .senml import entries_to_paths, entries_to_records, paths_to_entries, records_to_entries
+from .senml import (
+    CBOR_LABELS,
+    entries_to_paths,
+    entries_to_records,
+    paths_to_entries,
+    records_to_entries,
+)
 
-__all__ = ["LABELS", "decode", "decode_paths", "encode", "encode_paths"]
+__all__ = ["decode", "decode_paths", "encode", "encode_paths"]
 
-#: SenML text label -> CBOR integer label (RFC 8428 Table 4).
-LABELS: dict[str, int] = {
-    "bver": -1,
-    "bn": -2,
-    "bt": -3,
-    "bu": -4,
-    "bv": -5,
-    "bs": -6,
-    "n": 0,
-    "u": 1,
-    "v": 2,
-    "vs": 3,
-    "vb": 4,
-    "s": 5,
-    "t": 6,
-    "ut": 7,
-    "vd": 8,
-}
-_NAMES = {number: name for name, number in LABELS.items()}
 _MAX_DEPTH = 8  # a pack is an array of flat maps; anything deeper is garbage
 
 
-def _dumps(entries: list[dict[str, Any]]) -> bytes:
-    mapped = [
-        {LABELS.get(label, label): value for label, value in entry.items()} for entry in entries
-    ]
+def _dumps(entries: list[dict[Any, Any]]) -> bytes:
     try:
-        return bytes(cbor2.dumps(mapped, canonical=True))
+        return bytes(cbor2.dumps(entries, canonical=True))
     except (cbor2.CBOREncodeError, ValueError, TypeError) as exc:
         raise FormatEncodeError(f"SenML CBOR cannot carry this value: {exc}") from exc
 
 
 def encode(records: Sequence[Record], base: Path) -> bytes:
     """Encode records below ``base``; names are ``bn`` (first record) + ``n``."""
-    return _dumps(records_to_entries(records, base))
+    return _dumps(records_to_entries(records, base, CBOR_LABELS))
 
 
 def encode_paths(paths: Sequence[Path]) -> bytes:
     """Read-Composite / Observe-Composite request body."""
-    return _dumps(paths_to_entries(paths))
+    return _dumps(paths_to_entries(paths, CBOR_LABELS))
 
 
 def _loads(payload: bytes) -> object:
     try:
-        decoded = cbor2.loads(bytes(payload), max_depth=_MAX_DEPTH, allow_duplicate_keys=False)
+        return cbor2.loads(bytes(payload), max_depth=_MAX_DEPTH, allow_duplicate_keys=False)
     except Exception as exc:  # cbor2 raises assorted exception types on hostile input
         raise SenmlCborError(f"invalid CBOR: {exc}") from None
-    if not isinstance(decoded, list):
-        raise SenmlCborError("a SenML pack must be an array")
-    entries: list[object] = []
-    for item in decoded:
-        if not isinstance(item, dict):
-            raise SenmlCborError("each SenML record must be a map")
-        entry: dict[str, Any] = {}
-        for key, value in item.items():
-            if isinstance(key, bool):
-                raise SenmlCborError(f"invalid label {key!r}")
-            if isinstance(key, int):
-                # Unknown integer labels are ignorable extensions (never "must understand").
-                name = _NAMES.get(key, f"#{key}")
-            elif isinstance(key, str):
-                name = key
-            else:
-                raise SenmlCborError(f"invalid label type {type(key).__name__}")
-            if name in entry:
-                raise SenmlCborError(f"label {name!r} given twice")
-            entry[name] = value
-        entries.append(entry)
-    return entries
 
 
 def _decode_data(raw: object) -> bytes:
@@ -100,9 +62,11 @@ def _decode_data(raw: object) -> bytes:
 
 def decode(payload: bytes, base: Path, types: TypeLookup | None = None) -> list[Record]:
     """Decode a SenML CBOR pack; every record must lie below ``base``."""
-    return entries_to_records(_loads(payload), base, types, SenmlCborError, _decode_data)
+    return entries_to_records(
+        _loads(payload), base, types, SenmlCborError, _decode_data, CBOR_LABELS
+    )
 
 
 def decode_paths(payload: bytes) -> list[Path]:
     """Paths of a Read-Composite / Observe-Composite request body."""
-    return entries_to_paths(_loads(payload), SenmlCborError)
+    return entries_to_paths(_loads(payload), SenmlCborError, CBOR_LABELS)

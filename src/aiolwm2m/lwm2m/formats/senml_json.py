@@ -59,11 +59,11 @@ def _parse_float(text: str) -> float:
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise SenmlJsonError(f"duplicate label {key!r}")
-        result[key] = value
+    result = dict(pairs)
+    if len(result) != len(pairs):  # only then look for the culprit
+        labels = [key for key, _ in pairs]
+        duplicate = next(key for n, key in enumerate(labels) if key in labels[:n])
+        raise SenmlJsonError(f"duplicate label {duplicate!r}")
     return result
 
 

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import IntEnum
+from typing import Any
 
 from ..model import (
     UINT64_MAX,
@@ -34,11 +35,12 @@ from ..model import (
     ResourceType,
     TypeLookup,
     Value,
+    object_types,
     seconds_to_time,
     time_to_seconds,
 )
-from ..path import Path, PathError, PathLevel
-from ..values import Record
+from ..path import Path, PathError, interned_path
+from ..values import Record, trusted_record
 from .errors import FormatEncodeError, TlvError
 
 __all__ = ["Kind", "Tlv", "decode", "decode_value", "encode", "encode_value", "parse", "serialize"]
@@ -115,48 +117,70 @@ def parse(payload: bytes) -> tuple[Tlv, ...]:
     Nesting is checked against the spec: object instances hold resources or
     multiple resources, multiple resources hold resource instances only.
     """
-    return _parse(memoryview(bytes(payload)), None)
+    data = bytes(payload)
+    return _tlvs(_scan(data, 0, len(data), _TOP))
 
 
-def _parse(data: memoryview, parent: Kind | None) -> tuple[Tlv, ...]:
-    items: list[Tlv] = []
-    pos = 0
-    end = len(data)
+def _tlvs(items: list[_Item]) -> tuple[Tlv, ...]:
+    return tuple(
+        Tlv(_KINDS[kind], ident, children=_tlvs(body))
+        if kind in _CONTAINERS
+        else Tlv(_KINDS[kind], ident, value=body)
+        for kind, ident, body in items
+    )
+
+
+# The scanner below is what decode() runs on: plain tuples ``(kind, id, body)``,
+# body the value bytes or, for a container, its scanned children.
+_Item = tuple[int, int, Any]
+_TOP = -1
+_OBJECT_INSTANCE, _RESOURCE_INSTANCE, _MULTIPLE_RESOURCE, _RESOURCE = 0, 1, 2, 3
+_CONTAINERS = (_OBJECT_INSTANCE, _MULTIPLE_RESOURCE)
+
+
+def _scan(data: bytes, pos: int, end: int, parent: int) -> list[_Item]:
+    items: list[_Item] = []
     while pos < end:
         type_byte = data[pos]
         pos += 1
-        kind = _KINDS[type_byte >> 6]
+        kind = type_byte >> 6
         id_len = 2 if type_byte & 0x20 else 1
         length_type = (type_byte >> 3) & 0x03
         if pos + id_len + length_type > end:
             raise TlvError("truncated TLV header")
-        identifier = int.from_bytes(data[pos : pos + id_len], "big")
+        identifier = data[pos] if id_len == 1 else data[pos] << 8 | data[pos + 1]
         pos += id_len
         if length_type == 0:
             length = type_byte & 0x07
         else:
             length = int.from_bytes(data[pos : pos + length_type], "big")
             pos += length_type
-        if pos + length > end:
+        stop = pos + length
+        if stop > end:
             raise TlvError(f"TLV length {length} runs past the end of the payload")
-        body = data[pos : pos + length]
-        pos += length
-        if parent is Kind.OBJECT_INSTANCE and kind not in (Kind.RESOURCE, Kind.MULTIPLE_RESOURCE):
-            raise TlvError(f"{kind.name} inside an object instance")
-        if parent is Kind.MULTIPLE_RESOURCE and kind is not Kind.RESOURCE_INSTANCE:
-            raise TlvError(f"{kind.name} inside a multiple resource")
-        if kind in (Kind.OBJECT_INSTANCE, Kind.MULTIPLE_RESOURCE):
-            items.append(Tlv(kind, identifier, children=_parse(body, kind)))
+        if parent == _OBJECT_INSTANCE and kind not in (_RESOURCE, _MULTIPLE_RESOURCE):
+            raise TlvError(f"{_KINDS[kind].name} inside an object instance")
+        if parent == _MULTIPLE_RESOURCE and kind != _RESOURCE_INSTANCE:
+            raise TlvError(f"{_KINDS[kind].name} inside a multiple resource")
+        if kind in _CONTAINERS:
+            items.append((kind, identifier, _scan(data, pos, stop, kind)))
         else:
-            items.append(Tlv(kind, identifier, value=bytes(body)))
-    return tuple(items)
+            items.append((kind, identifier, data[pos:stop]))
+        pos = stop
+    return items
 
 
 # -- values -----------------------------------------------------------------------
 
 
+# The one-byte integers (most counters, levels, ids) encoded ahead of time.
+_SMALL_INTS = tuple(n.to_bytes(1, "big", signed=True) for n in range(-128, 128))
+
+
 def _encode_int(number: int) -> bytes:
-    for width in (1, 2, 4, 8):
+    if -128 <= number < 128:
+        return _SMALL_INTS[number + 128]
+    for width in (2, 4, 8):
         low = -(1 << (8 * width - 1))
         if low <= number < -low:
             return number.to_bytes(width, "big", signed=True)
@@ -168,6 +192,13 @@ def _encode_int(number: int) -> bytes:
 
 def encode_value(value: Value) -> bytes:
     """TLV value bytes for one value (width chosen from the value, not a schema)."""
+    kind = type(value)  # the exact types first: most values are one of them
+    if kind is str:
+        return value.encode("utf-8")  # type: ignore[union-attr]
+    if kind is int and -0x80000000 <= value < 0x80000000:  # type: ignore[operator]
+        return _encode_int(value)  # type: ignore[arg-type]
+    if kind is datetime:
+        return _encode_time(value)  # type: ignore[arg-type]
     if isinstance(value, bool):
         return b"\x01" if value else b"\x00"
     if isinstance(value, int):
@@ -188,11 +219,31 @@ def encode_value(value: Value) -> bytes:
     if isinstance(value, ObjLnk):
         return struct.pack(">HH", value.object_id, value.instance_id)
     if isinstance(value, datetime):
-        try:
-            return _encode_int(time_to_seconds(value))
-        except InvalidValueError as exc:
-            raise FormatEncodeError(str(exc)) from exc
+        return _encode_time(value)
     raise FormatEncodeError(f"unsupported value type {type(value).__name__}")
+
+
+def _encode_time(value: datetime) -> bytes:
+    try:
+        return _encode_int(time_to_seconds(value))
+    except InvalidValueError as exc:
+        raise FormatEncodeError(str(exc)) from exc
+
+
+# Enum members bound once: ``ResourceType.X`` is a descriptor lookup each time.
+_STRING, _CORELNK, _INTEGER, _UNSIGNED, _TIME = (
+    ResourceType.STRING,
+    ResourceType.CORELNK,
+    ResourceType.INTEGER,
+    ResourceType.UNSIGNED,
+    ResourceType.TIME,
+)
+_FLOAT, _BOOLEAN, _OBJLNK, _OPAQUE = (
+    ResourceType.FLOAT,
+    ResourceType.BOOLEAN,
+    ResourceType.OBJLNK,
+    ResourceType.OPAQUE,
+)
 
 
 def decode_value(data: bytes, rtype: ResourceType | None) -> Value:
@@ -201,77 +252,89 @@ def decode_value(data: bytes, rtype: ResourceType | None) -> Value:
     Integer widths other than 1/2/4/8 (e.g. 3 bytes) are accepted because the
     value is still unambiguous and some stacks emit minimal widths.
     """
-    if rtype is None or rtype is ResourceType.OPAQUE:
-        return bytes(data)
-    if rtype in (ResourceType.STRING, ResourceType.CORELNK):
+    if rtype is _STRING or rtype is _CORELNK:
         try:
             return bytes(data).decode("utf-8")
         except UnicodeDecodeError as exc:
             raise TlvError(f"string is not UTF-8: {exc}") from None
-    if rtype in (ResourceType.INTEGER, ResourceType.TIME, ResourceType.UNSIGNED):
+    if rtype is _INTEGER or rtype is _TIME or rtype is _UNSIGNED:
         if not 1 <= len(data) <= 8:
             raise TlvError(f"integer value of {len(data)} bytes (1-8 allowed)")
-        signed = rtype is not ResourceType.UNSIGNED
-        number = int.from_bytes(data, "big", signed=signed)
-        if rtype is ResourceType.TIME:
+        number = int.from_bytes(data, "big", signed=rtype is not _UNSIGNED)
+        if rtype is _TIME:
             try:
                 return seconds_to_time(number)
             except InvalidValueError as exc:
                 raise TlvError(str(exc)) from None
         return number
-    if rtype is ResourceType.FLOAT:
+    if rtype is _FLOAT:
         if len(data) == 4:
             return float(struct.unpack(">f", data)[0])
         if len(data) == 8:
             return float(struct.unpack(">d", data)[0])
         raise TlvError(f"float value of {len(data)} bytes (4 or 8 allowed)")
-    if rtype is ResourceType.BOOLEAN:
+    if rtype is _BOOLEAN:
         if data == b"\x00":
             return False
         if data == b"\x01":
             return True
         raise TlvError(f"boolean must be one byte 0 or 1, got {bytes(data[:8]).hex()}")
-    if rtype is ResourceType.OBJLNK:
+    if rtype is _OBJLNK:
         if len(data) != 4:
             raise TlvError(f"object link value of {len(data)} bytes (4 required)")
         object_id, instance_id = struct.unpack(">HH", data)
         return ObjLnk(object_id, instance_id)
+    if rtype is None or rtype is _OPAQUE:
+        return bytes(data)
     raise TlvError("executable resources carry no value")
 
 
-# -- records <-> TLV tree ------------------------------------------------------------
+# -- records <-> TLV -------------------------------------------------------------------
 
 
-def _resource_tlvs(records: Sequence[Record], depth: int) -> list[Tlv]:
+def _tlv(kind: int, identifier: int, body: bytes) -> bytes:
+    """One TLV: header (shortest id and length forms) and body."""
+    length = len(body)
+    if identifier <= 0xFF:  # the common cases: 8-bit id, length in the type byte or one byte
+        if length < 8:
+            return bytes((kind << 6 | length, identifier)) + body
+        if length <= 0xFF:
+            return bytes((kind << 6 | 0x08, identifier, length)) + body
+    return _header(_KINDS[kind], identifier, length) + body
+
+
+def _resources(records: Sequence[Record], depth: int) -> bytes:
     """TLVs for records grouped by resource id (component ``depth`` of the path)."""
-    singles: dict[int, Tlv] = {}
-    multiples: dict[int, list[Tlv]] = {}
-    order: list[int] = []
+    singles: set[int] = set()
+    multiples: dict[int, list[tuple[int, bytes]]] = {}
+    order: list[int | bytes] = []  # the encoded single, or the id of a multiple
     for record in records:
-        ids = record.path.ids
+        path, value, _ = record
+        ids = path.ids
         resource_id = ids[depth]
-        if resource_id not in singles and resource_id not in multiples:
-            order.append(resource_id)
         if len(ids) == depth + 1:
             if resource_id in singles or resource_id in multiples:
-                raise FormatEncodeError(f"resource {record.path} given more than once")
-            singles[resource_id] = Tlv(Kind.RESOURCE, resource_id, encode_value(record.value))
-        else:
-            if resource_id in singles:
-                raise FormatEncodeError(
-                    f"resource {record.path.parent} is both single and multiple"
-                )
-            instances = multiples.setdefault(resource_id, [])
-            instance_id = ids[depth + 1]
-            if any(t.id == instance_id for t in instances):
-                raise FormatEncodeError(f"resource instance {record.path} given more than once")
-            instances.append(Tlv(Kind.RESOURCE_INSTANCE, instance_id, encode_value(record.value)))
-    return [
-        singles[rid]
-        if rid in singles
-        else Tlv(Kind.MULTIPLE_RESOURCE, rid, children=tuple(multiples[rid]))
-        for rid in order
-    ]
+                raise FormatEncodeError(f"resource {path} given more than once")
+            singles.add(resource_id)
+            order.append(_tlv(_RESOURCE, resource_id, encode_value(value)))
+            continue
+        if resource_id in singles:
+            raise FormatEncodeError(f"resource {record.path.parent} is both single and multiple")
+        instances = multiples.get(resource_id)
+        if instances is None:
+            instances = multiples[resource_id] = []
+            order.append(resource_id)
+        instance_id = ids[depth + 1]
+        if any(riid == instance_id for riid, _ in instances):
+            raise FormatEncodeError(f"resource instance {record.path} given more than once")
+        value = encode_value(record.value)
+        instances.append((instance_id, _tlv(_RESOURCE_INSTANCE, instance_id, value)))
+    return b"".join(
+        item
+        if isinstance(item, bytes)
+        else _tlv(_MULTIPLE_RESOURCE, item, b"".join(body for _, body in multiples[item]))
+        for item in order
+    )
 
 
 def encode(records: Sequence[Record], base: Path) -> bytes:
@@ -279,66 +342,145 @@ def encode(records: Sequence[Record], base: Path) -> bytes:
 
     Records keep their order; timestamps are dropped (TLV has no time field).
     """
+    mine = base.ids
+    depth = len(mine)
+    if depth == 2:  # the usual instance Read: one pass, if it is flat
+        flat = _flat_encode(records, mine)
+        if flat is not None:
+            return flat
     for record in records:
-        if not base.contains(record.path):
+        if record.path.ids[:depth] != mine:
             raise FormatEncodeError(f"{record.path} is not below the request path {base}")
-    level = base.level
-    if level is PathLevel.ROOT:
+    if depth == 0:
         raise FormatEncodeError("TLV cannot encode from the root path")
-    if level is PathLevel.OBJECT:
+    if depth == 1:
         by_instance: dict[int, list[Record]] = {}
         for record in records:
-            instance_id = record.path.instance_id
-            assert instance_id is not None
-            by_instance.setdefault(instance_id, []).append(record)
-        return serialize(
-            [
-                Tlv(Kind.OBJECT_INSTANCE, iid, children=tuple(_resource_tlvs(group, 2)))
-                for iid, group in by_instance.items()
-            ]
+            by_instance.setdefault(record.path.ids[1], []).append(record)
+        return b"".join(
+            _tlv(_OBJECT_INSTANCE, iid, _resources(group, 2)) for iid, group in by_instance.items()
         )
-    if level is PathLevel.INSTANCE:
-        return serialize(_resource_tlvs(records, 2))
-    if level is PathLevel.RESOURCE:
-        return serialize(_resource_tlvs(records, 2))
+    if depth < 4:
+        return _resources(records, 2)
     if len(records) != 1:
         raise FormatEncodeError(f"exactly one value expected at {base}")
-    rid = base.resource_instance_id
-    assert rid is not None
-    return serialize([Tlv(Kind.RESOURCE_INSTANCE, rid, encode_value(records[0].value))])
+    return _tlv(_RESOURCE_INSTANCE, mine[3], encode_value(records[0].value))
 
 
-def _value_record(path: Path, data: bytes, types: TypeLookup | None) -> Record:
+def _flat_encode(records: Sequence[Record], instance: tuple[int, ...]) -> bytes | None:
+    """The TLVs of single resources directly below ``instance``, with ids below 256
+    and values shorter than 256 bytes, each id once; None for anything else."""
+    out = bytearray()
+    seen = 0  # bit per resource id < 64, as in _flat_resources
+    object_id, instance_id = instance
+    for path, value, _ in records:
+        ids = path.ids
+        if len(ids) != 3 or ids[0] != object_id or ids[1] != instance_id:
+            return None
+        ident = ids[2]
+        body = value.encode() if type(value) is str else encode_value(value)
+        length = len(body)
+        if ident >= 64 or length > 0xFF or seen >> ident & 1:
+            return None
+        seen |= 1 << ident
+        if length < 8:
+            out.append(0xC0 | length)
+            out.append(ident)
+        else:
+            out += bytes((0xC8, ident, length))
+        out += body
+    return bytes(out)
+
+
+def _record(path: Path, data: bytes, types: TypeLookup | None) -> Record:
     rtype = types(path) if types is not None else None
-    return Record(path, decode_value(data, rtype))
+    return trusted_record(path, decode_value(data, rtype))
 
 
-def _records_from_resources(
-    items: Sequence[Tlv], instance: Path, types: TypeLookup | None
-) -> list[Record]:
+def _from_resources(items: list[_Item], instance: Path, types: TypeLookup | None) -> list[Record]:
     out: list[Record] = []
-    seen: set[int] = set()
-    for item in items:
-        if item.kind not in (Kind.RESOURCE, Kind.MULTIPLE_RESOURCE):
-            raise TlvError(f"expected a resource below {instance}, got {item.kind.name}")
-        if item.id in seen:
-            raise TlvError(f"resource {item.id} appears twice below {instance}")
-        seen.add(item.id)
-        out.extend(_records_from_resource(item, instance.child(item.id), types))
+    prefix = instance.ids
+    for kind, ident, body in items:
+        path = _path((*prefix, ident))
+        if kind == _RESOURCE:
+            value = decode_value(body, types(path) if types is not None else None)
+            out.append(_new_record(Record, (path, value, None)))
+        elif kind == _MULTIPLE_RESOURCE:
+            out.extend(_from_instances(body, path, types))
+        else:
+            raise TlvError(f"expected a resource below {instance}, got {_KINDS[kind].name}")
+    _unique(items, f"resource {{}} appears twice below {instance}")
     return out
 
 
-def _records_from_resource(item: Tlv, path: Path, types: TypeLookup | None) -> list[Record]:
-    if item.kind is Kind.RESOURCE:
-        return [_value_record(path, item.value, types)]
-    out: list[Record] = []
-    seen: set[int] = set()
-    for child in item.children:
-        if child.id in seen:
-            raise TlvError(f"resource instance {child.id} appears twice in {path}")
-        seen.add(child.id)
-        out.append(_value_record(path.child(child.id), child.value, types))
+def _from_instances(items: list[_Item], resource: Path, types: TypeLookup | None) -> list[Record]:
+    prefix = resource.ids
+    out = [_record(_path((*prefix, ident)), body, types) for _, ident, body in items]
+    _unique(items, f"resource instance {{}} appears twice in {resource}")
     return out
+
+
+def _flat_resources(
+    data: bytes, instance: tuple[int, ...], types: TypeLookup | None
+) -> list[Record] | None:
+    """Records of a payload made only of single resources with 8-bit ids and short values.
+
+    That is what an instance Read or Write nearly always carries, so it gets
+    a loop of its own with no intermediate items; anything else (containers,
+    16-bit ids or lengths, a repeated id) gets None and takes the general path,
+    which also words the errors.
+    """
+    out: list[Record] = []
+    seen = 0  # bit per resource id < 64: the usual ids, checked without a set
+    pos, end = 0, len(data)
+    table = object_types(types, instance[0])
+    interned = _interned
+    object_id, instance_id = instance
+    while pos < end:
+        head = data[pos]
+        if head & 0xE0 != 0xC0 or pos + 2 > end:  # not "resource, 8-bit id"
+            return None
+        short = head & 0x18
+        if short == 0:
+            length, start = head & 0x07, pos + 2
+        elif short == 0x08 and pos + 3 <= end:
+            length, start = data[pos + 2], pos + 3
+        else:
+            return None
+        stop = start + length
+        ident = data[pos + 1]
+        if stop > end or ident >= 64 or seen >> ident & 1:
+            return None
+        seen |= 1 << ident
+        key = (object_id, instance_id, ident)
+        path = interned(key) or _path(key)
+        if table is not None:
+            rtype = table.get(ident)
+        else:
+            rtype = types(path) if types is not None else None
+        raw = data[start:stop]
+        if rtype is _STRING and raw.isascii():  # the commonest values, decoded in line
+            value: Value = raw.decode("ascii")
+        elif rtype is _INTEGER and 0 < length <= 8:
+            value = int.from_bytes(raw, "big", signed=True)
+        else:
+            value = decode_value(raw, rtype)
+        out.append(_new_record(Record, (path, value, None)))
+        pos = stop
+    return out
+
+
+def _unique(items: list[_Item], message: str) -> None:
+    """Every id once (checked after the fact: the common case costs one set)."""
+    idents = [ident for _, ident, _ in items]
+    if len(set(idents)) != len(idents):
+        duplicate = next(i for n, i in enumerate(idents) if i in idents[:n])
+        raise TlvError(message.format(duplicate))
+
+
+_path = Path._trusted
+_interned = interned_path
+_new_record = tuple.__new__
 
 
 def decode(payload: bytes, base: Path, types: TypeLookup | None = None) -> list[Record]:
@@ -351,47 +493,52 @@ def decode(payload: bytes, base: Path, types: TypeLookup | None = None) -> list[
     one resource instance.
     """
     try:
-        items = parse(payload)
-        return _decode_items(items, base, types)
+        data = bytes(payload)
+        if len(base.ids) == 2:  # the usual Read/Write of an instance: one pass, if it is flat
+            flat = _flat_resources(data, base.ids, types)
+            if flat is not None:
+                return flat
+        return _decode_items(_scan(data, 0, len(data), _TOP), base, types)
     except PathError as exc:
         raise TlvError(f"invalid identifier: {exc}") from None
     except InvalidValueError as exc:
         raise TlvError(str(exc)) from None
 
 
-def _decode_items(items: Sequence[Tlv], base: Path, types: TypeLookup | None) -> list[Record]:
-    level = base.level
-    if level is PathLevel.ROOT:
+def _decode_items(items: list[_Item], base: Path, types: TypeLookup | None) -> list[Record]:
+    level = len(base.ids)
+    if level == 0:
         raise TlvError("TLV payloads need at least an object path")
-    if level is PathLevel.OBJECT:
+    if level == 1:
         out: list[Record] = []
         seen: set[int] = set()
-        for item in items:
-            if item.kind is not Kind.OBJECT_INSTANCE:
-                raise TlvError(f"expected object instances below {base}, got {item.kind.name}")
-            if item.id in seen:
-                raise TlvError(f"object instance {item.id} appears twice")
-            seen.add(item.id)
-            out.extend(_records_from_resources(item.children, base.child(item.id), types))
+        for kind, ident, body in items:
+            if kind != _OBJECT_INSTANCE:
+                raise TlvError(f"expected object instances below {base}, got {_KINDS[kind].name}")
+            if ident in seen:
+                raise TlvError(f"object instance {ident} appears twice")
+            seen.add(ident)
+            out.extend(_from_resources(body, base.child(ident), types))
         return out
-    if level is PathLevel.INSTANCE:
-        if len(items) == 1 and items[0].kind is Kind.OBJECT_INSTANCE:
-            if items[0].id != base.instance_id:
-                raise TlvError(f"object instance {items[0].id} sent for {base}")
-            items = items[0].children
-        return _records_from_resources(items, base, types)
-    if level is PathLevel.RESOURCE:
-        if items and all(item.kind is Kind.RESOURCE_INSTANCE for item in items):
-            return _records_from_resource(
-                Tlv(Kind.MULTIPLE_RESOURCE, 0, children=tuple(items)), base, types
-            )
-        if len(items) != 1 or items[0].kind not in (Kind.RESOURCE, Kind.MULTIPLE_RESOURCE):
+    if level == 2:
+        if len(items) == 1 and items[0][0] == _OBJECT_INSTANCE:
+            if items[0][1] != base.instance_id:
+                raise TlvError(f"object instance {items[0][1]} sent for {base}")
+            items = items[0][2]
+        return _from_resources(items, base, types)
+    if level == 3:
+        if items and all(kind == _RESOURCE_INSTANCE for kind, _, _ in items):
+            return _from_instances(items, base, types)
+        if len(items) != 1 or items[0][0] not in (_RESOURCE, _MULTIPLE_RESOURCE):
             raise TlvError(f"expected one resource for {base}")
-        if items[0].id != base.resource_id:
-            raise TlvError(f"resource {items[0].id} sent for {base}")
-        return _records_from_resource(items[0], base, types)
-    if len(items) != 1 or items[0].kind is not Kind.RESOURCE_INSTANCE:
+        kind, ident, body = items[0]
+        if ident != base.resource_id:
+            raise TlvError(f"resource {ident} sent for {base}")
+        if kind == _RESOURCE:
+            return [_record(base, body, types)]
+        return _from_instances(body, base, types)
+    if len(items) != 1 or items[0][0] != _RESOURCE_INSTANCE:
         raise TlvError(f"expected one resource instance for {base}")
-    if items[0].id != base.resource_instance_id:
-        raise TlvError(f"resource instance {items[0].id} sent for {base}")
-    return [_value_record(base, items[0].value, types)]
+    if items[0][1] != base.resource_instance_id:
+        raise TlvError(f"resource instance {items[0][1]} sent for {base}")
+    return [_record(base, items[0][2], types)]
