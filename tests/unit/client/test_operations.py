@@ -1295,7 +1295,7 @@ def test_read_composite_of_the_root_is_everything_the_server_may_read() -> None:
         assert not any(p.object_id == 0 for p in got)
 
 
-def readable(ops: Operations, ssid: int) -> list[Record]:
+def readable(ops: OperationHandler, ssid: int) -> list[Record]:
     """Every resource a plain Read of each object gives ``ssid``, object by object."""
     out: list[Record] = []
     for object_id in sorted(ops.tree.objects):
