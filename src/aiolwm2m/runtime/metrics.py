@@ -94,53 +94,38 @@ class ClientMetrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         self._clients: list[_Client] = []
         r = self.registry
+        per_server = ("endpoint", "ssid")
+
+        def counter(name: str, text: str, labels: tuple[str, ...] = per_server) -> Counter:
+            return Counter(f"{PREFIX}_{name}", text, labels, registry=r)
+
         self.state = Gauge(
             f"{PREFIX}_server_state",
             "1 for the state each server is in now (label state), 0 for the others",
-            ["endpoint", "ssid", "state"],
+            [*per_server, "state"],
             registry=r,
         )
-        self.registrations = Counter(
-            f"{PREFIX}_registrations",
-            "Registers the server accepted",
-            ["endpoint", "ssid"],
-            registry=r,
-        )
-        self.updates = Counter(
-            f"{PREFIX}_updates", "Updates the server accepted", ["endpoint", "ssid"], registry=r
-        )
-        self.deregistrations = Counter(
-            f"{PREFIX}_deregistrations", "De-registers done", ["endpoint", "ssid"], registry=r
-        )
-        self.reconnects = Counter(
-            f"{PREFIX}_reconnect_attempts",
+        self.registrations = counter("registrations", "Registers the server accepted")
+        self.updates = counter("updates", "Updates the server accepted")
+        self.deregistrations = counter("deregistrations", "De-registers done")
+        self.reconnects = counter(
+            "reconnect_attempts",
             "Outer-loop reconnect attempts scheduled (no server usable)",
-            ["endpoint"],
-            registry=r,
+            ("endpoint",),
         )
-        self.retries = Counter(
-            f"{PREFIX}_registration_retries",
-            "Registration retries scheduled by the LwM2M 1.1 retry procedure",
-            ["endpoint", "ssid"],
-            registry=r,
+        self.retries = counter(
+            "registration_retries", "Registration retries scheduled by the LwM2M 1.1 procedure"
         )
-        self.errors = Counter(
-            f"{PREFIX}_errors",
+        self.errors = counter(
+            "errors",
             "error events by code and the request that failed (empty: none)",
-            ["endpoint", "code", "request"],
-            registry=r,
+            ("endpoint", "code", "request"),
         )
-        self.notifications_sent = Counter(
-            f"{PREFIX}_notifications_sent",
-            "Observe notifications sent (CON or NON)",
-            ["endpoint", "ssid"],
-            registry=r,
+        self.notifications_sent = counter(
+            "notifications_sent", "Observe notifications sent (CON or NON)"
         )
-        self.notifications_stored = Counter(
-            f"{PREFIX}_notifications_stored",
-            "Notifications stored while the server was unreachable",
-            ["endpoint", "ssid"],
-            registry=r,
+        self.notifications_stored = counter(
+            "notifications_stored", "Notifications stored while the server was unreachable"
         )
         self.round_trip = Histogram(
             f"{PREFIX}_request_duration_seconds",
@@ -150,17 +135,11 @@ class ClientMetrics:
             buckets=BUCKETS,
             registry=r,
         )
-        self.handshakes = Counter(
-            f"{PREFIX}_dtls_handshakes",
-            "DTLS sessions established",
-            ["endpoint", "ssid"],
-            registry=r,
-        )
-        self.handshake_failures = Counter(
-            f"{PREFIX}_dtls_handshake_failures",
+        self.handshakes = counter("dtls_handshakes", "DTLS sessions established")
+        self.handshake_failures = counter(
+            "dtls_handshake_failures",
             "DTLS handshakes that failed (reason: secure = rejected, handshake_timeout)",
-            ["endpoint", "ssid", "reason"],
-            registry=r,
+            (*per_server, "reason"),
         )
         self.registry.register(_DroppedCollector(self._clients))
 
