@@ -25,6 +25,7 @@ __all__ = [
     "listen_error",
     "port_number",
     "positive_number",
+    "restore_logging",
     "verbosity",
     "verbosity_flags",
 ]
@@ -33,6 +34,8 @@ __all__ = [
 TRACE_LOGGER = "aiolwm2m.trace"
 
 _origin = time.monotonic()
+_handler: logging.Handler | None = None
+_levels = (logging.WARNING, logging.NOTSET)  # root's and asyncio's before configure_logging
 
 
 class UsageError(Exception):
@@ -113,13 +116,25 @@ def configure_logging(verbosity: int, stream: object = None) -> None:
     handler.setFormatter(
         logging.Formatter("%(since_start)8.3fs  %(levelname)-7s %(name)s: %(message)s")
     )
+    global _handler, _levels
     root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
+    restore_logging()  # called again (tests run main() in-process): replace ours only
+    _levels = (root.level, logging.getLogger("asyncio").level)
+    _handler = handler
     root.addHandler(handler)
     root.setLevel(level)
     # asyncio's own debug chatter ("Using selector") is not ours to show at -vv.
     logging.getLogger("asyncio").setLevel(max(level, logging.INFO))
+
+
+def restore_logging() -> None:
+    """Take our handler off again (``main()`` run in-process, e.g. by tests, leaves no trace)."""
+    global _handler
+    if _handler is not None:
+        logging.getLogger().removeHandler(_handler)
+        logging.getLogger().setLevel(_levels[0])
+        logging.getLogger("asyncio").setLevel(_levels[1])
+        _handler = None
 
 
 def port_number(text: str) -> int:

@@ -35,6 +35,7 @@ from aiolwm2m.cli.common import (
     UsageError,
     add_verbosity_everywhere,
     configure_logging,
+    restore_logging,
     verbosity,
     verbosity_flags,
 )
@@ -113,6 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    finally:
+        restore_logging()
 
 
 if __name__ == "__main__":  # pragma: no cover
