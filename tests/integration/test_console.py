@@ -34,16 +34,24 @@ def test_completion_candidates() -> None:
     assert registered_paths("<not a link", load_builtin()) == []
 
 
-def _read_until(fd: int, needle: bytes, timeout: float = 20) -> bytes:
-    seen = b""
-    deadline = time.monotonic() + timeout
-    while needle not in seen:
-        left = deadline - time.monotonic()
-        assert left > 0, f"never saw {needle!r} in {seen!r}"
-        ready, _, _ = select.select([fd], [], [], left)
-        if ready:
-            seen += os.read(fd, 4096)
-    return seen
+class Terminal:
+    """The controller side of a pty: everything read so far, consumed up to each match."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buffer = b""
+
+    def read_until(self, needle: bytes, timeout: float = 20) -> bytes:
+        deadline = time.monotonic() + timeout
+        while needle not in self.buffer:
+            left = deadline - time.monotonic()
+            assert left > 0, f"never saw {needle!r} in {self.buffer!r}"
+            ready, _, _ = select.select([self.fd], [], [], left)
+            if ready:
+                self.buffer += os.read(self.fd, 4096)
+        end = self.buffer.index(needle) + len(needle)
+        seen, self.buffer = self.buffer[:end], self.buffer[end:]
+        return seen
 
 
 def test_prompt_tab_completion_and_history_on_a_terminal(tmp_path: Path) -> None:
@@ -59,11 +67,12 @@ def test_prompt_tab_completion_and_history_on_a_terminal(tmp_path: Path) -> None
     )
     os.close(terminal)
     try:
-        _read_until(controller, b"lwm2m> ")
+        term = Terminal(controller)
+        term.read_until(b"lwm2m> ")
         os.write(controller, b"hel\t\n")  # Tab completes "help"
-        out = _read_until(controller, b"quit                                 stop the server")
+        out = term.read_until(b"quit                                 stop the server")
         assert b"commands (one per line" in out
-        _read_until(controller, b"lwm2m> ")
+        term.read_until(b"lwm2m> ")
         os.write(controller, b"quit\n")
         proc.wait(timeout=20)
     finally:
