@@ -60,6 +60,8 @@ async def test_vv_traces_every_message_both_ways(caplog: pytest.LogCaptureFixtur
     assert any("<- ACK 2.01" in line and "location=/rd/" in line for line in lines), lines
     assert any("-> CON DELETE" in line for line in lines), "the De-register is traced too"
     assert any(line == "link 1 opened" for line in lines)
+    # The testbed server traces its side too, by peer address.
+    assert any(line.startswith("peer 127.0.0.1:") and "<- CON POST" in line for line in lines)
 
 
 async def test_without_vv_the_trace_decodes_nothing(

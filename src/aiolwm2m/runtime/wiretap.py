@@ -117,8 +117,11 @@ def describe(msg: Message) -> str:
     return " ".join(parts) + _payload(msg.payload)
 
 
-def trace(link: int, outgoing: bool, data: bytes) -> None:
-    """Log one datagram (DEBUG, ``aiolwm2m.trace``): ``->`` sent, ``<-`` received."""
+def trace(where: int | tuple[str, int], outgoing: bool, data: bytes) -> None:
+    """Log one datagram (DEBUG, ``aiolwm2m.trace``): ``->`` sent, ``<-`` received.
+
+    ``where`` is a client's link id, or a server's peer address.
+    """
     if not log.isEnabledFor(logging.DEBUG):
         return
     arrow = "->" if outgoing else "<-"
@@ -126,7 +129,8 @@ def trace(link: int, outgoing: bool, data: bytes) -> None:
         text = describe(decode(data))
     except CoapDecodeError as exc:
         text = f"undecodable {len(data)} B ({exc})"
-    log.debug("link %d %s %s", link, arrow, text)
+    name = f"link {where}" if isinstance(where, int) else f"peer {where[0]}:{where[1]}"
+    log.debug("%s %s %s", name, arrow, text)
 
 
 def trace_link(link: int, event: str) -> None:

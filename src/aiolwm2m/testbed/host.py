@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable
 from typing import Protocol, Self
 
+from aiolwm2m.runtime.wiretap import trace
 from aiolwm2m.testbed.peers import Address, ServerEvent
 
 
@@ -115,6 +116,7 @@ class AioHost:
 
     def _on_datagram(self, addr: Address, data: bytes) -> None:
         assert self._loop is not None
+        trace(addr, False, data)  # -vv: the server's side of the message trace
         self.host_core.datagram_received(addr, data, self._loop.time())
         self._pump()
 
@@ -138,6 +140,7 @@ class AioHost:
         if not self.running or self._loop is None:
             return
         for addr, data in self.host_core.datagrams_to_send():
+            trace(addr, True, data)
             self._send(addr, data)
         self._deliver()
         for event in self.host_core.take_events():
