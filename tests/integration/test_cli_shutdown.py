@@ -130,6 +130,7 @@ def test_completion_offers_commands_flags_and_choices() -> None:
     assert _complete(["aiolwm2m", "-v", "client", "--events", ""]) == ["jsonl", "text"]
     assert _complete(["aiolwm2m", "certs", ""])[:2] == ["--help", "--quiet"]
     assert "--force" in _complete(["aiolwm2m", "certs", "init", "--"])
+    assert {"blackhole", "server_restart"} <= set(_complete(["aiolwm2m", "scenario", ""]))
     # A free value (an endpoint name) gets no suggestions rather than the flags.
     assert _complete(["aiolwm2m", "client", "--endpoint", ""]) == []
 

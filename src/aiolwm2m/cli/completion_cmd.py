@@ -74,6 +74,8 @@ def _arms(parser: argparse.ArgumentParser, key: str) -> list[tuple[str, str]]:
             else:
                 reply = "COMPREPLY=()"  # a free value: nothing sensible to offer
             value_arms.append((f"{key}{option}", reply))
+    # A command may offer words of its own (``scenario``: the shipped scenario names).
+    words += parser.get_default("completion_words") or []
     return [*value_arms, (f"{key}*", _reply(words + flags, files))]
 
 

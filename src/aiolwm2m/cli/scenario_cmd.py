@@ -39,7 +39,7 @@ def add_parser(sub: Any) -> None:
         help="a shipped scenario (see --list), e.g. blackhole, or a scenario file",
     )
     p.add_argument("--list", action="store_true", help="list the shipped scenarios and exit")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, completion_words=sorted(shipped()))
 
 
 def shipped() -> dict[str, Path]:
