@@ -12,11 +12,12 @@ seconds since the start) and a verdict; exit code 0 means every check passed,
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 from typing import Any
 
 from aiolwm2m.cli.common import verbosity
-from aiolwm2m.cli.output import emit, event_line
+from aiolwm2m.cli.output import emit, event_line, since_start
 from aiolwm2m.errors import ConfigError
 from aiolwm2m.testbed.scenario import TimelineEntry, Verdict, load_scenario, run_scenario
 
@@ -68,16 +69,20 @@ def list_shipped() -> int:
 
 
 def show(entry: TimelineEntry) -> None:
+    """One timeline line, in seconds since the command started (the clock of log lines).
+
+    Entries are delivered as they happen, so a fault's line takes the time of
+    its delivery; an event keeps its own time.
+    """
     event = entry.event
     if event is not None:
         if event.name in _QUIET:
             return
-        # Events are delivered as they happen, so the entry's time is the event's.
-        line = event_line(event, event.time - entry.time, entry.source)
+        line = event_line(event, source=entry.source)
         if line is not None:
             emit(line)
         return
-    emit(f"{entry.time:8.3f}s  {entry.source:<6}  {entry.text}")
+    emit(f"{since_start(time.monotonic()):8.3f}s  {entry.source:<6}  {entry.text}")
 
 
 def summary(verdict: Verdict) -> list[str]:
