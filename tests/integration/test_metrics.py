@@ -161,6 +161,11 @@ def test_cli_server_and_client_serve_metrics() -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
+    assert server.stderr is not None
+    # The client starts once the server listens: a Register into a closed port
+    # would be a network error and a 60 s retry, not what this test is about.
+    while "listening on" not in (line := server.stderr.readline()):
+        assert line, "the server ended before listening"
     client = subprocess.Popen(
         [
             *(*cli, "client", "--endpoint", "metered", "--server", f"coap://127.0.0.1:{coap}"),
