@@ -18,8 +18,8 @@ demo: setup
 	$(VENV)/bin/aiolwm2m demo
 
 lint: setup
-	$(VENV)/bin/ruff check src tests benchmarks fuzz
-	$(VENV)/bin/ruff format --check src tests benchmarks fuzz
+	$(VENV)/bin/ruff check src tests benchmarks fuzz scripts
+	$(VENV)/bin/ruff format --check src tests benchmarks fuzz scripts
 
 typecheck: setup
 	$(VENV)/bin/mypy

@@ -15,9 +15,9 @@ import pytest
 
 from aiolwm2m.accounts import ServerAccount
 from aiolwm2m.client.config import ClientConfig
-from aiolwm2m.client.engine import NotAllowedError
 from aiolwm2m.client.operations import default_objects
 from aiolwm2m.coap.message import Code
+from aiolwm2m.errors import NotAllowedError
 from aiolwm2m.lwm2m import ContentFormat, Path
 from aiolwm2m.lwm2m.tree import Instance
 from aiolwm2m.lwm2m.values import records_to_dict

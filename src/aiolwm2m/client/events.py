@@ -2,8 +2,14 @@
 
 Event names (``Event.name``) and field names are a public contract: the CLI's
 ``--events jsonl`` stream prints them verbatim, and other tools parse it.
-Every event carries ``time``: the engine's clock (seconds, monotonic); the
-runtime converts it to "seconds since start" for output.
+Events are frozen, slotted dataclasses; fields with a fixed set of values are
+enums (string-valued, so ``event.code == "timeout"`` holds too) and
+:meth:`Event.to_dict` writes their values. Every event carries ``time``: the
+engine's clock in seconds (the runtime's clock, see
+:class:`~aiolwm2m.runtime.aio.Client`).
+
+Wait for one kind by its class: ``await client.wait_for(Registered, 30)``
+returns a :class:`Registered`.
 """
 
 from __future__ import annotations
@@ -12,8 +18,35 @@ import enum
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
+from aiolwm2m.client.policy import Action
+from aiolwm2m.client.states import ServerState
 
-class ErrorCode(enum.Enum):
+__all__ = [
+    "AllConnectionsFailed",
+    "BootstrapStarted",
+    "Bootstrapped",
+    "Deregistered",
+    "Error",
+    "ErrorCode",
+    "Event",
+    "NotificationStored",
+    "NotificationsFlushed",
+    "ObservationCancelled",
+    "QueueModeSleep",
+    "ReconnectScheduled",
+    "Registered",
+    "Registering",
+    "Request",
+    "RetryScheduled",
+    "SendFinished",
+    "ServerGaveUp",
+    "StateChanged",
+    "UpdateSent",
+    "Updated",
+]
+
+
+class ErrorCode(enum.StrEnum):
     """Spec §6 errors plus the CoAP outcomes of §3, as snake_case names."""
 
     QUOTA_REACHED = "quota_reached"
@@ -36,7 +69,21 @@ class ErrorCode(enum.Enum):
     INTERNAL_ERROR = "internal_error"
 
 
-@dataclass
+class Request(enum.StrEnum):
+    """What an ``error`` event is about (the failure table's column, or a bootstrap step)."""
+
+    BOOTSTRAP_REQUEST = "bootstrap_request"
+    REGISTER = "register"
+    UPDATE = "update"
+    DEREGISTER = "deregister"
+    NOTIFY = "notify"
+    CONNECT = "connect"
+    SEND = "send"
+    BOOTSTRAP_CONNECT = "bootstrap_connect"  # opening the Bootstrap-Server link
+    BOOTSTRAP_FINISH = "bootstrap_finish"  # no Bootstrap-Finish in time
+
+
+@dataclass(frozen=True, slots=True)
 class Event:
     name: ClassVar[str] = "event"
     time: float
@@ -51,15 +98,15 @@ class Event:
         return out
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class StateChanged(Event):
     name: ClassVar[str] = "state_changed"
     ssid: int
-    old: str
-    new: str
+    old: ServerState
+    new: ServerState
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Registering(Event):
     name: ClassVar[str] = "registering"
     ssid: int
@@ -67,7 +114,7 @@ class Registering(Event):
     lwm2m_version: str
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Registered(Event):
     name: ClassVar[str] = "registered"
     ssid: int
@@ -75,39 +122,39 @@ class Registered(Event):
     lifetime: int
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class UpdateSent(Event):
     name: ClassVar[str] = "update_sent"
     ssid: int
     with_objects: bool
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Updated(Event):
     name: ClassVar[str] = "updated"
     ssid: int
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Deregistered(Event):
     name: ClassVar[str] = "deregistered"
     ssid: int
     acknowledged: bool
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class BootstrapStarted(Event):
     name: ClassVar[str] = "bootstrap_started"
     uri: str
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Bootstrapped(Event):
     name: ClassVar[str] = "bootstrapped"
     servers: list[int] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class RetryScheduled(Event):
     """Inner loop: the §4 registration retry procedure waits before the next attempt."""
 
@@ -118,7 +165,7 @@ class RetryScheduled(Event):
     sequence: int
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class ReconnectScheduled(Event):
     """Outer loop: the §2 schedule waits before retrying every enabled server."""
 
@@ -127,19 +174,19 @@ class ReconnectScheduled(Event):
     attempt: int
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class AllConnectionsFailed(Event):
     name: ClassVar[str] = "all_connections_failed"
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class ServerGaveUp(Event):
     name: ClassVar[str] = "server_gave_up"
     ssid: int
     reason: str
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class ObservationCancelled(Event):
     name: ClassVar[str] = "observation_cancelled"
     ssid: int
@@ -147,7 +194,7 @@ class ObservationCancelled(Event):
     reason: str
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class NotificationStored(Event):
     name: ClassVar[str] = "notification_stored"
     ssid: int
@@ -155,14 +202,14 @@ class NotificationStored(Event):
     stored: int
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class NotificationsFlushed(Event):
     name: ClassVar[str] = "notifications_flushed"
     ssid: int
     count: int
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class QueueModeSleep(Event):
     """Queue mode (binding "UQ"): the idle link was closed; the next send reopens it."""
 
@@ -170,7 +217,7 @@ class QueueModeSleep(Event):
     ssid: int
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class SendFinished(Event):
     """Outcome of one LwM2M Send (POST /dp), ``send_id`` as ``start_send`` returned it.
 
@@ -186,14 +233,14 @@ class SendFinished(Event):
     reason: str | None = None
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Error(Event):
     """A failed attempt or a rejected call, with its spec §6 / §3 code."""
 
     name: ClassVar[str] = "error"
     code: ErrorCode
     ssid: int | None = None
-    request: str | None = None
+    request: Request | None = None
     coap_code: str | None = None
-    action: str | None = None
+    action: Action | None = None
     detail: str | None = None

@@ -18,25 +18,65 @@ from dataclasses import dataclass, field
 from aiolwm2m.accounts import RetrySettings
 from aiolwm2m.errors import ConfigError
 
+__all__ = [
+    "DEFAULT_TABLE",
+    "LINK_FAILURE_ROWS",
+    "NO_FURTHER_SEQUENCE",
+    "OVERRIDES",
+    "Action",
+    "Circumstance",
+    "Failure",
+    "FailureTable",
+    "ReconnectPolicy",
+    "ReconnectSchedule",
+    "RegistrationRetry",
+    "RequestKind",
+    "RetryProcedure",
+    "RetrySettings",
+    "action_reported",
+]
 
-class RequestKind(enum.Enum):
+
+class RequestKind(enum.StrEnum):
+    """The failure table's columns: what the client was doing when something failed."""
+
     BOOTSTRAP_REQUEST = "bootstrap_request"
     REGISTER = "register"
     UPDATE = "update"
     DEREGISTER = "deregister"
     NOTIFY = "notify"
+    CONNECT = "connect"  # opening the link: DNS, socket, DTLS handshake
+    SEND = "send"  # LwM2M Send (POST /dp)
+
+    @property
+    def ends_session(self) -> bool:
+        """Whatever its cell says, a failed request of this kind still ends the session."""
+        return self in _SESSION_ENDING
 
 
-class Failure(enum.Enum):
+#: Spec §3, column De-register: a De-register that fails ends the session all the
+#: same (the device was leaving; nothing is retried).
+_SESSION_ENDING = frozenset({RequestKind.DEREGISTER})
+
+
+class Failure(enum.StrEnum):
+    """The failure table's rows: what went wrong."""
+
     TIMEOUT_DTLS = "timeout_dtls"
     TIMEOUT_NOSEC = "timeout_nosec"
     NETWORK = "network"
     COAP_ERROR = "coap_error"
     RESET = "reset"
     INTERNAL = "internal"
+    DNS = "dns"  # the server's host name did not resolve
+    SECURE = "secure"  # handshake rejected: bad PSK, bad/expired/untrusted certificate…
+    PRECONDITION_FAILED = "precondition_failed"  # 4.12: the LwM2M version is not supported
+    TOO_MANY_REQUESTS = "too_many_requests"  # 4.29 (RFC 8516): wait Max-Age
 
 
-class Action(enum.Enum):
+class Action(enum.StrEnum):
+    """What the client does about a failure; the value is the ``action`` of ``error`` events."""
+
     RETRY_HANDSHAKE = "retry_handshake"
     ABORT_ALL = "abort_all"
     ABORT_REGISTRATION = "abort_registration"
@@ -45,51 +85,89 @@ class Action(enum.Enum):
     IGNORE = "ignore"
     CANCEL_OBSERVATION = "cancel_observation"
     CANCEL_OBSERVATION_UNLESS_STORING = "cancel_observation_unless_storing"
+    RETRY_LWM2M_1_0 = "retry_lwm2m_1.0"  # spec §10: Register again with LwM2M 1.0, at once
+    WAIT_MAX_AGE = "wait_max_age"  # spec §7: the same request again after Max-Age
+    NONE = "none"  # no recovery: reported, the application decides (Send)
     NOT_APPLICABLE = "n/a"
+
+
+class Circumstance(enum.Enum):
+    """Facts about a failed request that make a cell's action not apply."""
+
+    AFTER_FRESH_HANDSHAKE = "sent right after a fresh handshake"
+    NO_LOWER_VERSION = "no lower LwM2M version to fall back to"
 
 
 _R = RequestKind
 _F = Failure
 _A = Action
+# Short names so the table below reads like the spec's.
+HS, AA, AR, FR = _A.RETRY_HANDSHAKE, _A.ABORT_ALL, _A.ABORT_REGISTRATION, _A.FALLBACK_REGISTER
+BS, IG, CO, CU = (
+    _A.BOOTSTRAP,
+    _A.IGNORE,
+    _A.CANCEL_OBSERVATION,
+    _A.CANCEL_OBSERVATION_UNLESS_STORING,
+)
+V1, MA, NO, NA = _A.RETRY_LWM2M_1_0, _A.WAIT_MAX_AGE, _A.NONE, _A.NOT_APPLICABLE
 
-#: Spec §3 (Anjay's table): rows are failures, columns request kinds.
-DEFAULT_TABLE: Mapping[tuple[RequestKind, Failure], Action] = {
-    (_R.BOOTSTRAP_REQUEST, _F.TIMEOUT_DTLS): _A.RETRY_HANDSHAKE,
-    (_R.REGISTER, _F.TIMEOUT_DTLS): _A.RETRY_HANDSHAKE,
-    (_R.UPDATE, _F.TIMEOUT_DTLS): _A.FALLBACK_REGISTER,
-    (_R.DEREGISTER, _F.TIMEOUT_DTLS): _A.IGNORE,
-    (_R.NOTIFY, _F.TIMEOUT_DTLS): _A.IGNORE,
-    (_R.BOOTSTRAP_REQUEST, _F.TIMEOUT_NOSEC): _A.ABORT_ALL,
-    (_R.REGISTER, _F.TIMEOUT_NOSEC): _A.ABORT_REGISTRATION,
-    (_R.UPDATE, _F.TIMEOUT_NOSEC): _A.FALLBACK_REGISTER,
-    (_R.DEREGISTER, _F.TIMEOUT_NOSEC): _A.IGNORE,
-    (_R.NOTIFY, _F.TIMEOUT_NOSEC): _A.IGNORE,
-    (_R.BOOTSTRAP_REQUEST, _F.NETWORK): _A.ABORT_ALL,
-    (_R.REGISTER, _F.NETWORK): _A.ABORT_REGISTRATION,
-    (_R.UPDATE, _F.NETWORK): _A.BOOTSTRAP,
-    (_R.DEREGISTER, _F.NETWORK): _A.IGNORE,
-    (_R.NOTIFY, _F.NETWORK): _A.BOOTSTRAP,
-    (_R.BOOTSTRAP_REQUEST, _F.COAP_ERROR): _A.ABORT_ALL,
-    (_R.REGISTER, _F.COAP_ERROR): _A.ABORT_REGISTRATION,
-    (_R.UPDATE, _F.COAP_ERROR): _A.FALLBACK_REGISTER,
-    (_R.DEREGISTER, _F.COAP_ERROR): _A.IGNORE,
-    (_R.NOTIFY, _F.COAP_ERROR): _A.NOT_APPLICABLE,
-    (_R.BOOTSTRAP_REQUEST, _F.RESET): _A.ABORT_ALL,
-    (_R.REGISTER, _F.RESET): _A.ABORT_REGISTRATION,
-    (_R.UPDATE, _F.RESET): _A.BOOTSTRAP,
-    (_R.DEREGISTER, _F.RESET): _A.IGNORE,
-    (_R.NOTIFY, _F.RESET): _A.CANCEL_OBSERVATION,
-    (_R.BOOTSTRAP_REQUEST, _F.INTERNAL): _A.ABORT_ALL,
-    (_R.REGISTER, _F.INTERNAL): _A.ABORT_REGISTRATION,
-    (_R.UPDATE, _F.INTERNAL): _A.BOOTSTRAP,
-    (_R.DEREGISTER, _F.INTERNAL): _A.IGNORE,
-    (_R.NOTIFY, _F.INTERNAL): _A.CANCEL_OBSERVATION_UNLESS_STORING,
+_COLUMNS = tuple(RequestKind)
+
+#: Spec §3 (Anjay's table) with the rules the spec states elsewhere as rows and
+#: columns of their own: connect failures (§5, §10), 4.12 (§10), 4.29 (§7), Send.
+#: A notification is a response: the server acknowledges or resets it, never
+#: answers it with a code. A Send's error answers are all "CoAP error".
+#: HS retry handshake (†), AA abort all (A), AR abort registration (§4), FR fall back
+#: to Register, BS client-initiated bootstrap (B), IG ignore, CO cancel the observation,
+#: CU … unless storing, V1 Register with LwM2M 1.0, MA wait Max-Age, NO none, NA n/a.
+# fmt: off
+_ROWS: Mapping[Failure, tuple[Action, ...]] = {
+    #                        Bootstrap  Register  Update  De-reg  Notify  Connect  Send
+    _F.TIMEOUT_DTLS:        (HS,        HS,       FR,     IG,     IG,     BS,      NO),
+    _F.TIMEOUT_NOSEC:       (AA,        AR,       FR,     IG,     IG,     BS,      NO),
+    _F.NETWORK:             (AA,        AR,       BS,     IG,     BS,     BS,      NO),
+    _F.COAP_ERROR:          (AA,        AR,       FR,     IG,     NA,     NA,      NO),
+    _F.RESET:               (AA,        AR,       BS,     IG,     CO,     NA,      NO),
+    _F.INTERNAL:            (AA,        AR,       BS,     IG,     CU,     BS,      NO),
+    _F.DNS:                 (NA,        NA,       NA,     NA,     NA,     BS,      NA),
+    _F.SECURE:              (NA,        NA,       NA,     NA,     NA,     BS,      NA),
+    _F.PRECONDITION_FAILED: (AA,        V1,       FR,     IG,     NA,     NA,      NA),
+    _F.TOO_MANY_REQUESTS:   (MA,        MA,       MA,     IG,     NA,     NA,      NA),
 }
+# fmt: on
+
+DEFAULT_TABLE: Mapping[tuple[RequestKind, Failure], Action] = {
+    (kind, failure): action
+    for failure, row in _ROWS.items()
+    for kind, action in zip(_COLUMNS, row, strict=True)
+}
+
+#: When a cell's action cannot apply, the row read instead: (action, circumstance) -> row.
+OVERRIDES: Mapping[tuple[Action, Circumstance], Failure] = {
+    # (†) no handshake loops: a request sent right after a fresh handshake that
+    # times out is treated as on a NoSec link.
+    (HS, Circumstance.AFTER_FRESH_HANDSHAKE): _F.TIMEOUT_NOSEC,
+    # Already at LwM2M 1.0: a 4.12 is an ordinary CoAP error.
+    (V1, Circumstance.NO_LOWER_VERSION): _F.COAP_ERROR,
+}
+
+#: Rows a link failure maps to (the Connect column's cells that
+#: ``connection_error_is_registration_failure`` turns into "abort registration").
+LINK_FAILURE_ROWS = (_F.DNS, _F.NETWORK, _F.TIMEOUT_DTLS, _F.SECURE, _F.INTERNAL)
+
+
+def action_reported(kind: RequestKind, failure: Failure) -> bool:
+    """Whether an ``error`` event names the action of this cell.
+
+    Connect failures and 4.29 waits never carried an ``action`` field in the
+    event stream, which other tools parse; they still do not.
+    """
+    return kind is not _R.CONNECT and failure is not _F.TOO_MANY_REQUESTS
 
 
 @dataclass(frozen=True)
 class FailureTable:
-    """Maps every (request kind, failure) cell to an action; all 30 cells must be present."""
+    """Maps every (request kind, failure) cell to an action; every cell must be present."""
 
     cells: Mapping[tuple[RequestKind, Failure], Action] = field(
         default_factory=lambda: dict(DEFAULT_TABLE)
@@ -104,6 +182,17 @@ class FailureTable:
     def action(self, kind: RequestKind, failure: Failure) -> Action:
         return self.cells[(kind, failure)]
 
+    def decide(
+        self, kind: RequestKind, failure: Failure, circumstances: frozenset[Circumstance]
+    ) -> Action:
+        """The cell's action, or that of the row :data:`OVERRIDES` names when it cannot apply."""
+        action = self.action(kind, failure)
+        for circumstance in Circumstance:
+            row = OVERRIDES.get((action, circumstance))
+            if row is not None and circumstance in circumstances:
+                return self.action(kind, row)
+        return action
+
     def replace(self, **changes: Action) -> FailureTable:
         """Copy with some cells changed, keyed ``"<request>__<failure>"``."""
         cells = dict(self.cells)
@@ -113,6 +202,13 @@ class FailureTable:
                 cells[(RequestKind(req), Failure(fail))] = action
             except ValueError as exc:
                 raise ConfigError(f"unknown failure table cell {key!r}") from exc
+        return FailureTable(cells)
+
+    def with_connect_errors_aborting_registration(self) -> FailureTable:
+        """Copy whose link failures run the §4 retry procedure instead of their cells."""
+        cells = dict(self.cells)
+        for failure in LINK_FAILURE_ROWS:
+            cells[(_R.CONNECT, failure)] = _A.ABORT_REGISTRATION
         return FailureTable(cells)
 
 

@@ -20,8 +20,8 @@ import time
 
 from aiolwm2m.accounts import ServerAccount
 from aiolwm2m.client.config import ClientConfig
-from aiolwm2m.client.engine import NotAllowedError
 from aiolwm2m.client.operations import default_objects
+from aiolwm2m.errors import NotAllowedError
 from aiolwm2m.lwm2m.tree import ExecuteArguments, Instance
 from aiolwm2m.runtime.aio import Client
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from aiolwm2m.client import events as ev
 from aiolwm2m.client.config import ClientConfig
-from aiolwm2m.client.engine import ObjectTree, OpenLink
+from aiolwm2m.client.engine import DataModel, OpenLink
 from aiolwm2m.lwm2m.formats import ContentFormat
 from aiolwm2m.lwm2m.path import Path
 from aiolwm2m.runtime.driver import EngineDriver
@@ -37,7 +37,7 @@ class Client(EngineDriver):
     def __init__(
         self,
         config: ClientConfig,
-        objects: ObjectTree | None = None,
+        objects: DataModel | None = None,
         *,
         rng: random.Random | None = None,
         local_host: str | None = None,

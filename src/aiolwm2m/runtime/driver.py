@@ -21,9 +21,8 @@ from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.client.engine import (
     ClientEngine,
     CloseLink,
+    DataModel,
     LinkFailure,
-    NotAllowedError,
-    ObjectTree,
     OpenLink,
     SendDatagram,
     ServerState,
@@ -39,6 +38,7 @@ from aiolwm2m.client.operations import (
     default_objects,
 )
 from aiolwm2m.coap.message import Code, Message
+from aiolwm2m.errors import NotAllowedError
 from aiolwm2m.lwm2m.formats import ContentFormat
 from aiolwm2m.lwm2m.path import Path
 from aiolwm2m.runtime.host import system_host
@@ -63,7 +63,7 @@ class EngineDriver(ABC):
     def __init__(
         self,
         config: ClientConfig,
-        objects: ObjectTree | None = None,
+        objects: DataModel | None = None,
         *,
         rng: random.Random | None = None,
     ) -> None:
@@ -208,7 +208,9 @@ class EngineDriver(ABC):
                 ssid, paths, content_format, now + self._time_offset
             )
         except SendError as exc:
-            self._deliver(ev.Error(now, ev.ErrorCode.NOT_ALLOWED, ssid, "send", detail=str(exc)))
+            self._deliver(
+                ev.Error(now, ev.ErrorCode.NOT_ALLOWED, ssid, ev.Request.SEND, detail=str(exc))
+            )
             raise NotAllowedError(str(exc)) from exc
         send_id = self.engine.send(ssid, payload, content_format, now)
         self._pump()
@@ -394,7 +396,7 @@ class EngineDriver(ABC):
         trace_link(link_id, "opened" + (" (DTLS session)" if link.secure else ""))
         for tap in self.wire_taps:
             tap.link_up(link_id, link.secure, self.now())
-        self.engine.link_up(link_id, self.now(), new_session=True, secure=link.secure)
+        self.engine.link_up(link_id, self.now(), secure=link.secure)
         self._pump()
 
     def _link_failed(

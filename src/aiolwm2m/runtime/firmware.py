@@ -51,6 +51,7 @@ from aiolwm2m.client.firmware.update import (
     VerifyPackage,
 )
 from aiolwm2m.client.operations import OperationHandler
+from aiolwm2m.client.states import ServerState
 from aiolwm2m.errors import ConfigError
 from aiolwm2m.lwm2m.objects.firmware import (
     FIRMWARE_OBJECT,
@@ -394,9 +395,9 @@ class FirmwareRunner:
 
     def _on_client_event(self, event: ev.Event) -> None:
         if isinstance(event, ev.StateChanged):
-            if event.new == "offline":
+            if event.new is ServerState.OFFLINE:
                 self.pause()
-            elif event.old == "offline":
+            elif event.old is ServerState.OFFLINE:
                 self.resume()
         elif isinstance(event, ev.QueueModeSleep) and self.settings.queue_mode_pause:
             self.pause()

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 
 from aiolwm2m.client import events as ev
 from aiolwm2m.client.config import ClientConfig
-from aiolwm2m.client.engine import LinkFailure, ObjectTree, OpenLink
+from aiolwm2m.client.engine import DataModel, LinkFailure, OpenLink
 from aiolwm2m.runtime.driver import EngineDriver
 
 #: A simulated socket address, as on a real network: (IP, port).
@@ -248,7 +248,7 @@ class SimClient(EngineDriver):
         self,
         net: SimNetwork,
         config: ClientConfig,
-        objects: ObjectTree | None = None,
+        objects: DataModel | None = None,
         *,
         rng: random.Random | None = None,
         host: str = "10.0.0.2",

@@ -397,7 +397,7 @@ def test_update_reset_bootstraps_to_a_new_server(world: World) -> None:
     # Spec §10 hold-off: the Request leaves max(1 s, /0/x/11) × factor after the link opened.
     (started,) = client.named("bootstrap_started")
     (sent,) = request_times(world.net, BS_ADDR, ["bs"])
-    factor = client.engine._bs_factor
+    factor = client.engine._shared.bs.factor
     assert factor is not None and 1.0 <= factor <= 1.5
     assert sent - started.time == pytest.approx(factor)
     query = next(m for _, m in requests_to(world.net, BS_ADDR) if m.uri_path == ["bs"]).uri_query
@@ -506,7 +506,7 @@ def test_bootstrap_request_timeout_on_nosec_aborts_all(world: World) -> None:
     (error,) = client.errors(ev.ErrorCode.TIMEOUT)
     assert (error.request, error.action) == ("bootstrap_request", "abort_all")
     (started,) = client.named("bootstrap_started")
-    factor = client.engine._bs_factor
+    factor = client.engine._shared.bs.factor
     assert factor is not None
     assert error.time - started.time == pytest.approx(factor + 62)
     assert client.named("reconnect_scheduled")  # the outer loop keeps trying bootstrap
@@ -529,7 +529,7 @@ def test_quota_reached_is_reported_and_bootstrap_retried_with_doubled_hold_off(
     first, second = client.named("bootstrap_started")
     assert second.time == pytest.approx(scheduled.time + scheduled.delay)
     sent = request_times(world.net, BS_ADDR, ["bs"])
-    factor = client.engine._bs_factor
+    factor = client.engine._shared.bs.factor
     assert factor is not None
     assert sent[0] - first.time == pytest.approx(factor)
     assert sent[1] - second.time == pytest.approx(2 * factor)  # doubled after one failure
@@ -543,7 +543,7 @@ def test_hold_off_uses_resource_11_and_caps_at_20_s(world: World) -> None:
     assert world.net.clock.run_until_true(registered_to(client, 2), 400)
     starts = [e.time for e in client.named("bootstrap_started")]
     sent = request_times(world.net, BS_ADDR, ["bs"])
-    factor = client.engine._bs_factor
+    factor = client.engine._shared.bs.factor
     assert factor is not None
     waits = [s - t for s, t in zip(sent, starts, strict=True)]
     assert waits == pytest.approx([8 * factor, min(16 * factor, 20), 20])

@@ -13,7 +13,7 @@ from simkit import CON_GIVES_UP_AFTER, MakeClient, account, client_factory, requ
 
 from aiolwm2m.accounts import ServerAccount
 from aiolwm2m.client.config import ClientConfig
-from aiolwm2m.client.engine import NotAllowedError, ServerState
+from aiolwm2m.client.engine import ServerState
 from aiolwm2m.client.events import ErrorCode, SendFinished
 from aiolwm2m.client.operations import (
     BlockwiseSettings,
@@ -28,7 +28,7 @@ from aiolwm2m.coap.blockwise import Block2Receiver
 from aiolwm2m.coap.message import Block, Code, Message, MessageType, OptionNumber, make_options
 from aiolwm2m.coap.message import decode as coap_decode
 from aiolwm2m.coap.message import encode as coap_encode
-from aiolwm2m.errors import ConfigError
+from aiolwm2m.errors import ConfigError, NotAllowedError
 from aiolwm2m.lwm2m import ContentFormat, Path, decode, encode, linkformat, load_builtin
 from aiolwm2m.lwm2m.formats import senml_cbor, senml_json, tlv
 from aiolwm2m.lwm2m.objects import DeviceInfo, FixedHost, Right, build_default_tree

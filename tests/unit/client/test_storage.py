@@ -23,13 +23,13 @@ from aiolwm2m.client import events as ev
 from aiolwm2m.client.bootstrap import Provisioning
 from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.client.engine import (
-    NotAllowedError,
     Notification,
     RegistrationRecord,
     ServerState,
     Snapshot,
 )
 from aiolwm2m.coap.message import Code, Message, MessageType, OptionNumber, decode, encode
+from aiolwm2m.errors import NotAllowedError
 from aiolwm2m.runtime.sim import SimNetwork
 from aiolwm2m.runtime.storage import (
     CorruptStore,

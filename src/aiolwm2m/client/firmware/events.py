@@ -17,7 +17,7 @@ from aiolwm2m.client.events import Event
 __all__ = ["FirmwareProgress", "FirmwareRetry", "FirmwareStateChanged"]
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class FirmwareStateChanged(Event):
     name: ClassVar[str] = "firmware_state"
     object_id: int
@@ -27,14 +27,14 @@ class FirmwareStateChanged(Event):
     detail: str | None = None
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class FirmwareProgress(Event):
     name: ClassVar[str] = "firmware_progress"
     bytes: int
     total: int | None = None
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class FirmwareRetry(Event):
     name: ClassVar[str] = "firmware_retry"
     delay: float

@@ -1,0 +1,311 @@
+"""The bootstrap flow: open the Bootstrap-Server link, wait the hold-off, request,
+take the server's operations, and at Bootstrap-Finish hand the new server set
+over to registration (as wsproto's façade hands over from handshake to
+connection).
+
+The operations themselves are answered by
+:class:`~aiolwm2m.client.bootstrap.BootstrapHandler` on a copy of the
+accounts, so a bootstrap that fails half-way changes nothing. What a failed
+Request or link does is the failure table's business (``_recovery.py``).
+"""
+
+from __future__ import annotations
+
+from aiolwm2m.accounts import (
+    InvalidParameters,
+    ServerAccount,
+    check_security,
+    parse_server_uri,
+)
+from aiolwm2m.client import events as ev
+from aiolwm2m.client.bootstrap import BootstrapHandler, Provisioning
+from aiolwm2m.client.engine._channel import Failed, classify
+from aiolwm2m.client.engine._shared import Scheduled, Shared, Step
+from aiolwm2m.client.engine._types import BOOTSTRAP_LINK, CloseLink, LinkFailure
+from aiolwm2m.client.policy import Failure, RequestKind
+from aiolwm2m.client.states import BootstrapPhase, BootstrapTrigger, ServerState, Trigger
+from aiolwm2m.coap.layer import ExchangeResult, IncomingRequest
+from aiolwm2m.coap.message import Code, Message, MessageType, make_options
+from aiolwm2m.lwm2m import linkformat
+from aiolwm2m.lwm2m.linkformat import ObjectEntry
+
+__all__ = ["BOOTSTRAP_HOLD_OFF_CAP", "BOOTSTRAP_PREFERRED_FORMAT", "BootstrapFlow"]
+
+#: Content format announced as ``pct`` in the Bootstrap-Request (SenML CBOR).
+BOOTSTRAP_PREFERRED_FORMAT = 112
+#: Spec §10: the doubling bootstrap hold-off never exceeds this (unless /0/x/11 itself does).
+BOOTSTRAP_HOLD_OFF_CAP = 20.0
+
+_B = BootstrapTrigger
+
+
+class BootstrapFlow:
+    def __init__(self, shared: Shared) -> None:
+        self.s = shared
+        self.bs = shared.bs
+
+    # ------------------------------------------------------------------ start
+    def begin(self, now: float) -> None:
+        """Open the Bootstrap-Server link; servers wait in BOOTSTRAPPING until Finish.
+
+        Every server not suspended by the application is stopped: the
+        bootstrap will replace the server set, and (B) only holds when none of
+        them has a usable connection anyway.
+        """
+        for srv in self.s.servers.values():
+            if srv.public_state not in (ServerState.SUSPENDED, ServerState.BOOTSTRAPPING):
+                self.s.links.stop(srv, Trigger.BOOTSTRAP, now)
+        bs = self.bs
+        if bs.running:
+            return
+        account = self.s.bootstrap_account
+        assert account is not None
+        try:
+            uri = parse_server_uri(account.uri)
+            check_security(account, uri)
+        except InvalidParameters as exc:
+            code = ev.ErrorCode.INVALID_PARAMETERS
+            request = ev.Request.BOOTSTRAP_REQUEST
+            self.s.emit(ev.Error(now, code, request=request, detail=f"bootstrap account: {exc}"))
+            # Spec §6 invalid parameters: no retry until reconfigured.
+            self.s.bootstrap_account = None
+            self.failed(now)
+            return
+        bs.account, bs.uri = account, uri
+        bs.handler = BootstrapHandler(self.s.provisioning(), self._object_entries())
+        bs.move(_B.BEGIN)
+        self.s.emit(ev.BootstrapStarted(now, str(uri)))
+        bs.channel.connect(uri, account)
+
+    def _object_entries(self) -> dict[int, ObjectEntry]:
+        """The application's objects, for Bootstrap-Discover (from its Register payload)."""
+        try:
+            payload = self.s.model.registration_payload("1.1")
+            return dict(linkformat.parse_registration(linkformat.decode(payload)).objects)
+        except Exception:  # the object tree's problem must not stop a bootstrap
+            return {}
+
+    def _hold_off(self) -> float:
+        """Spec §10: max(1 s, /0/x/11) × a factor in [1, 1.5] drawn once, ×2 per failure."""
+        bs = self.bs
+        if bs.factor is None:
+            bs.factor = self.s.rng.uniform(1.0, 1.5)
+        account = self.s.bootstrap_account
+        hold_off = account.client_hold_off_time if account is not None else 0.0
+        base = max(1.0, hold_off) * bs.factor
+        return min(base * 2.0**bs.failures, max(BOOTSTRAP_HOLD_OFF_CAP, base))
+
+    # ------------------------------------------------------------------ the link
+    def link_up(self, now: float, secure: bool) -> None:
+        bs = self.bs
+        if bs.phase.public is not BootstrapPhase.CONNECTING:
+            self.s.actions.append(CloseLink(BOOTSTRAP_LINK))
+            return
+        bs.channel.up(secure)
+        if bs.phase is BootstrapPhase.RECONNECTING:
+            self._request(now, _B.LINK_UP)
+            return
+        # The link is open during the hold-off so a Bootstrap-Server may start a
+        # server-initiated bootstrap on it; the Request goes out when it ends.
+        bs.move(_B.LINK_UP)
+        bs.next = Scheduled(now + self._hold_off(), Step.BOOTSTRAP_REQUEST)
+
+    def link_failed(self, failure: LinkFailure, detail: str, now: float) -> None:
+        if self.bs.phase.public is not BootstrapPhase.CONNECTING:
+            return
+        self.bs.channel.open = False
+        self.s.recovery.bootstrap_connect_failed(failure, detail, now)
+
+    def received(self, data: bytes, now: float) -> None:
+        channel = self.bs.channel
+        if channel.layer is not None and channel.open:
+            channel.layer.receive(data, now)
+            self.flush(now)
+
+    def unreachable(self, now: float) -> None:
+        if self.bs.channel.layer is not None:
+            self.bs.channel.layer.network_error(now)
+            self.flush(now)
+
+    def retry_handshake(self, now: float) -> None:
+        """(†)-checked handshake retry: reopen the link and send the Request at once."""
+        bs = self.bs
+        if bs.uri is None or bs.account is None:
+            self.failed(now)
+            return
+        bs.channel.close()
+        bs.move(_B.RETRY_HANDSHAKE)
+        bs.deadline = None
+        bs.channel.connect(bs.uri, bs.account)
+
+    # ------------------------------------------------------------------ the Request
+    def _request(self, now: float, trigger: BootstrapTrigger) -> None:
+        bs = self.bs
+        bs.move(trigger)
+        bs.next = None
+        query = [f"ep={self.s.config.endpoint}"]
+        if self.s.config.registration.lwm2m_version == "1.1":
+            query.append(f"pct={BOOTSTRAP_PREFERRED_FORMAT}")
+        msg = Message(
+            type=MessageType.CON, code=Code.POST, options=make_options(path=["bs"], query=query)
+        )
+        kind = RequestKind.BOOTSTRAP_REQUEST
+        try:
+            bs.channel.request(kind, msg, now)
+        except (MemoryError, ValueError) as exc:
+            failed = Failed(Failure.INTERNAL, ev.ErrorCode.MEMORY)
+            detail = f"could not build the Bootstrap-Request: {exc!r}"
+            pending = bs.channel.pending(kind)
+            self.s.recovery.bootstrap_request_failed(pending, failed, failed.code, detail, now)
+            return
+        bs.deadline = Scheduled(now + self.s.config.coap.exchange_lifetime, Step.BOOTSTRAP_DEADLINE)
+        self.flush(now)
+
+    def request_due(self, now: float) -> None:
+        """Step BOOTSTRAP_REQUEST: the hold-off (or a 4.29's Max-Age) is over."""
+        if self.bs.channel.open:
+            self._request(now, _B.REQUEST)
+
+    def deadline_due(self, now: float) -> None:
+        """Step BOOTSTRAP_DEADLINE: no Bootstrap-Finish within EXCHANGE_LIFETIME."""
+        if self.bs.running:
+            self.s.emit(
+                ev.Error(
+                    now,
+                    ev.ErrorCode.TIMEOUT,
+                    request=ev.Request.BOOTSTRAP_FINISH,
+                    detail="no Bootstrap-Finish within EXCHANGE_LIFETIME of the last operation",
+                )
+            )
+            self.failed(now)
+
+    def wait_max_age(self, now: float) -> None:
+        """A 4.29 to the Request: hold off for its Max-Age, then request again (spec §7)."""
+        bs = self.bs
+        bs.move(_B.WAIT_MAX_AGE)
+        bs.next = Scheduled(bs.rate_limited_until, Step.BOOTSTRAP_REQUEST)
+        bs.deadline = None
+
+    # ------------------------------------------------------------------ traffic
+    def flush(self, now: float) -> None:
+        channel = self.bs.channel
+        layer = channel.layer
+        if layer is None:
+            return
+        while (event := layer.next_event()) is not None:
+            if isinstance(event, ExchangeResult):
+                self._result(event, now)
+            else:
+                self._operation(event, now)
+            if channel.layer is not layer:  # finished, failed or reopened while handling
+                return
+        if channel.new_malformed():
+            self.s.malformed(now, None, "Bootstrap-Server")
+        channel.send_datagrams()
+
+    def _operation(self, req: IncomingRequest, now: float) -> None:
+        bs = self.bs
+        layer = bs.channel.layer
+        assert layer is not None
+        if layer.refuse_unknown_critical(req, now):
+            return
+        if bs.handler is None or bs.phase.public is BootstrapPhase.CONNECTING:
+            layer.respond(req.key, Message(code=Code.SERVICE_UNAVAILABLE), now)
+            return
+        # Operations before (or without) our Request: a server-initiated bootstrap.
+        bs.move(_B.OPERATION)
+        bs.next = None
+        bs.deadline = Scheduled(now + self.s.config.coap.exchange_lifetime, Step.BOOTSTRAP_DEADLINE)
+        try:
+            reply = bs.handler.handle(req.message)
+        except Exception as exc:  # a bug in a handler must not take the client down
+            detail = f"bootstrap handler: {exc!r}"
+            self.s.emit(ev.Error(now, ev.ErrorCode.INTERNAL_ERROR, detail=detail))
+            layer.respond(req.key, Message(code=Code.INTERNAL_SERVER_ERROR), now)
+            return
+        layer.respond(req.key, reply.response, now)
+        if reply.accounts is not None:
+            self._finish(reply.accounts, now)
+
+    def _result(self, result: ExchangeResult, now: float) -> None:
+        bs = self.bs
+        pending = bs.channel.inflight.pop(result.key, None)
+        if pending is None or bs.phase is not BootstrapPhase.REQUESTING:
+            return  # the server already started operating: the Request did its job
+        outcome = classify(result, secure=bs.channel.secure)
+        if not isinstance(outcome, Failed):
+            bs.move(_B.ACCEPTED)
+            bs.deadline = Scheduled(
+                now + self.s.config.coap.exchange_lifetime, Step.BOOTSTRAP_DEADLINE
+            )
+            return
+        resp = outcome.response
+        code = outcome.code
+        if resp is not None and resp.code == Code.BAD_REQUEST:
+            # Spec §6: "quota reached" is a 4.00 whose diagnostic names the quota.
+            quota = b"quota" in resp.payload.lower()
+            code = ev.ErrorCode.QUOTA_REACHED if quota else ev.ErrorCode.BAD_REQUEST
+        if outcome.failure is Failure.TOO_MANY_REQUESTS:
+            bs.rate_limited_until = now + outcome.max_age
+            detail: str | None = outcome.wait_detail
+        else:
+            detail = resp.payload.decode("utf-8", "replace")[:200] if resp else None
+        self.s.recovery.bootstrap_request_failed(pending, outcome, code, detail, now)
+
+    # ------------------------------------------------------------------ the end
+    def _finish(self, accounts: list[ServerAccount], now: float) -> None:
+        """Bootstrap-Finish accepted: new server set, then registration takes over."""
+        bs = self.bs
+        assert bs.handler is not None
+        self.adopt_account(bs.handler.provisioning)
+        self._stop(_B.FINISHED, now)
+        bs.failures = 0
+        old = self.s.servers
+        for srv in old.values():
+            self.s.links.stop(srv, Trigger.BOOTSTRAP_FINISHED, now)
+            self.s.model.drop_observations(srv.ssid)
+        self.s.set_accounts(tuple(accounts))
+        self.s.accounts_replaced()
+        for srv in self.s.servers.values():
+            kept = old.get(srv.ssid)
+            if kept is not None and kept.account.uri == srv.account.uri:
+                srv.stored = kept.stored  # same server: its stored notifications still count
+                srv.stored_dropped = kept.stored_dropped
+        self.s.changed()
+        self.s.emit(ev.Bootstrapped(now, sorted(self.s.servers)))
+        self.s.registration.start_servers(now)
+
+    def adopt_account(self, provisioning: Provisioning) -> None:
+        """Take the Bootstrap-Server account from ``provisioning`` if a bootstrap rewrote it."""
+        ours = self.s.provisioning().bootstrap_instance()
+        theirs = provisioning.bootstrap_instance()
+        if theirs is not None and (ours is None or ours[1] != theirs[1]):
+            self.s.bootstrap_account = provisioning.bootstrap_account() or self.s.bootstrap_account
+
+    def failed(self, now: float) -> None:
+        """This attempt failed: (B) stops holding until the outer loop retries."""
+        self._stop(_B.FAIL, now)
+        self.bs.failures += 1
+        for srv in self.s.servers.values():
+            if srv.state is ServerState.BOOTSTRAPPING:
+                self.s.move(srv, Trigger.BOOTSTRAP_FAILED, now)
+        self.s.recovery.check_all_failed(now)
+
+    def reconnect(self, revived: bool, now: float) -> None:
+        """Outer loop: the bootstrap account may be tried again; alone if no server revived."""
+        if self.bs.phase is BootstrapPhase.FAILED:
+            self.bs.move(_B.RECONNECT)
+        if not revived and self.s.bootstrap_account is not None and not self.bs.running:
+            self.begin(now)
+
+    def stop(self, now: float) -> None:
+        """close() or enter_offline(): no bootstrap from now on."""
+        self._stop(_B.STOP, now)
+
+    def _stop(self, trigger: BootstrapTrigger, now: float) -> None:
+        bs = self.bs
+        bs.channel.cancel_all(now)
+        bs.channel.close(opening=bs.phase.public is BootstrapPhase.CONNECTING)
+        bs.move(trigger)
+        bs.next = bs.deadline = None
+        bs.handler = None

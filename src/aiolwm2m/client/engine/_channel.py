@@ -1,0 +1,231 @@
+"""One link to one server: the message layer on it, its requests in flight, and
+how an exchange that went wrong is classified for the failure table.
+
+Servers and the Bootstrap-Server each talk through a :class:`Channel`, so
+what both need is written once here: whether the link is open and secure,
+whether the next request goes out "right after a fresh handshake" (the
+circumstance of rule (†)), and how an answer becomes a failure-table row
+(including 4.12 and 4.29 with its Max-Age wait).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from aiolwm2m.accounts import ServerAccount, ServerUri
+from aiolwm2m.client.engine._types import (
+    CloseLink,
+    LinkAction,
+    Notification,
+    OpenLink,
+    SendDatagram,
+)
+from aiolwm2m.client.events import ErrorCode
+from aiolwm2m.client.policy import Circumstance, Failure, RequestKind
+from aiolwm2m.coap.layer import Event as LayerEvent
+from aiolwm2m.coap.layer import ExchangeResult, MessageLayer, Outcome
+from aiolwm2m.coap.message import (
+    CoapDecodeError,
+    Code,
+    Message,
+    MessageType,
+    code_str,
+    is_success,
+)
+from aiolwm2m.coap.params import TransmissionParameters
+
+__all__ = ["NON_NOTIFICATIONS_TRACKED", "Channel", "Failed", "Pending", "classify"]
+
+#: NON notifications are remembered this many at a time so a late Reset can
+#: still cancel its observation; older ones are forgotten (they cannot time out).
+NON_NOTIFICATIONS_TRACKED = 64
+
+#: RFC 7252 §5.10.5: Max-Age when a 4.29 carries none.
+DEFAULT_MAX_AGE = 60
+
+
+@dataclass
+class Pending:
+    """A request (or confirmable notification) in flight, as the failure table needs it."""
+
+    kind: RequestKind
+    sent_after_handshake: bool
+    notification: Notification | None = None
+
+    @property
+    def circumstances(self) -> frozenset[Circumstance]:
+        if self.sent_after_handshake:
+            return frozenset({Circumstance.AFTER_FRESH_HANDSHAKE})
+        return frozenset()
+
+
+@dataclass(frozen=True)
+class Failed:
+    """An exchange that got no usable answer: its row, its §6 error and what came back."""
+
+    failure: Failure
+    code: ErrorCode
+    coap_code: str | None = None
+    response: Message | None = None
+
+    @property
+    def max_age(self) -> float:
+        """Seconds a 4.29 asks to wait (Max-Age, 60 s when absent or unreadable)."""
+        max_age = None
+        if self.response is not None:
+            try:
+                max_age = self.response.max_age
+            except CoapDecodeError:
+                max_age = None
+        return float(DEFAULT_MAX_AGE if max_age is None else max_age)
+
+    @property
+    def wait_detail(self) -> str:
+        """The ``detail`` of the ``too_many_requests`` event."""
+        return f"waiting {self.max_age:g} s (Max-Age)"
+
+
+def _outcome_failure(outcome: Outcome, *, secure: bool) -> Failed:
+    """A request's message layer ends in ACKNOWLEDGED only if it broke (an empty
+    ACK and then nothing): an internal error of the exchange."""
+    if outcome is Outcome.TIMEOUT:
+        return Failed(Failure.TIMEOUT_DTLS if secure else Failure.TIMEOUT_NOSEC, ErrorCode.TIMEOUT)
+    if outcome is Outcome.RESET:
+        return Failed(Failure.RESET, ErrorCode.RESET)
+    if outcome is Outcome.NETWORK_ERROR:
+        return Failed(Failure.NETWORK, ErrorCode.NETWORK_ERROR)
+    return Failed(Failure.INTERNAL, ErrorCode.INTERNAL_ERROR)
+
+
+def classify(result: ExchangeResult, *, secure: bool) -> Message | Failed:
+    """The success response of an exchange, or its failure-table row and §6 error."""
+    resp = result.response
+    if result.outcome is not Outcome.RESPONSE or resp is None:
+        return _outcome_failure(result.outcome, secure=secure)
+    if is_success(resp.code):
+        return resp
+    if resp.code == Code.TOO_MANY_REQUESTS:
+        return Failed(Failure.TOO_MANY_REQUESTS, ErrorCode.TOO_MANY_REQUESTS, "4.29", resp)
+    failure = Failure.PRECONDITION_FAILED if resp.code == Code.PRECONDITION_FAILED else None
+    return Failed(failure or Failure.COAP_ERROR, ErrorCode.COAP_ERROR, code_str(resp.code), resp)
+
+
+class Channel:
+    """The link with id ``link`` and what travels on it; see the module docstring.
+
+    The channel outlives its links: each :meth:`up` starts a new message layer
+    (a new socket is a new session), :meth:`close` drops it.
+    """
+
+    def __init__(
+        self,
+        link: int,
+        params: TransmissionParameters,
+        rng: random.Random,
+        actions: list[LinkAction],
+    ) -> None:
+        self.link = link
+        self._params = params
+        self._rng = rng
+        self._actions = actions
+        self.layer: MessageLayer | None = None
+        self.open = False
+        self.secure = False
+        self.fresh = False  # the next request is the first after a handshake
+        self.inflight: dict[int, Pending] = {}
+        self.deferred: dict[tuple[int, bytes], int] = {}  # answers the data model owes
+        self.sends: dict[int, int] = {}  # layer key -> LwM2M Send id
+        # Counted across links, as the layer's own count restarts with each one.
+        self._malformed_seen = 0
+
+    # ------------------------------------------------------------------ the link
+    def connect(self, uri: ServerUri, account: ServerAccount) -> None:
+        """Ask the runtime for the link; it answers with ``link_up`` or ``link_failed``."""
+        self._actions.append(OpenLink(self.link, uri, account))
+
+    def up(self, secure: bool) -> None:
+        self.layer = MessageLayer(self._params, self._rng)
+        self.open = True
+        self.secure = secure
+        self.fresh = secure
+
+    def close(self, *, opening: bool = False) -> None:
+        """Send what the layer still has to say (e.g. an ACK), then drop the link.
+
+        ``opening``: the runtime may be opening it right now; tell it to stop.
+        """
+        if self.open and self.layer is not None:
+            self.send_datagrams()
+        if self.open or opening:
+            self._actions.append(CloseLink(self.link))
+        self.open = False
+        if self.layer is not None:
+            self.layer.clear()
+        self.layer = None
+        self.deferred.clear()
+        self.inflight.clear()
+
+    def cancel_all(self, now: float) -> None:
+        """End every request in flight without an outcome."""
+        if self.layer is not None:
+            for key in list(self.inflight):
+                self.layer.cancel(key, now)
+        self.inflight.clear()
+
+    # ------------------------------------------------------------------ sending
+    def pending(self, kind: RequestKind) -> Pending:
+        """What a request of ``kind`` sent now would be recorded as."""
+        return Pending(kind, self.fresh)
+
+    def request(self, kind: RequestKind, msg: Message, now: float) -> int:
+        """Send a confirmable request; raises MemoryError/ValueError if it cannot be built."""
+        assert self.layer is not None
+        key = self.layer.send_request(msg, now)
+        self.inflight[key] = self.pending(kind)
+        self.fresh = False
+        return key
+
+    def notify(self, note: Notification, now: float) -> None:
+        """Send a notification; NON ones are tracked only for a late Reset."""
+        assert self.layer is not None
+        key = self.layer.send_message(note.message, now)
+        self.inflight[key] = Pending(RequestKind.NOTIFY, self.fresh, note)
+        if note.message.type == MessageType.NON:
+            non_keys = [k for k, p in self.inflight.items() if _is_non_notification(p)]
+            for old in non_keys[:-NON_NOTIFICATIONS_TRACKED]:
+                del self.inflight[old]
+
+    def only_non_notifications(self) -> list[int]:
+        """Keys of NON notifications when nothing confirmable is in flight, else []."""
+        non = [key for key, p in self.inflight.items() if _is_non_notification(p)]
+        return non if len(non) == len(self.inflight) else []
+
+    def send_datagrams(self) -> bool:
+        """Hand the layer's datagrams to the runtime; whether there were any."""
+        if not self.open or self.layer is None:
+            return False
+        sent = False
+        for data in self.layer.datagrams_to_send():
+            sent = True
+            self._actions.append(SendDatagram(self.link, data))
+        return sent
+
+    # ------------------------------------------------------------------ receiving
+    def next_event(self) -> LayerEvent | None:
+        return self.layer.next_event() if self.layer is not None else None
+
+    def new_malformed(self) -> bool:
+        """Whether malformed datagrams arrived since the last call (each reported once)."""
+        if self.layer is None or self.layer.stats.malformed <= self._malformed_seen:
+            return False
+        self._malformed_seen = self.layer.stats.malformed
+        return True
+
+    def next_timer(self) -> float | None:
+        return self.layer.next_timer() if self.layer is not None else None
+
+
+def _is_non_notification(pending: Pending) -> bool:
+    note = pending.notification
+    return note is not None and note.message.type == MessageType.NON

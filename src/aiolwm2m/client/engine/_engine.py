@@ -1,0 +1,478 @@
+"""The façade: the whole client as one deterministic object a runtime drives.
+
+:class:`ClientEngine` owns no behaviour of its own. It checks what the
+application may do when, routes runtime inputs (link up/failed, datagrams,
+ICMP, timer expiries) to the part that handles them, and exposes what comes
+out (link actions, events, the next timer). The parts share one
+:class:`~._shared.Shared` context:
+
+=====================  =========================================================
+``_channel``           one link, its message layer, its requests in flight
+``_links``             what arrives on a server's link; stopping a server
+``_registration``      Register / Update / De-register, order, queue mode
+``_recovery``          the failure table and both recovery loops
+``_bootstrapping``     the bootstrap flow, handing over at Bootstrap-Finish
+``_storing``           notifications sent, stored and flushed
+``_sending``           LwM2M Send
+=====================  =========================================================
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+from aiolwm2m.accounts import InvalidParameters, ServerAccount, check_endpoint_name
+from aiolwm2m.client import events as ev
+from aiolwm2m.client.bootstrap import Provisioning
+from aiolwm2m.client.config import ClientConfig
+from aiolwm2m.client.engine._bootstrapping import BootstrapFlow
+from aiolwm2m.client.engine._links import ServerLinks
+from aiolwm2m.client.engine._recovery import Recovery
+from aiolwm2m.client.engine._registration import Registration
+from aiolwm2m.client.engine._sending import Sending
+from aiolwm2m.client.engine._shared import (
+    BootstrapSession,
+    Scheduled,
+    ServerSession,
+    Shared,
+    Step,
+)
+from aiolwm2m.client.engine._storing import NotificationStore
+from aiolwm2m.client.engine._types import (
+    BOOTSTRAP_LINK,
+    CloseLink,
+    DataModel,
+    LinkAction,
+    LinkFailure,
+    Notification,
+    RegistrationRecord,
+    Snapshot,
+)
+from aiolwm2m.client.states import BootstrapPhase, ServerState, Trigger
+from aiolwm2m.coap.message import Message
+from aiolwm2m.errors import NotAllowedError
+
+__all__ = ["ClientEngine"]
+
+
+class ClientEngine:
+    """The whole client as a deterministic state machine; see the module docstring.
+
+    Recovery (``docs/recovery.md``) is organised as the spec's two loops:
+    inner, per server, each failure's failure-table action (``client/policy.py``);
+    outer, whole client, the reconnect schedule once no server has a usable
+    connection. The states are those of ``client/states.py``.
+    """
+
+    def __init__(self, config: ClientConfig, objects: DataModel, *, rng: random.Random) -> None:
+        self.config = config
+        self.objects = objects
+        table = config.failure_table
+        if config.registration.connection_error_is_registration_failure:
+            table = table.with_connect_errors_aborting_registration()
+        s = self._shared = Shared(config, objects, rng, table)
+        s.set_accounts(config.servers)
+        s.store = NotificationStore(s)
+        s.links = ServerLinks(s)
+        s.sending = Sending(s)
+        s.registration = Registration(s)
+        s.bootstrap = BootstrapFlow(s)
+        s.recovery = Recovery(s)
+        self._server_steps: dict[Step, Callable[[ServerSession, float], None]] = {
+            Step.CONNECT: s.registration.connect_due,
+            Step.REGISTER: s.registration.register_due,
+            Step.UPDATE: s.registration.update_due,
+            Step.SLEEP: s.registration.sleep,
+            Step.REGISTRATION_DEADLINE: s.recovery.registration_deadline,
+        }
+        self._bootstrap_steps: dict[Step, Callable[[float], None]] = {
+            Step.BOOTSTRAP_REQUEST: s.bootstrap.request_due,
+            Step.BOOTSTRAP_DEADLINE: s.bootstrap.deadline_due,
+        }
+
+    # ------------------------------------------------------------------ queries
+    def all_connections_failed(self) -> bool:
+        return self._shared.all_failed
+
+    def server_state(self, ssid: int) -> ServerState:
+        return self._require(ssid).public_state
+
+    def server_states(self) -> dict[int, ServerState]:
+        return {ssid: srv.public_state for ssid, srv in self._shared.servers.items()}
+
+    @property
+    def idle(self) -> bool:
+        """Nothing in flight: safe to stop the runtime after :meth:`close`."""
+        return not self._shared.bs.channel.inflight and all(
+            not s.channel.inflight and s.public_state is not ServerState.DEREGISTERING
+            for s in self._shared.servers.values()
+        )
+
+    def bootstrap_phase(self) -> BootstrapPhase:
+        return self._shared.bs.phase.public
+
+    @property
+    def bootstrap_account(self) -> ServerAccount | None:
+        """The Bootstrap-Server account (from the config, or rewritten by a bootstrap)."""
+        return self._shared.bootstrap_account
+
+    def provisioning(self) -> Provisioning:
+        """The current accounts as Security/Server instances (what a bootstrap starts from)."""
+        return self._shared.provisioning()
+
+    def registered(self, ssid: int | None = None) -> bool:
+        servers = self._shared.servers.values() if ssid is None else [self._require(ssid)]
+        return any(s.public_state is ServerState.REGISTERED for s in servers)
+
+    @property
+    def offline(self) -> bool:
+        return self._shared.offline
+
+    def stored_notifications(self, ssid: int) -> list[Notification]:
+        return list(self._require(ssid).stored)
+
+    def dropped_notifications(self, ssid: int) -> int:
+        """Notifications discarded by the store's drop-oldest policy (or storing off)."""
+        return self._require(ssid).stored_dropped
+
+    # ------------------------------------------------------------------ outputs
+    def link_actions(self) -> list[LinkAction]:
+        s = self._shared
+        out = list(s.actions)
+        s.actions.clear()
+        return out
+
+    def next_event(self) -> ev.Event | None:
+        events = self._shared.events
+        return events.popleft() if events else None
+
+    def next_timer(self) -> float | None:
+        """The earliest of every scheduled action, link timer and data-model timer."""
+        s = self._shared
+        times = [s.reconnect.when] if s.reconnect is not None else []
+        owners: list[ServerSession | BootstrapSession] = [*s.servers.values(), s.bs]
+        for owner in owners:
+            times += [due.when for due in owner.due()]
+            if (link_timer := owner.channel.next_timer()) is not None:
+                times.append(link_timer)
+        if (object_timer := self.objects.next_timer()) is not None:
+            times.append(object_timer)
+        return min(times) if times else None
+
+    def handle_timer(self, now: float) -> None:
+        """Fire what is due: data model, outer loop, bootstrap, then each server."""
+        s = self._shared
+        self.objects.handle_timer(now)
+        self.poll(now)
+        if s.reconnect is not None and s.reconnect.when <= now:
+            s.recovery.reconnect_due(now)
+        bs = s.bs
+        if bs.channel.layer is not None:
+            bs.channel.layer.handle_timer(now)
+            s.bootstrap.flush(now)
+        deadline = bs.deadline
+        if deadline is not None and deadline.when <= now:
+            bs.deadline = None
+            self._bootstrap_steps[deadline.what](now)
+        step = bs.next
+        if step is not None and step.when <= now:
+            bs.next = None
+            self._bootstrap_steps[step.what](now)
+        for srv in list(s.servers.values()):
+            if srv.channel.layer is not None:
+                srv.channel.layer.handle_timer(now)
+                s.links.flush(srv, now)
+            self._fire(srv, now)
+
+    def _fire(self, srv: ServerSession, now: float) -> None:
+        """The server's deadline, then its next action, each if due (and still scheduled)."""
+        deadline = srv.deadline
+        if deadline is not None and deadline.when <= now:
+            srv.deadline = None
+            self._server_steps[deadline.what](srv, now)
+        step = srv.next
+        if step is not None and step.when <= now:
+            srv.next = None
+            self._server_steps[step.what](srv, now)
+
+    # ------------------------------------------------------------------ persistence
+    @property
+    def state_version(self) -> int:
+        """Grows whenever :meth:`snapshot` would change: the runtime saves when it moved."""
+        return self._shared.state_version
+
+    def snapshot(self) -> Snapshot:
+        s = self._shared
+        accounts = tuple(srv.account for srv in s.servers.values())
+        factory = accounts == self.config.servers and s.bootstrap_account == self.config.bootstrap
+        return Snapshot(
+            provisioning=None if factory else self.provisioning().to_dict(),
+            registrations=tuple(
+                RegistrationRecord(
+                    srv.ssid,
+                    srv.account.uri,
+                    tuple(srv.location),
+                    srv.registered_at,
+                    srv.account.lifetime,
+                    srv.lwm2m_version,
+                )
+                for srv in s.servers.values()
+                if srv.location and srv.registered_at is not None
+            ),
+            notifications=tuple(note for srv in s.servers.values() for note in srv.stored),
+        )
+
+    def restore(self, snapshot: Snapshot) -> None:
+        """Take back a :meth:`snapshot` (before :meth:`start`).
+
+        The client registers again on start; a registration is kept only for
+        the same server URI, and stored notifications wait, in order, for that
+        registration (see :class:`RegistrationRecord`).
+        """
+        s = self._shared
+        if s.started:
+            raise NotAllowedError("restore() after start()")
+        if snapshot.provisioning is not None:
+            # Validated when the store read it (an unusable one is never restored).
+            provisioning = Provisioning.from_dict(snapshot.provisioning)
+            s.set_accounts(tuple(provisioning.accounts()))
+            s.accounts_replaced()
+            s.bootstrap.adopt_account(provisioning)
+        for record in snapshot.registrations:
+            srv = s.servers.get(record.ssid)
+            if srv is not None and srv.account.uri == record.uri:
+                srv.location = list(record.location)
+                srv.registered_at = record.registered_at
+                srv.lwm2m_version = record.lwm2m_version
+        for note in snapshot.notifications:
+            srv = s.servers.get(note.ssid)
+            if srv is not None and srv.account.notification_storing:
+                s.store.keep(srv, note)
+
+    # ------------------------------------------------------------------ application API
+    def start(self, now: float) -> None:
+        s = self._shared
+        if s.started:
+            s.emit(ev.Error(now, ev.ErrorCode.NOT_ALLOWED, detail="already started"))
+            raise NotAllowedError("client already started")
+        s.started = True
+        try:
+            check_endpoint_name(self.config.endpoint)
+        except InvalidParameters as exc:
+            for srv in s.servers.values():
+                s.move(srv, Trigger.INVALID, now)
+            s.emit(ev.Error(now, ev.ErrorCode.INVALID_PARAMETERS, detail=str(exc)))
+            return
+        s.registration.start_servers(now)
+        if not s.servers and s.bootstrap_account is not None:
+            # Factory state with only a Bootstrap-Server account: bootstrap first.
+            s.bootstrap.begin(now)
+
+    def close(self, now: float) -> None:
+        """De-register from every registered server; ``not_registered`` if there is none."""
+        s = self._shared
+        s.closing = True
+        s.reconnect = None
+        s.bootstrap.stop(now)
+        registered = [v for v in s.servers.values() if v.public_state is ServerState.REGISTERED]
+        if not registered:
+            detail = "close() while not registered"
+            s.emit(ev.Error(now, ev.ErrorCode.NOT_REGISTERED, detail=detail))
+        for srv in s.servers.values():
+            if srv in registered:
+                s.registration.deregister(srv, now)
+            else:
+                s.links.stop(srv, Trigger.CLOSE, now)
+
+    def schedule_reconnect(self, now: float) -> None:
+        """Reconnect every enabled server that is not registered or registering, now."""
+        s = self._shared
+        if not s.started or s.closing:
+            s.not_allowed(now, "schedule_reconnect() before start() or after close()")
+            return
+        s.reconnect = None
+        revivable = (ServerState.FAILED, ServerState.BACKOFF, ServerState.IDLE)
+        s.recovery.reconnect(revivable, now)
+
+    def enable_server(self, ssid: int, now: float) -> None:
+        s = self._shared
+        srv = self._require(ssid)
+        if not s.started or s.closing or srv.uri is None:
+            s.not_allowed(now, f"enable_server({ssid}) not possible now", ssid)
+            return
+        if srv.public_state in (
+            ServerState.SUSPENDED,
+            ServerState.FAILED,
+            ServerState.IDLE,
+            ServerState.BACKOFF,
+        ):
+            s.all_failed = False
+            s.reconnect = None
+            s.registration.revive(srv, now)
+
+    def disable_server(self, ssid: int, now: float, timeout: float | None = None) -> None:
+        """LwM2M Disable: close the link without De-register, optionally for ``timeout`` s."""
+        s = self._shared
+        srv = self._require(ssid)
+        if not s.started or s.closing:
+            s.not_allowed(now, f"disable_server({ssid}) before start()", ssid)
+            return
+        s.links.stop(srv, Trigger.DISABLE, now)
+        if timeout is not None:
+            srv.next = Scheduled(now + timeout, Step.CONNECT)
+
+    def enter_offline(self, now: float) -> None:
+        """Spec §10 offline mode: close every socket, keep state, store notifications.
+
+        Nothing is sent and no timer fires for a server until :meth:`exit_offline`
+        (Updates, retries and the reconnect schedule all wait); notifications
+        produced meanwhile are stored when Server /1/x/6 says so, and the
+        unacknowledged ones of the closed links with them.
+        """
+        s = self._shared
+        if not s.started or s.closing or s.offline:
+            s.not_allowed(now, "enter_offline() before start(), after close() or twice")
+            return
+        s.offline = True
+        s.reconnect = None
+        s.bootstrap.stop(now)
+        for srv in s.servers.values():
+            if srv.public_state not in (ServerState.IDLE, ServerState.SUSPENDED):
+                s.links.stop(srv, Trigger.OFFLINE, now)
+
+    def exit_offline(self, now: float) -> None:
+        """Leave offline mode: every server that was on registers again.
+
+        A new socket is a new session (python-mbedtls cannot resume DTLS), so
+        each server gets a Register; with the same Location its observations
+        continue and the stored notifications follow, oldest first.
+        """
+        s = self._shared
+        if not s.offline:
+            s.not_allowed(now, "exit_offline() while not offline")
+            return
+        s.offline = False
+        s.all_failed = False
+        s.recovery.schedule.reset()
+        for srv in s.servers.values():
+            if srv.state is ServerState.OFFLINE and srv.uri is not None:
+                s.registration.revive(srv, now)
+
+    def trigger_update(self, now: float, ssid: int | None = None) -> None:
+        s = self._shared
+        targets = list(s.servers.values()) if ssid is None else [self._require(ssid)]
+        registered = [v for v in targets if v.public_state is ServerState.REGISTERED]
+        if not registered:
+            s.not_allowed(now, "trigger_update() while not registered", ssid)
+            return
+        for srv in registered:
+            s.registration.send_update(srv, now)
+
+    def update_account(self, account: ServerAccount, now: float) -> None:
+        """A server rewrote its Server object (/1/x): use ``account`` from now on.
+
+        The registration, link and stored notifications are kept. When Lifetime
+        or Binding changed, a registered server gets an Update at once carrying
+        just those (the Core's Update sends the parameters that differ from the
+        registration) and the new lifetime schedules the following Updates;
+        otherwise the next Register carries them. Other fields (default
+        periods, notification storing) apply from now on without an Update.
+        """
+        s = self._shared
+        srv = self._require(account.short_server_id)
+        if account.uri != srv.account.uri:
+            s.not_allowed(now, "update_account() cannot change the server URI", srv.ssid)
+            return
+        srv.account = account
+        s.changed()
+        announced = (account.lifetime, account.binding)
+        if srv.public_state is ServerState.REGISTERED and srv.announced != announced:
+            s.registration.send_update(srv, now)
+
+    def send(self, ssid: int, payload: bytes, content_format: int, now: float) -> int:
+        """LwM2M Send (1.1): POST ``payload`` (SenML) to the server's ``/dp``; returns its id.
+
+        The outcome is a :class:`~aiolwm2m.client.events.SendFinished` event.
+        Send failures take no recovery action (the failure table's Send column
+        is ``none``): they are reported as ``error`` events with
+        ``request="send"`` and the registration is left alone. Only a
+        registered server can take a Send; otherwise it fails at once with
+        ``not_registered``.
+        """
+        return self._shared.sending.send(self._require(ssid), payload, content_format, now)
+
+    def objects_changed(self, now: float) -> None:
+        """The object/instance list changed: registered servers get an Update with it."""
+        for srv in self._shared.servers.values():
+            srv.objects_changed = True
+            if srv.public_state is ServerState.REGISTERED:
+                self._shared.registration.send_update(srv, now)
+
+    def respond(self, ssid: int, request: Message, response: Message, now: float) -> None:
+        """Answer a server request whose handler returned None (e.g. an async callback)."""
+        srv = self._require(ssid)
+        key = srv.channel.deferred.pop((request.mid, request.token), None)
+        if key is not None and srv.channel.layer is not None:
+            srv.channel.layer.respond(key, response, now)
+            self._shared.links.flush(srv, now)
+
+    # ------------------------------------------------------------------ runtime inputs
+    def link_up(self, link: int, now: float, *, secure: bool = False) -> None:
+        s = self._shared
+        if link == BOOTSTRAP_LINK:
+            s.bootstrap.link_up(now, secure)
+            return
+        srv = s.servers.get(link)
+        if srv is None or srv.public_state is not ServerState.CONNECTING:
+            s.actions.append(CloseLink(link))
+            return
+        s.registration.link_up(srv, now, secure)
+
+    def link_failed(self, link: int, failure: LinkFailure, now: float, detail: str = "") -> None:
+        s = self._shared
+        if link == BOOTSTRAP_LINK:
+            s.bootstrap.link_failed(failure, detail or failure.value, now)
+            return
+        srv = s.servers.get(link)
+        if srv is None or srv.public_state not in (
+            ServerState.CONNECTING,
+            ServerState.REGISTERING,
+        ):
+            return
+        srv.channel.open = False
+        srv.deadline = None
+        # Spec §5/§10: by default handshake/network/internal failures while
+        # connecting go to client-initiated bootstrap, else give up; the outer
+        # loop retries (the Connect column of the failure table).
+        reason = f"connect failed: {failure.value}"
+        s.recovery.connect_failed(
+            srv, failure.row, failure.code, detail or failure.value, reason, now
+        )
+
+    def datagram_received(self, link: int, data: bytes, now: float) -> None:
+        s = self._shared
+        if link == BOOTSTRAP_LINK:
+            s.bootstrap.received(data, now)
+        elif (srv := s.servers.get(link)) is not None:
+            s.links.received(srv, data, now)
+
+    def link_error(self, link: int, now: float) -> None:
+        """ICMP (port/host unreachable) on an open link."""
+        s = self._shared
+        if link == BOOTSTRAP_LINK:
+            s.bootstrap.unreachable(now)
+        elif (srv := s.servers.get(link)) is not None:
+            s.links.unreachable(srv, now)
+
+    def poll(self, now: float) -> None:
+        """Collect notifications the data model produced (after the application changed values)."""
+        for note in self.objects.take_notifications(now):
+            self._shared.store.notify(note, now)
+
+    # ------------------------------------------------------------------ helpers
+    def _require(self, ssid: int) -> ServerSession:
+        try:
+            return self._shared.servers[ssid]
+        except KeyError as exc:
+            raise NotAllowedError(f"no server with short server id {ssid}") from exc

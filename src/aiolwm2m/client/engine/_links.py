@@ -1,0 +1,134 @@
+"""What arrives on a server's link, and how a server's link is stopped.
+
+Datagrams go through the server's :class:`~._channel.Channel`; every
+exchange that ends is routed here: a Send's outcome to ``_sending``, a
+success to ``_registration``, anything else, classified, to ``_recovery``;
+requests from the server go to the data model.
+"""
+
+from __future__ import annotations
+
+from aiolwm2m.client import events as ev
+from aiolwm2m.client.engine._channel import Failed, classify
+from aiolwm2m.client.engine._shared import ServerSession, Shared
+from aiolwm2m.client.policy import Failure, RequestKind
+from aiolwm2m.client.states import ServerState, Trigger
+from aiolwm2m.coap.layer import ExchangeResult, IncomingRequest, Outcome
+from aiolwm2m.coap.message import Code, Message
+
+__all__ = ["ServerLinks"]
+
+
+class ServerLinks:
+    def __init__(self, shared: Shared) -> None:
+        self.s = shared
+
+    def received(self, srv: ServerSession, data: bytes, now: float) -> None:
+        layer = srv.channel.layer
+        if layer is None or not srv.channel.open:
+            return
+        layer.receive(data, now)
+        self.flush(srv, now)
+
+    def unreachable(self, srv: ServerSession, now: float) -> None:
+        """ICMP (port/host unreachable) on an open link."""
+        channel = srv.channel
+        if channel.layer is None:
+            return
+        non_notes = channel.only_non_notifications()
+        if non_notes:
+            # Nothing confirmable in flight: the ICMP answers the newest NON
+            # notification, which no exchange would otherwise report. The server
+            # is unreachable all the same (Notify column, network error).
+            pending = channel.inflight.pop(non_notes[-1])
+            code = ev.ErrorCode.NETWORK_ERROR
+            self.s.recovery.fail(srv, pending, Failure.NETWORK, code, now)
+            self.flush(srv, now)
+            return
+        channel.layer.network_error(now)
+        self.flush(srv, now)
+
+    def flush(self, srv: ServerSession, now: float) -> None:
+        """Act on what the message layer reported, then hand its datagrams to the runtime."""
+        channel = srv.channel
+        layer = channel.layer
+        if layer is None:
+            return
+        active = False  # an exchange ended or a request came: queue mode stays awake
+        while (event := layer.next_event()) is not None:
+            active = True
+            if isinstance(event, ExchangeResult):
+                self._result(srv, event, now)
+            elif isinstance(event, IncomingRequest):
+                self._request(srv, event, now)
+            if channel.layer is not layer:  # the link was replaced while handling
+                return
+        if channel.new_malformed():
+            self.s.malformed(now, srv.ssid, "server")
+        sent = channel.send_datagrams()
+        if channel.open and (sent or active):
+            self.s.registration.idle_from(srv, now)
+
+    def _request(self, srv: ServerSession, req: IncomingRequest, now: float) -> None:
+        layer = srv.channel.layer
+        assert layer is not None
+        if layer.refuse_unknown_critical(req, now):
+            return
+        try:
+            response: Message | None = self.s.model.handle_request(srv.ssid, req.message, now)
+        except Exception as exc:
+            detail = f"request handler raised {exc!r}"
+            self.s.emit(ev.Error(now, ev.ErrorCode.INTERNAL_ERROR, ssid=srv.ssid, detail=detail))
+            response = Message(code=Code.INTERNAL_SERVER_ERROR)
+        if response is None:
+            srv.channel.deferred[(req.message.mid, req.message.token)] = req.key
+        else:
+            layer.respond(req.key, response, now)
+
+    def _result(self, srv: ServerSession, result: ExchangeResult, now: float) -> None:
+        channel = srv.channel
+        send_id = channel.sends.pop(result.key, None)
+        if send_id is not None:
+            self.s.sending.finished(srv, send_id, result, now)
+            return
+        pending = channel.inflight.pop(result.key, None)
+        if pending is None:
+            return
+        if result.outcome is Outcome.ACKNOWLEDGED and pending.kind is RequestKind.NOTIFY:
+            return
+        outcome = classify(result, secure=channel.secure)
+        if not isinstance(outcome, Failed):
+            self.s.registration.succeeded(srv, pending.kind, outcome, now)
+            return
+        detail = None
+        if outcome.failure is Failure.TOO_MANY_REQUESTS:
+            # Spec §7: obeyed whatever the request: nothing goes to it before Max-Age.
+            srv.rate_limited_until = now + outcome.max_age
+            detail = outcome.wait_detail
+        self.s.recovery.fail(
+            srv,
+            pending,
+            outcome.failure,
+            outcome.code,
+            now,
+            coap_code=outcome.coap_code,
+            detail=detail,
+        )
+
+    # ------------------------------------------------------------------ stopping
+    def close(self, srv: ServerSession) -> None:
+        """Close the link; confirmable notifications it never delivered are stored."""
+        self.s.store.requeue_unacked(srv)
+        srv.channel.close(opening=srv.public_state is ServerState.CONNECTING)
+
+    def stop(self, srv: ServerSession, trigger: Trigger, now: float) -> None:
+        """End everything ``srv`` had going (requests, sends, schedule, link), then move."""
+        self.s.store.requeue_unacked(srv)
+        for send_id, _payload, _cf in srv.queued_sends:
+            self.s.send_failed(srv, send_id, ev.ErrorCode.NOT_REGISTERED, now)
+        srv.queued_sends.clear()
+        srv.channel.cancel_all(now)
+        srv.next = srv.deadline = None
+        srv.resume = None
+        self.close(srv)
+        self.s.move(srv, trigger, now)

@@ -1,0 +1,340 @@
+"""Registration exchanges: Register, Update, De-register, in order and on time.
+
+Covers what the interface says about *when* and *what* to send: the
+registration order of Server /1/x/13-15, the Update schedule (spec §10:
+lifetime/2 if shorter than MAX_TRANSMIT_WAIT, else lifetime − MTW; ≥ 1 s),
+an Update that carries only what changed (lifetime, binding, object list),
+queue mode's sleep and wake-up (binding ``UQ``), and what a successful
+answer does. What a *failed* answer does is recovery's business
+(``_recovery.py``).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from aiolwm2m.accounts import InvalidParameters, check_security, parse_server_uri
+from aiolwm2m.client import events as ev
+from aiolwm2m.client.engine._channel import Pending
+from aiolwm2m.client.engine._shared import Scheduled, ServerSession, Shared, Step
+from aiolwm2m.client.policy import Failure, RequestKind
+from aiolwm2m.client.states import ServerState, Trigger
+from aiolwm2m.coap.message import CoapDecodeError, Code, Message, MessageType, make_options
+
+__all__ = ["CONTENT_FORMAT_LINK", "Registration"]
+
+CONTENT_FORMAT_LINK = 40
+
+
+class Registration:
+    def __init__(self, shared: Shared) -> None:
+        self.s = shared
+        self._order: deque[int] = deque()  # servers waiting for their registration turn
+        self._order_head: int | None = None  # the server whose turn it is
+
+    # ------------------------------------------------------------------ order (/1/x/13-15)
+    def start_servers(self, now: float) -> None:
+        """Start every server, in the registration order of Server /1/x/13-15.
+
+        Servers with a Registration Priority Order register one after another
+        in increasing order, each after its Initial Registration Delay counted
+        from when the previous one finished registering; a failed registration
+        passes the turn on unless that server's Registration Failure Block is
+        set. Servers without a priority are not held by the others (TS 1.1.1
+        table 6.2.1.1-1).
+        """
+        servers = self.s.servers.values()
+        ordered = sorted(
+            (s for s in servers if s.account.registration_priority is not None),
+            key=lambda s: (s.account.registration_priority, s.ssid),
+        )
+        self._order = deque(s.ssid for s in ordered)
+        self._order_head = None
+        for srv in list(servers):
+            if srv.account.registration_priority is None:
+                self._start(srv, now)
+        self._next_in_order(now)
+
+    def _next_in_order(self, now: float) -> None:
+        while self._order:
+            srv = self.s.servers.get(self._order.popleft())
+            if srv is None:
+                continue
+            self._order_head = srv.ssid
+            self._start(srv, now)
+            if srv.state is not ServerState.FAILED:  # else invalid: the next one's turn
+                return
+        self._order_head = None
+
+    def settled(self, srv: ServerSession, now: float, *, failed: bool) -> None:
+        """The server whose turn it is registered, or failed to: maybe start the next."""
+        if srv.ssid != self._order_head:
+            return
+        if failed and srv.account.registration_failure_block:
+            return  # the others wait until this one registers
+        self._order_head = None
+        self._next_in_order(now)
+
+    def _start(self, srv: ServerSession, now: float) -> None:
+        try:
+            srv.uri = parse_server_uri(srv.account.uri)
+            check_security(srv.account, srv.uri)
+        except InvalidParameters as exc:
+            self.s.emit(
+                ev.Error(now, ev.ErrorCode.INVALID_PARAMETERS, ssid=srv.ssid, detail=str(exc))
+            )
+            self.s.move(srv, Trigger.INVALID, now)
+            return
+        if srv.account.initial_registration_delay > 0:
+            srv.next = Scheduled(now + srv.account.initial_registration_delay, Step.CONNECT)
+            self.s.move(srv, Trigger.DELAY, now)
+        else:
+            self.connect(srv, now)
+
+    # ------------------------------------------------------------------ the link
+    def connect(self, srv: ServerSession, now: float, trigger: Trigger = Trigger.START) -> None:
+        """Ask for the link; the registration timeout runs from the first attempt."""
+        assert srv.uri is not None
+        self.s.move(srv, trigger, now)
+        self._start_deadline(srv, now)
+        srv.channel.connect(srv.uri, srv.account)
+
+    def revive(self, srv: ServerSession, now: float, trigger: Trigger = Trigger.START) -> None:
+        """A fresh start for ``srv``: new retry procedure, configured version, new link."""
+        srv.retry.reset()
+        srv.next = None
+        srv.resume = None
+        srv.lwm2m_version = self.s.config.registration.lwm2m_version
+        self.s.links.close(srv)
+        self.connect(srv, now, trigger)
+
+    def link_up(self, srv: ServerSession, now: float, secure: bool) -> None:
+        """The link is open: Register, or resume a registration queue mode kept."""
+        srv.channel.up(secure)
+        resume, srv.resume = srv.resume, None
+        if resume is RequestKind.DEREGISTER:
+            self.s.move(srv, Trigger.RESUMED, now)
+            self.deregister(srv, now)
+        elif resume is RequestKind.UPDATE:
+            # Queue mode: the Update tells the server we are back (and from where).
+            self.s.move(srv, Trigger.RESUMED, now)
+            srv.deadline = None
+            self.send_update(srv, now)
+            for send_id, payload, content_format in srv.queued_sends:
+                self.s.sending.send_now(srv, send_id, payload, content_format, now)
+            srv.queued_sends.clear()
+        else:
+            self.send_register(srv, now, Trigger.LINK_UP)
+
+    def _start_deadline(self, srv: ServerSession, now: float) -> None:
+        if srv.deadline is None or srv.deadline.what is not Step.REGISTRATION_DEADLINE:
+            timeout = self.s.config.registration.timeout
+            srv.deadline = Scheduled(now + timeout, Step.REGISTRATION_DEADLINE)
+
+    # ------------------------------------------------------------------ queue mode
+    def sleep(self, srv: ServerSession, now: float) -> None:
+        """Queue mode: close the idle link; the server holds requests until we wake."""
+        channel = srv.channel
+        busy = channel.inflight or channel.deferred or channel.sends
+        if srv.state is not ServerState.REGISTERED or not channel.open or busy:
+            return
+        self.s.links.close(srv)
+        self.s.move(srv, Trigger.SLEEP, now)
+        self.s.emit(ev.QueueModeSleep(now, srv.ssid))
+
+    def wake(self, srv: ServerSession, kind: RequestKind, now: float) -> None:
+        """Reopen a sleeping queue-mode link; ``kind`` (Update or De-register) goes first."""
+        srv.resume = kind
+        self.connect(srv, now, Trigger.WAKE)
+
+    def idle_from(self, srv: ServerSession, now: float) -> None:
+        """Something was exchanged: queue mode sleeps MAX_TRANSMIT_WAIT after the last."""
+        if srv.queue_mode and srv.state is ServerState.REGISTERED:
+            srv.deadline = Scheduled(now + self.s.config.coap.max_transmit_wait, Step.SLEEP)
+
+    # ------------------------------------------------------------------ requests
+    def send_register(self, srv: ServerSession, now: float, trigger: Trigger) -> None:
+        assert srv.channel.layer is not None
+        self.s.move(srv, trigger, now)
+        self._start_deadline(srv, now)
+        if now < srv.rate_limited_until:
+            srv.next = Scheduled(srv.rate_limited_until, Step.REGISTER)
+            self.s.move(srv, Trigger.WAIT_MAX_AGE, now)
+            return
+        query = [
+            f"ep={self.s.config.endpoint}",
+            f"lt={srv.account.lifetime}",
+            f"lwm2m={srv.lwm2m_version}",
+            f"b={srv.account.binding}",
+        ]
+        payload = self._payload(srv, RequestKind.REGISTER, now)
+        if payload is None:
+            return
+        srv.announced = (srv.account.lifetime, srv.account.binding)
+        msg = Message(
+            type=MessageType.CON,
+            code=Code.POST,
+            options=make_options(path=["rd"], query=query, content_format=CONTENT_FORMAT_LINK),
+            payload=payload,
+        )
+        assert srv.uri is not None
+        self.s.emit(ev.Registering(now, srv.ssid, str(srv.uri), srv.lwm2m_version))
+        self.request(srv, RequestKind.REGISTER, msg, now)
+
+    def send_update(self, srv: ServerSession, now: float) -> None:
+        if srv.state is ServerState.ASLEEP:
+            self.wake(srv, RequestKind.UPDATE, now)
+            return
+        channel = srv.channel
+        if channel.layer is None or any(
+            p.kind is RequestKind.UPDATE for p in channel.inflight.values()
+        ):
+            return
+        srv.next = None
+        if now < srv.rate_limited_until:
+            srv.next = Scheduled(srv.rate_limited_until, Step.UPDATE)
+            return
+        with_objects = srv.objects_changed
+        msg = self._update_message(srv, now)
+        if msg is None:
+            return
+        srv.objects_changed = False
+        self.s.emit(ev.UpdateSent(now, srv.ssid, with_objects))
+        self.request(srv, RequestKind.UPDATE, msg, now)
+
+    def _update_message(self, srv: ServerSession, now: float) -> Message | None:
+        """The Update: the object list if it changed, lifetime and binding if they did."""
+        payload = b""
+        if srv.objects_changed:
+            built = self._payload(srv, RequestKind.UPDATE, now)
+            if built is None:
+                return None
+            payload = built
+        query: list[str] = []
+        lifetime, binding = srv.announced or (None, None)
+        if srv.account.lifetime != lifetime:
+            query.append(f"lt={srv.account.lifetime}")
+        if srv.account.binding != binding:
+            query.append(f"b={srv.account.binding}")
+        srv.announced = (srv.account.lifetime, srv.account.binding)
+        return Message(
+            type=MessageType.CON,
+            code=Code.POST,
+            options=make_options(
+                path=srv.location,
+                query=query,
+                content_format=CONTENT_FORMAT_LINK if srv.objects_changed else None,
+            ),
+            payload=payload,
+        )
+
+    def deregister(self, srv: ServerSession, now: float) -> None:
+        if srv.state is ServerState.ASLEEP:
+            self.wake(srv, RequestKind.DEREGISTER, now)
+            return
+        assert srv.channel.layer is not None
+        self.s.move(srv, Trigger.DEREGISTER, now)
+        srv.next = None
+        srv.channel.cancel_all(now)
+        msg = Message(
+            type=MessageType.CON, code=Code.DELETE, options=make_options(path=srv.location)
+        )
+        self.request(srv, RequestKind.DEREGISTER, msg, now)
+
+    def finish_deregister(self, srv: ServerSession, now: float, *, acknowledged: bool) -> None:
+        self.s.emit(ev.Deregistered(now, srv.ssid, acknowledged))
+        self.s.links.stop(srv, Trigger.DEREGISTERED, now)
+
+    def request(self, srv: ServerSession, kind: RequestKind, msg: Message, now: float) -> None:
+        try:
+            srv.channel.request(kind, msg, now)
+        except (MemoryError, ValueError) as exc:
+            # Spec §6 "memory / message build failure": the Internal-error row decides.
+            detail = f"could not build the {kind.value} request: {exc!r}"
+            pending = srv.channel.pending(kind)
+            self.s.recovery.fail(
+                srv, pending, Failure.INTERNAL, ev.ErrorCode.MEMORY, now, detail=detail
+            )
+            return
+        self.s.links.flush(srv, now)
+
+    def _payload(self, srv: ServerSession, kind: RequestKind, now: float) -> bytes | None:
+        """The object list, or None after reporting a build failure as an internal error.
+
+        Spec §6 "memory / message build failure": the application's object tree
+        raised; the request is not sent and the failure table's Internal-error
+        row decides what happens to the server.
+        """
+        try:
+            return self.s.model.registration_payload(srv.lwm2m_version)
+        except Exception as exc:
+            detail = f"could not build the object list: {exc!r}"
+            self.s.recovery.fail(
+                srv, Pending(kind, False), Failure.INTERNAL, ev.ErrorCode.MEMORY, now, detail=detail
+            )
+            return None
+
+    # ------------------------------------------------------------------ answers
+    def succeeded(self, srv: ServerSession, kind: RequestKind, resp: Message, now: float) -> None:
+        if kind is RequestKind.REGISTER:
+            self._registered(srv, resp, now)
+        elif kind is RequestKind.UPDATE:
+            self.s.emit(ev.Updated(now, srv.ssid))
+            srv.registered_at = now
+            self.s.changed()
+            self._plan_update(srv, now)
+            self.s.store.flush(srv, now)  # what waited while a queue-mode link slept
+        elif kind is RequestKind.DEREGISTER:
+            self.finish_deregister(srv, now, acknowledged=True)
+
+    def _registered(self, srv: ServerSession, resp: Message, now: float) -> None:
+        try:
+            location = resp.location_path
+        except CoapDecodeError:
+            pending = Pending(RequestKind.REGISTER, False)
+            code = ev.ErrorCode.RESPONSE_PARSE_FAILED
+            self.s.recovery.fail(srv, pending, Failure.INTERNAL, code, now)
+            return
+        if srv.location and location != srv.location:
+            # A new registration (the server gave another location): it has
+            # forgotten our observations (spec §10, session change).
+            self.s.store.drop_session(srv)
+        srv.location = location
+        srv.registered_at = now
+        self.s.changed()
+        srv.deadline = None
+        srv.objects_changed = False
+        srv.retry.reset()
+        self.s.move(srv, Trigger.REGISTER_OK, now)
+        self.s.recovery.registered()
+        self.s.emit(ev.Registered(now, srv.ssid, "/" + "/".join(location), srv.account.lifetime))
+        self._plan_update(srv, now)
+        self.s.store.flush(srv, now)
+        self.settled(srv, now, failed=False)
+
+    def _plan_update(self, srv: ServerSession, now: float) -> None:
+        """Spec §10: lifetime/2 if shorter than MAX_TRANSMIT_WAIT, else lifetime − MTW; ≥ 1 s."""
+        lifetime = float(srv.account.lifetime)
+        mtw = self.s.config.coap.max_transmit_wait
+        delay = lifetime / 2 if lifetime / 2 < mtw else lifetime - mtw
+        srv.next = Scheduled(now + max(1.0, delay), Step.UPDATE)
+
+    # ------------------------------------------------------------------ scheduled steps
+    def connect_due(self, srv: ServerSession, now: float) -> None:
+        """Step CONNECT: the wait (initial delay, §4 retry, Disable timeout) is over.
+
+        A server disabled before its registration turn came (no URI parsed yet)
+        stays off until that turn starts it.
+        """
+        waiting = (ServerState.BACKOFF, ServerState.SUSPENDED, ServerState.IDLE)
+        if srv.public_state in waiting and srv.uri is not None:
+            self.connect(srv, now)
+
+    def register_due(self, srv: ServerSession, now: float) -> None:
+        """Step REGISTER: a 4.29's Max-Age is over."""
+        if srv.public_state is ServerState.REGISTERING and srv.channel.open:
+            self.send_register(srv, now, Trigger.REGISTER)
+
+    def update_due(self, srv: ServerSession, now: float) -> None:
+        if srv.public_state is ServerState.REGISTERED:
+            self.send_update(srv, now)

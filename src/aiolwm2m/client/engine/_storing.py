@@ -1,0 +1,115 @@
+"""Notifications: sent while registered, stored while not (Server /1/x/6), flushed in order.
+
+A notification the data model produces goes out at once when its server is
+registered with nothing stored before it; otherwise it is stored (drop-oldest
+beyond ``notification_store_limit``) or, with storing off, dropped and
+counted. Confirmable notifications a closing link never delivered are stored
+the same way, merged by creation time, so the server still gets every value in
+order after re-registration (spec §10).
+"""
+
+from __future__ import annotations
+
+from aiolwm2m.client import events as ev
+from aiolwm2m.client.engine._channel import Pending
+from aiolwm2m.client.engine._shared import ServerSession, Shared
+from aiolwm2m.client.engine._types import Notification
+from aiolwm2m.client.policy import Failure, RequestKind
+from aiolwm2m.client.states import ServerState
+from aiolwm2m.coap.message import MessageType, encode
+
+__all__ = ["NotificationStore"]
+
+
+class NotificationStore:
+    def __init__(self, shared: Shared) -> None:
+        self.s = shared
+
+    def notify(self, note: Notification, now: float) -> None:
+        """A notification from the data model: send, store or drop it."""
+        srv = self.s.servers.get(note.ssid)
+        if srv is None:
+            return
+        if srv.state is ServerState.ASLEEP:
+            # Queue mode: not offline, just asleep: keep it (whatever /1/x/6 says)
+            # and wake; it follows the Update, in order.
+            self.keep(srv, note)
+            self.s.registration.wake(srv, RequestKind.UPDATE, now)
+            return
+        if srv.state is ServerState.REGISTERED and srv.channel.layer is not None and not srv.stored:
+            self.send(srv, note, now)
+        elif srv.account.notification_storing:
+            self._store(srv, note, now)
+        else:
+            srv.stored_dropped += 1
+
+    def _store(self, srv: ServerSession, note: Notification, now: float) -> None:
+        """Keep a notification for later, dropping the oldest beyond the configured limit."""
+        if self.s.config.notification_store_limit == 0:
+            srv.stored_dropped += 1
+            return
+        self.keep(srv, note)
+        self.s.changed()
+        self.s.emit(ev.NotificationStored(now, srv.ssid, note.path, len(srv.stored)))
+
+    def keep(self, srv: ServerSession, note: Notification) -> None:
+        srv.stored.append(note)
+        while len(srv.stored) > self.s.config.notification_store_limit:
+            srv.stored.popleft()
+            srv.stored_dropped += 1
+
+    def flush(self, srv: ServerSession, now: float) -> None:
+        """Deliver what was stored, oldest first, while the server stays registered."""
+        count = len(srv.stored)
+        while srv.stored and srv.public_state is ServerState.REGISTERED:
+            self.send(srv, srv.stored.popleft(), now)
+        if count:
+            self.s.changed()
+            self.s.emit(ev.NotificationsFlushed(now, srv.ssid, count - len(srv.stored)))
+
+    def send(self, srv: ServerSession, note: Notification, now: float) -> None:
+        try:
+            encode(note.message)
+        except ValueError as exc:
+            # A notification that cannot be encoded (e.g. a token over 8 bytes)
+            # is an internal error of the data model: the Notify column decides.
+            pending = Pending(RequestKind.NOTIFY, False, note)
+            detail = f"cannot encode notification: {exc}"
+            self.s.recovery.fail(
+                srv, pending, Failure.INTERNAL, ev.ErrorCode.MEMORY, now, detail=detail
+            )
+            return
+        srv.channel.notify(note, now)
+        self.s.links.flush(srv, now)
+
+    def drop_session(self, srv: ServerSession) -> None:
+        """A new registration: the server forgot our observations, what was stored for them ends."""
+        self.s.model.drop_observations(srv.ssid)
+        srv.stored_dropped += len(srv.stored)
+        srv.stored.clear()
+
+    def requeue_unacked(self, srv: ServerSession, *lost: Notification) -> None:
+        """Keep confirmable notifications the closing link never delivered (storing on).
+
+        Their server was unreachable, so by Server /1/x/6 they are stored like
+        those produced offline: merged by creation time, so the server still
+        gets every value in order after re-registration. NON ones are not
+        tracked for delivery and are not kept.
+        """
+        inflight = srv.channel.inflight
+        unacked = [
+            pending.notification
+            for key, pending in sorted(inflight.items())
+            if pending.notification is not None
+            and pending.notification.message.type == MessageType.CON
+        ]
+        for key in [k for k, p in inflight.items() if p.notification is not None]:
+            del inflight[key]
+        notes = [*lost, *unacked]
+        if not notes or not srv.account.notification_storing:
+            return
+        merged = sorted([*notes, *srv.stored], key=lambda n: n.created)
+        srv.stored.clear()
+        for note in merged:
+            self.keep(srv, note)
+        self.s.changed()
