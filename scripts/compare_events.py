@@ -88,7 +88,7 @@ def capture(dest: Path, only: str | None = None) -> None:
             _run(
                 ["demo", "--seed", str(seed), "--events", "jsonl"], dest / f"demo-seed{seed}.jsonl"
             )
-    for scenario in sorted((ROOT / "scenarios").glob("*.toml")):
+    for scenario in sorted((ROOT / "src" / "aiolwm2m" / "scenarios").glob("*.toml")):
         if only is None or only == f"scenario-{scenario.stem}":
             _run(["scenario", str(scenario)], dest / f"scenario-{scenario.stem}.txt")
 
