@@ -40,6 +40,8 @@ _B = BootstrapTrigger
 
 
 class BootstrapFlow:
+    __slots__ = ("bs", "s")
+
     def __init__(self, shared: Shared) -> None:
         self.s = shared
         self.bs = shared.bs

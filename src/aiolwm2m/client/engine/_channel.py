@@ -45,7 +45,7 @@ NON_NOTIFICATIONS_TRACKED = 64
 DEFAULT_MAX_AGE = 60
 
 
-@dataclass
+@dataclass(slots=True)
 class Pending:
     """A request (or confirmable notification) in flight, as the failure table needs it."""
 
@@ -60,7 +60,7 @@ class Pending:
         return frozenset()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Failed:
     """An exchange that got no usable answer: its row, its §6 error and what came back."""
 
@@ -117,6 +117,21 @@ class Channel:
     The channel outlives its links: each :meth:`up` starts a new message layer
     (a new socket is a new session), :meth:`close` drops it.
     """
+
+    __slots__ = (
+        "_actions",
+        "_malformed_seen",
+        "_params",
+        "_rng",
+        "deferred",
+        "fresh",
+        "inflight",
+        "layer",
+        "link",
+        "open",
+        "secure",
+        "sends",
+    )
 
     def __init__(
         self,

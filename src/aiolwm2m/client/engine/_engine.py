@@ -65,6 +65,8 @@ class ClientEngine:
     connection. The states are those of ``client/states.py``.
     """
 
+    __slots__ = ("_shared", "config", "objects")
+
     def __init__(self, config: ClientConfig, objects: DataModel, *, rng: random.Random) -> None:
         self.config = config
         self.objects = objects
@@ -79,17 +81,6 @@ class ClientEngine:
         s.registration = Registration(s)
         s.bootstrap = BootstrapFlow(s)
         s.recovery = Recovery(s)
-        self._server_steps: dict[Step, Callable[[ServerSession, float], None]] = {
-            Step.CONNECT: s.registration.connect_due,
-            Step.REGISTER: s.registration.register_due,
-            Step.UPDATE: s.registration.update_due,
-            Step.SLEEP: s.registration.sleep,
-            Step.REGISTRATION_DEADLINE: s.recovery.registration_deadline,
-        }
-        self._bootstrap_steps: dict[Step, Callable[[float], None]] = {
-            Step.BOOTSTRAP_REQUEST: s.bootstrap.request_due,
-            Step.BOOTSTRAP_DEADLINE: s.bootstrap.deadline_due,
-        }
 
     # ------------------------------------------------------------------ queries
     def all_connections_failed(self) -> bool:
@@ -174,11 +165,11 @@ class ClientEngine:
         deadline = bs.deadline
         if deadline is not None and deadline.when <= now:
             bs.deadline = None
-            self._bootstrap_steps[deadline.what](now)
+            _BOOTSTRAP_STEPS[deadline.what](s, now)
         step = bs.next
         if step is not None and step.when <= now:
             bs.next = None
-            self._bootstrap_steps[step.what](now)
+            _BOOTSTRAP_STEPS[step.what](s, now)
         for srv in list(s.servers.values()):
             if srv.channel.layer is not None:
                 srv.channel.layer.handle_timer(now)
@@ -190,11 +181,11 @@ class ClientEngine:
         deadline = srv.deadline
         if deadline is not None and deadline.when <= now:
             srv.deadline = None
-            self._server_steps[deadline.what](srv, now)
+            _SERVER_STEPS[deadline.what](self._shared, srv, now)
         step = srv.next
         if step is not None and step.when <= now:
             srv.next = None
-            self._server_steps[step.what](srv, now)
+            _SERVER_STEPS[step.what](self._shared, srv, now)
 
     # ------------------------------------------------------------------ persistence
     @property
@@ -476,3 +467,17 @@ class ClientEngine:
             return self._shared.servers[ssid]
         except KeyError as exc:
             raise NotAllowedError(f"no server with short server id {ssid}") from exc
+
+
+#: What each scheduled step does (module-level: built once, not per client).
+_SERVER_STEPS: dict[Step, Callable[[Shared, ServerSession, float], None]] = {
+    Step.CONNECT: lambda s, srv, now: s.registration.connect_due(srv, now),
+    Step.REGISTER: lambda s, srv, now: s.registration.register_due(srv, now),
+    Step.UPDATE: lambda s, srv, now: s.registration.update_due(srv, now),
+    Step.SLEEP: lambda s, srv, now: s.registration.sleep(srv, now),
+    Step.REGISTRATION_DEADLINE: lambda s, srv, now: s.recovery.registration_deadline(srv, now),
+}
+_BOOTSTRAP_STEPS: dict[Step, Callable[[Shared, float], None]] = {
+    Step.BOOTSTRAP_REQUEST: lambda s, now: s.bootstrap.request_due(now),
+    Step.BOOTSTRAP_DEADLINE: lambda s, now: s.bootstrap.deadline_due(now),
+}

@@ -20,6 +20,8 @@ __all__ = ["ServerLinks"]
 
 
 class ServerLinks:
+    __slots__ = ("s",)
+
     def __init__(self, shared: Shared) -> None:
         self.s = shared
 

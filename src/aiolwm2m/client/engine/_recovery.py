@@ -43,38 +43,13 @@ _KEEP_NOTIFICATION = (
     }
 )
 
-ServerHandler = Callable[[ServerSession, RequestKind, str, float], None]
-
 
 class Recovery:
+    __slots__ = ("s", "schedule")
+
     def __init__(self, shared: Shared) -> None:
         self.s = shared
         self.schedule = ReconnectSchedule(shared.config.reconnect, shared.rng)
-        self._server: dict[Action, ServerHandler] = {
-            Action.FALLBACK_REGISTER: self._fallback_register,
-            Action.RETRY_HANDSHAKE: self._retry_handshake,
-            Action.ABORT_REGISTRATION: lambda srv, _k, _r, now: self.abort_registration(srv, now),
-            Action.BOOTSTRAP: lambda srv, _k, reason, now: self.bootstrap_or_abort(
-                srv, now, reason
-            ),
-            Action.ABORT_ALL: lambda _srv, _k, _r, now: self._abort_all(now),
-            Action.RETRY_LWM2M_1_0: self._retry_lwm2m_1_0,
-            Action.WAIT_MAX_AGE: self._wait_max_age,
-            Action.IGNORE: _nothing,
-            Action.CANCEL_OBSERVATION: _nothing,  # done before dispatch, with the notification
-            Action.CANCEL_OBSERVATION_UNLESS_STORING: _nothing,
-            Action.NONE: _nothing,
-            Action.NOT_APPLICABLE: _nothing,
-        }
-        bs = shared.bootstrap
-        self._bootstrap: dict[Action, Callable[[float], None]] = {
-            Action.RETRY_HANDSHAKE: bs.retry_handshake,
-            Action.WAIT_MAX_AGE: bs.wait_max_age,
-            Action.ABORT_ALL: self._abort_all_bootstrap,
-            Action.IGNORE: _wait,  # the Finish deadline still ends a bootstrap that never comes
-            Action.NOT_APPLICABLE: _wait,
-            Action.NONE: _wait,
-        }
 
     # ------------------------------------------------------------------ servers
     def fail(
@@ -174,7 +149,7 @@ class Recovery:
             # The server became unreachable: kept for after re-registration like
             # a notification produced offline.
             self.s.store.requeue_unacked(srv, note)
-        self._server[action](srv, pending.kind, reason, now)
+        _SERVER_HANDLERS[action](self, srv, pending.kind, reason, now)
 
     def _fallback_register(
         self, srv: ServerSession, _kind: RequestKind, _r: str, now: float
@@ -202,6 +177,18 @@ class Recovery:
             self.s.move(srv, Trigger.WAIT_MAX_AGE, now)
         elif kind is RequestKind.UPDATE:
             srv.next = Scheduled(srv.rate_limited_until, Step.UPDATE)
+
+    def _abort_registration(self, srv: ServerSession, _k: RequestKind, _r: str, now: float) -> None:
+        self.abort_registration(srv, now)
+
+    def _bootstrap(self, srv: ServerSession, _kind: RequestKind, reason: str, now: float) -> None:
+        self.bootstrap_or_abort(srv, now, reason)
+
+    def _abort_all_servers(self, _srv: ServerSession, _k: RequestKind, _r: str, now: float) -> None:
+        self._abort_all(now)
+
+    def _nothing(self, _srv: ServerSession, _kind: RequestKind, _reason: str, _now: float) -> None:
+        return None
 
     def _abort_all(self, now: float) -> None:
         for other in self.s.servers.values():
@@ -273,7 +260,7 @@ class Recovery:
                 detail=detail,
             )
         )
-        self._bootstrap.get(action, self.s.bootstrap.failed)(now)
+        _BOOTSTRAP_HANDLERS.get(action, Recovery._bootstrap_failed)(self, now)
 
     def bootstrap_connect_failed(self, failure: LinkFailure, detail: str, now: float) -> None:
         """Spec §5: stop talking to the Bootstrap-Server; with no regular server
@@ -281,12 +268,24 @@ class Recovery:
         action = self.s.table.decide(RequestKind.CONNECT, failure.row, frozenset())
         request = ev.Request.BOOTSTRAP_CONNECT
         self.s.emit(ev.Error(now, failure.code, request=request, detail=detail))
-        self._bootstrap.get(action, self.s.bootstrap.failed)(now)
+        _BOOTSTRAP_HANDLERS.get(action, Recovery._bootstrap_failed)(self, now)
 
     def _abort_all_bootstrap(self, now: float) -> None:
         for srv in self.s.servers.values():
             self.s.links.stop(srv, Trigger.ABORT_ALL, now)
         self.s.bootstrap.failed(now)
+
+    def _bootstrap_failed(self, now: float) -> None:
+        self.s.bootstrap.failed(now)
+
+    def _bootstrap_retry_handshake(self, now: float) -> None:
+        self.s.bootstrap.retry_handshake(now)
+
+    def _bootstrap_wait_max_age(self, now: float) -> None:
+        self.s.bootstrap.wait_max_age(now)
+
+    def _bootstrap_wait(self, _now: float) -> None:
+        """Wait: the Finish deadline still ends a bootstrap that never comes."""
 
     # ------------------------------------------------------------------ the outer loop
     def registered(self) -> None:
@@ -334,9 +333,30 @@ class Recovery:
         self.s.bootstrap.reconnect(revived, now)
 
 
-def _nothing(_srv: ServerSession, _kind: RequestKind, _reason: str, _now: float) -> None:
-    return None
+#: How each action is carried out for a server (class-level: built once, not per client).
+_SERVER_HANDLERS: dict[
+    Action, Callable[[Recovery, ServerSession, RequestKind, str, float], None]
+] = {
+    Action.FALLBACK_REGISTER: Recovery._fallback_register,
+    Action.RETRY_HANDSHAKE: Recovery._retry_handshake,
+    Action.ABORT_REGISTRATION: Recovery._abort_registration,
+    Action.BOOTSTRAP: Recovery._bootstrap,
+    Action.ABORT_ALL: Recovery._abort_all_servers,
+    Action.RETRY_LWM2M_1_0: Recovery._retry_lwm2m_1_0,
+    Action.WAIT_MAX_AGE: Recovery._wait_max_age,
+    Action.IGNORE: Recovery._nothing,
+    Action.CANCEL_OBSERVATION: Recovery._nothing,  # done before dispatch, with the notification
+    Action.CANCEL_OBSERVATION_UNLESS_STORING: Recovery._nothing,
+    Action.NONE: Recovery._nothing,
+    Action.NOT_APPLICABLE: Recovery._nothing,
+}
 
-
-def _wait(_now: float) -> None:
-    return None
+#: How each action is carried out for the Bootstrap-Server; any other fails the attempt.
+_BOOTSTRAP_HANDLERS: dict[Action, Callable[[Recovery, float], None]] = {
+    Action.RETRY_HANDSHAKE: Recovery._bootstrap_retry_handshake,
+    Action.WAIT_MAX_AGE: Recovery._bootstrap_wait_max_age,
+    Action.ABORT_ALL: Recovery._abort_all_bootstrap,
+    Action.IGNORE: Recovery._bootstrap_wait,
+    Action.NOT_APPLICABLE: Recovery._bootstrap_wait,
+    Action.NONE: Recovery._bootstrap_wait,
+}

@@ -27,6 +27,8 @@ CONTENT_FORMAT_LINK = 40
 
 
 class Registration:
+    __slots__ = ("_order", "_order_head", "s")
+
     def __init__(self, shared: Shared) -> None:
         self.s = shared
         self._order: deque[int] = deque()  # servers waiting for their registration turn

@@ -19,6 +19,8 @@ __all__ = ["Sending"]
 
 
 class Sending:
+    __slots__ = ("_next_id", "s")
+
     def __init__(self, shared: Shared) -> None:
         self.s = shared
         self._next_id = 1

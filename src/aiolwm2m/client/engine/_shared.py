@@ -59,13 +59,13 @@ class Step(enum.Enum):
     RECONNECT = "reconnect"  # the outer loop's next attempt (spec §2)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Scheduled:
     when: float
     what: Step
 
 
-@dataclass
+@dataclass(slots=True)
 class ServerSession:
     """One LwM2M server: its account, state, link and registration."""
 
@@ -107,7 +107,7 @@ class ServerSession:
         return [s for s in (self.deadline, self.next) if s is not None]
 
 
-@dataclass
+@dataclass(slots=True)
 class BootstrapSession:
     """The Bootstrap-Server link and the progress of one bootstrap attempt."""
 
@@ -140,6 +140,30 @@ class Shared:
     as each calls on the others: a failed Register goes to recovery, which may
     register again or start a bootstrap, which hands back to registration.
     """
+
+    __slots__ = (
+        "actions",
+        "all_failed",
+        "bootstrap",
+        "bootstrap_account",
+        "bs",
+        "closing",
+        "config",
+        "events",
+        "links",
+        "model",
+        "offline",
+        "reconnect",
+        "recovery",
+        "registration",
+        "rng",
+        "sending",
+        "servers",
+        "started",
+        "state_version",
+        "store",
+        "table",
+    )
 
     links: ServerLinks
     registration: Registration

@@ -22,6 +22,8 @@ __all__ = ["NotificationStore"]
 
 
 class NotificationStore:
+    __slots__ = ("s",)
+
     def __init__(self, shared: Shared) -> None:
         self.s = shared
 
