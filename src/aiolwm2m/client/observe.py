@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from aiolwm2m.client.engine import Notification
-from aiolwm2m.coap.message import Code, Message, MessageType, make_options
+from aiolwm2m.coap.message import Code, Message, MessageType, OptionNumber, encode_uint
 from aiolwm2m.errors import ConfigError, Lwm2mError
 from aiolwm2m.lwm2m.attributes import Attributes
 from aiolwm2m.lwm2m.path import Path
@@ -166,8 +166,10 @@ class _Obs:
     """Mutable per-observation state; slots keep it near 150 bytes."""
 
     __slots__ = (
+        "content_format",
         "deadline",
         "dirty",
+        "label",
         "last_con",
         "last_eval",
         "last_notify",
@@ -181,6 +183,10 @@ class _Obs:
     def __init__(self, obs: Observation, rules: _Rules, now: float) -> None:
         self.obs = obs
         self.rules = rules
+        # What every notification repeats, made once: the Content-Format option
+        # and the path text events carry.
+        self.content_format = (_CONTENT_FORMAT, encode_uint(obs.content_format))
+        self.label = _describe(obs)
         self.last_notify = now  # the first 2.05 response counts as a notification
         self.last_con = now
         self.last_eval = now
@@ -283,10 +289,13 @@ class Observer:
         ids = path.ids
         if len(ids) >= 2:
             index = self._index
-            keys = {*index.get(ids[:2], ()), *index.get(ids[:1], ()), *index.get((), ())}
+            found = [index.get(ids[:2], ()), index.get(ids[:1], ()), index.get((), ())]
+            keys = [key for bucket in found for key in bucket]
+            if len(keys) > 1:
+                keys = sorted(set(keys))  # sorted: notifications in a reproducible order
         else:  # an object or the root changed (instances created/deleted): rare
-            keys = set(self._obs)
-        for key in sorted(keys):  # sorted: notifications in a reproducible order
+            keys = sorted(self._obs)
+        for key in keys:
             state = self._obs.get(key)
             if state is None:
                 continue
@@ -498,14 +507,10 @@ class Observer:
         confirmable = settings.confirmable or now - state.last_con >= settings.max_non_interval
         if confirmable:
             state.last_con = now
-        message = Message(
-            type=MessageType.CON if confirmable else MessageType.NON,
-            code=Code.CONTENT,
-            token=obs.token,
-            options=make_options(observe=self._next_sequence(), content_format=obs.content_format),
-            payload=payload,
-        )
-        self._outbox.append(Notification(obs.ssid, obs.token, _describe(obs), message, now))
+        # Observe (6) then Content-Format (12): already in option order.
+        options = [(_OBSERVE, encode_uint(self._next_sequence())), state.content_format]
+        message = Message(_CON if confirmable else _NON, _CONTENT, 0, obs.token, options, payload)
+        self._outbox.append(Notification(obs.ssid, obs.token, state.label, message, now))
 
     def _gone(self, state: _Obs, now: float) -> None:
         """A path vanished: a final 4.04 (no Observe option ends it, RFC 7641 §3.2).
@@ -516,7 +521,11 @@ class Observer:
         obs = state.obs
         self._forget((obs.ssid, obs.token))
         message = Message(type=MessageType.CON, code=Code.NOT_FOUND, token=obs.token)
-        self._outbox.append(Notification(obs.ssid, obs.token, _describe(obs), message, now))
+        self._outbox.append(Notification(obs.ssid, obs.token, state.label, message, now))
+
+
+_CON, _NON, _CONTENT = MessageType.CON, MessageType.NON, Code.CONTENT
+_OBSERVE, _CONTENT_FORMAT = int(OptionNumber.OBSERVE), int(OptionNumber.CONTENT_FORMAT)
 
 
 def _describe(obs: Observation) -> str:

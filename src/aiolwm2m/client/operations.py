@@ -382,10 +382,10 @@ _HANDLED = (
 )
 
 
-def _call(hook: Callable[[], Any]) -> Any:
+def _call(hook: Callable[..., Any], *args: Any) -> Any:
     """Run an application hook; anything it raises except a value refusal is a 5.00."""
     try:
-        return hook()
+        return hook(*args)
     except (InvalidValueError, ConfigError, NotFoundError, OperationNotAllowedError):
         raise
     except Exception as exc:
@@ -700,7 +700,6 @@ class OperationHandler:
         records: list[Record] = []
         try:
             for path in paths:
-                self.tree.check_exists(path)
                 records.extend(self._finish_read(self._collect_composite(ssid, path, sync=True)))
             base = paths[0] if len(paths) == 1 else Path()
             return encode(content_format, records, base), records
@@ -799,32 +798,30 @@ class OperationHandler:
         tree = self.tree
         if path.is_root:
             raise _Reply(Code.METHOD_NOT_ALLOWED, "Read of the root path; use Read-Composite")
-        self.tree.check_exists(path)
-        assert path.object_id is not None
-        if path.instance_id is None:
+        found, rdef = tree.lookup(path)
+        ids = path.ids
+        if found is None:  # an object: every instance this server may read
             targets = [
-                Path.of(path.object_id, iid)
-                for iid in self._visible_instances(ssid, path.object_id)
+                (Path._trusted((ids[0], iid)), tree.instance(ids[0], iid))
+                for iid in self._visible_instances(ssid, ids[0])
             ]
         else:
             self._require(ssid, path, Right.READ)
-            targets = [path]
+            targets = [(path, found)]
         out: list[tuple[Path, Any]] = []
-        for target in targets:
-            assert target.object_id is not None and target.instance_id is not None
-            inst = tree.instance(target.object_id, target.instance_id)
-            if target.resource_id is None:
-                rids = tree.readable_resources(target.object_id, target.instance_id)
+        for target, inst in targets:
+            if rdef is None:
+                target_ids = target.ids
+                rids = tree.readable_resources(target_ids[0], target_ids[1])
                 strict = False
             else:
-                rdef = tree.resource_def(target)
                 if not rdef.operations.readable:
                     raise _Reply(Code.METHOD_NOT_ALLOWED, f"{target} is not readable")
-                rids = [target.resource_id]
+                rids = [ids[2]]
                 strict = True
             for rid in rids:
                 try:
-                    value = _call(lambda inst=inst, rid=rid: inst.read(rid))  # type: ignore[misc]
+                    value = _call(inst.read, rid)
                 except NotFoundError:
                     if strict:
                         raise
@@ -852,15 +849,14 @@ class OperationHandler:
 
     def _finish_read(self, collected: Sequence[tuple[Path, Any]]) -> list[Record]:
         records: list[Record] = []
+        tree = self.tree
         for path, value in collected:
-            assert path.resource_id is not None
-            resource_path = Path.of(*path.ids[:3])
+            resource_path = path if len(path.ids) == 3 else path.parent
             try:
-                checked = self.tree.validate(resource_path, value)
+                checked = tree.validate(resource_path, value)
             except InvalidValueError as exc:
                 raise _HookFailed(f"{resource_path} holds an invalid value: {exc}") from exc
-            selected = self.tree.select(path, checked)
-            records.extend(self.tree.to_records(path, selected))
+            records.extend(tree.to_records(path, tree.select(path, checked)))
         return records
 
     def _response_format(self, request: Message, path: Path, records: Sequence[Record]) -> int:
@@ -998,7 +994,7 @@ class OperationHandler:
             rdef = definition.resource(rid)
             if rdef is None or rdef.mandatory or not rdef.operations.writable:
                 continue
-            _call(lambda rid=rid: inst.remove(rid))  # type: ignore[misc]
+            _call(inst.remove, rid)
             self.tree.mark_changed(path.child(rid))
 
     def _decode_payload(self, request: Message, path: Path) -> list[Record]:
@@ -1060,7 +1056,7 @@ class OperationHandler:
             assert rpath.resource_id is not None
             inst = self.tree.instance(rpath.object_id, rpath.instance_id)
             rid = rpath.resource_id
-            result = _call(lambda inst=inst, rid=rid, value=value: inst.write(rid, value))  # type: ignore[misc]
+            result = _call(inst.write, rid, value)
             if is_awaitable(result):
                 pending.append(result)
             self.tree.mark_changed(rpath)
@@ -1083,7 +1079,7 @@ class OperationHandler:
             raise _Reply(Code.BAD_REQUEST, "execute arguments must be ASCII") from exc
         arguments = parse_execute_arguments(text)
         rid = path.resource_id
-        result = _call(lambda: inst.execute(rid, arguments))
+        result = _call(inst.execute, rid, arguments)
         pending = [(path, result)] if is_awaitable(result) else []
         return self._maybe_later(pending, lambda _: Message(code=Code.CHANGED))
 
@@ -1118,7 +1114,7 @@ class OperationHandler:
         pending: list[Awaitable[Any]] = []
         factory = node.factory
         for iid, checked in planned:
-            inst = _call(lambda iid=iid: factory(iid))  # type: ignore[misc]
+            inst = _call(factory, iid)
             if not isinstance(inst, Instance):
                 raise _HookFailed(f"factory of object {path.object_id} returned {inst!r}")
             self.tree.add_instance(path.object_id, iid, inst)

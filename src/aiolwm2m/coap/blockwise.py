@@ -36,6 +36,26 @@ from aiolwm2m.coap.message import (
 )
 from aiolwm2m.errors import DecodeError
 
+__all__ = [
+    "MAX_NUM",
+    "MAX_SZX",
+    "Block1Assembler",
+    "Block1Result",
+    "Block1Status",
+    "Block2EtagMismatch",
+    "Block2OutOfRange",
+    "Block2Receiver",
+    "Block2SequenceError",
+    "Block2SizeMismatch",
+    "Block2Slice",
+    "BlockwiseError",
+    "EntityTooLarge",
+    "apply_block2",
+    "block_size",
+    "slice_block2",
+    "szx_for",
+]
+
 MAX_SZX = 6  # 1024 bytes; SZX 7 is reserved (BERT, RFC 8323, is TCP only)
 MAX_NUM = (1 << 20) - 1  # NUM is at most 20 bits in a 3-byte option value
 

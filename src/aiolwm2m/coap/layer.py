@@ -26,11 +26,21 @@ from aiolwm2m.coap.message import (
     MessageType,
     decode,
     encode,
+    encode_fields,
     is_request,
     is_response,
     with_mid,
 )
 from aiolwm2m.coap.params import TransmissionParameters
+
+__all__ = [
+    "Event",
+    "ExchangeResult",
+    "IncomingRequest",
+    "LayerStats",
+    "MessageLayer",
+    "Outcome",
+]
 
 
 class Outcome(enum.Enum):
@@ -154,7 +164,8 @@ class MessageLayer:
         self._by_mid: dict[int, int] = {}
         self._by_token: dict[bytes, int] = {}
         # NON messages that may still draw a Reset, by message id, oldest first
-        # (each expires NON_LIFETIME after it was sent): (key, expires, message).
+        # (each expires NON_LIFETIME after it was sent): (key, expires, the
+        # caller's message, which the layer only reads).
         self._non_sent: OrderedDict[int, tuple[int, float, Message]] = OrderedDict()
         # Lists, not deques: they hold a handful of items, and an empty deque costs
         # a 600-byte block per layer, which adds up with thousands of clients.
@@ -215,19 +226,21 @@ class MessageLayer:
         NETWORK_ERROR; a NON one is sent at once and only reports RESET if the
         peer rejects it within NON_LIFETIME.
         """
-        confirmable = msg.type == MessageType.CON
-        mtype = MessageType.CON if confirmable else MessageType.NON
-        own = _copy(msg, mtype, self.new_mid(), msg.token)
-        data = encode(own)  # a ValueError leaves no trace but a skipped message id
+        confirmable = msg.type == _CON
+        mtype = _CON if confirmable else _NON
+        mid = self.new_mid()
+        # A ValueError here leaves no trace but a skipped message id.
+        data = encode_fields(mtype, msg.code, mid, msg.token, msg.options, msg.payload)
         key = self._key()
-        mid = own.mid
         if confirmable:
+            own = _copy(msg, mtype, mid, msg.token)
             self._out[key] = _Outgoing(key, own, False, False, report, data=data)
             self._queue.append(key)
             self._pump(now)
         else:
             if report:
-                self._non_sent[mid] = (key, now + self.params.non_lifetime, own)
+                # The caller's message, copied only if a Reset ever names it.
+                self._non_sent[mid] = (key, now + self.params.non_lifetime, msg)
             self._tx.append(data)
         return key
 
@@ -463,7 +476,8 @@ class MessageLayer:
         if ex is None or ex.state != _State.WAIT_ACK:
             if msg.type == MessageType.RST and msg.mid in self._non_sent:
                 nkey, _, sent = self._non_sent.pop(msg.mid)
-                self._events.append(ExchangeResult(nkey, Outcome.RESET, sent, None))
+                as_sent = _copy(sent, _NON, msg.mid, sent.token)
+                self._events.append(ExchangeResult(nkey, Outcome.RESET, as_sent, None))
             elif msg.type == MessageType.ACK and msg.code != Code.EMPTY:
                 self.stats.unmatched += 1
             return
@@ -529,6 +543,9 @@ class MessageLayer:
         non_sent = self._non_sent
         while non_sent and next(iter(non_sent.values()))[1] <= now:
             non_sent.popitem(last=False)
+
+
+_CON, _NON = MessageType.CON, MessageType.NON
 
 
 def _copy(msg: Message, mtype: MessageType, mid: int, token: bytes) -> Message:

@@ -17,6 +17,33 @@ from operator import itemgetter
 
 from aiolwm2m.errors import DecodeError
 
+__all__ = [
+    "KNOWN_OPTIONS",
+    "PAYLOAD_MARKER",
+    "VERSION",
+    "Block",
+    "CoapDecodeError",
+    "Code",
+    "Message",
+    "MessageType",
+    "Option",
+    "OptionNumber",
+    "code_class",
+    "code_detail",
+    "code_str",
+    "decode",
+    "decode_uint",
+    "encode",
+    "encode_fields",
+    "encode_uint",
+    "is_critical",
+    "is_request",
+    "is_response",
+    "is_success",
+    "make_options",
+    "with_mid",
+]
+
 VERSION = 1
 PAYLOAD_MARKER = 0xFF
 
@@ -336,29 +363,39 @@ _NUMBER = itemgetter(0)
 
 def encode(msg: Message) -> bytes:
     """Serialise a message; options are written in number order (stable for repeats)."""
-    if len(msg.token) > 8:
+    return encode_fields(msg.type, msg.code, msg.mid, msg.token, msg.options, msg.payload)
+
+
+def encode_fields(
+    mtype: int, code: int, mid: int, token: bytes, options: Sequence[Option], payload: bytes
+) -> bytes:
+    """:func:`encode` of a message given by its fields (no Message object needed)."""
+    if len(token) > 8:
         raise ValueError("token longer than 8 bytes")
-    if not 0 <= msg.mid <= 0xFFFF:
+    if not 0 <= mid <= 0xFFFF:
         raise ValueError("message id out of range")
-    if not 0 <= msg.code <= 0xFF:
+    if not 0 <= code <= 0xFF:
         raise ValueError("code out of range")
-    out = bytearray()
-    out.append((VERSION << 6) | (int(msg.type) << 4) | len(msg.token))
-    out.append(int(msg.code))
-    out += msg.mid.to_bytes(2, "big")
-    out += msg.token
+    out = bytearray((VERSION << 6 | mtype << 4 | len(token), code))
+    out += mid.to_bytes(2, "big")
+    out += token
     last = 0
-    for number, value in sorted(msg.options, key=_NUMBER):
-        delta_nib, delta_ext = _ext(number - last)
-        len_nib, len_ext = _ext(len(value))
-        out.append((delta_nib << 4) | len_nib)
-        out += delta_ext
-        out += len_ext
+    for number, value in sorted(options, key=_NUMBER):
+        delta = number - last
+        length = len(value)
+        if delta < 13 and length < 13:  # the common option: one header byte
+            out.append(delta << 4 | length)
+        else:
+            delta_nib, delta_ext = _ext(delta)
+            len_nib, len_ext = _ext(length)
+            out.append((delta_nib << 4) | len_nib)
+            out += delta_ext
+            out += len_ext
         out += value
         last = number
-    if msg.payload:
+    if payload:
         out.append(PAYLOAD_MARKER)
-        out += msg.payload
+        out += payload
     return bytes(out)
 
 

@@ -11,6 +11,10 @@ from dataclasses import dataclass
 
 from aiolwm2m.errors import ConfigError
 
+__all__ = [
+    "TransmissionParameters",
+]
+
 
 @dataclass(frozen=True)
 class TransmissionParameters:

@@ -227,6 +227,14 @@ def coerce(value: object, rtype: ResourceType) -> Value:
     differ (integral floats for integers, ints for floats, int seconds or
     ``"1:2"`` strings for Time/Objlnk); everything else is an error.
     """
+    # Already canonical, the case of nearly every value: settled in one lookup.
+    kind = type(value)
+    if _CANONICAL.get(rtype) is kind:
+        if kind is not int:
+            return value  # type: ignore[return-value]
+        low, high = (0, UINT64_MAX) if rtype is _UNSIGNED else (INT64_MIN, INT64_MAX)
+        if low <= value <= high:  # type: ignore[operator]
+            return value  # type: ignore[return-value]
     if rtype in (ResourceType.STRING, ResourceType.CORELNK):
         if isinstance(value, str):
             return value
@@ -270,6 +278,20 @@ def coerce(value: object, rtype: ResourceType) -> Value:
             return ObjLnk.parse(value)
         raise InvalidValueError(f"object link expected, got {value!r}")
     raise InvalidValueError("resources of type 'none' (executable) carry no value")
+
+
+_UNSIGNED = ResourceType.UNSIGNED
+#: The one Python type each resource type's values have (Time: see coerce).
+_CANONICAL: dict[ResourceType, type] = {
+    ResourceType.STRING: str,
+    ResourceType.CORELNK: str,
+    ResourceType.INTEGER: int,
+    ResourceType.UNSIGNED: int,
+    ResourceType.FLOAT: float,
+    ResourceType.BOOLEAN: bool,
+    ResourceType.OPAQUE: bytes,
+    ResourceType.OBJLNK: ObjLnk,
+}
 
 
 # -- ranges -------------------------------------------------------------------

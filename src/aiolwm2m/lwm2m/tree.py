@@ -27,13 +27,14 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from datetime import datetime
 from typing import Protocol, TypeAlias, TypeVar, cast, runtime_checkable
 
 from aiolwm2m.errors import Lwm2mError
 
 from .ddf import ObjectRegistry, ResourceTypes, load_builtin
 from .model import InvalidValueError, ObjectDef, Operations, ResourceDef, ResourceType, Value
-from .path import MAX_ID, Path, PathLevel
+from .path import MAX_ID, Path
 from .values import Record
 
 __all__ = [
@@ -123,7 +124,11 @@ def parse_execute_arguments(text: str) -> ExecuteArguments:
 
 def is_awaitable(value: object) -> bool:
     """True for what an ``async def`` hook (or any awaitable-returning hook) gave back."""
-    return inspect.isawaitable(value)
+    # Values of the plain types are settled without inspect (this runs per value read).
+    return type(value) not in _PLAIN and inspect.isawaitable(value)
+
+
+_PLAIN = frozenset({str, int, float, bool, bytes, dict, datetime, type(None)})
 
 
 class Instance:
@@ -322,18 +327,21 @@ class ObjectTree:
         return self._node(object_id)
 
     def instance(self, object_id: int, instance_id: int) -> Instance:
-        inst = self._node(object_id).instances.get(instance_id)
+        node = self.objects.get(object_id)
+        inst = node.instances.get(instance_id) if node is not None else None
         if inst is None:
+            self._node(object_id)  # the object's own 4.04 first
             raise NotFoundError(f"/{object_id}/{instance_id} does not exist")
         return inst
 
     def resource_def(self, path: Path) -> ResourceDef:
         """Definition of the resource at a resource or resource-instance path."""
-        if path.object_id is None or path.resource_id is None:
+        ids = path.ids  # on every read and write: the ids once, no properties
+        if len(ids) < 3:
             raise NotFoundError(f"{path} is not a resource path")
-        found = self._node(path.object_id).definition.resource(path.resource_id)
+        found = self._node(ids[0]).definition.resources.get(ids[2])
         if found is None:
-            raise NotFoundError(f"object {path.object_id} defines no resource {path.resource_id}")
+            raise NotFoundError(f"object {ids[0]} defines no resource {ids[2]}")
         return found
 
     @property
@@ -351,26 +359,41 @@ class ObjectTree:
 
     def check_exists(self, path: Path) -> None:
         """Raise :class:`NotFoundError` unless ``path`` exists in the tree."""
-        if path.object_id is None:
-            return
-        self._node(path.object_id)
-        if path.instance_id is None:
-            return
-        inst = self.instance(path.object_id, path.instance_id)
-        if path.resource_id is None:
-            return
-        self.resource_def(path)
-        if path.resource_id not in inst.resource_ids():
+        self.lookup(path)
+
+    def lookup(self, path: Path) -> tuple[Instance | None, ResourceDef | None]:
+        """The instance and resource definition ``path`` names (None above those levels).
+
+        Raises :class:`NotFoundError` unless the path exists, like
+        :meth:`check_exists`: readers get what they need from one walk.
+        """
+        ids = path.ids
+        depth = len(ids)
+        if depth == 0:
+            return None, None
+        if depth == 1:
+            self._node(ids[0])
+            return None, None
+        inst = self.instance(ids[0], ids[1])
+        if depth == 2:
+            return inst, None
+        rdef = self.resource_def(path)
+        rid = ids[2]
+        if type(inst) is Instance:  # its resource_ids() would build three sets to ask
+            present = rid in inst.values or rid in inst.on_read or rid in inst.on_execute
+        else:
+            present = rid in inst.resource_ids()
+        if not present:
             raise NotFoundError(f"{path} does not exist")
-        if path.resource_instance_id is not None:
-            value = inst.values.get(path.resource_id)
-            if path.resource_id in inst.on_read or not isinstance(value, dict):
+        if depth == 4:
+            value = inst.values.get(rid)
+            if rid in inst.on_read or not isinstance(value, dict):
                 # Hooked multiple resources are checked when read.
-                if not self.resource_def(path).multiple:
+                if not rdef.multiple:
                     raise NotFoundError(f"{path}: resource is single-instance")
-                return
-            if path.resource_instance_id not in value:
+            elif ids[3] not in value:
                 raise NotFoundError(f"{path} does not exist")
+        return inst, rdef
 
     def readable_resources(self, object_id: int, instance_id: int) -> list[int]:
         """Resource ids of an instance that a Read returns (R or RW), sorted."""
@@ -391,7 +414,7 @@ class ObjectTree:
         type/range and :class:`NotFoundError` for an unknown resource.
         """
         rdef = self.resource_def(path)
-        if path.level is PathLevel.RESOURCE_INSTANCE:
+        if len(path.ids) == 4:
             if not rdef.multiple:
                 raise NotFoundError(f"{path}: resource is single-instance")
             return rdef.validate(value)
@@ -399,15 +422,16 @@ class ObjectTree:
             if not isinstance(value, Mapping):
                 raise InvalidValueError(f"{path} is a multiple resource: give {{riid: value}}")
             return {_riid(k): rdef.validate(v) for k, v in value.items()}
-        if rdef.type is ResourceType.NONE:
+        if rdef.type is _NONE:
             raise InvalidValueError(f"{path} is executable and holds no value")
         return rdef.validate(value)
 
     def get(self, path: Path) -> ResourceValue:
         """Current value of a resource / resource instance (stored or from a sync read hook)."""
-        if path.object_id is None or path.instance_id is None or path.resource_id is None:
+        ids = path.ids
+        if len(ids) < 3:
             raise NotFoundError(f"{path} is not a resource path")
-        value = self.instance(path.object_id, path.instance_id).read(path.resource_id)
+        value = self.instance(ids[0], ids[1]).read(ids[2])
         if is_awaitable(value):
             _close(value)
             raise OperationNotAllowedError(f"{path} has an async read hook; use a Read")
@@ -415,7 +439,7 @@ class ObjectTree:
 
     def select(self, path: Path, value: ResourceValue) -> ResourceValue:
         """The part of a resource's value a resource-instance path names."""
-        if path.resource_instance_id is None:
+        if len(path.ids) < 4:
             return value
         if not isinstance(value, dict) or path.resource_instance_id not in value:
             raise NotFoundError(f"{path} does not exist")
@@ -428,17 +452,18 @@ class ObjectTree:
         a resource instance of a multiple resource adds or replaces just it.
         """
         path = Path.parse(path) if isinstance(path, str) else path
-        if path.object_id is None or path.instance_id is None or path.resource_id is None:
+        ids = path.ids
+        if len(ids) < 3:
             raise NotFoundError(f"{path} is not a resource path")
-        inst = self.instance(path.object_id, path.instance_id)
+        inst = self.instance(ids[0], ids[1])
         checked = self.validate(path, value)
-        if path.resource_instance_id is not None:
-            current = inst.values.get(path.resource_id)
+        if len(ids) == 4:
+            current = inst.values.get(ids[2])
             merged = dict(current) if isinstance(current, dict) else {}
-            merged[path.resource_instance_id] = cast(Value, checked)
-            inst.values[path.resource_id] = merged
+            merged[ids[3]] = cast(Value, checked)
+            inst.values[ids[2]] = merged
         else:
-            inst.values[path.resource_id] = checked
+            inst.values[ids[2]] = checked
         self._changed(path)
 
     def mark_changed(self, path: Path | str) -> None:
@@ -447,9 +472,12 @@ class ObjectTree:
 
     def take_changes(self) -> list[Path]:
         """Paths changed since the last call (in order, duplicates removed)."""
-        out = list(dict.fromkeys(self._changes))
-        self._changes.clear()
-        return out
+        changes = self._changes
+        if len(changes) < 2:  # nothing or one change: the usual answer to a poll
+            self._changes = []
+            return changes
+        self._changes = []
+        return list(dict.fromkeys(changes))
 
     def take_structure_changed(self) -> bool:
         """True once after instances or objects were added or removed."""
@@ -466,7 +494,7 @@ class ObjectTree:
         """Records of one resource's value (one per instance for multiple resources)."""
         if isinstance(value, dict):
             return [Record(path.child(riid), v) for riid, v in sorted(value.items())]
-        return [Record(path, value)]
+        return [Record(path, value)]  # a checked record: the value may be the application's
 
     # -- internals -----------------------------------------------------------------------
     def _node(self, object_id: int) -> ObjectNode:
@@ -479,6 +507,9 @@ class ObjectTree:
         self._changes.append(path)
         if self._listener is not None:
             self._listener()
+
+
+_NONE = ResourceType.NONE
 
 
 def _riid(key: object) -> int:

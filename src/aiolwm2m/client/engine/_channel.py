@@ -128,6 +128,7 @@ class Channel:
         "inflight",
         "layer",
         "link",
+        "non_notes",
         "open",
         "secure",
         "sends",
@@ -149,6 +150,7 @@ class Channel:
         self.secure = False
         self.fresh = False  # the next request is the first after a handshake
         self.inflight: dict[int, Pending] = {}
+        self.non_notes = 0  # NON notifications among inflight, kept exact by pop()/forget_*()
         self.deferred: dict[tuple[int, bytes], int] = {}  # answers the data model owes
         self.sends: dict[int, int] = {}  # layer key -> LwM2M Send id
         # Counted across links, as the layer's own count restarts with each one.
@@ -180,6 +182,7 @@ class Channel:
         self.layer = None
         self.deferred.clear()
         self.inflight.clear()
+        self.non_notes = 0
 
     def cancel_all(self, now: float) -> None:
         """End every request in flight without an outcome."""
@@ -187,6 +190,7 @@ class Channel:
             for key in list(self.inflight):
                 self.layer.cancel(key, now)
         self.inflight.clear()
+        self.non_notes = 0
 
     # ------------------------------------------------------------------ sending
     def pending(self, kind: RequestKind) -> Pending:
@@ -202,14 +206,36 @@ class Channel:
         return key
 
     def notify(self, note: Notification, now: float) -> None:
-        """Send a notification; NON ones are tracked only for a late Reset."""
+        """Send a notification; NON ones are tracked only for a late Reset.
+
+        Raises ValueError, with nothing sent or recorded, if it cannot be encoded.
+        """
         assert self.layer is not None
-        key = self.layer.send_message(note.message, now)
-        self.inflight[key] = Pending(RequestKind.NOTIFY, self.fresh, note)
-        if note.message.type == MessageType.NON:
-            non_keys = [k for k, p in self.inflight.items() if _is_non_notification(p)]
-            for old in non_keys[:-NON_NOTIFICATIONS_TRACKED]:
-                del self.inflight[old]
+        key = self.layer.send_message(note.message, now)  # encodes it, once
+        pending = Pending(RequestKind.NOTIFY, self.fresh, note)
+        self.inflight[key] = pending
+        if _is_non_notification(pending):
+            self.non_notes += 1
+            if self.non_notes > NON_NOTIFICATIONS_TRACKED:  # forget the oldest NON one
+                inflight = self.inflight
+                del inflight[next(k for k, p in inflight.items() if _is_non_notification(p))]
+                self.non_notes -= 1
+
+    def pop(self, key: int) -> Pending | None:
+        """Take a request out of flight (its exchange ended)."""
+        pending = self.inflight.pop(key, None)
+        if pending is not None and _is_non_notification(pending):
+            self.non_notes -= 1
+        return pending
+
+    def forget_notifications(self) -> list[Pending]:
+        """Take every notification out of flight, in key order."""
+        inflight = self.inflight
+        gone = [p for _, p in sorted(inflight.items()) if p.notification is not None]
+        for key in [k for k, p in inflight.items() if p.notification is not None]:
+            del inflight[key]
+        self.non_notes = 0
+        return gone
 
     def only_non_notifications(self) -> list[int]:
         """Keys of NON notifications when nothing confirmable is in flight, else []."""
@@ -243,4 +269,7 @@ class Channel:
 
 def _is_non_notification(pending: Pending) -> bool:
     note = pending.notification
-    return note is not None and note.message.type == MessageType.NON
+    return note is not None and note.message.type is _NON
+
+
+_NON = MessageType.NON

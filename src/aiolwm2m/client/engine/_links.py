@@ -42,7 +42,8 @@ class ServerLinks:
             # Nothing confirmable in flight: the ICMP answers the newest NON
             # notification, which no exchange would otherwise report. The server
             # is unreachable all the same (Notify column, network error).
-            pending = channel.inflight.pop(non_notes[-1])
+            pending = channel.pop(non_notes[-1])
+            assert pending is not None
             code = ev.ErrorCode.NETWORK_ERROR
             self.s.recovery.fail(srv, pending, Failure.NETWORK, code, now)
             self.flush(srv, now)
@@ -93,7 +94,7 @@ class ServerLinks:
         if send_id is not None:
             self.s.sending.finished(srv, send_id, result, now)
             return
-        pending = channel.inflight.pop(result.key, None)
+        pending = channel.pop(result.key)
         if pending is None:
             return
         if result.outcome is Outcome.ACKNOWLEDGED and pending.kind is RequestKind.NOTIFY:

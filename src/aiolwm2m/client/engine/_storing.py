@@ -16,7 +16,7 @@ from aiolwm2m.client.engine._shared import ServerSession, Shared
 from aiolwm2m.client.engine._types import Notification
 from aiolwm2m.client.policy import Failure, RequestKind
 from aiolwm2m.client.states import ServerState
-from aiolwm2m.coap.message import MessageType, encode
+from aiolwm2m.coap.message import MessageType
 
 __all__ = ["NotificationStore"]
 
@@ -71,7 +71,7 @@ class NotificationStore:
 
     def send(self, srv: ServerSession, note: Notification, now: float) -> None:
         try:
-            encode(note.message)
+            srv.channel.notify(note, now)  # encoded once, by the layer
         except ValueError as exc:
             # A notification that cannot be encoded (e.g. a token over 8 bytes)
             # is an internal error of the data model: the Notify column decides.
@@ -81,7 +81,6 @@ class NotificationStore:
                 srv, pending, Failure.INTERNAL, ev.ErrorCode.MEMORY, now, detail=detail
             )
             return
-        srv.channel.notify(note, now)
         self.s.links.flush(srv, now)
 
     def drop_session(self, srv: ServerSession) -> None:
@@ -98,15 +97,12 @@ class NotificationStore:
         gets every value in order after re-registration. NON ones are not
         tracked for delivery and are not kept.
         """
-        inflight = srv.channel.inflight
         unacked = [
             pending.notification
-            for key, pending in sorted(inflight.items())
+            for pending in srv.channel.forget_notifications()
             if pending.notification is not None
             and pending.notification.message.type == MessageType.CON
         ]
-        for key in [k for k, p in inflight.items() if p.notification is not None]:
-            del inflight[key]
         notes = [*lost, *unacked]
         if not notes or not srv.account.notification_storing:
             return

@@ -1,0 +1,83 @@
+"""The engine remembers the newest NON notifications only (a Reset for an older one is moot).
+
+Driven with bytes on an explicit clock, no runtime: the engine, the default
+data model and an Observe from a hand-made server.
+"""
+
+from __future__ import annotations
+
+import random
+
+from aiolwm2m.client import events as ev
+from aiolwm2m.client.config import ClientConfig, ServerAccount
+from aiolwm2m.client.engine import NON_NOTIFICATIONS_TRACKED, ClientEngine, OpenLink, SendDatagram
+from aiolwm2m.client.operations import default_objects
+from aiolwm2m.coap.message import (
+    Code,
+    Message,
+    MessageType,
+    OptionNumber,
+    decode,
+    encode,
+    make_options,
+)
+from aiolwm2m.lwm2m.objects import FixedHost
+from aiolwm2m.lwm2m.tree import Instance
+
+CONFIG = ClientConfig("ep", (ServerAccount("coap://127.0.0.1:5683", 1, lifetime=300),))
+
+
+def sent(engine: ClientEngine) -> list[Message]:
+    return [decode(a.data) for a in engine.link_actions() if isinstance(a, SendDatagram)]
+
+
+def events(engine: ClientEngine) -> list[ev.Event]:
+    out = []
+    while (event := engine.next_event()) is not None:
+        out.append(event)
+    return out
+
+
+def observed_client() -> tuple[ClientEngine, Instance, int]:
+    """A registered engine whose server observes /3303/0/5700."""
+    objects = default_objects(CONFIG, host=FixedHost())
+    sensor = objects.tree.add_instance(3303, 0, Instance({5700: 1.0}))
+    engine = ClientEngine(CONFIG, objects, rng=random.Random(5))
+    engine.start(0.0)
+    link = next(a.link for a in engine.link_actions() if isinstance(a, OpenLink))
+    engine.link_up(link, 0.0, new_session=True, secure=False)
+    (register,) = sent(engine)
+    created = Message(MessageType.ACK, Code.CREATED, register.mid, register.token)
+    created.add(OptionNumber.LOCATION_PATH, b"rd")
+    engine.datagram_received(link, encode(created), 0.1)
+    observe = Message(
+        MessageType.CON,
+        Code.GET,
+        0x100,
+        b"obs",
+        make_options(path=["3303", "0", "5700"], observe=0),
+    )
+    engine.datagram_received(link, encode(observe), 0.2)
+    (first,) = sent(engine)
+    assert first.code == Code.CONTENT and first.observe is not None
+    events(engine)
+    return engine, sensor, link
+
+
+def test_only_the_newest_non_notifications_can_be_reset() -> None:
+    engine, sensor, link = observed_client()
+    mids = []
+    for i in range(NON_NOTIFICATIONS_TRACKED + 6):
+        sensor.set(5700, float(i))
+        engine.poll(1.0 + i)
+        (note,) = sent(engine)
+        assert note.type == MessageType.NON
+        mids.append(note.mid)
+    # The first six are forgotten: their Reset changes nothing.
+    for mid in mids[:6]:
+        engine.datagram_received(link, encode(Message(MessageType.RST, Code.EMPTY, mid)), 80.0)
+    assert not [e for e in events(engine) if isinstance(e, ev.ObservationCancelled)]
+    # The seventh is the oldest one remembered: its Reset ends the observation.
+    engine.datagram_received(link, encode(Message(MessageType.RST, Code.EMPTY, mids[6])), 81.0)
+    cancelled = [e for e in events(engine) if isinstance(e, ev.ObservationCancelled)]
+    assert [(e.ssid, e.path) for e in cancelled] == [(1, "/3303/0/5700")]
