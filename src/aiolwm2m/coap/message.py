@@ -435,20 +435,20 @@ def decode(data: bytes) -> Message:
     if tkl > 8:
         raise CoapDecodeError(f"reserved token length {tkl}")
     code = data[1]
-    mid = int.from_bytes(data[2:4], "big")
-    if code == Code.EMPTY:
-        if len(data) != 4 or tkl:
+    mid = data[2] << 8 | data[3]
+    end = len(data)
+    if code == 0:  # Empty
+        if end != 4 or tkl:
             raise CoapDecodeError("empty message with token, options or payload")
-        return Message(type=mtype, code=code, mid=mid)
-    pos = 4
-    if len(data) < pos + tkl:
+        return Message(mtype, code, mid)
+    pos = 4 + tkl
+    if end < pos:
         raise CoapDecodeError("truncated token")
-    token = data[pos : pos + tkl]
-    pos += tkl
+    token = data[4:pos]
     options: list[Option] = []
     number = 0
     payload = b""
-    while pos < len(data):
+    while pos < end:
         byte = data[pos]
         pos += 1
         if byte == PAYLOAD_MARKER:
@@ -456,11 +456,15 @@ def decode(data: bytes) -> Message:
             if not payload:
                 raise CoapDecodeError("payload marker followed by an empty payload")
             break
-        delta, pos = _read_ext(data, pos, byte >> 4, "delta")
-        length, pos = _read_ext(data, pos, byte & 0x0F, "length")
-        if pos + length > len(data):
+        delta = byte >> 4
+        length = byte & 0x0F
+        if delta >= 13:
+            delta, pos = _read_ext(data, pos, delta, "delta")
+        if length >= 13:
+            length, pos = _read_ext(data, pos, length, "length")
+        if pos + length > end:
             raise CoapDecodeError("truncated option value")
         number += delta
         options.append((number, data[pos : pos + length]))
         pos += length
-    return Message(type=mtype, code=code, mid=mid, token=token, options=options, payload=payload)
+    return Message(mtype, code, mid, token, options, payload)
