@@ -10,7 +10,8 @@ import random
 
 from aiolwm2m.client import events as ev
 from aiolwm2m.client.config import ClientConfig, ServerAccount
-from aiolwm2m.client.engine import NON_NOTIFICATIONS_TRACKED, ClientEngine, OpenLink, SendDatagram
+from aiolwm2m.client.engine import ClientEngine, OpenLink, SendDatagram
+from aiolwm2m.client.engine._channel import NON_NOTIFICATIONS_TRACKED
 from aiolwm2m.client.operations import default_objects
 from aiolwm2m.coap.message import (
     Code,
@@ -45,7 +46,7 @@ def observed_client() -> tuple[ClientEngine, Instance, int]:
     engine = ClientEngine(CONFIG, objects, rng=random.Random(5))
     engine.start(0.0)
     link = next(a.link for a in engine.link_actions() if isinstance(a, OpenLink))
-    engine.link_up(link, 0.0, new_session=True, secure=False)
+    engine.link_up(link, 0.0, secure=False)
     (register,) = sent(engine)
     created = Message(MessageType.ACK, Code.CREATED, register.mid, register.token)
     created.add(OptionNumber.LOCATION_PATH, b"rd")
