@@ -2,8 +2,8 @@
 
 The peer is a plain asyncio socket that registers the client and then sends
 requests byte for byte, so these tests see exactly what a server would (no
-testbed logic in between): RFC 7252 §5.4.1 critical options, and the
-Register payload's root link.
+testbed logic in between): RFC 7252 §5.4.1 critical options, the
+Register payload's root link, and how queue mode is spelled.
 """
 
 from __future__ import annotations
@@ -109,3 +109,21 @@ async def test_register_announces_the_content_formats_in_a_root_link(
     assert links[0].get("rt") == "oma.lwm2m"
     assert links[0].get("ct") == "60 110 112 11542 11543"
     assert register.payload.startswith(b'</>;rt="oma.lwm2m";ct="60 110 112 11542 11543",')
+
+
+async def test_queue_mode_goes_out_as_b_u_and_q_from_a_1_1_client() -> None:
+    """Issue 12 item 1: LwM2M 1.1 has no "UQ" binding; Leshan refuses it with 4.00."""
+    loop = asyncio.get_running_loop()
+    transport, peer = await loop.create_datagram_endpoint(BarePeer, local_addr=("127.0.0.1", 0))
+    port = transport.get_extra_info("sockname")[1]
+    account = ServerAccount(f"coap://127.0.0.1:{port}", lifetime=300, binding="UQ")
+    config = ClientConfig("wire", (account,))
+    client = Client(config, default_objects(config))
+    await client.start()
+    try:
+        register, _addr = await peer.receive()
+    finally:
+        await client.stop()
+        transport.close()
+    assert register.uri_path == ["rd"]
+    assert register.uri_query == ["ep=wire", "lt=300", "lwm2m=1.1", "b=U", "Q"]

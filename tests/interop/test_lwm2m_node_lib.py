@@ -25,7 +25,7 @@ import pytest
 
 from aiolwm2m.accounts import ServerAccount
 from aiolwm2m.client import events as ev
-from aiolwm2m.client.config import ClientConfig
+from aiolwm2m.client.config import ClientConfig, RegistrationConfig
 from aiolwm2m.client.observe import ObserveSettings
 from aiolwm2m.client.operations import OperationHandler, default_objects
 from aiolwm2m.lwm2m.path import Path as LwPath
@@ -90,6 +90,24 @@ async def test_register_seen_by_lwm2m_node_lib(server: NodeLwm2mServer) -> None:
     assert registered.location.startswith("/rd/")
     assert [d["name"] for d in devices["value"]] == [ENDPOINT]
     # Leaving the block de-registered at that location.
+    assert (await server.next_event())["event"] == "deregistered"
+
+
+@pytest.mark.parametrize(("version", "binding"), [("1.0", "UQ"), ("1.1", "U")])
+async def test_queue_mode_registration_seen_by_lwm2m_node_lib(
+    server: NodeLwm2mServer, version: str, binding: str
+) -> None:
+    """Issue 12 item 1: as 1.0 queue mode is the binding "UQ"; as 1.1 it is b=U plus
+    the Q parameter, which this 1.0-era library does not know and ignores."""
+    account = ServerAccount(uri=server.uri, lifetime=300, binding="UQ")
+    config = ClientConfig(
+        ENDPOINT, servers=(account,), registration=RegistrationConfig(lwm2m_version=version)
+    )
+    async with Client(config, default_objects(config)) as cl:
+        await cl.wait_for("registered", 10)
+        event = await server.next_event()
+    assert event["event"] == "registered"
+    assert (event["version"], event["binding"]) == (version, binding)
     assert (await server.next_event())["event"] == "deregistered"
 
 

@@ -91,7 +91,7 @@ class Trigger(enum.Enum):
     DELAY = "delay"  # start after the Initial Registration Delay
     LINK_UP = "link_up"  # the link is open: Register
     RESUMED = "resumed"  # the link is open again: the server still holds the registration
-    REGISTER = "register"  # Register again on the same link (4.12 fallback, Max-Age over)
+    REGISTER = "register"  # Register again on the same link (4.12 fallback, Max-Age, 1.1 Q)
     REGISTER_OK = "register_ok"
     SLEEP = "sleep"  # queue mode: the link was idle for MAX_TRANSMIT_WAIT
     WAKE = "wake"  # queue mode: something to send
@@ -142,7 +142,8 @@ SERVER_TRANSITIONS: Mapping[ServerState, Mapping[Trigger, ServerState]] = {
         _T.LINK_UP: _S.REGISTERING,
         _T.RESUMED: _S.REGISTERED,
     },
-    _S.WAKING: {**_acting(_S.WAKING), _T.RESUMED: _S.REGISTERED},
+    # Woken to register again (queue mode switched under 1.1), or to resume.
+    _S.WAKING: {**_acting(_S.WAKING), _T.LINK_UP: _S.REGISTERING, _T.RESUMED: _S.REGISTERED},
     _S.REGISTERING: {
         **_acting(_S.REGISTERING),
         _T.REGISTER: _S.REGISTERING,
@@ -152,6 +153,7 @@ SERVER_TRANSITIONS: Mapping[ServerState, Mapping[Trigger, ServerState]] = {
     _S.REGISTER_WAIT: {**_acting(_S.REGISTER_WAIT), _T.REGISTER: _S.REGISTERING},
     _S.REGISTERED: {
         **_acting(_S.REGISTERED),
+        _T.REGISTER: _S.REGISTERING,  # a change only Register carries (1.1 Queue Mode)
         _T.SLEEP: _S.ASLEEP,
         _T.DEREGISTER: _S.DEREGISTERING,
     },

@@ -12,6 +12,11 @@ LwM2M operations of :meth:`ServerCore.start_operation`) are identified by a
 server-wide id, because the message layers' own keys are per peer and would
 collide between two clients. Block2 answers are reassembled here, so a large
 Read looks like any other to the caller.
+
+Registration parameters are checked as strictly as Eclipse Leshan checks them
+(:func:`binding_problem`): a 1.1 client saying ``b=UQ`` is refused with 4.00
+and Leshan's diagnostic, because 1.1 has queue mode as its own ``Q``
+parameter; a 1.0 client still says ``b=UQ``.
 """
 
 from __future__ import annotations
@@ -111,11 +116,12 @@ class Registration:
     address: Address
     lifetime: int
     lwm2m_version: str
-    binding: str
+    binding: str  # as sent in b=
     links: str
     registered_at: float
     updated_at: float
     updates: int = 0
+    queue_mode: bool = False  # "Q" in a 1.0 binding, the Q parameter in 1.1
 
 
 @dataclass
@@ -181,6 +187,36 @@ def _builtin_types() -> TypeLookup:
 
 def _query_args(msg: Message) -> dict[str, str]:
     return {k: v for k, _, v in (q.partition("=") for q in msg.uri_query)}
+
+
+#: Binding letters of the Core spec (U, T, S, N; Q only in 1.0 bindings).
+_BINDING_LETTERS = "UTSNQ"
+
+
+def binding_problem(binding: str, lwm2m_version: str) -> str | None:
+    """Why ``b=<binding>`` is invalid for a client of ``lwm2m_version``, or None.
+
+    The wording is Leshan's (its ``BindingMode.isValidFor``), so the client's
+    ``error`` event reads the same against either server. An unknown or missing
+    letter, which Leshan answers with 5.00, is a 4.00 here.
+    """
+    if not binding:
+        return "Invalid Binding mode: empty"
+    for letter in binding:
+        if letter not in _BINDING_LETTERS:
+            return f"Invalid Binding mode: {letter!r} is not a binding"
+        if letter in "TN" and lwm2m_version == "1.0":
+            return f"Invalid Binding mode: {letter} is supported since LWM2M 1.1"
+        if letter == "Q" and lwm2m_version != "1.0":
+            return "Invalid Binding mode: Q is not supported since LWM2M 1.1"
+    return None
+
+
+def _invalid(diagnostic: str) -> Message:
+    """4.00 with a plain-text diagnostic payload, as Leshan answers an invalid request."""
+    resp = Message(code=Code.BAD_REQUEST, payload=diagnostic.encode())
+    resp.add(OptionNumber.CONTENT_FORMAT, encode_uint(ContentFormat.TEXT))
+    return resp
 
 
 @dataclass
@@ -553,11 +589,19 @@ class ServerCore:
             return Message(code=Code.DELETED)
         args = _query_args(msg)
         try:
-            if "lt" in args:
-                reg.lifetime = int(args["lt"])
+            lifetime = int(args["lt"]) if "lt" in args else reg.lifetime
         except ValueError:
             return Message(code=Code.BAD_REQUEST)
-        reg.binding = args.get("b", reg.binding)
+        # An Update cannot change queue mode (Core 1.1.1 §6.2.2: no Q); like
+        # Leshan, a Q here is an unknown parameter and ignored.
+        binding = args.get("b", reg.binding)
+        problem = binding_problem(binding, reg.lwm2m_version)
+        if problem is not None:
+            return _invalid(problem)
+        reg.lifetime = lifetime
+        if reg.lwm2m_version == "1.0":
+            reg.queue_mode = "Q" in binding
+        reg.binding = binding
         if msg.payload:
             reg.links = msg.payload.decode("utf-8", "replace")
         if reg.address != addr:
@@ -599,6 +643,14 @@ class ServerCore:
             lifetime = int(args.get("lt", "86400"))
         except ValueError:
             return Message(code=Code.BAD_REQUEST)
+        binding = args.get("b", "U")
+        problem = binding_problem(binding, version)
+        queue_param = "Q" in msg.uri_query
+        if problem is None and queue_param and version == "1.0":
+            problem = "QueueMode is not defined in LWM2M v1.0"
+        if problem is not None:
+            self.log.add(now, "register_rejected", ep, problem, reason=problem)
+            return _invalid(problem)
         old = self.registrations.get(ep)
         if old is not None:
             self._drop(old)
@@ -613,10 +665,11 @@ class ServerCore:
             address=addr,
             lifetime=lifetime,
             lwm2m_version=version,
-            binding=args.get("b", "U"),
+            binding=binding,
             links=msg.payload.decode("utf-8", "replace"),
             registered_at=now,
             updated_at=now,
+            queue_mode=queue_param or (version == "1.0" and "Q" in binding),
         )
         self._by_location[location] = reg
         self._by_address.setdefault(addr, {})[ep] = None
@@ -677,5 +730,6 @@ __all__ = [
     "SentData",
     "ServerCore",
     "ServerEvent",
+    "binding_problem",
     "inject_fault",
 ]

@@ -918,14 +918,16 @@ def test_server_write_of_lifetime_reaches_the_engine(
     updates = [(t, m) for t, m in requests_to(net, server.addr) if m.uri_path == ["rd", "1"]]
     assert len(updates) == 2 and updates[1][1].uri_query == []
     assert updates[1][0] - updates[0][0] == pytest.approx(60, abs=0.1)
-    # A binding change goes out as b=, and a Registration Update Trigger execute still works.
+    # Queue mode switched on: as LwM2M 1.1 only a Register carries it (b=U plus Q), and a
+    # Registration Update Trigger execute still works on the new registration.
     written = sim_operation(net, server, write_request("/1/0/7", "UQ", ContentFormat.TEXT))
     assert written.code == Code.CHANGED
     net.clock.run_for(1)
-    assert reg.binding == "UQ"
+    reg = server.core.registrations["dev-1"]
+    assert (reg.binding, reg.queue_mode, reg.lifetime) == ("U", True, 120)
     assert sim_operation(net, server, execute_request("/1/0/8")).code == Code.CHANGED
     net.clock.run_for(1)
-    assert reg.updates == 4
+    assert reg.updates == 1
     # An invalid lifetime is refused and changes nothing.
     refused = sim_operation(net, server, write_request("/1/0/1", 0, ContentFormat.TEXT))
     assert refused.code == Code.BAD_REQUEST and reg.lifetime == 120

@@ -251,7 +251,7 @@ class BootstrapFlow:
             bs.rate_limited_until = now + outcome.max_age
             detail: str | None = outcome.wait_detail
         else:
-            detail = resp.payload.decode("utf-8", "replace")[:200] if resp else None
+            detail = outcome.diagnostic
         self.s.recovery.bootstrap_request_failed(pending, outcome, code, detail, now)
 
     # ------------------------------------------------------------------ the end

@@ -35,11 +35,21 @@ from aiolwm2m.coap.message import (
 )
 from aiolwm2m.coap.params import TransmissionParameters
 
-__all__ = ["NON_NOTIFICATIONS_TRACKED", "Channel", "Failed", "Pending", "classify"]
+__all__ = [
+    "DIAGNOSTIC_BYTES",
+    "NON_NOTIFICATIONS_TRACKED",
+    "Channel",
+    "Failed",
+    "Pending",
+    "classify",
+]
 
 #: NON notifications are remembered this many at a time so a late Reset can
 #: still cancel its observation; older ones are forgotten (they cannot time out).
 NON_NOTIFICATIONS_TRACKED = 64
+
+#: How much of a server's diagnostic payload an ``error`` event quotes.
+DIAGNOSTIC_BYTES = 100
 
 #: RFC 7252 §5.10.5: Max-Age when a 4.29 carries none.
 DEFAULT_MAX_AGE = 60
@@ -79,6 +89,17 @@ class Failed:
             except CoapDecodeError:
                 max_age = None
         return float(DEFAULT_MAX_AGE if max_age is None else max_age)
+
+    @property
+    def diagnostic(self) -> str | None:
+        """The start of the answer's diagnostic payload (RFC 7252 §5.5.2) as text.
+
+        Servers explain a 4.xx/5.xx there (Leshan: "Invalid Binding mode: …");
+        the ``error`` event quotes it so the reason is not lost.
+        """
+        if self.response is None or not self.response.payload:
+            return None
+        return self.response.payload[:DIAGNOSTIC_BYTES].decode("utf-8", "replace")
 
     @property
     def wait_detail(self) -> str:

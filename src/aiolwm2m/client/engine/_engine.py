@@ -367,7 +367,9 @@ class ClientEngine:
         or Binding changed, a registered server gets an Update at once carrying
         just those (the Core's Update sends the parameters that differ from the
         registration) and the new lifetime schedules the following Updates;
-        otherwise the next Register carries them. Other fields (default
+        queue mode switched under an LwM2M 1.1 registration is a new Register
+        (no Update can carry 1.1's ``Q``); otherwise the next Register carries
+        them. Other fields (default
         periods, notification storing) apply from now on without an Update.
         """
         s = self._shared
@@ -377,9 +379,7 @@ class ClientEngine:
             return
         srv.account = account
         s.changed()
-        announced = (account.lifetime, account.binding)
-        if srv.public_state is ServerState.REGISTERED and srv.announced != announced:
-            s.registration.send_update(srv, now)
+        s.registration.account_changed(srv, now)
 
     def send(self, ssid: int, payload: bytes, content_format: int, now: float) -> int:
         """LwM2M Send (1.1): POST ``payload`` (SenML) to the server's ``/dp``; returns its id.

@@ -103,7 +103,7 @@ class ServerLinks:
         if not isinstance(outcome, Failed):
             self.s.registration.succeeded(srv, pending.kind, outcome, now)
             return
-        detail = None
+        detail = outcome.diagnostic
         if outcome.failure is Failure.TOO_MANY_REQUESTS:
             # Spec §7: obeyed whatever the request: nothing goes to it before Max-Age.
             srv.rate_limited_until = now + outcome.max_age

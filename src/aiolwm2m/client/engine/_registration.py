@@ -4,16 +4,28 @@ Covers what the interface says about *when* and *what* to send: the
 registration order of Server /1/x/13-15, the Update schedule (spec §10:
 lifetime/2 if shorter than MAX_TRANSMIT_WAIT, else lifetime − MTW; ≥ 1 s),
 an Update that carries only what changed (lifetime, binding, object list),
-queue mode's sleep and wake-up (binding ``UQ``), and what a successful
-answer does. What a *failed* answer does is recovery's business
-(``_recovery.py``).
+queue mode's sleep and wake-up, and what a successful answer does. What a
+*failed* answer does is recovery's business (``_recovery.py``).
+
+Queue mode is spelled the way the registered version knows it
+(:func:`registration_parameters`): LwM2M 1.0 appends ``Q`` to the binding
+(``b=UQ``); 1.1 removed that letter (Leshan refuses ``b=UQ`` with 4.00) and
+has a parameter of its own, ``Q`` without a value, that only Register carries
+(Core 1.1.1 §6.2.1, §6.2.2: an Update has ``lt``, ``b``, ``sms`` and the
+object list). So when queue mode changes under a 1.1 registration the client
+registers again instead of updating.
 """
 
 from __future__ import annotations
 
 from collections import deque
 
-from aiolwm2m.accounts import InvalidParameters, check_security, parse_server_uri
+from aiolwm2m.accounts import (
+    InvalidParameters,
+    ServerAccount,
+    check_security,
+    parse_server_uri,
+)
 from aiolwm2m.client import events as ev
 from aiolwm2m.client.engine._channel import Pending
 from aiolwm2m.client.engine._shared import Scheduled, ServerSession, Shared, Step
@@ -21,9 +33,41 @@ from aiolwm2m.client.policy import Failure, RequestKind
 from aiolwm2m.client.states import ServerState, Trigger
 from aiolwm2m.coap.message import CoapDecodeError, Code, Message, MessageType, make_options
 
-__all__ = ["CONTENT_FORMAT_LINK", "Registration"]
+__all__ = [
+    "CONTENT_FORMAT_LINK",
+    "UPDATE_PARAMETERS",
+    "Registration",
+    "registration_parameters",
+]
 
 CONTENT_FORMAT_LINK = 40
+#: The registration parameters an Update may carry (Core 1.1.1 §6.2.2); any
+#: other one that changed (1.1's ``Q``) needs a new Register.
+UPDATE_PARAMETERS = frozenset({"lt", "b"})
+
+
+def registration_parameters(account: ServerAccount, lwm2m_version: str) -> dict[str, str | None]:
+    """Lifetime, binding and queue mode as ``lwm2m_version`` spells them (None: no value).
+
+    The account keeps the binding in the Server object's 1.0 form ("U", "UQ"),
+    which is also what the configuration file and a server writing /1/x/7 use.
+    """
+    params: dict[str, str | None] = {"lt": str(account.lifetime)}
+    if lwm2m_version == "1.0":
+        params["b"] = account.binding
+    else:
+        params["b"] = account.binding.replace("Q", "")
+        if "Q" in account.binding:
+            params["Q"] = None
+    return params
+
+
+def _register_only(params: dict[str, str | None]) -> dict[str, str | None]:
+    return {key: value for key, value in params.items() if key not in UPDATE_PARAMETERS}
+
+
+def _query(params: dict[str, str | None]) -> list[str]:
+    return [key if value is None else f"{key}={value}" for key, value in params.items()]
 
 
 class Registration:
@@ -117,6 +161,8 @@ class Registration:
         if resume is RequestKind.DEREGISTER:
             self.s.move(srv, Trigger.RESUMED, now)
             self.deregister(srv, now)
+        elif resume is RequestKind.REGISTER:
+            self.send_register(srv, now, Trigger.LINK_UP)  # see account_changed()
         elif resume is RequestKind.UPDATE:
             # Queue mode: the Update tells the server we are back (and from where).
             self.s.move(srv, Trigger.RESUMED, now)
@@ -145,7 +191,8 @@ class Registration:
         self.s.emit(ev.QueueModeSleep(now, srv.ssid))
 
     def wake(self, srv: ServerSession, kind: RequestKind, now: float) -> None:
-        """Reopen a sleeping queue-mode link; ``kind`` (Update or De-register) goes first."""
+        """Reopen a sleeping queue-mode link; ``kind`` (Update, Register or De-register)
+        goes first."""
         srv.resume = kind
         self.connect(srv, now, Trigger.WAKE)
 
@@ -163,16 +210,18 @@ class Registration:
             srv.next = Scheduled(srv.rate_limited_until, Step.REGISTER)
             self.s.move(srv, Trigger.WAIT_MAX_AGE, now)
             return
+        params = registration_parameters(srv.account, srv.lwm2m_version)
+        lifetime = params.pop("lt")
         query = [
             f"ep={self.s.config.endpoint}",
-            f"lt={srv.account.lifetime}",
+            f"lt={lifetime}",
             f"lwm2m={srv.lwm2m_version}",
-            f"b={srv.account.binding}",
+            *_query(params),
         ]
         payload = self._payload(srv, RequestKind.REGISTER, now)
         if payload is None:
             return
-        srv.announced = (srv.account.lifetime, srv.account.binding)
+        srv.announced = {"lt": lifetime, **params}
         msg = Message(
             type=MessageType.CON,
             code=Code.POST,
@@ -212,23 +261,43 @@ class Registration:
             if built is None:
                 return None
             payload = built
-        query: list[str] = []
-        lifetime, binding = srv.announced or (None, None)
-        if srv.account.lifetime != lifetime:
-            query.append(f"lt={srv.account.lifetime}")
-        if srv.account.binding != binding:
-            query.append(f"b={srv.account.binding}")
-        srv.announced = (srv.account.lifetime, srv.account.binding)
+        params = registration_parameters(srv.account, srv.lwm2m_version)
+        announced = srv.announced or {}
+        changed = {
+            key: value
+            for key, value in params.items()
+            if key in UPDATE_PARAMETERS and announced.get(key, "") != value
+        }
+        srv.announced = {**announced, **changed}
         return Message(
             type=MessageType.CON,
             code=Code.POST,
             options=make_options(
                 path=srv.location,
-                query=query,
+                query=_query(changed),
                 content_format=CONTENT_FORMAT_LINK if srv.objects_changed else None,
             ),
             payload=payload,
         )
+
+    def account_changed(self, srv: ServerSession, now: float) -> None:
+        """A registered server's account changed (/1/x written): tell the server.
+
+        Lifetime and binding go in an Update with just what changed; a change
+        only Register can carry (1.1's Queue Mode) makes the client register
+        again, on the same link. Nothing changed on the wire: nothing is sent.
+        """
+        if srv.public_state is not ServerState.REGISTERED or srv.announced is None:
+            return
+        params = registration_parameters(srv.account, srv.lwm2m_version)
+        if params == srv.announced:
+            return
+        if _register_only(params) == _register_only(srv.announced):
+            self.send_update(srv, now)
+        elif srv.state is ServerState.ASLEEP:
+            self.wake(srv, RequestKind.REGISTER, now)
+        else:
+            self.send_register(srv, now, Trigger.REGISTER)
 
     def deregister(self, srv: ServerSession, now: float) -> None:
         if srv.state is ServerState.ASLEEP:

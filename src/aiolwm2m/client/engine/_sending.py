@@ -71,8 +71,7 @@ class Sending:
             self.s.recovery.send_failed(srv, send_id, outcome.failure, outcome.code, now)
             return
         # Every error answer to a Send is a CoAP error (its 4.29 too: no wait is kept).
-        detail = outcome.response.payload.decode("utf-8", "replace")[:200] or None
         code = ev.ErrorCode.COAP_ERROR
         self.s.recovery.send_failed(
-            srv, send_id, Failure.COAP_ERROR, code, now, outcome.coap_code, detail
+            srv, send_id, Failure.COAP_ERROR, code, now, outcome.coap_code, outcome.diagnostic
         )

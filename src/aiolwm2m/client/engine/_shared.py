@@ -81,8 +81,9 @@ class ServerSession:
     registered_at: float | None = None
     rate_limited_until: float = 0.0
     objects_changed: bool = False
-    # (lifetime, binding) as last sent in Register/Update: an Update repeats what changed.
-    announced: tuple[int, str] | None = None
+    # Registration parameters (lt, b, Q) as last sent in Register/Update: an
+    # Update repeats what changed, a change only Register carries registers again.
+    announced: dict[str, str | None] | None = None
     # Queue mode: the server held the registration while the link slept; the
     # link that opens next resumes it with this request instead of a Register.
     resume: RequestKind | None = None
