@@ -17,12 +17,15 @@ provisioned by a bootstrap server) call.
 from __future__ import annotations
 
 import enum
+import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from aiolwm2m.errors import ConfigError
 
 __all__ = [
+    "MAX_INSTANCE_ID",
     "MAX_INTEGER",
     "MAX_NAME_LENGTH",
     "InvalidParameters",
@@ -33,11 +36,14 @@ __all__ = [
     "check_endpoint_name",
     "check_security",
     "parse_server_uri",
+    "place_instances",
 ]
 
 MAX_NAME_LENGTH = 64
 #: Largest LwM2M Integer (signed 64 bits): the bound of every integer Server resource.
 MAX_INTEGER = 2**63 - 1
+#: Largest Object Instance ID (Core §7.2: 65535 is reserved).
+MAX_INSTANCE_ID = 65534
 
 
 class InvalidParameters(ConfigError):
@@ -176,6 +182,11 @@ class ServerAccount:
     certificate_usage: int = 3
     # Bootstrap-Server accounts only: Client Hold Off Time (/0/x/11), seconds.
     client_hold_off_time: float = 0.0
+    # The Security (/0/x) and Server (/1/x) instance ids a Bootstrap-Server wrote the
+    # account under; kept so every later /1/x request and the Register payload use
+    # them (None: the lowest free ids, in account order; see place_instances()).
+    security_instance: int | None = None
+    server_instance: int | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.short_server_id <= 65534:
@@ -194,6 +205,12 @@ class ServerAccount:
             raise ConfigError("binding must be 'U' or 'UQ' (UDP, optionally queue mode)")
         if self.client_hold_off_time < 0:
             raise ConfigError("client_hold_off_time must be >= 0 s")
+        for name in ("security_instance", "server_instance"):
+            iid = getattr(self, name)
+            if iid is not None and (
+                isinstance(iid, bool) or not isinstance(iid, int) or not 0 <= iid <= MAX_INSTANCE_ID
+            ):
+                raise ConfigError(f"{name} must be an instance id in 0..{MAX_INSTANCE_ID}")
 
     @property
     def effective_security_mode(self) -> SecurityMode:
@@ -204,3 +221,19 @@ class ServerAccount:
         if self.certificate is not None:
             return SecurityMode.CERTIFICATE
         return SecurityMode.NOSEC
+
+
+def place_instances(wanted: Sequence[int | None]) -> list[int]:
+    """Instance ids for accounts in order: each given id kept, the others the lowest free.
+
+    One rule for the Security/Server instances a bootstrap starts from, the ones
+    stored, and the /1 instances of the data model, so they always agree; with
+    no id given (a configuration file) it numbers 0, 1, 2… as before. Two
+    accounts given the same id are a :class:`ConfigError`.
+    """
+    given = [iid for iid in wanted if iid is not None]
+    taken = set(given)
+    if len(taken) != len(given):
+        raise ConfigError(f"two accounts share an instance id: {sorted(given)}")
+    free = (iid for iid in itertools.count() if iid not in taken)
+    return [iid if iid is not None else next(free) for iid in wanted]

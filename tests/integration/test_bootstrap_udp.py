@@ -21,7 +21,9 @@ from aiolwm2m.accounts import RetrySettings, ServerAccount
 from aiolwm2m.client import events as ev
 from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.client.engine import ServerState
+from aiolwm2m.coap.message import Code
 from aiolwm2m.coap.params import TransmissionParameters
+from aiolwm2m.lwm2m.formats import ContentFormat
 from aiolwm2m.runtime.aio import Client
 from aiolwm2m.testbed.bootstrap import BootstrapConfig, BootstrapServer, ProvisionedServer
 from aiolwm2m.testbed.core import FaultKind, FaultRule, Operation
@@ -105,7 +107,11 @@ async def test_cli_bootstrap_server_provisions_a_factory_client(
 ) -> None:
     _, new = servers
     toml = tmp_path / "bs.toml"
-    toml.write_text(f'[[default.server]]\nuri = "{new.uri}"\nssid = 5\nlifetime = 60\n')
+    # Written as Wakaama does, /0/1 and /1/1: the client keeps those ids (issue 12 item 2).
+    toml.write_text(
+        f'[[default.server]]\nuri = "{new.uri}"\nssid = 5\nlifetime = 60\n'
+        "security_instance = 1\nserver_instance = 1\n"
+    )
     port = _free_udp_port()
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
@@ -134,6 +140,9 @@ async def test_cli_bootstrap_server_provisions_a_factory_client(
         try:
             done = await client.wait_for("registered", 10, registered(5))
             assert isinstance(done, ev.Registered) and done.lifetime == 60
+            assert "</1/1>" in new.core.registrations["bs-dev"].links.split(",")
+            read = await new.read("bs-dev", "/1/1/0", ContentFormat.TEXT, timeout=5)
+            assert (read.code, read.payload) == (Code.CONTENT, b"5")
         finally:
             await client.close()
     finally:

@@ -47,6 +47,7 @@ from aiolwm2m.accounts import (
     ServerAccount,
     check_security,
     parse_server_uri,
+    place_instances,
 )
 from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.coap.message import CoapDecodeError, Code, Message, OptionNumber, encode_uint
@@ -153,13 +154,21 @@ class Provisioning:
     def from_accounts(
         cls, servers: tuple[ServerAccount, ...], bootstrap: ServerAccount | None
     ) -> Provisioning:
-        """Security/Server instance pairs for ``servers``, then the Bootstrap-Server's."""
+        """Security/Server instance pairs for ``servers``, then the Bootstrap-Server's.
+
+        Each account keeps the instance ids a bootstrap wrote it under
+        (:func:`~aiolwm2m.accounts.place_instances` numbers the others).
+        """
         prov = cls()
-        for iid, account in enumerate(servers):
-            prov.security[iid] = _security_instance(account, bootstrap=False)
-            prov.server[iid] = _server_instance(account)
+        with_bootstrap = (*servers, *(() if bootstrap is None else (bootstrap,)))
+        security_ids = place_instances([a.security_instance for a in with_bootstrap])
+        server_ids = place_instances([a.server_instance for a in servers])
+        pairs = zip(servers, security_ids[: len(servers)], server_ids, strict=True)
+        for account, sec_iid, srv_iid in pairs:
+            prov.security[sec_iid] = _security_instance(account, bootstrap=False)
+            prov.server[srv_iid] = _server_instance(account)
         if bootstrap is not None:
-            prov.security[len(servers)] = _security_instance(bootstrap, bootstrap=True)
+            prov.security[security_ids[-1]] = _security_instance(bootstrap, bootstrap=True)
         return prov
 
     def copy(self) -> Provisioning:
@@ -182,7 +191,7 @@ class Provisioning:
         if found is None:
             return None
         try:
-            return _account_from(found[1], None, bootstrap=True)
+            return _account_from(found[1], None, bootstrap=True, security_instance=found[0])
         except (InconsistentConfiguration, ConfigError):
             return None
 
@@ -201,7 +210,7 @@ class Provisioning:
         There must be at least one such account. Raises
         :class:`InconsistentConfiguration` saying what is wrong.
         """
-        by_ssid: dict[int, Instance] = {}
+        by_ssid: dict[int, tuple[int, Instance]] = {}
         for iid, sec in sorted(self.security.items()):
             if _as_bool(sec.get(SEC_BOOTSTRAP), False):
                 continue
@@ -210,7 +219,7 @@ class Provisioning:
             ssid = _as_int(sec[SEC_SSID], f"/0/{iid}/10")
             if ssid in by_ssid:
                 raise InconsistentConfiguration(f"two Security instances have ssid {ssid}")
-            by_ssid[ssid] = sec
+            by_ssid[ssid] = (iid, sec)
         accounts: list[ServerAccount] = []
         seen: set[int] = set()
         for iid, srv in sorted(self.server.items()):
@@ -224,7 +233,12 @@ class Provisioning:
                 raise InconsistentConfiguration(
                     f"/1/{iid} (ssid {ssid}) has no Security instance with /0/x/10 = {ssid}"
                 )
-            accounts.append(_account_from(by_ssid[ssid], srv, bootstrap=False))
+            sec_iid, sec = by_ssid[ssid]
+            accounts.append(
+                _account_from(
+                    sec, srv, bootstrap=False, security_instance=sec_iid, server_instance=iid
+                )
+            )
         if not accounts:
             raise InconsistentConfiguration("no LwM2M Server account (Server + Security instance)")
         return accounts
@@ -296,8 +310,19 @@ def _server_instance(account: ServerAccount) -> Instance:
     return inst
 
 
-def _account_from(sec: Instance, srv: Instance | None, *, bootstrap: bool) -> ServerAccount:
-    """A :class:`ServerAccount` from a Security (+ Server) instance, checked for coherence."""
+def _account_from(
+    sec: Instance,
+    srv: Instance | None,
+    *,
+    bootstrap: bool,
+    security_instance: int,
+    server_instance: int | None = None,
+) -> ServerAccount:
+    """A :class:`ServerAccount` from a Security (+ Server) instance, checked for coherence.
+
+    The account remembers both instance ids, so the client keeps using the ids
+    the Bootstrap-Server chose (Register payload, /1/x requests, storage).
+    """
     uri = sec.get(SEC_URI)
     if not isinstance(uri, str):
         raise InconsistentConfiguration("a Security instance has no LwM2M Server URI (/0/x/0)")
@@ -322,6 +347,8 @@ def _account_from(sec: Instance, srv: Instance | None, *, bootstrap: bool) -> Se
         "security_mode": mode,
         "psk_identity": identity or None,
         "psk_key": secret or None,
+        "security_instance": security_instance,
+        "server_instance": server_instance,
     }
     if bootstrap:
         raw_ssid = sec.get(SEC_SSID)

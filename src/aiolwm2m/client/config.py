@@ -132,7 +132,8 @@ def _account(data: dict[str, Any], where: str) -> ServerAccount:
     data = dict(data)
     retry_data = {k: data.pop(k) for k in list(data) if k in _RETRY_KEYS}
     retry = _build(RetrySettings, retry_data, where)
-    extra: dict[str, Any] = {"retry": retry}
+    # Instance ids are what a Bootstrap-Server wrote, never a configuration key.
+    extra: dict[str, Any] = {"retry": retry, "security_instance": None, "server_instance": None}
     if "security_mode" in data:
         mode = data.pop("security_mode")
         try:

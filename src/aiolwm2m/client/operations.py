@@ -117,6 +117,7 @@ from aiolwm2m.lwm2m.objects import (
     HostInfo,
     Right,
     ServerCallbacks,
+    add_server_instances,
     build_default_tree,
 )
 from aiolwm2m.lwm2m.objects.access_control import CREATE_TARGET
@@ -125,7 +126,6 @@ from aiolwm2m.lwm2m.objects.server import (
     DEFAULT_PMIN,
     MUTE_SEND,
     SERVER_OBJECT,
-    ServerInstance,
 )
 from aiolwm2m.lwm2m.path import Path, PathError, PathLevel
 from aiolwm2m.lwm2m.tree import (
@@ -480,22 +480,13 @@ class OperationHandler:
         """The engine's server set changed (Bootstrap-Finish, restored state): /1 follows.
 
         Every Server instance is rebuilt from ``accounts`` so servers read, and
-        Register lists, the accounts the client really uses; each server owns
-        its own instance when Access Control is on.
+        Register lists, the accounts the client really uses, under the instance
+        ids the Bootstrap-Server wrote them with; each server owns its own
+        instance when Access Control is on.
         """
         for iid in self.tree.instance_ids().get(SERVER_OBJECT, []):
             self.tree.remove_instance(SERVER_OBJECT, iid)
-        callbacks = self.server_callbacks
-        for account in accounts:
-            inst = ServerInstance(
-                account,
-                on_account_changed=callbacks.account_changed,
-                on_update_trigger=callbacks.update_trigger,
-                on_disable=callbacks.disable,
-            )
-            added = self.tree.add_instance(SERVER_OBJECT, None, inst)
-            assert added.path is not None and added.path.instance_id is not None
-            self.access.grant(SERVER_OBJECT, added.path.instance_id, account.short_server_id)
+        add_server_instances(self.tree, self.access, accounts, self.server_callbacks)
 
     def registration_payload(self, lwm2m_version: str) -> bytes:
         """The Register/Update object list; as 1.1 it opens with the root link announcing

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 from simkit import EXACT_COAP, account, requests_to
@@ -617,7 +617,8 @@ def test_provisioned_accounts_survive_a_restart(world: World) -> None:
     restored = world.client(servers=(), bootstrap=bootstrap, start=False)
     restored.engine.restore(snapshot)
     assert [a.short_server_id for a in restored.engine.provisioning().accounts()] == [2]
-    assert restored.engine.bootstrap_account == bootstrap
+    # The configured account, at the /0 instance it has on the client (issue 12 item 2).
+    assert restored.engine.bootstrap_account == replace(bootstrap, security_instance=0)
     restored.start()
     assert world.net.clock.run_until_true(registered_to(restored, 2), 10)
     assert restored.named("bootstrap_started") == []

@@ -164,6 +164,27 @@ def test_without_discover_instances_start_at_first_instance_id() -> None:
     assert core.bootstrapped == {"dev-1": 1}
 
 
+def test_accounts_can_be_written_under_chosen_instance_ids() -> None:
+    """As Wakaama (/0/1, /1/1) or a Leshan configuration would: the client keeps them."""
+    toml = {
+        "default": {
+            "server": [
+                {"uri": "coap://10.0.0.5:5683", "ssid": 7, "security_instance": 1},
+                {"uri": "coap://10.0.0.6:5683", "ssid": 8, "server_instance": 5},
+            ]
+        },
+    }
+    core = BootstrapCore(load_bootstrap_config(toml))
+    device = Device(core)
+    device.request(["ep=dev-1"])
+    writes = ["/" + "/".join(m.uri_path) for m in device.received if m.code == Code.PUT]
+    # /0/0 is the client's Bootstrap-Server account (Discover told), /0/1 was chosen.
+    assert writes == ["/0/1", "/1/0", "/0/2", "/1/5"]
+    assert device.accounts is not None
+    ids = [(a.short_server_id, a.security_instance, a.server_instance) for a in device.accounts]
+    assert ids == [(7, 1, 0), (8, 2, 5)]
+
+
 def test_configured_content_format_wins_over_pct() -> None:
     core = BootstrapCore(config(content_format=ContentFormat.TLV))
     device = Device(core)
@@ -304,6 +325,8 @@ def test_certificate_files_are_read_relative_to_the_config(tmp_path: Path) -> No
         ({"default": {"server": [{"uri": "coap://h", "psk_key": "hex:zz"}]}}, "bad hex"),
         ({"default": {"server": [{"uri": "coap://h", "certificate": "/nope"}]}}, "cannot read"),
         ({"default": {"server": [{"uri": "coap://h", "security_mode": "x"}]}}, "security_mode"),
+        ({"default": {"server": [{"uri": "coap://h", "server_instance": -1}]}}, "server_instance"),
+        ({"default": {"server": [{"uri": "coap://h", "security_instance": "1"}]}}, "security_inst"),
         ({"default": {"server": [{"uri": "coap://h"}]}, "discover": 1}, "true or false"),
         ({"default": {"server": [{"uri": "coap://h"}]}, "content_format": 0}, "content_format"),
         ({"default": {"server": [{"uri": "coap://h"}]}, "colour": 1}, "colour"),

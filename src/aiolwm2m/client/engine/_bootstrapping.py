@@ -11,6 +11,8 @@ Request or link does is the failure table's business (``_recovery.py``).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from aiolwm2m.accounts import (
     InvalidParameters,
     ServerAccount,
@@ -278,11 +280,22 @@ class BootstrapFlow:
         self.s.registration.start_servers(now)
 
     def adopt_account(self, provisioning: Provisioning) -> None:
-        """Take the Bootstrap-Server account from ``provisioning`` if a bootstrap rewrote it."""
+        """Take the Bootstrap-Server account from ``provisioning`` if a bootstrap rewrote
+        it, and in any case the Security instance id it has there.
+
+        An untouched instance keeps the configured account (it knows more than
+        /0 says: certificate files, CA list); only its instance id follows.
+        """
         ours = self.s.provisioning().bootstrap_instance()
         theirs = provisioning.bootstrap_instance()
-        if theirs is not None and (ours is None or ours[1] != theirs[1]):
-            self.s.bootstrap_account = provisioning.bootstrap_account() or self.s.bootstrap_account
+        if theirs is None:
+            return
+        account = self.s.bootstrap_account
+        if ours is None or ours[1] != theirs[1]:
+            account = provisioning.bootstrap_account() or account
+        if account is not None and account.security_instance != theirs[0]:
+            account = replace(account, security_instance=theirs[0])
+        self.s.bootstrap_account = account
 
     def failed(self, now: float) -> None:
         """This attempt failed: (B) stops holding until the outer loop retries."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from aiolwm2m.accounts import ServerAccount
+from aiolwm2m.accounts import ServerAccount, place_instances
 
 from ..ddf import ObjectRegistry
 from ..tree import ExecuteHook, ObjectTree
@@ -32,6 +32,7 @@ __all__ = [
     "Right",
     "ServerCallbacks",
     "ServerInstance",
+    "add_server_instances",
     "build_default_tree",
 ]
 
@@ -56,6 +57,30 @@ class DefaultObjects:
     access: AccessControl
 
 
+def add_server_instances(
+    tree: ObjectTree,
+    access: AccessControl,
+    servers: Sequence[ServerAccount],
+    callbacks: ServerCallbacks,
+) -> None:
+    """One /1 instance per account, under the id a bootstrap gave it, owned by its server.
+
+    Accounts without an instance id (a configuration file) take the lowest free
+    ids in order (:func:`~aiolwm2m.accounts.place_instances`), the same numbering
+    the Security/Server instances of a bootstrap start from.
+    """
+    iids = place_instances([account.server_instance for account in servers])
+    for account, iid in zip(servers, iids, strict=True):
+        inst = ServerInstance(
+            account,
+            on_account_changed=callbacks.account_changed,
+            on_update_trigger=callbacks.update_trigger,
+            on_disable=callbacks.disable,
+        )
+        tree.add_instance(SERVER_OBJECT, iid, inst)
+        access.grant(SERVER_OBJECT, iid, account.short_server_id)
+
+
 def build_default_tree(
     servers: Sequence[ServerAccount],
     *,
@@ -75,18 +100,8 @@ def build_default_tree(
     """
     tree = ObjectTree(registry)
     access = AccessControl(tree, enabled=len(servers) > 1)
-    callbacks = callbacks or ServerCallbacks()
     tree.add_object(SERVER_OBJECT)
-    for account in servers:
-        inst = ServerInstance(
-            account,
-            on_account_changed=callbacks.account_changed,
-            on_update_trigger=callbacks.update_trigger,
-            on_disable=callbacks.disable,
-        )
-        added = tree.add_instance(SERVER_OBJECT, None, inst)
-        assert added.path is not None and added.path.instance_id is not None
-        access.grant(SERVER_OBJECT, added.path.instance_id, account.short_server_id)
+    add_server_instances(tree, access, servers, callbacks or ServerCallbacks())
     tree.add_instance(
         DEVICE_OBJECT,
         0,

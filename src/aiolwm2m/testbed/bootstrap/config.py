@@ -61,6 +61,11 @@ class ProvisionedServer:
     private_key: bytes = b""  # /0/x/5 in certificate mode
     server_certificate: bytes = b""  # /0/x/4
     server: Mapping[int, Value] = field(default_factory=dict)  # /1/x resources by id
+    # Instance ids to write the account under (None: numbered by the session, from
+    # BootstrapConfig.first_instance_id for /0 and from 0 for /1). Real servers
+    # choose their own: Wakaama writes /0/1 and /1/1, Leshan what its config says.
+    security_instance: int | None = None
+    server_instance: int | None = None
 
     @property
     def mode(self) -> SecurityMode:
@@ -125,6 +130,7 @@ class BootstrapConfig:
 
 _SERVER_KEYS = (
     {"uri", "ssid", "security_mode", "psk_identity", "psk_key"}
+    | {"security_instance", "server_instance"}
     | {
         "certificate",
         "private_key",
@@ -163,6 +169,12 @@ def _server(data: Any, where: str, base: FsPath) -> ProvisionedServer:
     if isinstance(ssid, bool) or not isinstance(ssid, int) or not 1 <= ssid <= 65534:
         raise ConfigError(f"[{where}] ssid must be an integer in 1..65534")
     kwargs: dict[str, Any] = {"uri": uri, "ssid": ssid}
+    for key in ("security_instance", "server_instance"):
+        if key in data:
+            iid = data[key]
+            if isinstance(iid, bool) or not isinstance(iid, int) or not 0 <= iid <= 65534:
+                raise ConfigError(f"[{where}] {key} must be an integer in 0..65534")
+            kwargs[key] = iid
     if "security_mode" in data:
         try:
             kwargs["security_mode"] = SecurityMode[str(data["security_mode"]).upper()]

@@ -191,12 +191,17 @@ class BootstrapCore:
 
     def _add_writes(self, session: _Session, taken: set[int]) -> None:
         iid = self.config.first_instance_id
+        chosen = {s.security_instance for s in session.servers if s.security_instance is not None}
+        taken = taken | chosen  # numbered accounts go around the chosen ids
         for index, server in enumerate(session.servers):
             while iid in taken:
                 iid += 1
-            session.steps.append(self._write(f"/0/{iid}", server.security_records(iid), session))
-            session.steps.append(self._write(f"/1/{index}", server.server_records(index), session))
-            iid += 1
+            sec = iid if server.security_instance is None else server.security_instance
+            srv = index if server.server_instance is None else server.server_instance
+            session.steps.append(self._write(f"/0/{sec}", server.security_records(sec), session))
+            session.steps.append(self._write(f"/1/{srv}", server.server_records(srv), session))
+            if server.security_instance is None:
+                iid += 1
         session.steps.append((BootstrapStep.FINISH, _request(Code.POST, "/bs")))
 
     def _write(
