@@ -422,15 +422,13 @@ class OperationHandler:
         self.server_callbacks = ServerCallbacks()
         self.observer = Observer(self, observe)
         self.blockwise = blockwise if blockwise is not None else BlockwiseSettings()
-        self._representations = _Representations(self.blockwise)
+        # Block-wise state is made when a first transfer needs it: most clients
+        # never see one, and a fleet pays for every empty table.
+        self._kept: _Representations | None = None
         # (ssid, token) of an observation -> its request's representation key, so a
         # large notification can be continued block-wise like the first answer.
         self._observed: dict[tuple[int, bytes], Hashable] = {}
-        self._block1 = Block1Assembler(
-            max_size=self.blockwise.max_body,
-            max_szx=self.blockwise.szx,
-            lifetime=self.blockwise.lifetime,
-        )
+        self._assembler: Block1Assembler | None = None
         # (ssid, resource path) of a streamed Block1 Write -> (next offset, expiry).
         self._streams: dict[tuple[int, Path], tuple[int, float]] = {}
         self._servers: dict[int, _ServerState] = {}
@@ -526,7 +524,9 @@ class OperationHandler:
             streamed = self._streamed_write(ssid, request, block1, now)
             if streamed is not None:
                 return streamed
-            echo = self._block1.feed(request, now, key=(ssid, Block1Assembler.default_key(request)))
+            echo = self._block1().feed(
+                request, now, key=(ssid, Block1Assembler.default_key(request))
+            )
             if echo.status is not Block1Status.COMPLETE:
                 assert echo.code is not None
                 return echo.apply(Message(code=echo.code, payload=echo.reason[:120].encode()))
@@ -538,7 +538,7 @@ class OperationHandler:
         if request.code in (Code.GET, Code.FETCH):
             key = self._representation_key(ssid, request)
             if block2 is not None and block2.num > 0:
-                kept = self._representations.get(key, now)
+                kept = self._representations().get(key, now)
                 if kept is not None:
                     resumed = self._resumed(kept)
                     return self._sliced(key, resumed, block2, request.has(OptionNumber.SIZE2), now)
@@ -617,6 +617,19 @@ class OperationHandler:
         response.add(OptionNumber.BLOCK1, Block(num, block.more, szx).encode())
         return response
 
+    def _block1(self) -> Block1Assembler:
+        if self._assembler is None:
+            settings = self.blockwise
+            self._assembler = Block1Assembler(
+                max_size=settings.max_body, max_szx=settings.szx, lifetime=settings.lifetime
+            )
+        return self._assembler
+
+    def _representations(self) -> _Representations:
+        if self._kept is None:
+            self._kept = _Representations(self.blockwise)
+        return self._kept
+
     @staticmethod
     def _representation_key(ssid: int, request: Message) -> Hashable:
         """What identifies one answer across its Block2 continuations (not Observe/Block2)."""
@@ -644,7 +657,7 @@ class OperationHandler:
             return Message(code=exc.code, payload=str(exc)[:120].encode())
         if piece.block is not None and (piece.block.more or piece.block.num > 0):
             response.remove(OptionNumber.ETAG)
-            response.add(OptionNumber.ETAG, self._representations.keep(key, response, now).etag)
+            response.add(OptionNumber.ETAG, self._representations().keep(key, response, now).etag)
         return piece.apply(response)
 
     @staticmethod
@@ -1325,17 +1338,13 @@ def default_objects(
     Add application objects to ``result.tree`` before starting the client (or
     later: the next Update carries the new object list). ``host`` is what /3
     and /4 report; without one the runtime attaches its own when the client is
-    built (see :meth:`Operations.attach_host`).
+    built (see :meth:`OperationHandler.attach_host`).
     """
-    holder: list[OperationHandler] = []
-
-    def queue(action: ClientAction) -> None:
-        holder[0].queue_action(action)
-
+    actions = _ActionQueue()
     callbacks = ServerCallbacks(
-        account_changed=lambda account: queue(TriggerUpdate(account.short_server_id, account)),
-        update_trigger=lambda ssid: queue(TriggerUpdate(ssid)),
-        disable=lambda ssid, timeout: queue(DisableServer(ssid, timeout)),
+        account_changed=actions.account_changed,
+        update_trigger=actions.update_trigger,
+        disable=actions.disable,
     )
     built = build_default_tree(
         config.servers,
@@ -1348,5 +1357,30 @@ def default_objects(
     )
     ops = OperationHandler(built.tree, access=built.access, observe=observe, blockwise=blockwise)
     ops.server_callbacks = callbacks
-    holder.append(ops)
+    actions.handler = ops
     return ops
+
+
+class _ActionQueue:
+    """Server object callbacks turned into the handler's :data:`ClientAction` queue.
+
+    One small object per client instead of three closures and a holder list.
+    """
+
+    __slots__ = ("handler",)
+
+    def __init__(self) -> None:
+        self.handler: OperationHandler | None = None
+
+    def _queue(self, action: ClientAction) -> None:
+        assert self.handler is not None, "the handler is set as soon as it is built"
+        self.handler.queue_action(action)
+
+    def account_changed(self, account: ServerAccount) -> None:
+        self._queue(TriggerUpdate(account.short_server_id, account))
+
+    def update_trigger(self, ssid: int) -> None:
+        self._queue(TriggerUpdate(ssid))
+
+    def disable(self, ssid: int, timeout: float) -> None:
+        self._queue(DisableServer(ssid, timeout))

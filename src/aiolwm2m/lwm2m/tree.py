@@ -213,6 +213,8 @@ class Instance:
 class ObjectNode:
     """An object of the tree: its definition, instances and how to create new ones."""
 
+    __slots__ = ("definition", "deletable", "factory", "instances")
+
     def __init__(
         self,
         definition: ObjectDef,
@@ -287,7 +289,7 @@ class ObjectTree:
         """
         node = self.objects.get(object_id) or self.add_object(object_id)
         iid = node.free_instance_id() if instance_id is None else instance_id
-        path = Path.of(object_id, iid)
+        path = Path._trusted(Path.of(object_id, iid).ids)  # checked, then the shared one
         if iid in node.instances:
             raise OperationNotAllowedError(f"{path} already exists")
         if not node.definition.multiple and node.instances:
