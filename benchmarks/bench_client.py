@@ -2,9 +2,10 @@
 
 Three figures (issue 16), each printed with its reference and the ratio:
 
-* ``build``: CPU and memory to build one client (objects, config, engine) — the
-  reference is the same figure for a client whose data model was built once
-  and shared, i.e. the floor of what the engine itself costs;
+* ``build``: CPU and memory to build one client (objects, config, engine),
+  beside a device of the minimal reference client (benchmarks/reference_client.py)
+  and a client whose data model was built once and shared (what the engine
+  itself costs);
 * ``reads``: Reads/s one client serves to a server keeping 16 CON GETs
   outstanding, per 10 s window over a sustained run, beside aiocoap's server
   answering the same GET with the same payload to the same load generator;
@@ -42,7 +43,10 @@ from multiprocessing.connection import Connection
 from typing import Any, cast
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import reference_client
 from _util import print_table
+
+REFERENCE = "reference device (reference_client.py)"
 
 HOST = "127.0.0.1"
 OUTSTANDING = 16
@@ -342,14 +346,20 @@ async def _notify_rates(count: int) -> tuple[float, float, int, int]:
 
 def build_figures(count: int) -> dict[str, tuple[float, float]]:
     """{case: (CPU ms per client, KiB retained per client)}."""
+    return asyncio.run(_build_figures(count))
+
+
+async def _build_figures(count: int) -> dict[str, tuple[float, float]]:
     from aiolwm2m.client.operations import default_objects
     from aiolwm2m.runtime.aio import Client
 
     config = _config(5683)
     shared = default_objects(config)
+    fleet = reference_client.Fleet()  # wants a running loop, hence async
     cases: dict[str, Callable[[], object]] = {
         "client (objects, config, engine)": lambda: Client(config),
         "engine only (shared data model)": lambda: Client(config, shared),
+        REFERENCE: lambda: reference_client.Device(fleet, "bench"),
     }
     out: dict[str, tuple[float, float]] = {}
     for name, build in cases.items():
@@ -390,6 +400,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Building one client, median of 5 x {args.clients}")
         rows = [[name, f"{ms:.2f} ms", f"{kib:.1f} KiB"] for name, (ms, kib) in figures.items()]
         print_table(["case", "CPU per client", "memory per client"], rows)
+        ours, ref = figures["client (objects, config, engine)"], figures[REFERENCE]
+        cpu_ratio, memory_ratio = ours[0] / ref[0], ours[1] / ref[1]
+        print(f"client / reference device: CPU x{cpu_ratio:.1f}, memory x{memory_ratio:.1f}")
         print()
 
     if "notify" in parts:
