@@ -115,11 +115,17 @@ def apply_types(records: Iterable[Record], types: TypeLookup | None) -> list[Rec
     """
     out: list[Record] = []
     for record in records:
-        rtype = types(record.path) if types is not None else None
+        path, value, time = record
+        rtype = types(path) if types is not None else None
         if rtype is None:
             out.append(record)
             continue
-        if rtype is ResourceType.NONE:
-            raise InvalidValueError(f"{record.path} is executable and has no value")
-        out.append(Record(record.path, coerce(record.value, rtype), record.time))
+        if rtype is _NONE:
+            raise InvalidValueError(f"{path} is executable and has no value")
+        typed = coerce(value, rtype)
+        # Most values already have their type: the record stays as it was built.
+        out.append(record if typed is value else _new(Record, (path, typed, time)))
     return out
+
+
+_NONE = ResourceType.NONE
