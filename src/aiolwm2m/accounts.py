@@ -171,6 +171,7 @@ class ServerAccount:
     registration_priority: int | None = None
     initial_registration_delay: float = 0.0
     registration_failure_block: bool = False
+    disable_timeout: int = 86_400  # Server /1/x/5: seconds off after a Disable (/1/x/4)
     retry: RetrySettings = field(default_factory=RetrySettings)
     security_mode: SecurityMode | None = None  # None: derived from the URI scheme
     psk_identity: bytes | None = None
@@ -195,7 +196,7 @@ class ServerAccount:
             raise ConfigError("lifetime must be a whole number of seconds")  # it goes in lt=
         if not 1 <= self.lifetime <= MAX_INTEGER:
             raise ConfigError(f"lifetime must be 1..{MAX_INTEGER} s (Server /1/x/1 is an Integer)")
-        for name in ("default_pmin", "default_pmax", "registration_priority"):
+        for name in ("default_pmin", "default_pmax", "registration_priority", "disable_timeout"):
             value = getattr(self, name)
             if value is not None and not 0 <= value <= MAX_INTEGER:
                 raise ConfigError(f"{name} must be 0..{MAX_INTEGER}")

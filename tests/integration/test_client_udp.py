@@ -224,3 +224,28 @@ async def test_queue_mode_sleeps_and_wakes_with_an_update_from_a_new_socket(
     assert reg.address != first_address, "a new socket each wake; the Update says where"
     await client.close()
     assert "queue-dev" not in server.core.registrations
+
+
+async def test_a_server_executing_disable_is_answered_deregistered_and_back_after_the_timeout(
+    server: TestbedServer,
+) -> None:
+    """Issue 12 item 3: Execute /1/x/4 answered 2.04, then a De-register (the server
+    drops the registration), nothing for the Disable Timeout (/1/x/5), then Register."""
+    account = dataclasses.replace(config(server.uri).servers[0], disable_timeout=1)
+    client = Client(dataclasses.replace(config(server.uri), servers=(account,)))
+    await client.start()
+    try:
+        await client.wait_for("registered", 5)
+        deregistered = asyncio.ensure_future(client.wait_for("deregistered", 5))
+        await asyncio.sleep(0)  # subscribed before the Execute can be answered
+        result = await server.execute("udp-dev", "/1/0/4", timeout=5)
+        assert result.code == 0x44  # 2.04 Changed
+        done = await deregistered
+        assert isinstance(done, ev.Deregistered) and done.acknowledged
+        assert "udp-dev" not in server.core.registrations
+        assert client.state(1).value == "suspended"
+        again = await client.wait_for("registered", 5)
+        assert again.time - done.time == pytest.approx(1.0, abs=0.5)
+        assert "udp-dev" in server.core.registrations
+    finally:
+        await client.close()

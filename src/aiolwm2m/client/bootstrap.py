@@ -78,6 +78,7 @@ SEC_URI, SEC_BOOTSTRAP, SEC_MODE, SEC_IDENTITY, SEC_SERVER_KEY, SEC_SECRET = 0, 
 SEC_SSID, SEC_HOLD_OFF, SEC_BS_ACCOUNT_TIMEOUT = 10, 11, 12
 #: Server object resources used here (OMA object 1).
 SRV_SSID, SRV_LIFETIME, SRV_PMIN, SRV_PMAX, SRV_STORING, SRV_BINDING = 0, 1, 2, 3, 6, 7
+SRV_DISABLE_TIMEOUT = 5
 SRV_PRIORITY, SRV_INITIAL_DELAY, SRV_FAILURE_BLOCK = 13, 14, 15
 SRV_BS_ON_FAILURE, SRV_RETRY_COUNT, SRV_RETRY_TIMER = 16, 17, 18
 SRV_SEQ_DELAY, SRV_SEQ_RETRY_COUNT = 19, 20
@@ -295,6 +296,7 @@ def _server_instance(account: ServerAccount) -> Instance:
         SRV_LIFETIME: account.lifetime,
         SRV_PMIN: account.default_pmin,
         SRV_PMAX: account.default_pmax,
+        SRV_DISABLE_TIMEOUT: account.disable_timeout,
         SRV_STORING: account.notification_storing,
         SRV_BINDING: account.binding,
         SRV_INITIAL_DELAY: int(account.initial_registration_delay),
@@ -383,6 +385,7 @@ def _server_settings(srv: Instance) -> dict[str, Any]:
         "binding": binding,
         "default_pmin": num(SRV_PMIN, 0),
         "default_pmax": num(SRV_PMAX, 0),
+        "disable_timeout": num(SRV_DISABLE_TIMEOUT, 86_400),
         "notification_storing": _as_bool(srv.get(SRV_STORING), True),
         "initial_registration_delay": float(num(SRV_INITIAL_DELAY, 0)),
         "registration_failure_block": _as_bool(srv.get(SRV_FAILURE_BLOCK), False),

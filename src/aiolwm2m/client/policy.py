@@ -20,6 +20,7 @@ from aiolwm2m.errors import ConfigError
 
 __all__ = [
     "DEFAULT_TABLE",
+    "DISABLED_UNTIL_ENABLED",
     "LINK_FAILURE_ROWS",
     "NO_FURTHER_SEQUENCE",
     "OVERRIDES",
@@ -34,6 +35,7 @@ __all__ = [
     "RetryProcedure",
     "RetrySettings",
     "action_reported",
+    "disable_wait",
 ]
 
 
@@ -264,6 +266,23 @@ class RetryProcedure(enum.Enum):
 
 #: Sequence Delay Timer value meaning "no further sequence" (TS: MAX_VALUE).
 NO_FURTHER_SEQUENCE = 2**32 - 1
+
+
+#: A Disable Timeout (/1/x/5) this long or longer keeps the server off until
+#: ``enable_server()``: 2^32-1 s is 136 years (the TS's MAX_VALUE, as for /1/x/19),
+#: and no runtime should arm a timer that far out, nor get ``inf`` or NaN.
+DISABLED_UNTIL_ENABLED = float(2**32 - 1)
+
+
+def disable_wait(timeout: float | None) -> float | None:
+    """Seconds a disabled server stays off; None: until enabled (no timer at all).
+
+    A negative timeout is 0 (register again at once); None, NaN, infinity and
+    anything from :data:`DISABLED_UNTIL_ENABLED` up mean "until enabled".
+    """
+    if timeout is None or not timeout < DISABLED_UNTIL_ENABLED:
+        return None
+    return max(0.0, float(timeout))
 
 
 class RegistrationRetry:

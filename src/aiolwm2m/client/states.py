@@ -64,8 +64,9 @@ class ServerState(enum.StrEnum):
     REGISTERED = "registered"
     ASLEEP = "asleep"  # hidden (registered): queue mode closed the idle link
     DEREGISTERING = "deregistering"
+    DISABLING = "disabling"  # hidden (deregistering): Disable executed: De-register, then off
     BACKOFF = "backoff"  # waiting in the §4 retry procedure
-    SUSPENDED = "suspended"  # disable_server(): off until enabled or its timeout
+    SUSPENDED = "suspended"  # disabled: off until enabled or its timeout
     FAILED = "failed"  # gave up / aborted; only the outer loop or the app revives it
     BOOTSTRAPPING = "bootstrapping"
     OFFLINE = "offline"  # enter_offline(): no socket, notifications stored, until exit_offline()
@@ -81,6 +82,7 @@ _PUBLIC_SERVER = {
     ServerState.WAKING: ServerState.CONNECTING,
     ServerState.REGISTER_WAIT: ServerState.REGISTERING,
     ServerState.ASLEEP: ServerState.REGISTERED,
+    ServerState.DISABLING: ServerState.DEREGISTERING,
 }
 
 
@@ -108,6 +110,7 @@ class Trigger(enum.Enum):
     # the application, the bootstrap flow and configuration
     INVALID = "invalid"  # bad URI, endpoint or credentials: no retry until reconfigured
     DISABLE = "disable"
+    DISABLE_EXECUTED = "disable_executed"  # Server /1/x/4: De-register, then suspended
     OFFLINE = "offline"
     CLOSE = "close"
     BOOTSTRAP_FAILED = "bootstrap_failed"
@@ -156,9 +159,12 @@ SERVER_TRANSITIONS: Mapping[ServerState, Mapping[Trigger, ServerState]] = {
         _T.REGISTER: _S.REGISTERING,  # a change only Register carries (1.1 Queue Mode)
         _T.SLEEP: _S.ASLEEP,
         _T.DEREGISTER: _S.DEREGISTERING,
+        _T.DISABLE_EXECUTED: _S.DISABLING,
     },
     _S.ASLEEP: {_T.WAKE: _S.WAKING},
     _S.DEREGISTERING: {_T.DEREGISTERED: _S.IDLE},
+    # Core, Server /1/x/4: answered, de-registered, disconnected, off for /1/x/5.
+    _S.DISABLING: {_T.DEREGISTERED: _S.SUSPENDED},
     _S.BACKOFF: {_T.START: _S.CONNECTING},
     _S.SUSPENDED: {_T.START: _S.CONNECTING, _T.DELAY: _S.SUSPENDED},
     _S.FAILED: {_T.START: _S.CONNECTING, _T.DELAY: _S.FAILED},

@@ -294,7 +294,7 @@ class EngineDriver(ABC):
                 elif self.engine.registered(action.ssid):
                     self.engine.trigger_update(now, action.ssid)
             elif isinstance(action, DisableServer):
-                self.engine.disable_server(action.ssid, now, action.timeout)
+                self.engine.disable_server(action.ssid, now, action.timeout, executed=True)
             elif isinstance(action, ObjectsChanged):
                 self.engine.objects_changed(now)
         for job in model.take_jobs():

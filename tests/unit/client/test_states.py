@@ -136,7 +136,7 @@ def test_every_state_has_a_row_and_only_states_are_targets() -> None:
 def test_hidden_states_report_their_public_name() -> None:
     assert {s.public.value for s in ServerState} == PUBLIC_SERVER_STATES
     hidden = {s for s in ServerState if s.public is not s}
-    assert hidden == {S.DELAYED, S.WAKING, S.REGISTER_WAIT, S.ASLEEP}
+    assert hidden == {S.DELAYED, S.WAKING, S.REGISTER_WAIT, S.ASLEEP, S.DISABLING}
     assert all(s.public.public is s.public for s in ServerState)
     assert {p.public for p in BootstrapPhase} == set(BootstrapPhase) - {
         P.RECONNECTING,

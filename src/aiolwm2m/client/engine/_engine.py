@@ -33,7 +33,6 @@ from aiolwm2m.client.engine._registration import Registration
 from aiolwm2m.client.engine._sending import Sending
 from aiolwm2m.client.engine._shared import (
     BootstrapSession,
-    Scheduled,
     ServerSession,
     Shared,
     Step,
@@ -302,16 +301,22 @@ class ClientEngine:
             s.reconnect = None
             s.registration.revive(srv, now)
 
-    def disable_server(self, ssid: int, now: float, timeout: float | None = None) -> None:
-        """LwM2M Disable: close the link without De-register, optionally for ``timeout`` s."""
+    def disable_server(
+        self, ssid: int, now: float, timeout: float | None = None, *, executed: bool = False
+    ) -> None:
+        """LwM2M Disable: close the link, and register again after ``timeout`` s.
+
+        Without a timeout (or with one of 2^32-1 s or more) the server stays
+        off until :meth:`enable_server`. The application's call closes the
+        link without De-register; ``executed`` (the server executed Disable,
+        /1/x/4, with its Disable Timeout /1/x/5) de-registers first.
+        """
         s = self._shared
         srv = self._require(ssid)
         if not s.started or s.closing:
             s.not_allowed(now, f"disable_server({ssid}) before start()", ssid)
             return
-        s.links.stop(srv, Trigger.DISABLE, now)
-        if timeout is not None:
-            srv.next = Scheduled(now + timeout, Step.CONNECT)
+        s.registration.disable(srv, now, timeout, executed=executed)
 
     def enter_offline(self, now: float) -> None:
         """Spec §10 offline mode: close every socket, keep state, store notifications.

@@ -29,7 +29,7 @@ from aiolwm2m.accounts import (
 from aiolwm2m.client import events as ev
 from aiolwm2m.client.engine._channel import Pending
 from aiolwm2m.client.engine._shared import Scheduled, ServerSession, Shared, Step
-from aiolwm2m.client.policy import Failure, RequestKind
+from aiolwm2m.client.policy import Failure, RequestKind, disable_wait
 from aiolwm2m.client.states import ServerState, Trigger
 from aiolwm2m.coap.message import CoapDecodeError, Code, Message, MessageType, make_options
 
@@ -299,12 +299,14 @@ class Registration:
         else:
             self.send_register(srv, now, Trigger.REGISTER)
 
-    def deregister(self, srv: ServerSession, now: float) -> None:
+    def deregister(
+        self, srv: ServerSession, now: float, trigger: Trigger = Trigger.DEREGISTER
+    ) -> None:
         if srv.state is ServerState.ASLEEP:
             self.wake(srv, RequestKind.DEREGISTER, now)
             return
         assert srv.channel.layer is not None
-        self.s.move(srv, Trigger.DEREGISTER, now)
+        self.s.move(srv, trigger, now)
         srv.next = None
         srv.channel.cancel_all(now)
         msg = Message(
@@ -315,6 +317,32 @@ class Registration:
     def finish_deregister(self, srv: ServerSession, now: float, *, acknowledged: bool) -> None:
         self.s.emit(ev.Deregistered(now, srv.ssid, acknowledged))
         self.s.links.stop(srv, Trigger.DEREGISTERED, now)
+        if srv.state is ServerState.SUSPENDED:  # the De-register of a Disable
+            self._stay_off(srv, now, srv.disable_wait)
+
+    # ------------------------------------------------------------------ Disable
+    def disable(
+        self, srv: ServerSession, now: float, timeout: float | None, *, executed: bool
+    ) -> None:
+        """LwM2M Disable: off for ``timeout`` seconds (:func:`disable_wait`), then register.
+
+        ``executed``: the server executed /1/x/4. Its answer is already on its
+        way; the client then de-registers (the Core's Server object: "send
+        response of the operation and perform de-registration process", then
+        disconnect) and stays off from the end of the De-register. Called by
+        the application, or when the server is not registered, the link just
+        closes.
+        """
+        wait = disable_wait(timeout)
+        if executed and srv.state is ServerState.REGISTERED and srv.channel.layer is not None:
+            srv.disable_wait = wait
+            self.deregister(srv, now, Trigger.DISABLE_EXECUTED)
+            return
+        self.s.links.stop(srv, Trigger.DISABLE, now)
+        self._stay_off(srv, now, wait)
+
+    def _stay_off(self, srv: ServerSession, now: float, wait: float | None) -> None:
+        srv.next = None if wait is None else Scheduled(now + wait, Step.CONNECT)
 
     def request(self, srv: ServerSession, kind: RequestKind, msg: Message, now: float) -> None:
         try:

@@ -87,6 +87,8 @@ class ServerSession:
     # Queue mode: the server held the registration while the link slept; the
     # link that opens next resumes it with this request instead of a Register.
     resume: RequestKind | None = None
+    # Disable executed: how long to stay off once the De-register is over (None: until enabled).
+    disable_wait: float | None = None
     queued_sends: list[tuple[int, bytes, int]] = field(default_factory=list)
     stored: deque[Notification] = field(default_factory=deque)
     stored_dropped: int = 0

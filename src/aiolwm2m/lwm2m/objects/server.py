@@ -2,7 +2,8 @@
 
 Each :class:`~aiolwm2m.accounts.ServerAccount` is one /1 instance whose
 resources mirror the account. A server that writes Lifetime, Default
-Minimum/Maximum Period, Notification Storing or Binding changes the account:
+Minimum/Maximum Period, Disable Timeout, Notification Storing or Binding
+changes the account:
 the instance keeps the updated :class:`ServerAccount` in :attr:`account` and
 reports it through ``on_account_changed``; Registration Update Trigger
 (/1/x/8) and Disable (/1/x/4) go to ``on_update_trigger`` / ``on_disable``.
@@ -47,6 +48,15 @@ _ACCOUNT_FIELDS = {
     DEFAULT_PMAX: "default_pmax",
     NOTIFICATION_STORING: "notification_storing",
     BINDING: "binding",
+    DISABLE_TIMEOUT: "disable_timeout",
+}
+
+
+#: What an optional account resource a Write replace leaves out falls back to.
+_DEFAULTS: dict[int, int] = {
+    DEFAULT_PMIN: 0,
+    DEFAULT_PMAX: 0,
+    DISABLE_TIMEOUT: DEFAULT_DISABLE_TIMEOUT,
 }
 
 
@@ -69,7 +79,7 @@ class ServerInstance(Instance):
             SHORT_SERVER_ID: account.short_server_id,
             LIFETIME: account.lifetime,
             DEFAULT_PMIN: account.default_pmin,
-            DISABLE_TIMEOUT: DEFAULT_DISABLE_TIMEOUT,
+            DISABLE_TIMEOUT: account.disable_timeout,
             NOTIFICATION_STORING: account.notification_storing,
             BINDING: account.binding,
         }
@@ -93,10 +103,11 @@ class ServerInstance(Instance):
         return super().write(resource_id, value)
 
     def remove(self, resource_id: int) -> None:
-        """A Write replace left out an optional period: the account falls back to its default."""
+        """A Write replace left out an optional resource: the account takes its default."""
         super().remove(resource_id)
-        if resource_id in (DEFAULT_PMIN, DEFAULT_PMAX):
-            changes: dict[str, Any] = {_ACCOUNT_FIELDS[resource_id]: 0}
+        default = _DEFAULTS.get(resource_id)
+        if default is not None:
+            changes: dict[str, Any] = {_ACCOUNT_FIELDS[resource_id]: default}
             self.account = replace(self.account, **changes)
             if self._on_account_changed is not None:
                 self._on_account_changed(self.account)
@@ -106,7 +117,6 @@ class ServerInstance(Instance):
             self._on_update_trigger(self.account.short_server_id)
 
     def _disable(self, arguments: ExecuteArguments) -> None:
-        timeout = self.values.get(DISABLE_TIMEOUT, DEFAULT_DISABLE_TIMEOUT)
+        """The engine answers, de-registers and stays off for /1/x/5 (see ``on_disable``)."""
         if self._on_disable is not None:
-            seconds = float(timeout) if isinstance(timeout, int) else DEFAULT_DISABLE_TIMEOUT
-            self._on_disable(self.account.short_server_id, seconds)
+            self._on_disable(self.account.short_server_id, float(self.account.disable_timeout))
