@@ -185,3 +185,25 @@ async def test_register_never_answered_runs_the_retry_procedure_then_bootstraps(
         assert kinds.index(("bootstrap_started", None)) > kinds.index(("retry_scheduled", None))
         assert "bs-dev" in new.core.registrations and "bs-dev" not in old.core.registrations
         await client.close()
+
+
+async def test_bootstrap_request_trigger_executed_by_a_server(
+    servers: tuple[TestbedServer, TestbedServer],
+) -> None:
+    """Issue 12 item 4: Execute /1/0/9 answered 2.04, De-register, client-initiated bootstrap."""
+    old, new = servers
+    provision = ProvisionedServer(uri=new.uri, ssid=2, server={1: 45})
+    async with BootstrapServer(BootstrapConfig(default=(provision,)), params=FAST) as bs:
+        account = ServerAccount(uri=old.uri, lifetime=30)
+        client = Client(client_config((account,), bs.uri), local_host="127.0.0.1")
+        await client.start()
+        try:
+            await client.wait_for("registered", 5, registered(1))
+            waiting = future_event(client, registered(2))
+            result = await old.execute("bs-dev", "/1/0/9", timeout=5)
+            assert result.code == Code.CHANGED
+            await asyncio.wait_for(waiting, 10)
+            assert "bs-dev" not in old.core.registrations, "de-registered first"
+            assert new.core.registrations["bs-dev"].lifetime == 45
+        finally:
+            await client.close()

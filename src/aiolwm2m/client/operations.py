@@ -150,6 +150,7 @@ __all__ = [
     "Job",
     "ObjectsChanged",
     "OperationHandler",
+    "RequestBootstrap",
     "SendError",
     "TriggerUpdate",
     "default_objects",
@@ -274,11 +275,18 @@ class DisableServer:
 
 
 @dataclass(frozen=True)
+class RequestBootstrap:
+    """Server ``ssid`` executed Bootstrap-Request Trigger (/1/x/9): bootstrap now."""
+
+    ssid: int
+
+
+@dataclass(frozen=True)
 class ObjectsChanged:
     """Instances were created or deleted: registered servers need an Update."""
 
 
-ClientAction = TriggerUpdate | DisableServer | ObjectsChanged
+ClientAction = TriggerUpdate | DisableServer | RequestBootstrap | ObjectsChanged
 
 
 @dataclass
@@ -1345,6 +1353,7 @@ def default_objects(
         account_changed=actions.account_changed,
         update_trigger=actions.update_trigger,
         disable=actions.disable,
+        bootstrap_request=actions.bootstrap_request if config.bootstrap is not None else None,
     )
     built = build_default_tree(
         config.servers,
@@ -1384,3 +1393,6 @@ class _ActionQueue:
 
     def disable(self, ssid: int, timeout: float) -> None:
         self._queue(DisableServer(ssid, timeout))
+
+    def bootstrap_request(self, ssid: int) -> None:
+        self._queue(RequestBootstrap(ssid))

@@ -200,6 +200,8 @@ class BootstrapPhase(enum.StrEnum):
     """Progress of one client-initiated (or server-initiated) bootstrap."""
 
     IDLE = "idle"
+    # hidden (idle): Bootstrap-Request Trigger (/1/x/9) executed: De-register first
+    LEAVING = "leaving"
     CONNECTING = "connecting"  # waiting for the runtime to open the Bootstrap-Server link
     RECONNECTING = "reconnecting"  # hidden (connecting): a handshake retry; Request at once
     HOLD_OFF = "hold_off"  # link open: a server-initiated bootstrap may start; then Request
@@ -215,6 +217,7 @@ class BootstrapPhase(enum.StrEnum):
 
 
 _PUBLIC_BOOTSTRAP = {
+    BootstrapPhase.LEAVING: BootstrapPhase.IDLE,
     BootstrapPhase.RECONNECTING: BootstrapPhase.CONNECTING,
     BootstrapPhase.REQUEST_WAIT: BootstrapPhase.HOLD_OFF,
 }
@@ -224,6 +227,7 @@ class BootstrapTrigger(enum.Enum):
     """Named inputs of the bootstrap state machine."""
 
     BEGIN = "begin"
+    TRIGGERED = "triggered"  # a server executed /1/x/9: De-register from the servers, then begin
     LINK_UP = "link_up"
     REQUEST = "request"  # the hold-off (or a Max-Age) is over: Bootstrap-Request
     ACCEPTED = "accepted"  # 2.04 to the Request
@@ -240,7 +244,8 @@ _P = BootstrapPhase
 _B = BootstrapTrigger
 
 BOOTSTRAP_TRANSITIONS: Mapping[BootstrapPhase, Mapping[BootstrapTrigger, BootstrapPhase]] = {
-    _P.IDLE: {_B.BEGIN: _P.CONNECTING},
+    _P.IDLE: {_B.BEGIN: _P.CONNECTING, _B.TRIGGERED: _P.LEAVING},
+    _P.LEAVING: {_B.BEGIN: _P.CONNECTING},
     _P.CONNECTING: {_B.LINK_UP: _P.HOLD_OFF},
     _P.RECONNECTING: {_B.LINK_UP: _P.REQUESTING},
     _P.HOLD_OFF: {_B.REQUEST: _P.REQUESTING, _B.OPERATION: _P.PROVISIONING},
@@ -252,7 +257,7 @@ BOOTSTRAP_TRANSITIONS: Mapping[BootstrapPhase, Mapping[BootstrapTrigger, Bootstr
         _B.WAIT_MAX_AGE: _P.REQUEST_WAIT,
     },
     _P.PROVISIONING: {_B.OPERATION: _P.PROVISIONING, _B.FINISHED: _P.IDLE},
-    _P.FAILED: {_B.RECONNECT: _P.IDLE},
+    _P.FAILED: {_B.RECONNECT: _P.IDLE, _B.TRIGGERED: _P.LEAVING},
 }
 
 BOOTSTRAP_ANYWHERE: Mapping[BootstrapTrigger, BootstrapPhase] = {

@@ -33,6 +33,7 @@ from aiolwm2m.client.operations import (
     DisableServer,
     Job,
     ObjectsChanged,
+    RequestBootstrap,
     SendError,
     TriggerUpdate,
     default_objects,
@@ -295,6 +296,8 @@ class EngineDriver(ABC):
                     self.engine.trigger_update(now, action.ssid)
             elif isinstance(action, DisableServer):
                 self.engine.disable_server(action.ssid, now, action.timeout, executed=True)
+            elif isinstance(action, RequestBootstrap):
+                self.engine.request_bootstrap(now)
             elif isinstance(action, ObjectsChanged):
                 self.engine.objects_changed(now)
         for job in model.take_jobs():

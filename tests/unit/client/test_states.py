@@ -139,6 +139,7 @@ def test_hidden_states_report_their_public_name() -> None:
     assert hidden == {S.DELAYED, S.WAKING, S.REGISTER_WAIT, S.ASLEEP, S.DISABLING}
     assert all(s.public.public is s.public for s in ServerState)
     assert {p.public for p in BootstrapPhase} == set(BootstrapPhase) - {
+        P.LEAVING,
         P.RECONNECTING,
         P.REQUEST_WAIT,
     }

@@ -60,7 +60,7 @@ class BootstrapFlow:
             if srv.public_state not in (ServerState.SUSPENDED, ServerState.BOOTSTRAPPING):
                 self.s.links.stop(srv, Trigger.BOOTSTRAP, now)
         bs = self.bs
-        if bs.running:
+        if bs.running and bs.phase is not BootstrapPhase.LEAVING:
             return
         account = self.s.bootstrap_account
         assert account is not None
@@ -80,6 +80,33 @@ class BootstrapFlow:
         bs.move(_B.BEGIN)
         self.s.emit(ev.BootstrapStarted(now, str(uri)))
         bs.channel.connect(uri, account)
+
+    def requested(self, now: float) -> None:
+        """Bootstrap-Request Trigger (/1/x/9) executed: a client-initiated bootstrap.
+
+        As Leshan's client does, every registered server is de-registered
+        first (its registration would otherwise linger until its lifetime
+        ends); the bootstrap begins when the last De-register is over. One
+        already under way is left to finish.
+        """
+        bs = self.bs
+        if self.s.bootstrap_account is None:
+            self.s.not_allowed(now, "Bootstrap-Request Trigger without a Bootstrap-Server account")
+            return
+        if bs.running:
+            return
+        bs.move(_B.TRIGGERED)
+        for srv in list(self.s.servers.values()):
+            if srv.state is ServerState.REGISTERED:
+                self.s.registration.deregister(srv, now)
+        self.deregistered(now)
+
+    def deregistered(self, now: float) -> None:
+        """A De-register is over: a triggered bootstrap begins once none is left."""
+        if self.bs.phase is BootstrapPhase.LEAVING and not any(
+            srv.state is ServerState.DEREGISTERING for srv in self.s.servers.values()
+        ):
+            self.begin(now)
 
     def _object_entries(self) -> dict[int, ObjectEntry]:
         """The application's objects, for Bootstrap-Discover (from its Register payload)."""

@@ -318,6 +318,19 @@ class ClientEngine:
             return
         s.registration.disable(srv, now, timeout, executed=executed)
 
+    def request_bootstrap(self, now: float) -> None:
+        """Client-initiated bootstrap now (a server executed /1/x/9, or the application).
+
+        Registered servers are de-registered first; without a Bootstrap-Server
+        account this is ``not_allowed`` (the Server object answers /1/x/9 with
+        4.05 before it gets here).
+        """
+        s = self._shared
+        if not s.started or s.closing or s.offline:
+            s.not_allowed(now, "request_bootstrap() before start(), after close() or offline")
+            return
+        s.bootstrap.requested(now)
+
     def enter_offline(self, now: float) -> None:
         """Spec §10 offline mode: close every socket, keep state, store notifications.
 

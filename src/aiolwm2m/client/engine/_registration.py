@@ -319,6 +319,7 @@ class Registration:
         self.s.links.stop(srv, Trigger.DEREGISTERED, now)
         if srv.state is ServerState.SUSPENDED:  # the De-register of a Disable
             self._stay_off(srv, now, srv.disable_wait)
+        self.s.bootstrap.deregistered(now)  # a Bootstrap-Request Trigger may wait for it
 
     # ------------------------------------------------------------------ Disable
     def disable(

@@ -47,6 +47,8 @@ class ServerCallbacks:
     account_changed: Callable[[ServerAccount], None] | None = None
     update_trigger: Callable[[int], None] | None = None
     disable: Callable[[int, float], None] | None = None
+    # None: the client has no Bootstrap-Server account (/1/x/9 answers 4.05).
+    bootstrap_request: Callable[[int], None] | None = None
 
 
 @dataclass
@@ -76,6 +78,7 @@ def add_server_instances(
             on_account_changed=callbacks.account_changed,
             on_update_trigger=callbacks.update_trigger,
             on_disable=callbacks.disable,
+            on_bootstrap_request=callbacks.bootstrap_request,
         )
         tree.add_instance(SERVER_OBJECT, iid, inst)
         access.grant(SERVER_OBJECT, iid, account.short_server_id)

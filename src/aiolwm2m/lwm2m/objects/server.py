@@ -6,7 +6,9 @@ Minimum/Maximum Period, Disable Timeout, Notification Storing or Binding
 changes the account:
 the instance keeps the updated :class:`ServerAccount` in :attr:`account` and
 reports it through ``on_account_changed``; Registration Update Trigger
-(/1/x/8) and Disable (/1/x/4) go to ``on_update_trigger`` / ``on_disable``.
+(/1/x/8), Disable (/1/x/4) and Bootstrap-Request Trigger (/1/x/9) go to
+``on_update_trigger`` / ``on_disable`` / ``on_bootstrap_request``; without the
+last (no Bootstrap-Server account) /1/x/9 answers 4.05.
 The client wires those callbacks to the engine (an Update carrying the new
 lifetime, disabling the server), so this module stays free of engine state.
 
@@ -23,7 +25,13 @@ from typing import Any
 from aiolwm2m.accounts import ServerAccount
 
 from ..model import Value
-from ..tree import ExecuteArguments, Instance, MaybeAwaitable, ResourceValue
+from ..tree import (
+    ExecuteArguments,
+    Instance,
+    MaybeAwaitable,
+    OperationNotAllowedError,
+    ResourceValue,
+)
 
 __all__ = ["SERVER_OBJECT", "ServerInstance"]
 
@@ -37,6 +45,7 @@ DISABLE_TIMEOUT = 5
 NOTIFICATION_STORING = 6
 BINDING = 7
 UPDATE_TRIGGER = 8
+BOOTSTRAP_REQUEST_TRIGGER = 9
 MUTE_SEND = 23
 
 #: Disable Timeout when the server never wrote one (the DDF's default, 1 day).
@@ -70,11 +79,13 @@ class ServerInstance(Instance):
         on_account_changed: Callable[[ServerAccount], None] | None = None,
         on_update_trigger: Callable[[int], None] | None = None,
         on_disable: Callable[[int, float], None] | None = None,
+        on_bootstrap_request: Callable[[int], None] | None = None,
     ) -> None:
         self.account = account
         self._on_account_changed = on_account_changed
         self._on_update_trigger = on_update_trigger
         self._on_disable = on_disable
+        self._on_bootstrap_request = on_bootstrap_request
         values: dict[int, Value | dict[int, Value]] = {
             SHORT_SERVER_ID: account.short_server_id,
             LIFETIME: account.lifetime,
@@ -85,7 +96,14 @@ class ServerInstance(Instance):
         }
         if account.default_pmax > 0:
             values[DEFAULT_PMAX] = account.default_pmax
-        super().__init__(values, on_execute={DISABLE: self._disable, UPDATE_TRIGGER: self._update})
+        super().__init__(
+            values,
+            on_execute={
+                DISABLE: self._disable,
+                UPDATE_TRIGGER: self._update,
+                BOOTSTRAP_REQUEST_TRIGGER: self._bootstrap_request,
+            },
+        )
 
     def write(self, resource_id: int, value: ResourceValue) -> MaybeAwaitable[None]:
         """Validate against the account's own rules first (binding, lifetime ≥ 1)."""
@@ -120,3 +138,9 @@ class ServerInstance(Instance):
         """The engine answers, de-registers and stays off for /1/x/5 (see ``on_disable``)."""
         if self._on_disable is not None:
             self._on_disable(self.account.short_server_id, float(self.account.disable_timeout))
+
+    def _bootstrap_request(self, arguments: ExecuteArguments) -> None:
+        """Client-initiated bootstrap on request; 4.05 when there is no Bootstrap-Server."""
+        if self._on_bootstrap_request is None:
+            raise OperationNotAllowedError("no Bootstrap-Server account to bootstrap from")
+        self._on_bootstrap_request(self.account.short_server_id)
