@@ -1049,16 +1049,23 @@ class OperationHandler:
             else:
                 grouped[rpath] = record.value
         out: list[tuple[Path, ResourceValue]] = []
+        by_instance: dict[tuple[int, int], dict[int, ResourceValue]] = {}
         for rpath, raw in grouped.items():
             value = self.tree.validate(rpath, raw)
+            assert rpath.object_id is not None and rpath.instance_id is not None
+            assert rpath.resource_id is not None
             if merge and isinstance(value, dict):
-                assert rpath.object_id is not None and rpath.instance_id is not None
                 current = self.tree.instance(rpath.object_id, rpath.instance_id).values.get(
-                    rpath.resource_id or 0
+                    rpath.resource_id
                 )
                 if isinstance(current, dict):
                     value = {**current, **value}
             out.append((rpath, value))
+            by_instance.setdefault((rpath.object_id, rpath.instance_id), {})[rpath.resource_id] = (
+                value
+            )
+        for (oid, iid), values in by_instance.items():
+            _call(self.tree.instance(oid, iid).check, values)  # the instance's own rules
         return out
 
     def _apply_writes(self, changes: Sequence[tuple[Path, ResourceValue]], code: Code) -> _Result:

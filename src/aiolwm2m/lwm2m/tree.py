@@ -182,6 +182,13 @@ class Instance:
         hook = self.on_write.get(resource_id)
         return hook(value) if hook is not None else None
 
+    def check(self, values: Mapping[int, ResourceValue]) -> None:
+        """Refuse a Write as a whole before any of it is applied (raise, e.g. ConfigError).
+
+        The server's Write is all-or-nothing: types are checked by the tree,
+        rules that belong to the instance (a Server account's binding) here.
+        """
+
     def execute(self, resource_id: int, arguments: ExecuteArguments) -> MaybeAwaitable[None]:
         hook = self.on_execute.get(resource_id)
         if hook is None:

@@ -28,7 +28,7 @@ from aiolwm2m.coap.message import Code, Message, OptionNumber, encode_uint
 from aiolwm2m.lwm2m.formats import ContentFormat
 from aiolwm2m.runtime.sim import SimNetwork
 from aiolwm2m.testbed.core import Address
-from aiolwm2m.testbed.operations import OperationResult, write_request
+from aiolwm2m.testbed.operations import OperationResult, read_request, write_request
 from aiolwm2m.testbed.sim import SimServer
 
 MTW = CON_GIVES_UP_AFTER  # MAX_TRANSMIT_WAIT with EXACT_COAP: 62 s
@@ -233,3 +233,47 @@ def test_an_error_event_quotes_the_servers_diagnostic_payload(net: SimNetwork) -
     assert error.coap_code == "4.00" and error.request is ev.Request.REGISTER
     assert error.detail is not None and error.detail.startswith(diagnostic.decode())
     assert len(error.detail) == 100, "the first 100 bytes, not the whole payload"
+
+
+@pytest.mark.parametrize("value", ["UX", "X", "", "uq", "UQQ", "Q"])
+def test_a_write_of_an_unknown_binding_is_4_00_and_changes_nothing(
+    net: SimNetwork, server: SimServer, make_client: MakeClient, value: str
+) -> None:
+    """Issue 12 item 5: bad input stays bad input (the client speaks U, with or without Q)."""
+    net.trace = []
+    client = make_client(account={"lifetime": 3600})
+    net.clock.run_for(1)
+    result = write_binding(net, server, value)
+    assert result.code == Code.BAD_REQUEST
+    assert b"binding" in result.payload, "the diagnostic says what was refused"
+    net.clock.run_for(5)
+    assert len(registers(net, server.addr)) == 1 and not updates(net, server.addr)
+    key = server.start_operation("dev-1", read_request("/1/0/7", ContentFormat.TEXT))
+    net.clock.run_for(1)
+    answers = {e.key: e.operation for e in iter(server.core.next_response, None)}
+    read = answers[key]
+    assert read is not None and read.payload == b"U"
+    [account] = client.engine.provisioning().accounts()
+    assert account.binding == "U"
+    assert client.engine.registered() and not client.errors()
+
+
+@pytest.mark.parametrize("replace_instance", [True, False], ids=["write", "partial-update"])
+def test_a_write_of_lifetime_and_a_bad_binding_is_refused_whole(
+    net: SimNetwork, server: SimServer, make_client: MakeClient, replace_instance: bool
+) -> None:
+    """The lifetime in the same Write must not be applied either (all-or-nothing)."""
+    net.trace = []
+    client = make_client(account={"lifetime": 3600})
+    net.clock.run_for(1)
+    values = {"/1/0/1": 100, "/1/0/7": "UX"}
+    request = write_request("/1/0", values, ContentFormat.TLV, replace=replace_instance)
+    key = server.start_operation("dev-1", request)
+    net.clock.run_for(5)
+    answers = {e.key: e.operation for e in iter(server.core.next_response, None)}
+    result = answers[key]
+    assert result is not None and result.code == Code.BAD_REQUEST
+    [account] = client.engine.provisioning().accounts()
+    assert (account.lifetime, account.binding) == (3600, "U")
+    assert not updates(net, server.addr), "nothing changed, nothing to announce"
+    assert server.core.registrations["dev-1"].lifetime == 3600

@@ -18,7 +18,7 @@ to the bootstrap server only.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -105,14 +105,27 @@ class ServerInstance(Instance):
             },
         )
 
+    def check(self, values: Mapping[int, ResourceValue]) -> None:
+        """The account's own rules for every value of one Write, before any is applied.
+
+        A Write of lifetime and an unknown binding is refused whole (4.00): the
+        lifetime must not change either.
+        """
+        self._updated(values)
+
+    def _updated(self, values: Mapping[int, ResourceValue]) -> ServerAccount:
+        """The account with ``values`` written; ServerAccount raises ConfigError (4.00)."""
+        changes: dict[str, Any] = {
+            _ACCOUNT_FIELDS[rid]: value for rid, value in values.items() if rid in _ACCOUNT_FIELDS
+        }
+        return replace(self.account, **changes) if changes else self.account
+
     def write(self, resource_id: int, value: ResourceValue) -> MaybeAwaitable[None]:
         """Validate against the account's own rules first (binding, lifetime ≥ 1)."""
-        name = _ACCOUNT_FIELDS.get(resource_id)
-        if name is not None:
+        if resource_id in _ACCOUNT_FIELDS:
             # ServerAccount.__post_init__ raises ConfigError (a ValueError) on bad values,
             # which the operations layer answers with 4.00 before anything changed.
-            changes: dict[str, Any] = {name: value}
-            updated = replace(self.account, **changes)
+            updated = self._updated({resource_id: value})
             super().write(resource_id, value)
             self.account = updated
             if self._on_account_changed is not None:
