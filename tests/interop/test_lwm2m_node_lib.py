@@ -31,6 +31,7 @@ from aiolwm2m.client.operations import OperationHandler, default_objects
 from aiolwm2m.lwm2m.path import Path as LwPath
 from aiolwm2m.lwm2m.tree import ObjectTree
 from aiolwm2m.runtime.aio import Client
+from aiolwm2m.testbed.bootstrap import BootstrapConfig, BootstrapServer, ProvisionedServer
 from interop.peers import NodeLwm2mServer, Relay, node_lib_or_skip
 
 ENDPOINT = "interop-node"
@@ -222,3 +223,60 @@ async def test_legacy_1541_lifetime_write_is_announced_by_update(
     assert (await server.next_event())["event"] == "updated"
     devices = await server.command("devices")
     assert [d["lifetime"] for d in devices["value"]] == ["120"]
+
+
+async def test_execute_disable_deregisters_and_registers_after_the_timeout(
+    server: NodeLwm2mServer, client: Client
+) -> None:
+    """Issue 12 item 3: the library sees the 2.04, then the De-register, then (Disable
+    Timeout written to 1 s with its legacy text format) a new registration."""
+    reply = await server.command("write", endpoint=ENDPOINT, path="/1/0/5", value="1")
+    assert reply["ok"], reply
+    reply = await server.command("execute", endpoint=ENDPOINT, path="/1/0/4")
+    assert reply["ok"], reply
+    assert (await server.next_event())["event"] == "deregistered"
+    again = await server.next_event()
+    assert again["event"] == "registered" and again["endpoint"] == ENDPOINT
+
+
+async def test_execute_bootstrap_request_trigger_without_a_bootstrap_account(
+    server: NodeLwm2mServer, client: Client
+) -> None:
+    """Issue 12 item 4: no Bootstrap-Server account, so /1/x/9 is 4.05 and nothing changes."""
+    reply = await server.command("execute", endpoint=ENDPOINT, path="/1/0/9")
+    assert not reply["ok"]
+    assert "4.05" in reply["error"]
+    devices = await server.command("devices")
+    assert [d["name"] for d in devices["value"]] == [ENDPOINT]
+
+
+async def test_bootstrapped_instance_ids_reach_lwm2m_node_lib(server: NodeLwm2mServer) -> None:
+    """Issue 12 item 2: our Bootstrap-Server writes the account as /0/1 and /1/1 (as
+    Wakaama's does); the library sees </1/1> registered and reads the account there."""
+    provision = ProvisionedServer(
+        uri=server.uri, ssid=4, server={1: 300}, security_instance=1, server_instance=1
+    )
+    async with BootstrapServer(BootstrapConfig(default=(provision,))) as bs:
+        config = ClientConfig(ENDPOINT, bootstrap=ServerAccount(uri=bs.uri))
+        async with Client(config, default_objects(config)) as cl:
+            await cl.wait_for("registered", 20)
+            event = await server.next_event()
+            assert event["event"] == "registered"
+            assert "</1/1>" in event["payload"].split(",")
+            reply = await server.command("read", endpoint=ENDPOINT, path="/1/1/0")
+            assert reply == {"id": reply["id"], "ok": True, "value": "4"}
+            missing = await server.command("read", endpoint=ENDPOINT, path="/1/0/0")
+            # The library turns a 4.04 answer into its ResourceNotFound error.
+            assert not missing["ok"] and "resource was not found" in missing["error"]
+
+
+async def test_a_write_of_an_unknown_binding_is_refused(
+    server: NodeLwm2mServer, client: Client
+) -> None:
+    """Issue 12 item 5: 4.00, the account (and the registration) unchanged."""
+    reply = await server.command("write", endpoint=ENDPOINT, path="/1/0/7", value="X")
+    assert not reply["ok"]
+    assert "4.00" in reply["error"], reply
+    back = await server.command("read", endpoint=ENDPOINT, path="/1/0/7")
+    assert back["value"] == "U"
+    assert held(client, "/1/0/7") == "U"
