@@ -20,7 +20,7 @@ from aiolwm2m.accounts import ServerAccount
 from aiolwm2m.client import events as ev
 from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.client.engine import BootstrapPhase, ServerState
-from aiolwm2m.coap.message import Code, MessageType, decode
+from aiolwm2m.coap.message import Code, Message, MessageType, decode, encode, make_options
 from aiolwm2m.runtime.sim import SimClient, SimNetwork
 from aiolwm2m.testbed.bootstrap import BootstrapConfig, ProvisionedServer
 from aiolwm2m.testbed.core import FaultKind, FaultRule, Operation
@@ -142,3 +142,41 @@ def test_requesting_a_bootstrap_without_an_account_is_not_allowed(
     client.poll()
     assert client.errors(ev.ErrorCode.NOT_ALLOWED)
     assert client.engine.server_state(1) is ServerState.REGISTERED
+
+
+def test_a_bootstrap_write_with_an_unrecognised_critical_option_is_4_02(
+    net: SimNetwork,
+) -> None:
+    """Issue 12 item 5 on the bootstrap link (RFC 7252 §5.4.1): the client's Bootstrap
+    interface refuses the Write with 4.02 before it sees it; nothing is provisioned."""
+    answers: list[Message] = []
+    client_addr: list[tuple[str, int]] = []
+
+    def peer(src: tuple[str, int], data: bytes) -> None:
+        msg = decode(data)
+        if msg.code == Code.POST and msg.uri_path == ["bs"]:
+            client_addr.append(src)
+            ack = Message(type=MessageType.ACK, code=Code.CHANGED, mid=msg.mid, token=msg.token)
+            net.send(BS_ADDR, src, encode(ack))
+            write = Message(
+                type=MessageType.CON,
+                code=Code.PUT,
+                mid=0x4242,
+                token=b"bw",
+                options=make_options(path=["0", "5", "0"], content_format=0),
+                payload=b"coap://10.0.0.77:5683",
+            )
+            write.add(9, b"x")  # odd, unassigned: critical and unknown
+            net.send(BS_ADDR, src, encode(write))
+        elif msg.type is MessageType.ACK:
+            answers.append(msg)
+
+    net.bind(BS_ADDR, peer)
+    bootstrap = ServerAccount(uri=f"coap://{BS_ADDR[0]}:{BS_ADDR[1]}")
+    client = SimClient(net, ClientConfig("dev-1", bootstrap=bootstrap), rng=random.Random(4))
+    client.start()
+    net.clock.run_for(5)
+    assert client_addr, "the client sent its Bootstrap-Request"
+    [refused] = [m for m in answers if m.mid == 0x4242]
+    assert refused.code == Code.BAD_OPTION
+    assert 5 not in client.engine.provisioning().security
