@@ -27,6 +27,8 @@ from aiolwm2m.coap.message import (
 from aiolwm2m.coap.params import TransmissionParameters
 from aiolwm2m.runtime.sim import SimClient, SimNetwork
 from aiolwm2m.testbed.core import Address
+from aiolwm2m.testbed.operations import OperationRequest, OperationResult
+from aiolwm2m.testbed.sim import SimServer
 
 #: Deterministic CoAP timing: ACK_RANDOM_FACTOR 1 makes every retransmission
 #: schedule exact (2, 4, 8, 16 s; the exchange times out 62 s after sending).
@@ -73,6 +75,23 @@ def requests_to(net: SimNetwork, dst: Address) -> list[tuple[float, Message]]:
             if is_request(msg.code):
                 out.append((t, msg))
     return out
+
+
+def operate(
+    net: SimNetwork, server: SimServer, op: OperationRequest, endpoint: str = "dev-1"
+) -> OperationResult:
+    """Run one testbed operation against a simulated client; its decoded answer."""
+    key = server.start_operation(endpoint, op)
+    answers: list[OperationResult] = []
+
+    def answered() -> bool:
+        while (event := server.core.next_response()) is not None:
+            if event.key == key and event.operation is not None:
+                answers.append(event.operation)
+        return bool(answers)
+
+    assert net.clock.run_until_true(answered, timeout=30)
+    return answers[0]
 
 
 RST = "rst"

@@ -14,7 +14,7 @@ import random
 from collections.abc import Callable
 
 import pytest
-from simkit import account
+from simkit import account, operate
 
 from aiolwm2m.accounts import ServerAccount
 from aiolwm2m.client import events as ev
@@ -56,17 +56,7 @@ def client_of(net: SimNetwork, a: SimServer, *, with_bootstrap: bool = True) -> 
 
 
 def execute_trigger(net: SimNetwork, server: SimServer) -> OperationResult:
-    key = server.start_operation("dev-1", execute_request("/1/0/9"))
-    answers: list[OperationResult] = []
-
-    def answered() -> bool:
-        while (event := server.core.next_response()) is not None:
-            if event.key == key and event.operation is not None:
-                answers.append(event.operation)
-        return bool(answers)
-
-    assert net.clock.run_until_true(answered, 10)
-    return answers[0]
+    return operate(net, server, execute_request("/1/0/9"))
 
 
 def registered_to(client: SimClient, ssid: int) -> Callable[[], bool]:

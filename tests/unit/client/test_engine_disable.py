@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from simkit import MakeClient
+from simkit import MakeClient, operate
 
 from aiolwm2m.accounts import ServerAccount
 from aiolwm2m.client import events as ev
@@ -26,23 +26,12 @@ from aiolwm2m.lwm2m.objects import ServerInstance
 from aiolwm2m.runtime.sim import SimClient, SimNetwork
 from aiolwm2m.testbed.core import FaultKind, FaultRule, Operation
 from aiolwm2m.testbed.operations import (
-    OperationRequest,
-    OperationResult,
     execute_request,
     write_request,
 )
 from aiolwm2m.testbed.sim import SimServer
 
 DAY = 86_400.0
-
-
-def operate(net: SimNetwork, server: SimServer, request: OperationRequest) -> OperationResult:
-    key = server.start_operation("dev-1", request)
-    net.clock.run_for(1)
-    while (event := server.core.next_response()) is not None:
-        if event.key == key and event.operation is not None:
-            return event.operation
-    raise AssertionError("no answer")
 
 
 def registered_client(net: SimNetwork, make_client: MakeClient) -> SimClient:
@@ -56,6 +45,7 @@ def disable(net: SimNetwork, server: SimServer) -> float:
     """Execute /1/0/4; returns when the client's De-register was answered."""
     result = operate(net, server, execute_request("/1/0/4"))
     assert result.code == Code.CHANGED
+    net.clock.run_for(1)
     return net.clock.now
 
 

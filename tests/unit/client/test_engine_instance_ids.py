@@ -14,6 +14,7 @@ import random
 from pathlib import Path
 
 import pytest
+from simkit import operate
 
 from aiolwm2m.accounts import ServerAccount, place_instances
 from aiolwm2m.client.bootstrap import Provisioning
@@ -80,18 +81,7 @@ class World:
         )
 
     def operate(self, ssid: int, request: OperationRequest) -> OperationResult:
-        server = self.servers[ssid]
-        key = server.start_operation("dev-1", request)
-        answers: list[OperationResult] = []
-
-        def answered() -> bool:
-            while (event := server.core.next_response()) is not None:
-                if event.key == key and event.operation is not None:
-                    answers.append(event.operation)
-            return bool(answers)
-
-        assert self.net.clock.run_until_true(answered, timeout=30)
-        return answers[0]
+        return operate(self.net, self.servers[ssid], request)
 
 
 def server_links(world: World, ssid: int) -> list[str]:

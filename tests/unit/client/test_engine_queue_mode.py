@@ -18,6 +18,7 @@ from simkit import (
     MakeClient,
     ScriptedServer,
     client_factory,
+    operate,
     registered_answer,
     requests_to,
 )
@@ -161,12 +162,10 @@ def test_after_the_4_12_fallback_queue_mode_is_the_1_0_binding_uq(net: SimNetwor
 
 
 def write_binding(net: SimNetwork, server: SimServer, value: str) -> OperationResult:
-    key = server.start_operation("dev-1", write_request("/1/0/7", value, ContentFormat.TEXT))
+    """Write /1/0/7, then give the client a second to tell the server (Update/Register)."""
+    result = operate(net, server, write_request("/1/0/7", value, ContentFormat.TEXT))
     net.clock.run_for(1)
-    while (event := server.core.next_response()) is not None:
-        if event.key == key and event.operation is not None:
-            return event.operation
-    raise AssertionError("no answer to the Write")
+    return result
 
 
 def test_a_server_writing_uq_to_a_1_1_client_gets_a_new_register_with_q(
@@ -248,11 +247,8 @@ def test_a_write_of_an_unknown_binding_is_4_00_and_changes_nothing(
     assert b"binding" in result.payload, "the diagnostic says what was refused"
     net.clock.run_for(5)
     assert len(registers(net, server.addr)) == 1 and not updates(net, server.addr)
-    key = server.start_operation("dev-1", read_request("/1/0/7", ContentFormat.TEXT))
-    net.clock.run_for(1)
-    answers = {e.key: e.operation for e in iter(server.core.next_response, None)}
-    read = answers[key]
-    assert read is not None and read.payload == b"U"
+    read = operate(net, server, read_request("/1/0/7", ContentFormat.TEXT))
+    assert read.payload == b"U"
     [account] = client.engine.provisioning().accounts()
     assert account.binding == "U"
     assert client.engine.registered() and not client.errors()
@@ -268,11 +264,9 @@ def test_a_write_of_lifetime_and_a_bad_binding_is_refused_whole(
     net.clock.run_for(1)
     values = {"/1/0/1": 100, "/1/0/7": "UX"}
     request = write_request("/1/0", values, ContentFormat.TLV, replace=replace_instance)
-    key = server.start_operation("dev-1", request)
+    result = operate(net, server, request)
     net.clock.run_for(5)
-    answers = {e.key: e.operation for e in iter(server.core.next_response, None)}
-    result = answers[key]
-    assert result is not None and result.code == Code.BAD_REQUEST
+    assert result.code == Code.BAD_REQUEST
     [account] = client.engine.provisioning().accounts()
     assert (account.lifetime, account.binding) == (3600, "U")
     assert not updates(net, server.addr), "nothing changed, nothing to announce"

@@ -9,7 +9,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from simkit import CON_GIVES_UP_AFTER, MakeClient, account, client_factory, requests_to
+from simkit import (
+    CON_GIVES_UP_AFTER,
+    MakeClient,
+    account,
+    client_factory,
+    operate,
+    requests_to,
+)
 
 from aiolwm2m.accounts import ServerAccount
 from aiolwm2m.client.config import ClientConfig
@@ -37,7 +44,6 @@ from aiolwm2m.lwm2m.values import Record, records_to_dict
 from aiolwm2m.runtime.sim import SimClient, SimNetwork
 from aiolwm2m.testbed.core import Address, FaultKind, FaultRule, Operation, ServerCore
 from aiolwm2m.testbed.operations import (
-    OperationRequest,
     OperationResult,
     execute_request,
     observe_request,
@@ -882,21 +888,6 @@ def test_large_answer_of_an_async_hook_is_sliced_too(ops: OperationHandler) -> N
 # ---------------------------------------------------------------- engine wiring (virtual clock)
 
 
-def sim_operation(net: SimNetwork, server: SimServer, op: OperationRequest) -> OperationResult:
-    """Run one testbed operation against the simulated client and return its decoded answer."""
-    key = server.start_operation("dev-1", op)
-    answers: list[OperationResult] = []
-
-    def answered() -> bool:
-        while (event := server.core.next_response()) is not None:
-            if event.key == key and event.operation is not None:
-                answers.append(event.operation)
-        return bool(answers)
-
-    assert net.clock.run_until_true(answered, timeout=30)
-    return answers[0]
-
-
 def test_server_write_of_lifetime_reaches_the_engine(
     net: SimNetwork, server: SimServer, make_client: MakeClient
 ) -> None:
@@ -905,7 +896,7 @@ def test_server_write_of_lifetime_reaches_the_engine(
     net.clock.run_for(2)
     reg = server.core.registrations["dev-1"]
     assert reg.lifetime == 300
-    written = sim_operation(net, server, write_request("/1/0/1", 120, ContentFormat.TEXT))
+    written = operate(net, server, write_request("/1/0/1", 120, ContentFormat.TEXT))
     assert written.code == Code.CHANGED
     net.clock.run_for(1)
     updates = [m for _, m in requests_to(net, server.addr) if m.uri_path == ["rd", "1"]]
@@ -920,16 +911,16 @@ def test_server_write_of_lifetime_reaches_the_engine(
     assert updates[1][0] - updates[0][0] == pytest.approx(60, abs=0.1)
     # Queue mode switched on: as LwM2M 1.1 only a Register carries it (b=U plus Q), and a
     # Registration Update Trigger execute still works on the new registration.
-    written = sim_operation(net, server, write_request("/1/0/7", "UQ", ContentFormat.TEXT))
+    written = operate(net, server, write_request("/1/0/7", "UQ", ContentFormat.TEXT))
     assert written.code == Code.CHANGED
     net.clock.run_for(1)
     reg = server.core.registrations["dev-1"]
     assert (reg.binding, reg.queue_mode, reg.lifetime) == ("U", True, 120)
-    assert sim_operation(net, server, execute_request("/1/0/8")).code == Code.CHANGED
+    assert operate(net, server, execute_request("/1/0/8")).code == Code.CHANGED
     net.clock.run_for(1)
     assert reg.updates == 1
     # An invalid lifetime is refused and changes nothing.
-    refused = sim_operation(net, server, write_request("/1/0/1", 0, ContentFormat.TEXT))
+    refused = operate(net, server, write_request("/1/0/1", 0, ContentFormat.TEXT))
     assert refused.code == Code.BAD_REQUEST and reg.lifetime == 120
 
 
@@ -1040,11 +1031,11 @@ def test_send_refused_before_sending(
             client.start_send(paths, **kwargs)
     assert len(client.errors(ErrorCode.NOT_ALLOWED)) == 5
     # The server mutes Send (/1/0/23): refused until it unmutes.
-    muted = sim_operation(net, server, write_request("/1/0/23", True, ContentFormat.TEXT))
+    muted = operate(net, server, write_request("/1/0/23", True, ContentFormat.TEXT))
     assert muted.code == Code.CHANGED
     with pytest.raises(NotAllowedError, match="muted"):
         client.start_send(["/3303/0/5700"])
-    sim_operation(net, server, write_request("/1/0/23", False, ContentFormat.TEXT))
+    operate(net, server, write_request("/1/0/23", False, ContentFormat.TEXT))
     client.start_send(["/3303/0/5700"])
     net.clock.run_for(1)
     assert finished(client)[-1].success
@@ -1167,11 +1158,11 @@ def test_sim_runs_async_hooks_that_do_not_wait(
     client.objects.tree.add_instance(
         3303, 0, Instance({5700: 1.0}, on_read={5701: units, 5750: waits, 5601: yields})
     )
-    read = sim_operation(net, server, read_request("/3303/0/5701"))
+    read = operate(net, server, read_request("/3303/0/5701"))
     assert (read.code, read.payload) == (Code.CONTENT, b"Cel")
     assert not client.errors()
     for path in ("/3303/0/5750", "/3303/0/5601"):
-        failed = sim_operation(net, server, read_request(path))
+        failed = operate(net, server, read_request(path))
         assert failed.code == Code.INTERNAL_SERVER_ERROR
         error = client.errors(ErrorCode.INTERNAL_ERROR)[-1]
         assert path in (error.detail or "") and "asyncio runtime" in (error.detail or "")
@@ -1263,7 +1254,7 @@ def test_server_write_of_a_default_period_sends_no_update(
 ) -> None:
     client = make_client()
     assert net.clock.run_until_true(client.engine.registered, timeout=5)
-    written = sim_operation(net, server, write_request("/1/0/2", 7, ContentFormat.TEXT))
+    written = operate(net, server, write_request("/1/0/2", 7, ContentFormat.TEXT))
     assert written.code == Code.CHANGED
     net.clock.run_for(1)
     assert server.core.registrations["dev-1"].updates == 0
