@@ -51,10 +51,16 @@ class RegistrationConfig:
     retry_procedure: RetryProcedure = RetryProcedure.LWM2M_1_1
     connection_error_is_registration_failure: bool = False
     lwm2m_version: str = "1.1"
+    #: Each Update is planned at a uniform (1 − jitter … 1) × the spec's interval, so a
+    #: fleet that registered together does not update in lock-step bursts; never later
+    #: than the spec's instant. 0 gives the exact instant (tests that assert it).
+    update_jitter: float = 0.1
 
     def __post_init__(self) -> None:
         if self.timeout <= 0:
             raise ConfigError("registration timeout must be > 0")
+        if not 0.0 <= self.update_jitter < 1.0:
+            raise ConfigError("update_jitter must be >= 0 and < 1")
         if self.lwm2m_version not in ("1.0", "1.1"):
             raise ConfigError("lwm2m_version must be '1.0' or '1.1'")
 

@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 from aiolwm2m.accounts import RetrySettings, ServerAccount
-from aiolwm2m.client.config import ClientConfig
+from aiolwm2m.client.config import ClientConfig, RegistrationConfig
 from aiolwm2m.client.engine import Notification
 from aiolwm2m.client.policy import ReconnectPolicy
 from aiolwm2m.coap.message import (
@@ -35,6 +35,9 @@ from aiolwm2m.testbed.sim import SimServer
 EXACT_COAP = TransmissionParameters(ack_timeout=2.0, ack_random_factor=1.0)
 #: Time from sending a CON until it times out with EXACT_COAP: 2+4+8+16+32.
 CON_GIVES_UP_AFTER = 62.0
+
+#: Updates at the spec's exact instant (no jitter), for tests that assert the instant.
+EXACT_UPDATES = RegistrationConfig(update_jitter=0.0)
 
 MakeClient = Callable[..., SimClient]
 

@@ -8,11 +8,13 @@ server is the production testbed core. Assertions are on what crossed the
 from __future__ import annotations
 
 import pytest
-from simkit import MakeClient, account, requests_to
+from simkit import EXACT_UPDATES, MakeClient, account, requests_to
 
 from aiolwm2m.client import events as ev
+from aiolwm2m.client.config import RegistrationConfig
 from aiolwm2m.client.engine import ServerState
 from aiolwm2m.coap.message import Code
+from aiolwm2m.errors import ConfigError
 from aiolwm2m.runtime.sim import SimNetwork
 from aiolwm2m.testbed.core import FaultKind, FaultRule, Operation
 from aiolwm2m.testbed.sim import SimServer
@@ -47,7 +49,7 @@ def test_update_goes_to_the_location_path_at_lifetime_minus_max_transmit_wait(
     make_client(endpoint="other", account={"lifetime": 86400})
     net.clock.run_for(1)
     net.trace = []
-    client = make_client(account={"lifetime": 300})
+    client = make_client(account={"lifetime": 300}, registration=EXACT_UPDATES)
     net.clock.run_for(250)
     [registered] = client.named("registered")
     updates = [(t, m) for t, m in requests_to(net, server.addr) if m.uri_path != ["rd"]]
@@ -66,7 +68,7 @@ def test_update_goes_to_the_location_path_at_lifetime_minus_max_transmit_wait(
 def test_short_lifetime_updates_at_half_the_lifetime(
     net: SimNetwork, server: SimServer, make_client: MakeClient
 ) -> None:
-    client = make_client(account={"lifetime": 60})
+    client = make_client(account={"lifetime": 60}, registration=EXACT_UPDATES)
     net.clock.run_for(100)
     sent = [e.time for e in client.named("update_sent")]
     [registered] = client.named("registered")
@@ -193,3 +195,27 @@ def test_two_servers_register_independently(net: SimNetwork, make_client: MakeCl
     net.clock.run_for(1)
     assert client.engine.registered(1) and client.engine.registered(2)
     assert "dev-1" in other.core.registrations
+
+
+def test_update_instants_are_jittered_below_the_spec_instant(
+    net: SimNetwork, server: SimServer, make_client: MakeClient
+) -> None:
+    """The default jitter spreads a fleet's Updates over (0.9 … 1.0) × the interval,
+    never later than the spec's instant (lifetime − MAX_TRANSMIT_WAIT = 238 s here)."""
+    clients = [
+        make_client(endpoint=f"dev-{i}", seed=i, account={"lifetime": 300}) for i in range(20)
+    ]
+    net.clock.run_for(240)
+    delays = []
+    for client in clients:
+        [registered] = client.named("registered")
+        [sent] = client.named("update_sent")
+        delays.append(sent.time - registered.time)
+    assert all(0.9 * 238 - 1e-9 <= d <= 238 + 1e-9 for d in delays), delays
+    assert max(delays) - min(delays) > 5, "the instants are spread, not one burst"
+
+
+@pytest.mark.parametrize("jitter", [-0.1, 1.0])
+def test_update_jitter_outside_0_to_1_is_refused(jitter: float) -> None:
+    with pytest.raises(ConfigError, match="update_jitter"):
+        RegistrationConfig(update_jitter=jitter)

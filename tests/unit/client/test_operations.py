@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from simkit import (
     CON_GIVES_UP_AFTER,
+    EXACT_UPDATES,
     MakeClient,
     account,
     client_factory,
@@ -892,7 +893,7 @@ def test_server_write_of_lifetime_reaches_the_engine(
     net: SimNetwork, server: SimServer, make_client: MakeClient
 ) -> None:
     net.trace = []
-    client = make_client()
+    client = make_client(registration=EXACT_UPDATES)
     net.clock.run_for(2)
     reg = server.core.registrations["dev-1"]
     assert reg.lifetime == 300

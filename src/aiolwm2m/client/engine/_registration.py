@@ -413,10 +413,17 @@ class Registration:
         self.settled(srv, now, failed=False)
 
     def _plan_update(self, srv: ServerSession, now: float) -> None:
-        """Spec §10: lifetime/2 if shorter than MAX_TRANSMIT_WAIT, else lifetime − MTW; ≥ 1 s."""
+        """Spec §10: lifetime/2 if shorter than MAX_TRANSMIT_WAIT, else lifetime − MTW; ≥ 1 s.
+
+        ``update_jitter`` draws the instant in (1 − jitter … 1) × that delay:
+        earlier, never later, so the registration never lapses.
+        """
         lifetime = float(srv.account.lifetime)
         mtw = self.s.config.coap.max_transmit_wait
         delay = lifetime / 2 if lifetime / 2 < mtw else lifetime - mtw
+        jitter = self.s.config.registration.update_jitter
+        if jitter:
+            delay *= 1.0 - jitter * self.s.rng.random()
         srv.next = Scheduled(now + max(1.0, delay), Step.UPDATE)
 
     # ------------------------------------------------------------------ scheduled steps
