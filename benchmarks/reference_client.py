@@ -71,6 +71,7 @@ class Stats:
     retransmissions: int = 0
     failures: int = 0
     rtts: dict[str, list[float]] = field(default_factory=lambda: {"register": [], "update": []})
+    lateness: list[float] = field(default_factory=list)  # Update timer run - planned instant
 
 
 class Device(asyncio.DatagramProtocol):
@@ -80,11 +81,15 @@ class Device(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
         self.pending: tuple[int, bytes, str, float] | None = None  # mid, token, kind, sent
         self.timer: asyncio.TimerHandle | None = None
+        self.due: float | None = None  # when the planned Update should run
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def request(self, kind: str) -> None:
+        if kind == "update" and self.due is not None:
+            self.fleet.stats.lateness.append(self.fleet.loop.time() - self.due)
+            self.due = None
         self.mid = (self.mid + 1) & 0xFFFF
         token = random.getrandbits(32).to_bytes(4, "big")
         if kind == "register":
@@ -139,7 +144,8 @@ class Device(asyncio.DatagramProtocol):
         self.later(again)
 
     def later(self, kind: str) -> None:
-        self.timer = self.fleet.loop.call_later(self.fleet.lifetime / 2, self.request, kind)
+        self.due = self.fleet.loop.time() + self.fleet.lifetime / 2
+        self.timer = self.fleet.loop.call_at(self.due, self.request, kind)
 
 
 class Fleet:

@@ -83,6 +83,9 @@ class EngineDriver(ABC):
         # Copies of every datagram and link outcome (metrics); the -vv trace is always fed.
         self.wire_taps: list[WireTap] = []
         self._timer_at: float | None = None
+        #: While a timer's work runs: how late the runtime ran it (what a fleet's
+        #: Update lateness is); None otherwise.
+        self.timer_lateness: float | None = None
         self._started_at = 0.0
         self._started = False
         self._stopped = False
@@ -360,9 +363,13 @@ class EngineDriver(ABC):
                 log.exception("event callback failed")
 
     def _on_timer(self) -> None:
+        now = self.now()
+        if self._timer_at is not None:
+            self.timer_lateness = now - self._timer_at
         self._timer_at = None
-        self.engine.handle_timer(self.now())
+        self.engine.handle_timer(now)
         self._pump()
+        self.timer_lateness = None
 
     def _close_link(self, link_id: int) -> None:
         self._generation[link_id] = self._generation.get(link_id, 0) + 1

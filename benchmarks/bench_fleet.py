@@ -1,0 +1,266 @@
+"""Fleets (issue 16): many aiolwm2m devices in one process, beside the minimal reference client.
+
+Parts (``--only``, repeatable; all by default):
+
+* ``udp``: N devices (default 10 000) in one process over real UDP on
+  127.0.0.1 against the testbed server (its own process), registered at
+  ``--rate`` per second and held ``--hold`` seconds at lifetime 300 s;
+  the same load from :mod:`reference_client` first, in the same run. Figures:
+  RSS per registered device (process RSS after every device registered minus
+  before the first was built, over N), CPU per Register (process CPU from the
+  first Register until all registered, over registrations: building the
+  device included), Update lateness p50/p99 (how long after its planned
+  instant each Update's timer ran), re-registrations while held (must be 0).
+* ``sim``: N devices × one simulated week on the virtual clock with the
+  server down twice, wall time and memory per device, beside the reference
+  figure of the issue (the same week for the minimal model: 2.4 s).
+* ``storm``: N devices, a 60 s outage, the reconnection storm plotted
+  (registrations per second; target peak ≤ N/8 per second).
+
+Every load loop is bounded in count and time and stops by itself; traffic
+stays on 127.0.0.1.
+
+    .venv/bin/python benchmarks/bench_fleet.py [--devices 10000] [--hold 300] [--only udp]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import multiprocessing as mp
+import os
+import sys
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _util import print_table
+
+HOST = "127.0.0.1"
+LIFETIME = 300
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+# -- the server (its own process) ---------------------------------------------------------
+
+
+def _server_main(conn: Connection) -> None:
+    async def run() -> None:
+        from aiolwm2m.testbed.server import TestbedServer
+
+        server = TestbedServer(HOST, 0, quiet=True)
+        await server.start()
+        conn.send(server.port)
+        loop = asyncio.get_running_loop()
+        done = asyncio.Event()
+        loop.add_reader(conn.fileno(), done.set)
+        await done.wait()
+        conn.recv()
+        core = server.core
+        conn.send({"registrations": len(core.registrations)})
+
+    asyncio.run(run())
+
+
+# -- the fleet (its own process) ----------------------------------------------------------
+
+
+def _ours_main(conn: Connection, port: int, devices: int, rate: float, hold: float) -> None:
+    from aiolwm2m.fleet.shard import AioShard
+    from aiolwm2m.fleet.spec import FleetSpec
+    from aiolwm2m.fleet.stats import Window
+
+    spec = FleetSpec(
+        server=f"coap://{HOST}:{port}",
+        devices=devices,
+        rate=rate,
+        lifetime=LIFETIME,
+        duration=devices / rate + 60 + hold,
+        processes=1,
+    )
+
+    async def run() -> dict[str, Any]:
+        # Everything a device needs is imported and the shipped definitions parsed
+        # before the "before" figure: per-device memory is what devices add.
+        warm = FleetSpec(server=spec.server, devices=1, endpoint="warm-{n}")
+        from aiolwm2m.fleet.devices import device_objects
+
+        device_objects(warm, warm.base_config(), 0.0)
+        gc.collect()
+        rss0, cpu0 = rss_bytes(), time.process_time()
+        shard = AioShard(spec, 0, devices, origin=time.monotonic(), rate=rate)
+        marks: dict[str, Any] = {}
+
+        def on_window(w: Window) -> None:
+            stats = shard.stats
+            assert stats is not None
+            if "registered" not in marks and stats.total.registrations >= devices:
+                marks["registered"] = w.t
+                marks["rss"] = rss_bytes()
+                marks["cpu"] = time.process_time()
+                marks["regs"] = stats.total.registrations
+                marks["held_from"] = stats.total.reregistrations
+            if "registered" in marks and w.t >= marks["registered"] + hold:
+                shard._stopping = True
+
+        task = asyncio.create_task(shard.run(on_window))
+        while not task.done():
+            await asyncio.sleep(0.5)
+            if shard._stopping:
+                break
+        task.cancel()
+        stats = shard.stats
+        assert stats is not None
+        total = stats.total
+        for client in shard.clients:
+            client.stop_links()
+        if "registered" not in marks:
+            return {"failed": f"only {total.registrations} of {devices} registered"}
+        return {
+            "rss_per_device": (marks["rss"] - rss0) / devices,
+            "cpu_per_register_ms": (marks["cpu"] - cpu0) / marks["regs"] * 1000,
+            "register_seconds": marks["registered"],
+            "updates": total.updates,
+            "lateness": total.lateness,
+            "reregistrations": total.reregistrations - marks["held_from"],
+            "reregistrations_total": total.reregistrations,
+            "errors": dict(total.errors),
+            "register_rtt_p99_ms": pct(total.register_rtt, 0.99) * 1000,
+        }
+
+    conn.send(asyncio.run(run()))
+
+
+def _reference_main(conn: Connection, port: int, devices: int, rate: float, hold: float) -> None:
+    from reference_client import Fleet
+
+    async def run() -> dict[str, Any]:
+        gc.collect()
+        rss0, cpu0 = rss_bytes(), time.process_time()
+        fleet = Fleet(LIFETIME)
+        start = time.monotonic()
+        await fleet.start((HOST, port), devices, rate, "ref-")
+        deadline = start + devices / rate + 60
+        while fleet.stats.registered < devices and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        registered = fleet.stats.registered
+        rss, cpu = rss_bytes(), time.process_time()
+        await asyncio.sleep(hold)
+        fleet.close()
+        s = fleet.stats
+        return {
+            "rss_per_device": (rss - rss0) / devices,
+            "cpu_per_register_ms": (cpu - cpu0) / max(registered, 1) * 1000,
+            "register_seconds": time.monotonic() - start - hold,
+            "updates": s.updates,
+            "lateness": s.lateness,
+            "reregistrations": s.registered - devices,
+            "reregistrations_total": s.registered - devices,
+            "errors": {"give-ups": s.failures} if s.failures else {},
+            "register_rtt_p99_ms": pct(s.rtts["register"], 0.99) * 1000,
+        }
+
+    conn.send(asyncio.run(run()))
+
+
+def run_udp(kind: str, devices: int, rate: float, hold: float) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    server_end, server_child = ctx.Pipe()
+    server = ctx.Process(target=_server_main, args=(server_child,), daemon=True)
+    server.start()
+    try:
+        port = server_end.recv()
+        ours, theirs = ctx.Pipe()
+        target = _ours_main if kind == "aiolwm2m" else _reference_main
+        client = ctx.Process(target=target, args=(theirs, port, devices, rate, hold), daemon=True)
+        client.start()
+        limit = devices / rate + 120 + hold
+        if not ours.poll(limit):
+            client.kill()
+            return {"failed": f"no result within {limit:.0f} s"}
+        result: dict[str, Any] = ours.recv()
+        client.join(10)
+        server_end.send("stop")
+        result["server"] = server_end.recv() if server_end.poll(10) else {}
+        return result
+    finally:
+        server.join(5)
+        if server.is_alive():
+            server.kill()
+
+
+def udp_part(args: argparse.Namespace) -> bool:
+    results = {k: run_udp(k, args.devices, args.rate, args.hold) for k in ("reference", "aiolwm2m")}
+    ref, ours = results["reference"], results["aiolwm2m"]
+    print(
+        f"\nReal UDP, one process: {args.devices} devices, lifetime {LIFETIME} s, Register at "
+        f"{args.rate:g}/s, held {args.hold:g} s (baseline: minimal reference client, same run)"
+    )
+    for name, r in results.items():
+        if "failed" in r:
+            print(f"{name}: FAILED: {r['failed']}")
+    if "failed" in ours or "failed" in ref:
+        return False
+
+    def ratio(a: float, b: float) -> str:
+        return f"{a / b:.2f}x" if b else "-"
+
+    rows = [
+        ("RSS per device (KB)", ours["rss_per_device"] / 1000, ref["rss_per_device"] / 1000, "{:.1f}"),
+        ("CPU per Register (ms)", ours["cpu_per_register_ms"], ref["cpu_per_register_ms"], "{:.3f}"),
+        ("Update lateness p50 (ms)", pct(ours["lateness"], 0.5) * 1e3, pct(ref["lateness"], 0.5) * 1e3, "{:.2f}"),
+        ("Update lateness p99 (ms)", pct(ours["lateness"], 0.99) * 1e3, pct(ref["lateness"], 0.99) * 1e3, "{:.2f}"),
+        ("Update lateness max (ms)", max(ours["lateness"], default=0) * 1e3, max(ref["lateness"], default=0) * 1e3, "{:.1f}"),
+        ("Updates while held", ours["updates"], ref["updates"], "{:d}"),
+        ("re-registrations while held", ours["reregistrations"], ref["reregistrations"], "{:d}"),
+        ("time to register all (s)", ours["register_seconds"], ref["register_seconds"], "{:.1f}"),
+        ("Register round trip p99 (ms)", ours["register_rtt_p99_ms"], ref["register_rtt_p99_ms"], "{:.1f}"),
+    ]
+    print_table(
+        ["figure", "aiolwm2m", "reference", "ratio"],
+        [(name, f.format(a), f.format(b), ratio(a, b)) for name, a, b, f in rows],
+    )
+    if ours["errors"]:
+        print(f"aiolwm2m errors: {ours['errors']}")
+    met = (
+        ours["rss_per_device"] <= 20_000
+        and ours["cpu_per_register_ms"] <= 1.0
+        and pct(ours["lateness"], 0.99) <= 0.010
+        and ours["reregistrations"] == 0
+        and ours["updates"] > 0
+    )
+    print(
+        "targets (<= 20 KB RSS/device, <= 1 ms CPU/Register, Update lateness p99 <= 10 ms, "
+        f"0 re-registrations): {'met' if met else 'NOT met'}"
+    )
+    return met
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--devices", type=int, default=10_000)
+    parser.add_argument("--rate", type=float, default=500.0, help="Registers per second")
+    parser.add_argument("--hold", type=float, default=300.0, help="seconds held after registering")
+    parser.add_argument("--only", choices=("udp", "sim", "storm"), action="append")
+    args = parser.parse_args(argv)
+    parts = args.only or ["udp", "sim", "storm"]
+    if "udp" in parts:
+        udp_part(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,214 @@
+"""What a fleet did, counted from its devices' events: state counts, rates, round trips.
+
+One :class:`FleetStats` watches the devices of one shard (a process, a Locust
+worker, a simulation) through their event callbacks and keeps per device only
+a state byte and two start times, so it costs a few bytes a device. Every
+``sample_interval`` the runner takes a :class:`Window` — the state counts at
+that instant and what happened since the last one — which is plain data: it
+crosses process pipes and is merged with the other shards' (:func:`merge`)
+into the fleet's timeline. Round trips are from ``registering`` to
+``registered`` and from ``update_sent`` to ``updated`` (retransmissions
+included, as a device experiences them). Update lateness is how long after
+its planned instant the timer that sent an Update ran (loop stalls show here).
+"""
+
+from __future__ import annotations
+
+import enum
+from array import array
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aiolwm2m.client import events as ev
+from aiolwm2m.client.engine import ServerState
+
+__all__ = [
+    "Category",
+    "FleetStats",
+    "TimerClock",
+    "Window",
+    "absorb",
+    "merge",
+    "percentile",
+]
+
+
+class Category(enum.IntEnum):
+    """Where a device stands, as the status line and the timeline count it."""
+
+    WAITING = 0  # not started yet (ramp-up) or stopped
+    CONNECTING = 1  # opening the link or registering
+    REGISTERED = 2
+    BACKING_OFF = 3  # waiting to retry (§4 retry procedure or the outer reconnect loop)
+    FAILED = 4  # gave up with nothing scheduled
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+_OF_STATE = {
+    ServerState.IDLE: Category.WAITING,
+    ServerState.CONNECTING: Category.CONNECTING,
+    ServerState.REGISTERING: Category.CONNECTING,
+    ServerState.BOOTSTRAPPING: Category.CONNECTING,
+    ServerState.DEREGISTERING: Category.CONNECTING,
+    ServerState.REGISTERED: Category.REGISTERED,
+    ServerState.BACKOFF: Category.BACKING_OFF,
+    ServerState.SUSPENDED: Category.BACKING_OFF,
+    ServerState.OFFLINE: Category.BACKING_OFF,
+    ServerState.FAILED: Category.FAILED,
+}
+
+
+class TimerClock(Protocol):
+    """What the stats read from a device's runtime: the lateness of the timer running now."""
+
+    timer_lateness: float | None
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The ``q``-quantile (0 … 1) by nearest rank; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+@dataclass
+class Window:
+    """One timeline row of one shard (or, merged, of the fleet)."""
+
+    t: float  # seconds since the fleet started, end of the window
+    counts: list[int]  # devices per Category at ``t``
+    registrations: int = 0
+    reregistrations: int = 0  # Registered of a device that had registered before
+    updates: int = 0
+    notifications: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    register_rtt: list[float] = field(default_factory=list)
+    update_rtt: list[float] = field(default_factory=list)
+    lateness: list[float] = field(default_factory=list)
+
+    def row(self, interval: float) -> dict[str, Any]:
+        """The CSV/plot row: counts, rates per second and p50/p99 in milliseconds."""
+        out: dict[str, Any] = {"t": round(self.t, 3)}
+        for category in Category:
+            out[category.label] = self.counts[category]
+        out["registrations_per_s"] = round(self.registrations / interval, 3)
+        out["updates_per_s"] = round(self.updates / interval, 3)
+        out["notifications_per_s"] = round(self.notifications / interval, 3)
+        out["errors"] = sum(self.errors.values())
+        out["reregistrations"] = self.reregistrations
+        for name, values in (("register", self.register_rtt), ("update", self.update_rtt)):
+            for q in (50, 99):
+                value = percentile(values, q / 100)
+                out[f"{name}_p{q}_ms"] = "" if value is None else round(value * 1000, 3)
+        return out
+
+
+def merge(windows: Iterable[Window]) -> Window:
+    """The shards' windows of one instant as one fleet window."""
+    items = list(windows)
+    out = Window(t=max(w.t for w in items), counts=[0] * len(Category))
+    for w in items:
+        out.counts = [a + b for a, b in zip(out.counts, w.counts, strict=True)]
+        absorb(out, w)
+    return out
+
+
+def absorb(into: Window, w: Window) -> None:
+    """Add what happened in ``w`` to ``into`` (counts at an instant are not added)."""
+    into.registrations += w.registrations
+    into.reregistrations += w.reregistrations
+    into.updates += w.updates
+    into.notifications += w.notifications
+    into.errors.update(w.errors)
+    into.register_rtt += w.register_rtt
+    into.update_rtt += w.update_rtt
+    into.lateness += w.lateness
+
+
+class FleetStats:
+    """Counts the events of ``count`` devices; see the module docstring."""
+
+    def __init__(self, count: int, origin: float = 0.0) -> None:
+        self.origin = origin  # the runtime clock's value when the fleet started
+        self.category = bytearray(count)  # Category per device
+        self.counts = [0] * len(Category)
+        self.counts[Category.WAITING] = count
+        self._register_start = array("d", bytes(8 * count))
+        self._update_start = array("d", bytes(8 * count))
+        self._registered_once = bytearray(count)
+        self._reconnecting = bytearray(count)
+        self._window = self._new_window(0.0)
+        #: Every finished window's totals and samples, for the summary.
+        self.total = self._new_window(0.0)
+
+    def _new_window(self, t: float) -> Window:
+        return Window(t=t, counts=list(self.counts))
+
+    # ------------------------------------------------------------------ devices
+    def watch(self, index: int, clock: TimerClock) -> Callable[[ev.Event], None]:
+        """The event callback for device ``index``, whose runtime is ``clock``."""
+
+        def on_event(event: ev.Event) -> None:
+            self.event(index, event, clock.timer_lateness)
+
+        return on_event
+
+    def notified(self, count: int = 1) -> None:
+        self._window.notifications += count
+
+    def _set(self, index: int, category: Category) -> None:
+        old = self.category[index]
+        if old != category:
+            self.counts[old] -= 1
+            self.counts[category] += 1
+            self.category[index] = category
+
+    def event(self, index: int, event: ev.Event, lateness: float | None = None) -> None:
+        w = self._window
+        if isinstance(event, ev.StateChanged):
+            category = _OF_STATE.get(event.new, Category.CONNECTING)
+            if category is Category.FAILED and self._reconnecting[index]:
+                category = Category.BACKING_OFF
+            elif category is not Category.FAILED:
+                self._reconnecting[index] = 0
+            self._set(index, category)
+        elif isinstance(event, ev.Registering):
+            self._register_start[index] = event.time
+        elif isinstance(event, ev.Registered):
+            w.registrations += 1
+            if self._registered_once[index]:
+                w.reregistrations += 1
+            self._registered_once[index] = 1
+            w.register_rtt.append(event.time - self._register_start[index])
+        elif isinstance(event, ev.UpdateSent):
+            self._update_start[index] = event.time
+            if lateness is not None:
+                w.lateness.append(lateness)
+        elif isinstance(event, ev.Updated):
+            w.updates += 1
+            w.update_rtt.append(event.time - self._update_start[index])
+        elif isinstance(event, ev.Error):
+            key = event.code.value if event.coap_code is None else f"{event.code.value} {event.coap_code}"
+            w.errors[key] += 1
+        elif isinstance(event, ev.ReconnectScheduled):
+            self._reconnecting[index] = 1
+            if self.category[index] == Category.FAILED:
+                self._set(index, Category.BACKING_OFF)
+
+    # ------------------------------------------------------------------ the timeline
+    def take(self, now: float) -> Window:
+        """Close the current window at runtime time ``now`` and start the next."""
+        done = self._window
+        done.t = now - self.origin
+        done.counts = list(self.counts)
+        self._window = self._new_window(done.t)
+        absorb(self.total, done)
+        self.total.t, self.total.counts = done.t, done.counts
+        return done
