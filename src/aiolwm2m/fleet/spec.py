@@ -249,7 +249,7 @@ class FleetSpec:
 
 def _enum(kind: type[enum.StrEnum], value: object, key: str) -> Any:
     try:
-        return kind(value)
+        return kind(str(value))
     except ValueError:
         names = ", ".join(m.value for m in kind)
         raise ConfigError(f"{key} must be one of {names}, not {value!r}") from None
@@ -301,7 +301,8 @@ def load_spec(source: str | FilePath | Mapping[str, Any], **overrides: Any) -> F
     values = tuple(_build(ValueSpec, v, "value") for v in data.get("value", ()))
     outages = tuple(_build(Outage, o, "outage") for o in data.get("outage", ()))
     table.update({k: v for k, v in overrides.items() if v is not None})
-    return _build(FleetSpec, {**table, "values": values, "outages": outages}, "fleet")
+    spec: FleetSpec = _build(FleetSpec, {**table, "values": values, "outages": outages}, "fleet")
+    return spec
 
 
 def _build(cls: type[Any], data: Mapping[str, Any], where: str) -> Any:

@@ -136,9 +136,9 @@ class _Channel:
         try:
             remote = await resolve(host, port)
             if not secure:
-                transport = await open_udp(remote, self._datagram, self._socket_error)
-                self._send = transport.sendto
-                self._close = transport.close
+                link = await open_udp(remote, self._datagram, self._socket_error)
+                self._send = link.send
+                self._close = link.close
                 return
             try:
                 dtls.require()

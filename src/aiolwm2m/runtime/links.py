@@ -52,33 +52,71 @@ class Link(Protocol):
     def close(self) -> None: ...
 
 
-class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, on_datagram: DatagramCallback, on_error: ErrorCallback) -> None:
-        self.on_datagram = on_datagram
-        self.on_error = on_error
-
-    def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
-        self.on_datagram(data)
-
-    def error_received(self, exc: Exception) -> None:
-        self.on_error(exc)
-
-
 class UdpLink:
-    """A connected UDP socket: ICMP errors for it arrive via ``error_received``."""
+    """A connected, non-blocking UDP socket that the loop's selector reads directly.
 
+    Deliberately not an asyncio transport: a transport brings a write-buffer
+    deque, a protocol object and bookkeeping — about 2 KB a socket, which a
+    fleet of thousands of devices in one process pays for nothing. A datagram
+    socket needs no write buffer: when the kernel's send buffer is full the
+    datagram is lost, as it may be anywhere on the path, and CoAP retransmits.
+    ICMP errors (port unreachable) surface as ``OSError`` on the next receive
+    or send and are reported through ``on_error`` on the next loop turn.
+    """
+
+    __slots__ = ("_loop", "_on_datagram", "_on_error", "_sock")
     secure = False
     resumed = False
 
-    def __init__(self, transport: asyncio.DatagramTransport) -> None:
-        self.transport = transport
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sock: socket.socket,
+        on_datagram: DatagramCallback,
+        on_error: ErrorCallback,
+    ) -> None:
+        self._loop = loop
+        self._sock: socket.socket | None = sock
+        self._on_datagram = on_datagram
+        self._on_error = on_error
+        loop.add_reader(sock.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        for _ in range(_READS_PER_WAKEUP):
+            sock = self._sock
+            if sock is None:
+                return
+            try:
+                data = sock.recv(_MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self._on_error(exc)
+                return
+            self._on_datagram(data)
 
     def send(self, data: bytes) -> None:
-        if not self.transport.is_closing():
-            self.transport.sendto(data)
+        sock = self._sock
+        if sock is None:
+            return
+        try:
+            sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            pass  # send buffer full: this datagram is lost, CoAP retransmits
+        except OSError as exc:
+            self._loop.call_soon(self._on_error, exc)
 
     def close(self) -> None:
-        self.transport.close()
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            self._loop.remove_reader(sock.fileno())
+            sock.close()
+
+
+#: Largest datagram read (the IPv4 UDP payload limit).
+_MAX_DATAGRAM = 65_507
+#: Datagrams read per readiness wake-up before other sockets get their turn.
+_READS_PER_WAKEUP = 16
 
 
 #: ``await resolver(host, port)`` → the (IP, port) to connect to. A name that does not
@@ -112,17 +150,20 @@ async def open_udp(
     on_datagram: DatagramCallback,
     on_error: ErrorCallback,
     local_host: str | None = None,
-) -> asyncio.DatagramTransport:
+) -> UdpLink:
+    """A :class:`UdpLink` connected to ``remote`` (an IP address: resolve names first)."""
     loop = asyncio.get_running_loop()
+    family = socket.AF_INET6 if ":" in remote[0] else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: _UdpProtocol(on_datagram, on_error),
-            remote_addr=remote,
-            local_addr=(local_host, 0) if local_host else None,
-        )
+        sock.setblocking(False)
+        if local_host:
+            sock.bind((local_host, 0))
+        sock.connect(remote)
     except OSError as exc:
+        sock.close()
         raise LinkError(LinkFailure.NETWORK, f"cannot open UDP socket to {remote}: {exc}") from exc
-    return transport
+    return UdpLink(loop, sock, on_datagram, on_error)
 
 
 async def open_link(
@@ -152,8 +193,7 @@ async def open_link(
         raise LinkError(LinkFailure.SECURE, f"unusable credentials: {exc}") from exc
     remote = await _resolved(resolver, uri.host, uri.port)
     if credentials is None:
-        transport = await open_udp(remote, on_datagram, on_error, local_host)
-        return UdpLink(transport)
+        return await open_udp(remote, on_datagram, on_error, local_host)
     try:
         return await open_dtls_link(
             remote, uri.host, credentials, config.dtls, on_datagram, on_error, local_host, sessions

@@ -135,7 +135,7 @@ class ClientEngine:
 
     def next_event(self) -> ev.Event | None:
         events = self._shared.events
-        return events.popleft() if events else None
+        return events.pop(0) if events else None
 
     def next_timer(self) -> float | None:
         """The earliest of every scheduled action, link timer and data-model timer."""

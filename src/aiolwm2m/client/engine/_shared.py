@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import enum
 import random
-from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -90,7 +89,7 @@ class ServerSession:
     # Disable executed: how long to stay off once the De-register is over (None: until enabled).
     disable_wait: float | None = None
     queued_sends: list[tuple[int, bytes, int]] = field(default_factory=list)
-    stored: deque[Notification] = field(default_factory=deque)
+    stored: list[Notification] = field(default_factory=list)  # oldest first
     stored_dropped: int = 0
 
     @property
@@ -183,7 +182,7 @@ class Shared:
         self.rng = rng
         self.table = table
         self.actions: list[LinkAction] = []
-        self.events: deque[ev.Event] = deque()
+        self.events: list[ev.Event] = []
         self.servers: dict[int, ServerSession] = {}
         self.bootstrap_account = config.bootstrap
         self.bs = BootstrapSession(self.channel(BOOTSTRAP_LINK))

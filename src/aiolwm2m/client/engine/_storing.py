@@ -56,15 +56,16 @@ class NotificationStore:
 
     def keep(self, srv: ServerSession, note: Notification) -> None:
         srv.stored.append(note)
-        while len(srv.stored) > self.s.config.notification_store_limit:
-            srv.stored.popleft()
-            srv.stored_dropped += 1
+        excess = len(srv.stored) - self.s.config.notification_store_limit
+        if excess > 0:
+            del srv.stored[:excess]
+            srv.stored_dropped += excess
 
     def flush(self, srv: ServerSession, now: float) -> None:
         """Deliver what was stored, oldest first, while the server stays registered."""
         count = len(srv.stored)
         while srv.stored and srv.public_state is ServerState.REGISTERED:
-            self.send(srv, srv.stored.popleft(), now)
+            self.send(srv, srv.stored.pop(0), now)
         if count:
             self.s.changed()
             self.s.emit(ev.NotificationsFlushed(now, srv.ssid, count - len(srv.stored)))
