@@ -245,6 +245,11 @@ class Observer:
     def __len__(self) -> int:
         return len(self._obs)
 
+    @property
+    def busy(self) -> bool:
+        """Something is observed, queued or timed: ``take_notifications`` may yield."""
+        return bool(self._obs or self._outbox or self._heap)
+
     def observations(self, ssid: int | None = None) -> list[Observation]:
         """The registered observations (of one server when ``ssid`` is given)."""
         return [o.obs for o in self._obs.values() if ssid is None or o.obs.ssid == ssid]

@@ -444,6 +444,9 @@ class OperationHandler:
         self._actions: list[ClientAction] = []
         self._wakeup: Callable[[], None] | None = None
         self._busy = False
+        # The last object list built, by (LwM2M version, tree structure version): a device
+        # that cannot reach its server re-sends the same list with every Register.
+        self._payload: tuple[tuple[str, int], bytes] | None = None
         # The initial state is no change: the object list goes out with Register.
         tree.take_structure_changed()
         tree.take_changes()
@@ -498,11 +501,16 @@ class OperationHandler:
         """The Register/Update object list; as 1.1 it opens with the root link announcing
         the content formats the client reads and writes (Core §6.2.1), so a server does
         not fall back to TLV. A 1.0 server gets the plain list it knows."""
+        key = (lwm2m_version, self.tree.structure_version)
+        if self._payload is not None and self._payload[0] == key:
+            return self._payload[1]
         formats = ANNOUNCED_FORMATS if lwm2m_version != "1.0" else ()
         links = linkformat.registration_links(
             self.tree.instance_ids(), self.tree.versions(), content_formats=formats
         )
-        return linkformat.encode(links)
+        payload = linkformat.encode(links)
+        self._payload = (key, payload)
+        return payload
 
     def handle_request(self, ssid: int, request: Message, now: float) -> Message | None:
         # Changes made before this request must not count against observations it starts.
@@ -683,6 +691,11 @@ class OperationHandler:
         self.observer.remove(ssid, token)
 
     def take_notifications(self, now: float) -> list[Notification]:
+        if not self.observer.busy:
+            # Nothing observed: a change concerns nobody (an Observe starting later
+            # must not count it either), and there is nothing to sample.
+            self.tree.take_changes()
+            return []
         self._feed_changes(now)
         notes = self.observer.take_notifications(now)
         if len(self._observed) > len(self.observer):

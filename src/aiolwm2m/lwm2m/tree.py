@@ -263,6 +263,8 @@ class ObjectTree:
         self.objects: dict[int, ObjectNode] = {}
         self._changes: list[Path] = []
         self._structure_changed = False
+        #: Grows whenever objects or instances are added or removed (caches key on it).
+        self.structure_version = 0
         self._listener: Callable[[], None] | None = None
 
     # -- building ------------------------------------------------------------------------
@@ -284,6 +286,7 @@ class ObjectTree:
         if node is None:
             node = self.objects[object_id] = ObjectNode(found, factory=factory, deletable=deletable)
             self._structure_changed = True
+            self.structure_version += 1
         return node
 
     def add_instance(
@@ -307,6 +310,7 @@ class ObjectTree:
         inst._attach(self, path)
         node.instances[iid] = inst
         self._structure_changed = True
+        self.structure_version += 1
         self._changed(path)
         return inst
 
@@ -318,6 +322,7 @@ class ObjectTree:
             raise NotFoundError(f"/{object_id}/{instance_id} does not exist") from None
         inst._tree = None  # later inst.set() calls only update the detached instance
         self._structure_changed = True
+        self.structure_version += 1
         return inst
 
     def load_ddf(self, source: bytes | str) -> list[ObjectDef]:
