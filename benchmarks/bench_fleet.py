@@ -219,15 +219,45 @@ def udp_part(args: argparse.Namespace) -> bool:
         return f"{a / b:.2f}x" if b else "-"
 
     rows = [
-        ("RSS per device (KB)", ours["rss_per_device"] / 1000, ref["rss_per_device"] / 1000, "{:.1f}"),
-        ("CPU per Register (ms)", ours["cpu_per_register_ms"], ref["cpu_per_register_ms"], "{:.3f}"),
-        ("Update lateness p50 (ms)", pct(ours["lateness"], 0.5) * 1e3, pct(ref["lateness"], 0.5) * 1e3, "{:.2f}"),
-        ("Update lateness p99 (ms)", pct(ours["lateness"], 0.99) * 1e3, pct(ref["lateness"], 0.99) * 1e3, "{:.2f}"),
-        ("Update lateness max (ms)", max(ours["lateness"], default=0) * 1e3, max(ref["lateness"], default=0) * 1e3, "{:.1f}"),
+        (
+            "RSS per device (KB)",
+            ours["rss_per_device"] / 1000,
+            ref["rss_per_device"] / 1000,
+            "{:.1f}",
+        ),
+        (
+            "CPU per Register (ms)",
+            ours["cpu_per_register_ms"],
+            ref["cpu_per_register_ms"],
+            "{:.3f}",
+        ),
+        (
+            "Update lateness p50 (ms)",
+            pct(ours["lateness"], 0.5) * 1e3,
+            pct(ref["lateness"], 0.5) * 1e3,
+            "{:.2f}",
+        ),
+        (
+            "Update lateness p99 (ms)",
+            pct(ours["lateness"], 0.99) * 1e3,
+            pct(ref["lateness"], 0.99) * 1e3,
+            "{:.2f}",
+        ),
+        (
+            "Update lateness max (ms)",
+            max(ours["lateness"], default=0) * 1e3,
+            max(ref["lateness"], default=0) * 1e3,
+            "{:.1f}",
+        ),
         ("Updates while held", ours["updates"], ref["updates"], "{:d}"),
         ("re-registrations while held", ours["reregistrations"], ref["reregistrations"], "{:d}"),
         ("time to register all (s)", ours["register_seconds"], ref["register_seconds"], "{:.1f}"),
-        ("Register round trip p99 (ms)", ours["register_rtt_p99_ms"], ref["register_rtt_p99_ms"], "{:.1f}"),
+        (
+            "Register round trip p99 (ms)",
+            ours["register_rtt_p99_ms"],
+            ref["register_rtt_p99_ms"],
+            "{:.1f}",
+        ),
     ]
     print_table(
         ["figure", "aiolwm2m", "reference", "ratio"],

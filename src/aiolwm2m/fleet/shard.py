@@ -34,7 +34,7 @@ RAMP_STEP = 0.01
 
 
 class AioShard:
-    """Devices ``start`` … ``stop`` − 1 of ``spec`` on the running loop; see the module docstring."""
+    """Devices ``start`` … ``stop`` − 1 of ``spec`` on the running loop (module docstring)."""
 
     def __init__(
         self,

@@ -107,7 +107,7 @@ class OutageKind(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Outage:
-    """"Server away ``duration`` s at ``at`` s" (seconds since the fleet started)."""
+    """ "Server away ``duration`` s at ``at`` s" (seconds since the fleet started)."""
 
     at: float
     duration: float
@@ -175,8 +175,9 @@ class FleetSpec:
             raise ConfigError("[fleet] psk_identity and psk_key go together")
         secure = self.server.startswith("coaps://")
         if secure != (self.psk_csv is not None or self.psk_key is not None):
-            raise ConfigError("[fleet] a coaps:// server needs PSKs (patterns or psk_csv); coap://"
-                              " takes none")
+            raise ConfigError(
+                "[fleet] a coaps:// server needs PSKs (patterns or psk_csv); coap:// takes none"
+            )
 
     # ------------------------------------------------------------------ devices
     def endpoint_of(self, n: int) -> str:
@@ -316,4 +317,3 @@ def _build(cls: type[Any], data: Mapping[str, Any], where: str) -> Any:
         return cls(**data)
     except TypeError as exc:
         raise ConfigError(f"[{where}]: {exc}") from exc
-

@@ -195,7 +195,11 @@ class FleetStats:
             w.updates += 1
             w.update_rtt.append(event.time - self._update_start[index])
         elif isinstance(event, ev.Error):
-            key = event.code.value if event.coap_code is None else f"{event.code.value} {event.coap_code}"
+            key = (
+                event.code.value
+                if event.coap_code is None
+                else f"{event.code.value} {event.coap_code}"
+            )
             w.errors[key] += 1
         elif isinstance(event, ev.ReconnectScheduled):
             self._reconnecting[index] = 1
