@@ -2,7 +2,7 @@
 
 The sans-IO core (``coap/``, ``lwm2m/``, ``client/``) must not reach IO —
 no asyncio, sockets, SQLite or clocks — and every package imports only the
-layers below it: accounts < coap < lwm2m < client < runtime < testbed < cli (``dtls/``
+layers below it: accounts < coap < lwm2m < client < runtime < testbed < fleet < cli (``dtls/``
 beside the runtime; the client may use only its pure timing policy). A
 violation anywhere in a file counts: inside a function, under
 ``TYPE_CHECKING``, or through ``importlib.import_module("...")``.
@@ -31,13 +31,15 @@ SANS_IO = ("coap", "lwm2m", "client", "accounts.py")
 #: ``package: packages (and modules) it must not import``.
 LAYERS: dict[str, tuple[str, ...]] = {
     # The account types are a leaf: lwm2m/ and client/ both build on them.
-    "accounts.py": ("coap", "lwm2m", "client", "dtls", "runtime", "testbed", "cli"),
-    "coap": ("lwm2m", "client", "dtls", "runtime", "testbed", "cli"),
-    "lwm2m": ("client", "dtls", "runtime", "testbed", "cli"),
-    "client": ("dtls", "runtime", "testbed", "cli"),
-    "runtime": ("testbed", "cli"),
-    "testbed": ("cli",),
-    "dtls": ("coap", "lwm2m", "client", "runtime", "testbed", "cli"),
+    "accounts.py": ("coap", "lwm2m", "client", "dtls", "runtime", "testbed", "fleet", "cli"),
+    "coap": ("lwm2m", "client", "dtls", "runtime", "testbed", "fleet", "cli"),
+    "lwm2m": ("client", "dtls", "runtime", "testbed", "fleet", "cli"),
+    "client": ("dtls", "runtime", "testbed", "fleet", "cli"),
+    "runtime": ("testbed", "fleet", "cli"),
+    "testbed": ("fleet", "cli"),
+    # Fleets run clients against servers (simulated ones from the testbed); the CLI drives them.
+    "fleet": ("cli",),
+    "dtls": ("coap", "lwm2m", "client", "runtime", "testbed", "fleet", "cli"),
 }
 #: Modules of a forbidden package a layer may still use (pure data, no IO).
 ALLOWED: dict[str, tuple[str, ...]] = {"client": ("aiolwm2m.dtls.policy",)}

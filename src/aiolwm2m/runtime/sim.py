@@ -241,8 +241,19 @@ class _SimLink:
         self.net.unbind(self.local)
 
 
+#: Events a :class:`SimClient` keeps by default: at least the last this many.
+DEFAULT_HISTORY = 1000
+
+
 class SimClient(EngineDriver):
-    """A client on the simulated network; every event is also kept in ``events``."""
+    """A client on the simulated network; its recent events are also kept in ``events``.
+
+    ``history`` bounds what ``events`` keeps — at least the last ``history``
+    events (the oldest half is dropped when twice as many piled up, so a
+    simulated week does not keep every event it ever saw); ``None`` keeps
+    them all (a test that inspects a whole long run), ``0`` none (a fleet,
+    which counts events as they come).
+    """
 
     def __init__(
         self,
@@ -252,16 +263,25 @@ class SimClient(EngineDriver):
         *,
         rng: random.Random | None = None,
         host: str = "10.0.0.2",
+        history: int | None = DEFAULT_HISTORY,
     ) -> None:
         super().__init__(config, objects, rng=rng or random.Random(net.rng.random()))
         self.net = net
         self.host = host
         self.events: list[ev.Event] = []
-        self.subscribe(self.events.append)
+        self.history = history
+        if history != 0:
+            self.subscribe(self._keep)
         self._timer: TimerHandle | None = None
         self._opening: dict[int, TimerHandle | _SimHandshake] = {}
         # Modelled DTLS session tokens per server address (see module docstring).
         self.dtls_sessions: dict[Address, bytes] = {}
+
+    def _keep(self, event: ev.Event) -> None:
+        events = self.events
+        events.append(event)
+        if self.history is not None and len(events) >= 2 * self.history:
+            del events[: len(events) - self.history]
 
     def start(self) -> None:
         self.start_engine()
@@ -389,6 +409,7 @@ class _SimHandshake:
 
 __all__ = [
     "ABBREVIATED_FLIGHTS",
+    "DEFAULT_HISTORY",
     "FULL_FLIGHTS",
     "SIM_CLIENT_HELLO",
     "SIM_FATAL_ALERT",

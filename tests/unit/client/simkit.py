@@ -25,7 +25,7 @@ from aiolwm2m.coap.message import (
     is_request,
 )
 from aiolwm2m.coap.params import TransmissionParameters
-from aiolwm2m.runtime.sim import SimClient, SimNetwork
+from aiolwm2m.runtime.sim import DEFAULT_HISTORY, SimClient, SimNetwork
 from aiolwm2m.testbed.core import Address
 from aiolwm2m.testbed.operations import OperationRequest, OperationResult
 from aiolwm2m.testbed.sim import SimServer
@@ -60,7 +60,10 @@ def client_factory(net: SimNetwork, uri: str) -> MakeClient:
             reconnect=changes.pop("reconnect", ReconnectPolicy()),
         )
         objects = changes.pop("objects", None)
-        client = SimClient(net, replace(config, **changes), objects, rng=random.Random(seed))
+        history = changes.pop("history", DEFAULT_HISTORY)
+        client = SimClient(
+            net, replace(config, **changes), objects, rng=random.Random(seed), history=history
+        )
         if start:
             client.start()
         return client

@@ -37,7 +37,7 @@ def test_sixty_days_of_doubling_delays_then_weekly_then_a_success_resets(
     net: SimNetwork, server: SimServer, make_client: MakeClient
 ) -> None:
     server.stop()
-    client = one_shot_client(make_client, server)
+    client = one_shot_client(make_client, server, history=None)  # all 60 days of events
     net.clock.run_for(60 * DAY)
 
     scheduled = [e for e in client.events if isinstance(e, ev.ReconnectScheduled)]
