@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 from aiolwm2m.fleet.devices import NotificationTap, ValueTicker, device_objects, phases
 from aiolwm2m.fleet.spec import FleetSpec
-from aiolwm2m.fleet.stats import FleetStats, Window
+from aiolwm2m.fleet.stats import FleetStats, Listener, Window
 from aiolwm2m.runtime.aio import Client
 
 __all__ = ["AioShard"]
@@ -45,12 +45,14 @@ class AioShard:
         origin: float,
         rate: float,
         local_host: str | None = None,
+        listener: Listener | None = None,
     ) -> None:
         self.spec = spec
         self.start, self.stop = start, stop
         self.origin = origin  # time.monotonic() when the fleet started
         self.rate = rate  # this shard's share of the fleet's rate
         self.local_host = local_host
+        self.listener = listener
         self.rng = random.Random(spec.seed * 1_000_003 + start)
         self.clients: list[Client] = []
         self.stats: FleetStats | None = None
@@ -70,7 +72,7 @@ class AioShard:
         offset = loop.time() - time.monotonic()
         origin = self.origin + offset
         end = origin + (until if until is not None else self.spec.duration)
-        stats = self.stats = FleetStats(self.count, origin)
+        stats = self.stats = FleetStats(self.count, origin, self.listener)
         if self.spec.values:
             self._tap = NotificationTap(stats)
         interval = self.spec.sample_interval
@@ -117,7 +119,7 @@ class AioShard:
         loop = asyncio.get_running_loop()
         assert self.stats is not None
         k = 1
-        while (due := origin + k * interval) <= end + 1e-9:
+        while (due := origin + k * interval) <= end + 1e-9 and not self._stopping:
             await asyncio.sleep(max(0.0, due - loop.time()))
             on_window(self.stats.take(due))
             k += 1
@@ -125,7 +127,7 @@ class AioShard:
     async def _tick(self, origin: float, end: float) -> None:
         loop = asyncio.get_running_loop()
         k = 1
-        while (due := origin + k) < end:
+        while (due := origin + k) < end and not self._stopping:
             await asyncio.sleep(max(0.0, due - loop.time()))
             self.ticker.step(loop.time() - origin)
             k += 1

@@ -29,6 +29,7 @@ __all__ = [
     "Category",
     "FleetStats",
     "Histogram",
+    "Listener",
     "TimerClock",
     "Totals",
     "Window",
@@ -69,6 +70,11 @@ class TimerClock(Protocol):
     """What the stats read from a device's runtime: the lateness of the timer running now."""
 
     timer_lateness: float | None
+
+
+#: Told each finished exchange as it happens: (kind, seconds, error code or None), kind
+#: being register, update, notify, or the request an error concerns.
+Listener = Callable[[str, float, str | None], None]
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -229,8 +235,9 @@ class Totals:
 class FleetStats:
     """Counts the events of ``count`` devices; see the module docstring."""
 
-    def __init__(self, count: int, origin: float = 0.0) -> None:
+    def __init__(self, count: int, origin: float = 0.0, listener: Listener | None = None) -> None:
         self.origin = origin  # the runtime clock's value when the fleet started
+        self.listener = listener
         self.category = bytearray(count)  # Category per device
         self.counts = [0] * len(Category)
         self.counts[Category.WAITING] = count
@@ -256,6 +263,8 @@ class FleetStats:
 
     def notified(self, count: int = 1) -> None:
         self._window.notifications += count
+        if self.listener is not None:
+            self.listener("notify", 0.0, None)
 
     def _set(self, index: int, category: Category) -> None:
         old = self.category[index]
@@ -280,14 +289,20 @@ class FleetStats:
             if self._registered_once[index]:
                 w.reregistrations += 1
             self._registered_once[index] = 1
-            w.register_rtt.append(event.time - self._register_start[index])
+            rtt = event.time - self._register_start[index]
+            w.register_rtt.append(rtt)
+            if self.listener is not None:
+                self.listener("register", rtt, None)
         elif isinstance(event, ev.UpdateSent):
             self._update_start[index] = event.time
             if lateness is not None:
                 w.lateness.append(lateness)
         elif isinstance(event, ev.Updated):
             w.updates += 1
-            w.update_rtt.append(event.time - self._update_start[index])
+            rtt = event.time - self._update_start[index]
+            w.update_rtt.append(rtt)
+            if self.listener is not None:
+                self.listener("update", rtt, None)
         elif isinstance(event, ev.Error):
             key = (
                 event.code.value
@@ -295,6 +310,9 @@ class FleetStats:
                 else f"{event.code.value} {event.coap_code}"
             )
             w.errors[key] += 1
+            if self.listener is not None:
+                kind = "error" if event.request is None else event.request.value
+                self.listener(kind, 0.0, key)
         elif isinstance(event, ev.ReconnectScheduled):
             self._reconnecting[index] = 1
             if self.category[index] == Category.FAILED:
