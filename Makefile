@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint typecheck bench soak scenarios fuzz clean peers test-pythons
+.PHONY: setup demo test lint typecheck bench bench-fleet soak scenarios fuzz clean peers test-pythons
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -48,6 +48,12 @@ bench: setup
 	$(PY) benchmarks/bench_testbed_server.py
 	$(PY) benchmarks/bench_firmware.py
 	$(PY) benchmarks/bench_client.py
+	$(MAKE) bench-fleet
+
+# Fleets (issue 16, about 20 minutes): 10 000 devices over real UDP held 5 minutes, a
+# simulated week, the reconnection storm (plot in docs/fleet-storm/), Locust master + 2 workers.
+bench-fleet: setup
+	$(PY) benchmarks/bench_fleet.py
 
 # Soak: N clients through the fault proxy with random faults for M seconds; stops by itself.
 SOAK_CLIENTS ?= 100

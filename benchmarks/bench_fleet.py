@@ -33,6 +33,7 @@ import os
 import sys
 import time
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -279,17 +280,249 @@ def udp_part(args: argparse.Namespace) -> bool:
     return met
 
 
+# -- simulated fleets -----------------------------------------------------------------------
+
+DAY = 86400.0
+WEEK = 7 * DAY
+#: The week: lifetime one day; 2 h port closed on day 1, 4 h silent on day 4 (both while
+#: Updates fall, so devices back off and come back) — tests/unit/fleet/test_simulate.py.
+WEEK_OUTAGES = ((80_000.0, 7_200.0, "unreachable"), (320_000.0, 14_400.0, "blackhole"))
+
+
+def _reference_sim(
+    devices: int,
+    rate: float,
+    lifetime: float,
+    duration: float,
+    outages: list[tuple[float, float]],
+    interval: float,
+) -> dict[str, Any]:
+    import reference_sim
+
+    gc.collect()
+    rss0, start = rss_bytes(), time.perf_counter()
+    result = reference_sim.simulate(devices, rate, lifetime, duration, outages, interval=interval)
+    result["wall"] = time.perf_counter() - start
+    result["rss_per_device"] = (rss_bytes() - rss0) / devices
+    result["peak"] = max(result["per_interval"]) / interval
+    return result
+
+
+def sim_part(args: argparse.Namespace) -> bool:
+    from aiolwm2m.fleet.run import run_fleet
+    from aiolwm2m.fleet.spec import FleetSpec, Outage
+
+    n = args.devices
+    spec = FleetSpec(
+        server="coap://10.0.0.1:5683",
+        devices=n,
+        rate=n / 60,
+        lifetime=86400,
+        duration=WEEK,
+        outages=tuple(Outage(*o) for o in WEEK_OUTAGES),
+        sample_every=60,  # type: ignore[arg-type]
+    )
+    ours = run_fleet(spec, simulate=True).summary
+    ref = _reference_sim(n, n / 60, 86400, WEEK, [o[:2] for o in WEEK_OUTAGES], 60)
+    print(
+        f"\nSimulated week: {n} devices, lifetime 1 day, server away twice (2 h closed, "
+        f"4 h silent), {ours['processes']} processes (baseline: reference client model)"
+    )
+    rows = [
+        ("wall time (s)", ours["wall_seconds"], ref["wall"], "{:.1f}"),
+        (
+            "memory per device (KB)",
+            ours["rss_per_device_kb"],
+            ref["rss_per_device"] / 1000,
+            "{:.1f}",
+        ),
+        ("registrations", ours["registrations"], ref["registrations"], "{:d}"),
+        ("registered at the end", ours["final"]["registered"], ref["registered_at_end"], "{:d}"),
+        ("CPU seconds, all processes", ours["cpu_seconds"], ref["wall"], "{:.1f}"),
+    ]
+    _table(rows)
+    met = ours["wall_seconds"] <= 30 and ours["rss_per_device_kb"] <= 20
+    print(f"targets (<= 30 s wall, <= 20 KB/device): {'met' if met else 'NOT met'}")
+    return met
+
+
+def storm_part(args: argparse.Namespace) -> bool:
+    from aiolwm2m.fleet.run import run_fleet
+    from aiolwm2m.fleet.spec import FleetSpec, Outage
+
+    n = args.devices
+    spec = FleetSpec(
+        server="coap://10.0.0.1:5683",
+        devices=n,
+        rate=500,
+        lifetime=60,
+        duration=420,
+        outages=(Outage(120, 60),),
+        sample_every=1,
+    )
+    out = Path(args.storm_out)
+    result = run_fleet(spec, simulate=True, out_dir=out)
+    after = [r for r in result.rows if r["t"] > 180]
+    back = next((r["t"] - 180 for r in after if r["registered"] >= n), None)
+    ref = _reference_sim(n, 500, 60, 420, [(120, 60)], 1)
+    ref_after = ref["per_interval"][181:]
+    print(f"\nReconnection storm, simulated: {n} devices, lifetime 60 s, server away 60 s at t=120")
+    rows = [
+        (
+            "peak registrations/s after",
+            max(r["registrations_per_s"] for r in after),
+            max(ref_after),
+            "{:.0f}",
+        ),
+        (
+            "peak as a fraction of N",
+            max(r["registrations_per_s"] for r in after) / n,
+            max(ref_after) / n,
+            "{:.3f}",
+        ),
+        (
+            "all registered again after (s)",
+            back if back is not None else float("nan"),
+            float("nan"),
+            "{:.0f}",
+        ),
+    ]
+    _table(rows)
+    print(f"plot: {out / 'fleet.png'}")
+    peak = max(r["registrations_per_s"] for r in after)
+    met = peak <= n / 8 and back is not None
+    print(f"target (peak <= N/8 = {n / 8:.0f} per s): {'met' if met else 'NOT met'}")
+    return met
+
+
+def locust_part(args: argparse.Namespace) -> bool:
+    """Locust master + 2 workers on 127.0.0.1, 2 000 devices in all, against the testbed."""
+    import csv
+    import socket
+    import subprocess
+    import tempfile
+
+    ctx = mp.get_context("spawn")
+    server_end, server_child = ctx.Pipe()
+    server = ctx.Process(target=_server_main, args=(server_child,), daemon=True)
+    server.start()
+    port = server_end.recv()
+    locustfile = subprocess.run(
+        [sys.executable, "-m", "aiolwm2m.fleet.locustfile"], capture_output=True, text=True
+    ).stdout.strip()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        master_port = s.getsockname()[1]
+    base = [sys.executable, "-m", "locust", "-f", locustfile]
+    tmp = Path(tempfile.mkdtemp(prefix="bench-locust-"))
+    workers = [
+        subprocess.Popen(
+            [*base, "--worker", "--master-host", "127.0.0.1", "--master-port", str(master_port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(2)
+    ]
+    per_user = args.locust_devices // 2
+    try:
+        master = subprocess.run(
+            [
+                *base,
+                "--master",
+                "--master-bind-host",
+                "127.0.0.1",
+                "--master-bind-port",
+                str(master_port),
+                "--headless",
+                "--expect-workers",
+                "2",
+                "-u",
+                "2",
+                "-r",
+                "2",
+                "-t",
+                f"{args.locust_seconds:g}s",
+                "--csv",
+                str(tmp / "run"),
+                "--lwm2m-server",
+                f"coap://127.0.0.1:{port}",
+                "--lwm2m-devices",
+                str(per_user),
+                "--lwm2m-lifetime",
+                "30",
+                "--lwm2m-rate",
+                "200",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=args.locust_seconds + 120,
+        )
+    finally:
+        for worker in workers:
+            try:
+                worker.wait(20)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        server_end.send("stop")
+        server.join(5)
+        if server.is_alive():
+            server.kill()
+    with (tmp / "run_stats.csv").open() as f:
+        stats = {row["Name"]: row for row in csv.DictReader(f)}
+    print(
+        f"\nLocust: master + 2 workers, {2 * per_user} devices in all (lifetime 30 s), "
+        f"{args.locust_seconds:g} s; stats CSV {tmp / 'run_stats.csv'}:"
+    )
+    print_table(
+        ["name", "requests", "failures", "median ms", "p99 ms", "req/s"],
+        [
+            [
+                name,
+                r["Request Count"],
+                r["Failure Count"],
+                r["Median Response Time"],
+                r["99%"],
+                f"{float(r['Requests/s']):.1f}",
+            ]
+            for name, r in stats.items()
+        ],
+    )
+    registered = int(stats.get("register", {}).get("Request Count", 0))
+    updated = int(stats.get("update", {}).get("Request Count", 0))
+    met = master.returncode == 0 and registered >= 2 * per_user and updated >= 2 * per_user
+    print(f"target (all {2 * per_user} registered and updating): {'met' if met else 'NOT met'}")
+    return met
+
+
+def _table(rows: list[tuple[str, Any, Any, str]]) -> None:
+    def ratio(a: float, b: float) -> str:
+        return f"{a / b:.2f}x" if b and a == a and b == b else "-"
+
+    print_table(
+        ["figure", "aiolwm2m", "reference", "ratio"],
+        [(name, f.format(a), f.format(b), ratio(a, b)) for name, a, b, f in rows],
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--devices", type=int, default=10_000)
     parser.add_argument("--rate", type=float, default=500.0, help="Registers per second")
     parser.add_argument("--hold", type=float, default=300.0, help="seconds held after registering")
-    parser.add_argument("--only", choices=("udp", "sim", "storm"), action="append")
+    parser.add_argument("--only", choices=PARTS, action="append")
+    parser.add_argument("--storm-out", default="docs/fleet-storm", help="storm plot directory")
+    parser.add_argument("--locust-devices", type=int, default=2000)
+    parser.add_argument("--locust-seconds", type=float, default=60.0)
     args = parser.parse_args(argv)
-    parts = args.only or ["udp", "sim", "storm"]
-    if "udp" in parts:
-        udp_part(args)
+    verdicts = {part: globals()[f"{part}_part"](args) for part in args.only or PARTS}
+    print(
+        "\nfleet targets: "
+        + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in verdicts.items())
+    )
     return 0
+
+
+PARTS = ("udp", "sim", "storm", "locust")
 
 
 if __name__ == "__main__":

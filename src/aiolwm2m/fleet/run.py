@@ -32,7 +32,10 @@ from typing import Any
 
 from aiolwm2m.accounts import parse_server_uri
 from aiolwm2m.errors import Lwm2mError
+from aiolwm2m.fleet.devices import device_objects
 from aiolwm2m.fleet.report import PlotUnavailable, plot_timeline, write_csv, write_summary
+from aiolwm2m.fleet.shard import AioShard
+from aiolwm2m.fleet.simulate import SimFleet
 from aiolwm2m.fleet.spec import FleetSpec, Outage, OutageKind
 from aiolwm2m.fleet.stats import Totals, Window, merge
 
@@ -71,23 +74,23 @@ def _usage() -> dict[str, float]:
 
 def _shard_main(conn: Connection, spec: FleetSpec, start: int, stop: int, simulate: bool) -> None:
     try:
+        # The shipped definitions parsed before "ready": what the process holds from
+        # there on is the devices'.
+        device_objects(spec, spec.base_config(), 0.0)
+        ready = _usage()
         if simulate:
-            from aiolwm2m.fleet.simulate import SimFleet
-
             fleet = SimFleet(spec, start, stop)
             conn.send(("ready",))
             conn.recv()
             totals = fleet.run(lambda w: conn.send(("window", w)))
         else:
             totals = asyncio.run(_aio_shard(conn, spec, start, stop))
-        conn.send(("done", totals, _usage()))
+        conn.send(("done", totals, {**_usage(), "ready_rss": ready["max_rss"]}))
     except Exception:
         conn.send(("error", traceback.format_exc()))
 
 
 async def _aio_shard(conn: Connection, spec: FleetSpec, start: int, stop: int) -> Totals:
-    from aiolwm2m.fleet.shard import AioShard
-
     conn.send(("ready",))
     origin: float = await asyncio.to_thread(conn.recv)
     shard = AioShard(
@@ -267,7 +270,10 @@ def _summary(
         "cpu_per_register_ms": round(cpu / totals.registrations * 1000, 3)
         if totals.registrations
         else None,
-        "max_rss_per_device_kb": round(sum(u["max_rss"] for u in usage) / spec.devices / 1000, 2),
+        # Peak RSS of the shard processes minus what each held before building devices.
+        "rss_per_device_kb": round(
+            sum(u["max_rss"] - u["ready_rss"] for u in usage) / spec.devices / 1000, 2
+        ),
         **totals.summary(),
         "spec": settings,
     }
