@@ -47,6 +47,16 @@ __all__ = [
 
 @dataclass(frozen=True)
 class RegistrationConfig:
+    """``[registration]``.
+
+    ``resume_with_update`` (spec §10): a new link (reconnect, offline exit, a
+    new socket or DTLS session, a restart) first resumes a registration that
+    has not expired by the client's clock with an Update; only a refusal forces
+    a Register. False registers on every new link (Anjay's way).
+    ``max_retry_after`` caps every Max-Age wait (4.29, 5.03; spec §7): Max-Age
+    is 32-bit, and no server may park a device for years.
+    """
+
     timeout: float = 180.0
     retry_procedure: RetryProcedure = RetryProcedure.LWM2M_1_1
     connection_error_is_registration_failure: bool = False
@@ -55,6 +65,8 @@ class RegistrationConfig:
     #: fleet that registered together does not update in lock-step bursts; never later
     #: than the spec's instant. 0 gives the exact instant (tests that assert it).
     update_jitter: float = 0.1
+    resume_with_update: bool = True
+    max_retry_after: float = 3600.0
 
     def __post_init__(self) -> None:
         if self.timeout <= 0:
@@ -63,6 +75,8 @@ class RegistrationConfig:
             raise ConfigError("update_jitter must be >= 0 and < 1")
         if self.lwm2m_version not in ("1.0", "1.1"):
             raise ConfigError("lwm2m_version must be '1.0' or '1.1'")
+        if self.max_retry_after < 0:
+            raise ConfigError("max_retry_after must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -209,6 +223,20 @@ def _dtls_timing(data: dict[str, Any]) -> HandshakeTiming:
         raise ConfigError(f"[dtls] {exc}") from exc
 
 
+def _reconnect(data: dict[str, Any]) -> ReconnectPolicy:
+    """``[reconnect]``: a ``preset`` (default ``izuma-2019``) and keys that override it."""
+    data = dict(data)
+    name = data.pop("preset", "izuma-2019")
+    if not isinstance(name, str):
+        raise ConfigError("[reconnect] preset must be a string")
+    checked: ReconnectPolicy = _build(ReconnectPolicy, data, "reconnect")  # types and ranges
+    changes = {key: getattr(checked, key) for key in data}
+    try:
+        return ReconnectPolicy.preset(name, **changes)
+    except ConfigError as exc:
+        raise ConfigError(f"[reconnect] {exc}") from exc
+
+
 def read_toml(path: str | Path, what: str) -> dict[str, Any]:
     """Parse a TOML file; unreadable, not UTF-8 or not TOML is a :class:`ConfigError`.
 
@@ -252,9 +280,7 @@ def load_config(
     if "dtls" in data:
         kwargs["dtls"] = _dtls_timing(_table(data["dtls"], "dtls"))
     if "reconnect" in data:
-        kwargs["reconnect"] = _build(
-            ReconnectPolicy, _table(data["reconnect"], "reconnect"), "reconnect"
-        )
+        kwargs["reconnect"] = _reconnect(_table(data["reconnect"], "reconnect"))
     if "registration" in data:
         reg = dict(_table(data["registration"], "registration"))
         extra: dict[str, Any] = {}

@@ -29,7 +29,12 @@ __all__ = [
     "Error",
     "ErrorCode",
     "Event",
+    "HandshakeDone",
+    "HandshakeRetransmitted",
+    "HandshakeStarted",
+    "NetworkChanged",
     "NotificationStored",
+    "NotificationsDropped",
     "NotificationsFlushed",
     "ObservationCancelled",
     "QueueModeSleep",
@@ -207,6 +212,69 @@ class NotificationsFlushed(Event):
     name: ClassVar[str] = "notifications_flushed"
     ssid: int
     count: int
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationsDropped(Event):
+    """A new registration replaced the one the server's observations belonged to.
+
+    The server forgot those observations (it re-observes if it wants); the
+    ``count`` notifications stored for them were discarded (spec §10).
+    """
+
+    name: ClassVar[str] = "notifications_dropped"
+    ssid: int
+    count: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeStarted(Event):
+    """A DTLS handshake began (``ssid`` None: the Bootstrap-Server link).
+
+    ``resuming``: a kept session is offered (an abbreviated handshake if the
+    server still has it).
+    """
+
+    name: ClassVar[str] = "handshake_started"
+    ssid: int | None
+    resuming: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeRetransmitted(Event):
+    """A handshake flight got no answer and was sent again (RFC 6347 §4.2.4).
+
+    ``attempt`` counts transmissions of this flight (2 = the first resend);
+    ``next_timeout`` is the wait before the next resend or the verdict, so a
+    wrong key or a silent server shows long before the handshake gives up.
+    """
+
+    name: ClassVar[str] = "handshake_retransmitted"
+    ssid: int | None
+    attempt: int
+    next_timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeDone(Event):
+    """A DTLS session is up: ``resumed`` (abbreviated handshake) or fully established."""
+
+    name: ClassVar[str] = "handshake_done"
+    ssid: int | None
+    resumed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkChanged(Event):
+    """The application (or a link watcher) said the network is back or changed.
+
+    ``cut`` pending reconnect or retry waits now end after ``delay`` s.
+    """
+
+    name: ClassVar[str] = "network_changed"
+    cut: int
+    delay: float
 
 
 @dataclass(frozen=True, slots=True)

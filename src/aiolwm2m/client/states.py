@@ -2,10 +2,10 @@
 
 Every state a server can be in is a :class:`ServerState`, including those the
 application never sees by name: waiting for the Initial Registration Delay,
-waiting out a 4.29's Max-Age before a Register, asleep in queue mode, waking
-from it. Each hidden state reports the public state it refines
-(:attr:`ServerState.public`), so ``state_changed`` events name only the ten
-public states, as they always did.
+waiting out a Max-Age before a Register, resuming a registration with an
+Update over a new link, asleep in queue mode, waking from it. Each hidden
+state reports the public state it refines (:attr:`ServerState.public`), so
+``state_changed`` events name only the ten public states, as they always did.
 
 A move happens only through :func:`next_server_state`: a named
 :class:`Trigger` looked up in :data:`SERVER_TRANSITIONS` (moves from one
@@ -60,7 +60,9 @@ class ServerState(enum.StrEnum):
     CONNECTING = "connecting"  # waiting for the runtime to open the link
     WAKING = "waking"  # hidden (connecting): queue mode reopens the link to resume
     REGISTERING = "registering"
-    REGISTER_WAIT = "register_wait"  # hidden (registering): a 4.29's Max-Age before Register
+    REGISTER_WAIT = "register_wait"  # hidden (registering): a Max-Age before Register
+    # hidden (registering): a new link resumes the registration with an Update (spec §10)
+    RESUMING = "resuming"
     REGISTERED = "registered"
     ASLEEP = "asleep"  # hidden (registered): queue mode closed the idle link
     DEREGISTERING = "deregistering"
@@ -81,6 +83,7 @@ _PUBLIC_SERVER = {
     ServerState.DELAYED: ServerState.IDLE,
     ServerState.WAKING: ServerState.CONNECTING,
     ServerState.REGISTER_WAIT: ServerState.REGISTERING,
+    ServerState.RESUMING: ServerState.REGISTERING,
     ServerState.ASLEEP: ServerState.REGISTERED,
     ServerState.DISABLING: ServerState.DEREGISTERING,
 }
@@ -92,7 +95,8 @@ class Trigger(enum.Enum):
     START = "start"  # open the link: first start, a retry, a revival
     DELAY = "delay"  # start after the Initial Registration Delay
     LINK_UP = "link_up"  # the link is open: Register
-    RESUMED = "resumed"  # the link is open again: the server still holds the registration
+    RESUME = "resume"  # the link is open, the registration unexpired: Update first
+    RESUMED = "resumed"  # the server still holds the registration (queue wake, Update 2.04)
     REGISTER = "register"  # Register again on the same link (4.12 fallback, Max-Age, 1.1 Q)
     REGISTER_OK = "register_ok"
     SLEEP = "sleep"  # queue mode: the link was idle for MAX_TRANSMIT_WAIT
@@ -122,12 +126,19 @@ _T = Trigger
 
 #: The request-carrying states: where a request can fail and the failure
 #: table's action moves the server (custom tables may pick any action).
-_ACTING = (_S.CONNECTING, _S.WAKING, _S.REGISTERING, _S.REGISTER_WAIT, _S.REGISTERED)
+_ACTING = (
+    _S.CONNECTING,
+    _S.WAKING,
+    _S.REGISTERING,
+    _S.REGISTER_WAIT,
+    _S.RESUMING,
+    _S.REGISTERED,
+)
 
 
 def _acting(state: ServerState) -> dict[Trigger, ServerState]:
     """The failure-table actions possible while ``state`` carries requests."""
-    link_open = state in (_S.REGISTERING, _S.REGISTER_WAIT, _S.REGISTERED)
+    link_open = state in (_S.REGISTERING, _S.REGISTER_WAIT, _S.RESUMING, _S.REGISTERED)
     return {
         # With the link open the Register goes out on it, else the link reopens first.
         _T.FALLBACK_REGISTER: _S.REGISTERING if link_open else _S.CONNECTING,
@@ -143,6 +154,7 @@ SERVER_TRANSITIONS: Mapping[ServerState, Mapping[Trigger, ServerState]] = {
     _S.CONNECTING: {
         **_acting(_S.CONNECTING),
         _T.LINK_UP: _S.REGISTERING,
+        _T.RESUME: _S.RESUMING,
         _T.RESUMED: _S.REGISTERED,
     },
     # Woken to register again (queue mode switched under 1.1), or to resume.
@@ -154,6 +166,8 @@ SERVER_TRANSITIONS: Mapping[ServerState, Mapping[Trigger, ServerState]] = {
         _T.REGISTER_OK: _S.REGISTERED,
     },
     _S.REGISTER_WAIT: {**_acting(_S.REGISTER_WAIT), _T.REGISTER: _S.REGISTERING},
+    # A Max-Age (4.29, 5.03) to the resuming Update is waited out here too.
+    _S.RESUMING: {**_acting(_S.RESUMING), _T.RESUMED: _S.REGISTERED},
     _S.REGISTERED: {
         **_acting(_S.REGISTERED),
         _T.REGISTER: _S.REGISTERING,  # a change only Register carries (1.1 Queue Mode)

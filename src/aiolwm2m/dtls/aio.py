@@ -191,12 +191,16 @@ async def dtls_client_connect(
     server_hostname: str | None = None,
     poll_interval: float = DEFAULT_POLL_INTERVAL,
     resume: SavedSession | None = None,
+    on_flight: Callable[[int, float], None] | None = None,
 ) -> DtlsDatagramConnection:
     """Open a connected UDP socket to host:port and run the DTLS handshake.
 
     ``server_hostname`` (default ``host``) is what the server certificate is
     checked against. ``resume`` offers a kept session (abbreviated handshake
-    if the server still has it; ``conn.session.resumed`` tells). Raises
+    if the server still has it; ``conn.session.resumed`` tells).
+    ``on_flight(attempt, next_timeout)`` hears of the first flight (attempt 1)
+    and of every retransmission of a flight, with the wait before the next
+    one (or the verdict), so a silent server shows long before it fails. Raises
     :class:`DtlsHandshakeError`; a name that does not resolve or a socket
     that cannot be opened is NETWORK, chained from the OSError
     (``socket.gaierror`` for DNS). Cancelling closes the socket.
@@ -215,15 +219,25 @@ async def dtls_client_connect(
     except OSError as exc:
         raise DtlsHandshakeError(HandshakeFailure.NETWORK, f"socket: {exc}") from exc
     conn._transport = transport
+    waits = session.timing.waits
+
+    def report(attempt: int) -> None:
+        if on_flight is not None:
+            on_flight(attempt, waits[min(attempt, len(waits)) - 1])
+
     try:
         session.start()
         conn._flush()
+        report(1)
         while session.state is DtlsState.HANDSHAKING:
             conn._wakeup.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(conn._wakeup.wait(), poll_interval)
+            sent = session.transmissions
             session.poll()
             conn._flush()
+            if session.state is DtlsState.HANDSHAKING and session.transmissions > sent:
+                report(session.transmissions)
         if session.state is not DtlsState.ESTABLISHED:
             info = session.failure_info or FailureInfo(
                 HandshakeFailure.INTERNAL, None, f"handshake ended in {session.state.value}"

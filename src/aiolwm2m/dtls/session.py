@@ -148,6 +148,11 @@ class DtlsClientSession:
         return self._resumed
 
     @property
+    def transmissions(self) -> int:
+        """Times the current handshake flight went on the wire (1 until a resend)."""
+        return self._retx.transmissions
+
+    @property
     def resumption_offered(self) -> bool:
         return self._offered is not None
 

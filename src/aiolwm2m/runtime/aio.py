@@ -180,6 +180,9 @@ class Client(EngineDriver):
                 local_host=self._local_host,
                 sessions=self.dtls_sessions,
                 resolver=self._resolver,
+                progress=lambda attempt, wait, resuming: self._handshake_progress(
+                    link_id, gen, attempt, wait, resuming
+                ),
             )
         except LinkError as exc:
             self._opening.pop(link_id, None)

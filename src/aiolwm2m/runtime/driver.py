@@ -176,6 +176,12 @@ class EngineDriver(ABC):
         self.engine.exit_offline(self.now())
         self._pump()
 
+    def network_changed(self) -> None:
+        """The network is back or changed: pending reconnect/retry waits end within
+        ``[reconnect] network_change_window`` s (jittered; spec §2)."""
+        self.engine.network_changed(self.now())
+        self._pump()
+
     def trigger_update(self, ssid: int | None = None) -> None:
         self.engine.trigger_update(self.now(), ssid)
         self._pump()
@@ -406,7 +412,19 @@ class EngineDriver(ABC):
         trace_link(link_id, "opened" + (" (DTLS session)" if link.secure else ""))
         for tap in self.wire_taps:
             tap.link_up(link_id, link.secure, self.now())
-        self.engine.link_up(link_id, self.now(), secure=link.secure)
+        self.engine.link_up(link_id, self.now(), secure=link.secure, resumed=link.resumed)
+        self._pump()
+
+    def _handshake_progress(
+        self, link_id: int, generation: int, attempt: int, next_timeout: float, resuming: bool
+    ) -> None:
+        """A DTLS handshake flight went out: the first (attempt 1) or a retransmission."""
+        if not self._current(link_id, generation):
+            return
+        if attempt <= 1:
+            self.engine.handshake_started(link_id, self.now(), resuming=resuming)
+        else:
+            self.engine.handshake_retransmitted(link_id, self.now(), attempt, next_timeout)
         self._pump()
 
     def _link_failed(

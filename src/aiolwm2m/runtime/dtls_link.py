@@ -40,7 +40,18 @@ if TYPE_CHECKING:
     from aiolwm2m.dtls.aio import DtlsDatagramConnection
     from aiolwm2m.dtls.session import SavedSession
 
-__all__ = ["DtlsLink", "DtlsSessions", "account_credentials", "link_failure", "open_dtls_link"]
+__all__ = [
+    "DtlsLink",
+    "DtlsSessions",
+    "HandshakeProgress",
+    "account_credentials",
+    "link_failure",
+    "open_dtls_link",
+]
+
+#: ``progress(attempt, next_timeout, resuming)``: a handshake flight went out
+#: (attempt 1: the handshake started; ``resuming``: a kept session is offered).
+HandshakeProgress = Callable[[int, float, bool], None]
 
 log = logging.getLogger("aiolwm2m.client")
 
@@ -114,8 +125,11 @@ async def open_dtls_link(
     on_error: Callable[[Exception], None],
     local_host: str | None = None,
     sessions: DtlsSessions | None = None,
+    progress: HandshakeProgress | None = None,
 ) -> DtlsLink:
     """Handshake (resuming a kept session when there is one) and wrap it as a link.
+
+    ``progress`` hears of every flight sent (see :data:`HandshakeProgress`).
 
     Raises :class:`~aiolwm2m.dtls.errors.DtlsUnavailableError` without a TLS
     stack and :class:`~aiolwm2m.dtls.errors.DtlsHandshakeError` on failure.
@@ -124,6 +138,13 @@ async def open_dtls_link(
     from aiolwm2m.dtls.aio import dtls_client_connect  # the TLS stack: loaded on first use
 
     saved = sessions.get(remote, credentials) if sessions is not None else None
+    on_flight = None
+    if progress is not None:
+        report = progress  # narrowed for the closure
+
+        def on_flight(attempt: int, next_timeout: float) -> None:
+            report(attempt, next_timeout, saved is not None)
+
     try:
         conn = await dtls_client_connect(
             remote[0],
@@ -133,6 +154,7 @@ async def open_dtls_link(
             local_addr=(local_host, 0) if local_host else None,
             server_hostname=host,
             resume=saved,
+            on_flight=on_flight,
         )
     except dtls.DtlsHandshakeError as exc:
         if sessions is not None and exc.failure.credentials_rejected:

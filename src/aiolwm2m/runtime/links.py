@@ -26,6 +26,7 @@ from aiolwm2m.dtls.errors import DtlsHandshakeError, DtlsUnavailableError
 from aiolwm2m.errors import ConfigError, Lwm2mError
 from aiolwm2m.runtime.dtls_link import (
     DtlsSessions,
+    HandshakeProgress,
     account_credentials,
     link_failure,
     open_dtls_link,
@@ -176,6 +177,7 @@ async def open_link(
     local_host: str | None = None,
     sessions: DtlsSessions | None = None,
     resolver: Resolver = resolve,
+    progress: HandshakeProgress | None = None,
 ) -> Link:
     """Open a link for ``account``: plain UDP for coap://, a DTLS session for coaps://.
 
@@ -184,7 +186,8 @@ async def open_link(
     (bootstrap), and a secure account must never end up on a plaintext socket.
     Without a TLS stack installed a coaps:// link fails as SECURE with the
     one-line install hint (plain coap:// never loads it). ``sessions`` keeps
-    DTLS sessions between links so a reconnect can resume one.
+    DTLS sessions between links so a reconnect can resume one; ``progress``
+    hears of each handshake flight.
     """
     try:
         check_security(account, uri)  # InvalidParameters is a ConfigError
@@ -196,7 +199,15 @@ async def open_link(
         return await open_udp(remote, on_datagram, on_error, local_host)
     try:
         return await open_dtls_link(
-            remote, uri.host, credentials, config.dtls, on_datagram, on_error, local_host, sessions
+            remote,
+            uri.host,
+            credentials,
+            config.dtls,
+            on_datagram,
+            on_error,
+            local_host,
+            sessions,
+            progress,
         )
     except DtlsHandshakeError as exc:
         raise LinkError(link_failure(exc.failure), str(exc.info)) from exc

@@ -31,7 +31,9 @@ its next ClientHello; a server that still knows the token answers
 "resumed" (an abbreviated handshake: :data:`ABBREVIATED_FLIGHTS` instead of
 :data:`FULL_FLIGHTS` on the wire, as measured with OpenSSL), otherwise it
 runs a full one and hands out a new token. The link says which
-(``resumed``), as the real runtime's does.
+(``resumed``), as the real runtime's does, and each flight sent is reported
+as the real runtime reports it (``handshake_started``,
+``handshake_retransmitted``).
 """
 
 from __future__ import annotations
@@ -357,6 +359,7 @@ class _SimHandshake:
         net = client.net
         self.local = net.bind((client.host, 0), self._on_datagram, self._on_icmp, remote=remote)
         timing = client.config.dtls
+        self._attempt = 0
         self._timers = [
             net.clock.call_later(t, self._send_hello) for t in timing.retransmission_instants
         ]
@@ -364,8 +367,15 @@ class _SimHandshake:
         self._send_hello()
 
     def _send_hello(self) -> None:
+        """Send (or re-send) the ClientHello and report the flight, as the real runtime does."""
         token = self.client.dtls_sessions.get(self.remote, b"")
         self.client.net.send(self.local, self.remote, SIM_CLIENT_HELLO + token)
+        self._attempt += 1
+        waits = self.client.config.dtls.waits
+        next_timeout = waits[min(self._attempt, len(waits)) - 1]
+        self.client._handshake_progress(
+            self.link_id, self.gen, self._attempt, next_timeout, bool(token)
+        )
 
     def cancel(self) -> None:
         for timer in self._timers:

@@ -489,11 +489,11 @@ def test_failed_bootstrap_account_means_no_bootstrap_until_the_outer_loop(world:
         "abort_all",
     )
     assert client.engine.bootstrap_phase() is BootstrapPhase.FAILED
-    # The application revives the server; its next failure cannot bootstrap: (B) fails.
+    # The application revives the server; its next failure (a Reset to the Update
+    # that resumes the registration) cannot bootstrap: (B) fails.
     client.enable_server(1)
-    assert clock.run_until_true(lambda: client.engine.registered(1), 10)
-    client.trigger_update(1)
     clock.run_for(5)
+    assert [e.request for e in client.errors(ev.ErrorCode.RESET)] == ["update", "update"]
     assert len(client.named("bootstrap_started")) == 1
     assert client.named("server_gave_up")
 
@@ -620,7 +620,9 @@ def test_provisioned_accounts_survive_a_restart(world: World) -> None:
     # The configured account, at the /0 instance it has on the client (issue 12 item 2).
     assert restored.engine.bootstrap_account == replace(bootstrap, security_instance=0)
     restored.start()
-    assert world.net.clock.run_until_true(registered_to(restored, 2), 10)
+    # Spec §10: the restored registration has not expired: an Update resumes it.
+    assert world.net.clock.run_until_true(lambda: restored.engine.registered(2), 10)
+    assert restored.named("updated") and not restored.named("registering")
     assert restored.named("bootstrap_started") == []
 
 

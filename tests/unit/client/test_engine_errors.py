@@ -93,9 +93,10 @@ def test_endpoint_name_over_64_characters_is_invalid(
     assert not server.core.registrations
 
 
-def test_network_error_while_registered_ends_in_the_schedule_and_re_registers(
+def test_network_error_while_registered_ends_in_the_schedule_then_resumes(
     net: SimNetwork, server: SimServer, make_client: MakeClient
 ) -> None:
+    """Spec §10: the registration has not expired: the new link resumes it with an Update."""
     client = make_client(account={"retry": RetrySettings(bootstrap_on_registration_failure=False)})
     net.clock.run_for(1)
     server.stop()
@@ -106,4 +107,5 @@ def test_network_error_while_registered_ends_in_the_schedule_and_re_registers(
     server.start()
     net.clock.run_for(scheduled.delay + 1)  # type: ignore[attr-defined]
     assert client.engine.registered()
-    assert len(client.named("registered")) == 2
+    assert len(client.named("registered")) == 1
+    assert client.named("updated")[-1].time > scheduled.time

@@ -12,7 +12,7 @@ from aiolwm2m.testbed.sim import SimServer
 DAY = 86_400.0
 
 
-def test_offline_sends_nothing_stores_notifications_and_exit_registers_and_flushes(
+def test_offline_sends_nothing_stores_notifications_and_exit_resumes_and_flushes(
     net: SimNetwork, server: SimServer, make_client: MakeClient
 ) -> None:
     tree = FakeTree()
@@ -34,7 +34,9 @@ def test_offline_sends_nothing_stores_notifications_and_exit_registers_and_flush
     client.exit_offline()
     net.clock.run_for(1)
     assert client.engine.registered()
-    assert len(client.named("registered")) == 2
+    # Spec §10: a new socket resumes the registration (lifetime 7 d) with an Update.
+    assert len(client.named("registered")) == 1
+    assert client.named("updated")
     [flushed] = [e for e in client.events if isinstance(e, ev.NotificationsFlushed)]
     assert flushed.count == 3
     assert client.engine.stored_notifications(1) == []

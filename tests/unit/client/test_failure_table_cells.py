@@ -91,7 +91,7 @@ class World:
         _, effect, code = self.fault
         if effect == "respond":
             reply = Message(type=MessageType.ACK, code=code, mid=msg.mid, token=msg.token)
-            if code == Code.TOO_MANY_REQUESTS:
+            if code in (Code.TOO_MANY_REQUESTS, Code.SERVICE_UNAVAILABLE):
                 reply.add(OptionNumber.MAX_AGE, encode_uint(MAX_AGE))
             self.net.send(dst, src, encode(reply))
         elif effect == "reset":
@@ -173,6 +173,7 @@ FAULTS: dict[Failure, tuple[str, int]] = {
     F.COAP_ERROR: ("respond", Code.FORBIDDEN),
     F.PRECONDITION_FAILED: ("respond", Code.PRECONDITION_FAILED),
     F.TOO_MANY_REQUESTS: ("respond", Code.TOO_MANY_REQUESTS),
+    F.SERVICE_UNAVAILABLE: ("respond", Code.SERVICE_UNAVAILABLE),  # with a Max-Age
 }
 
 
@@ -273,7 +274,15 @@ PROVOKE: dict[tuple[RequestKind, Failure], Provoke] = {
     },
     **{
         (R.SEND, f): provoke_after_registration(R.SEND, f)
-        for f in (F.TIMEOUT_NOSEC, F.TIMEOUT_DTLS, F.RESET, F.COAP_ERROR, F.NETWORK, F.INTERNAL)
+        for f in (
+            F.TIMEOUT_NOSEC,
+            F.TIMEOUT_DTLS,
+            F.RESET,
+            F.COAP_ERROR,
+            F.SERVICE_UNAVAILABLE,
+            F.NETWORK,
+            F.INTERNAL,
+        )
     },
     **{
         (R.NOTIFY, f): provoke_after_registration(R.NOTIFY, f)

@@ -86,6 +86,16 @@ def test_recovery_moves() -> None:
     assert next_server_state(S.REGISTERED, T.FALLBACK_REGISTER) is S.REGISTERING
     assert next_server_state(S.CONNECTING, T.FALLBACK_REGISTER) is S.CONNECTING
     assert next_server_state(S.REGISTERING, T.RETRY_HANDSHAKE) is S.CONNECTING
+    # Spec §10: a new link resumes an unexpired registration with an Update; a
+    # refusal falls back to Register on that link; a stale DTLS session is redone.
+    assert walk(S.FAILED, T.START, T.RESUME, T.RESUMED)[1:] == [
+        S.CONNECTING,
+        S.RESUMING,
+        S.REGISTERED,
+    ]
+    assert S.RESUMING.public is S.REGISTERING
+    assert next_server_state(S.RESUMING, T.FALLBACK_REGISTER) is S.REGISTERING
+    assert next_server_state(S.REGISTERED, T.RETRY_HANDSHAKE) is S.CONNECTING
     # A queue-mode wake-up whose link fails can run the retry procedure, then resume.
     assert walk(S.WAKING, T.ABORT_REGISTRATION, T.START, T.RESUMED)[1:] == [
         S.BACKOFF,
@@ -106,6 +116,8 @@ def test_recovery_moves() -> None:
         (S.DEREGISTERING, T.REGISTER_OK),
         (S.BACKOFF, T.LINK_UP),
         (S.FAILED, T.RESUMED),
+        (S.RESUMING, T.SLEEP),  # queue mode sleeps only once the registration is resumed
+        (S.REGISTERED, T.RESUME),
         (S.BOOTSTRAPPING, T.LINK_UP),
         (S.CONNECTING, T.REGISTER_OK),
         (S.REGISTERING, T.DEREGISTERED),
@@ -136,7 +148,7 @@ def test_every_state_has_a_row_and_only_states_are_targets() -> None:
 def test_hidden_states_report_their_public_name() -> None:
     assert {s.public.value for s in ServerState} == PUBLIC_SERVER_STATES
     hidden = {s for s in ServerState if s.public is not s}
-    assert hidden == {S.DELAYED, S.WAKING, S.REGISTER_WAIT, S.ASLEEP, S.DISABLING}
+    assert hidden == {S.DELAYED, S.WAKING, S.REGISTER_WAIT, S.RESUMING, S.ASLEEP, S.DISABLING}
     assert all(s.public.public is s.public for s in ServerState)
     assert {p.public for p in BootstrapPhase} == set(BootstrapPhase) - {
         P.LEAVING,

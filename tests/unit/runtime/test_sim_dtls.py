@@ -91,6 +91,13 @@ def test_silent_server_retransmits_on_the_rfc_schedule_then_gives_up(
     client = make_client(net, server.uri, dtls=timing)
     assert net.clock.run_until_true(lambda: bool(connect_errors(client)), 1000)
     assert hello_times(net) == pytest.approx(instants)
+    # Issue 13 item 3: the handshake's progress is visible long before the verdict.
+    [started] = [e for e in client.events if isinstance(e, ev.HandshakeStarted)]
+    assert (started.time, started.ssid, started.resuming) == (0, 1, False)
+    resent = [e for e in client.events if isinstance(e, ev.HandshakeRetransmitted)]
+    assert [e.time for e in resent] == pytest.approx(instants[1:])
+    assert [e.attempt for e in resent] == list(range(2, len(instants) + 1))
+    assert [e.next_timeout for e in resent] == list(timing.waits[1:])
     (error,) = connect_errors(client)
     assert error.code is ev.ErrorCode.SECURE_CONNECTION_FAILED
     assert error.detail is not None and error.detail.startswith("timeout")
@@ -148,18 +155,46 @@ def test_register_lost_right_after_handshake_does_not_loop(net: SimNetwork) -> N
     assert len(server.handshakes) == 1
 
 
-def test_lost_session_triggers_one_new_handshake_then_registers(net: SimNetwork) -> None:
-    """(†), other side: a Register that was not sent right after a handshake retries it."""
+def test_lost_session_triggers_one_new_handshake_then_resumes(net: SimNetwork) -> None:
+    """Spec §10: a timeout on a session the server had used means a new handshake at once.
+
+    The Update that times out is not sent again over the same session (no
+    Register on it first, as Anjay's table would): a new handshake, then the
+    Update again, which the restarted server (its registrations kept)
+    accepts.
+    """
     server = make_server(net, HandshakeOutcome.ACCEPT)
     client = make_client(net, server.uri)
     assert net.clock.run_until_true(lambda: bool(client.named("registered")), 10)
     server.restart()  # the server forgets the session; the client does not know
     client.trigger_update()
-    assert net.clock.run_until_true(lambda: len(client.named("registered")) == 2, 300)
-    kinds = [(e.request, e.action) for e in client.errors()]
-    assert kinds == [("update", "fallback_register"), ("register", "retry_handshake")]
+    assert net.clock.run_until_true(lambda: bool(client.named("updated")), 300)
+    [error] = client.errors()
+    assert (error.request, error.action) == ("update", "retry_handshake")
     assert len(server.handshakes) == 2
-    assert server.dropped_without_session == 2 * 5  # Update and Register, 5 transmissions each
+    assert server.dropped_without_session == 5  # the Update's transmissions only
+    [updated] = client.named("updated")
+    # One handshake and one exchange after the timeout: four network hops.
+    assert updated.time - error.time == pytest.approx(4 * LATENCY)
+    assert len(client.named("registered")) == 1
+
+
+def test_a_timeout_right_after_the_new_handshake_does_not_loop(net: SimNetwork) -> None:
+    """(†): the Update resumed over a fresh session times out too: no third handshake."""
+    server = make_server(net, HandshakeOutcome.ACCEPT)
+    client = make_client(net, server.uri)
+    assert net.clock.run_until_true(lambda: bool(client.named("registered")), 10)
+    server.restart()
+    server.core.add_rule(FaultRule(Operation.ANY, FaultKind.SILENT))
+    client.trigger_update()
+    net.clock.run_for(3 * 62 + 1)
+    kinds = [(e.request, e.action) for e in client.errors()]
+    assert kinds == [
+        ("update", "retry_handshake"),  # the session the server had used: redo it
+        ("update", "fallback_register"),  # fresh session: (†) reads the NoSec row
+        ("register", "abort_registration"),  # still fresh: nothing has come back over it
+    ]
+    assert len(server.handshakes) == 2
 
 
 # -- session resumption after an outage -------------------------------------------
@@ -196,5 +231,9 @@ def test_30s_outage_ends_with_an_abbreviated_handshake(
     )
     assert server.flights == flights
     assert client._links[1].resumed is (not server_restarts)
-    # Until the engine acts on the flag, a resumed session still re-registers.
+    done = [e for e in client.events if isinstance(e, ev.HandshakeDone)]
+    assert [e.resumed for e in done] == [False, not server_restarts]
+    # Resumed or not, the registration the server kept is resumed with an Update.
+    assert len(client.named("registered")) == 1
+    assert client.named("updated")[-1].time > done[-1].time
     assert len(server.core.registrations) == 1

@@ -21,7 +21,7 @@ from aiolwm2m.accounts import (
 )
 from aiolwm2m.client import events as ev
 from aiolwm2m.client.bootstrap import BootstrapHandler, Provisioning
-from aiolwm2m.client.engine._channel import Failed, classify
+from aiolwm2m.client.engine._channel import Failed, classify, wait_detail
 from aiolwm2m.client.engine._shared import Scheduled, Shared, Step
 from aiolwm2m.client.engine._types import BOOTSTRAP_LINK, CloseLink, LinkFailure
 from aiolwm2m.client.policy import Failure, RequestKind
@@ -127,12 +127,14 @@ class BootstrapFlow:
         return min(base * 2.0**bs.failures, max(BOOTSTRAP_HOLD_OFF_CAP, base))
 
     # ------------------------------------------------------------------ the link
-    def link_up(self, now: float, secure: bool) -> None:
+    def link_up(self, now: float, secure: bool, resumed: bool) -> None:
         bs = self.bs
         if bs.phase.public is not BootstrapPhase.CONNECTING:
             self.s.actions.append(CloseLink(BOOTSTRAP_LINK))
             return
         bs.channel.up(secure)
+        if secure:
+            self.s.emit(ev.HandshakeDone(now, None, resumed))
         if bs.phase is BootstrapPhase.RECONNECTING:
             self._request(now, _B.LINK_UP)
             return
@@ -211,7 +213,7 @@ class BootstrapFlow:
             self.failed(now)
 
     def wait_max_age(self, now: float) -> None:
-        """A 4.29 to the Request: hold off for its Max-Age, then request again (spec §7)."""
+        """A 4.29 or 5.03 to the Request: hold off for its Max-Age, then request again (§7)."""
         bs = self.bs
         bs.move(_B.WAIT_MAX_AGE)
         bs.next = Scheduled(bs.rate_limited_until, Step.BOOTSTRAP_REQUEST)
@@ -240,6 +242,7 @@ class BootstrapFlow:
         assert layer is not None
         if layer.refuse_unknown_critical(req, now):
             return
+        bs.channel.fresh = False  # the server holds the session
         if bs.handler is None or bs.phase.public is BootstrapPhase.CONNECTING:
             layer.respond(req.key, Message(code=Code.SERVICE_UNAVAILABLE), now)
             return
@@ -261,6 +264,7 @@ class BootstrapFlow:
     def _result(self, result: ExchangeResult, now: float) -> None:
         bs = self.bs
         pending = bs.channel.inflight.pop(result.key, None)
+        bs.channel.heard(pending, result.outcome, now)
         if pending is None or bs.phase is not BootstrapPhase.REQUESTING:
             return  # the server already started operating: the Request did its job
         outcome = classify(result, secure=bs.channel.secure)
@@ -276,9 +280,10 @@ class BootstrapFlow:
             # Spec §6: "quota reached" is a 4.00 whose diagnostic names the quota.
             quota = b"quota" in resp.payload.lower()
             code = ev.ErrorCode.QUOTA_REACHED if quota else ev.ErrorCode.BAD_REQUEST
-        if outcome.failure is Failure.TOO_MANY_REQUESTS:
-            bs.rate_limited_until = now + outcome.max_age
-            detail: str | None = outcome.wait_detail
+        wait = outcome.retry_after(self.s.config.registration.max_retry_after)
+        if wait is not None:
+            bs.rate_limited_until = now + wait
+            detail: str | None = wait_detail(wait)
         else:
             detail = outcome.diagnostic
         self.s.recovery.bootstrap_request_failed(pending, outcome, code, detail, now)

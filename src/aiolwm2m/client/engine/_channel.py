@@ -3,9 +3,17 @@ how an exchange that went wrong is classified for the failure table.
 
 Servers and the Bootstrap-Server each talk through a :class:`Channel`, so
 what both need is written once here: whether the link is open and secure,
-whether the next request goes out "right after a fresh handshake" (the
-circumstance of rule (†)), and how an answer becomes a failure-table row
-(including 4.12 and 4.29 with its Max-Age wait).
+whether a request goes out over a *fresh* session (the circumstance of rule
+(†)), how an answer becomes a failure-table row (including 4.12, and 4.29 or
+5.03 with their Max-Age wait), and the round trip of the last exchange.
+
+A DTLS session is fresh from its handshake (full or abbreviated) until the
+server first shows it still holds it: any answer, Reset or request over it.
+A request that times out on a fresh session says nothing about the session
+(the server was there moments ago), so (†) treats it as on a NoSec link; one
+that times out on a session the server had already used may have outlived the
+server's memory of it (a restart, an expired session), so the failure table
+retries the handshake (spec §10) instead of sending on over the same session.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from aiolwm2m.client.engine._types import (
     SendDatagram,
 )
 from aiolwm2m.client.events import ErrorCode
-from aiolwm2m.client.policy import Circumstance, Failure, RequestKind
+from aiolwm2m.client.policy import MAX_AGE_ROWS, Circumstance, Failure, RequestKind
 from aiolwm2m.coap.layer import Event as LayerEvent
 from aiolwm2m.coap.layer import ExchangeResult, MessageLayer, Outcome
 from aiolwm2m.coap.message import (
@@ -37,11 +45,13 @@ from aiolwm2m.coap.params import TransmissionParameters
 
 __all__ = [
     "DIAGNOSTIC_BYTES",
+    "DEFAULT_MAX_AGE",
     "NON_NOTIFICATIONS_TRACKED",
     "Channel",
     "Failed",
     "Pending",
     "classify",
+    "wait_detail",
 ]
 
 #: NON notifications are remembered this many at a time so a late Reset can
@@ -57,15 +67,19 @@ DEFAULT_MAX_AGE = 60
 
 @dataclass(slots=True)
 class Pending:
-    """A request (or confirmable notification) in flight, as the failure table needs it."""
+    """A request (or confirmable notification) in flight, as the failure table needs it.
+
+    ``sent`` (when it went out) measures the round trip of its exchange.
+    """
 
     kind: RequestKind
-    sent_after_handshake: bool
+    fresh_session: bool
     notification: Notification | None = None
+    sent: float | None = None
 
     @property
     def circumstances(self) -> frozenset[Circumstance]:
-        if self.sent_after_handshake:
+        if self.fresh_session:
             return frozenset({Circumstance.AFTER_FRESH_HANDSHAKE})
         return frozenset()
 
@@ -80,17 +94,6 @@ class Failed:
     response: Message | None = None
 
     @property
-    def max_age(self) -> float:
-        """Seconds a 4.29 asks to wait (Max-Age, 60 s when absent or unreadable)."""
-        max_age = None
-        if self.response is not None:
-            try:
-                max_age = self.response.max_age
-            except CoapDecodeError:
-                max_age = None
-        return float(DEFAULT_MAX_AGE if max_age is None else max_age)
-
-    @property
     def diagnostic(self) -> str | None:
         """The start of the answer's diagnostic payload (RFC 7252 §5.5.2) as text.
 
@@ -101,10 +104,31 @@ class Failed:
             return None
         return self.response.payload[:DIAGNOSTIC_BYTES].decode("utf-8", "replace")
 
-    @property
-    def wait_detail(self) -> str:
-        """The ``detail`` of the ``too_many_requests`` event."""
-        return f"waiting {self.max_age:g} s (Max-Age)"
+    def retry_after(self, cap: float) -> float | None:
+        """Seconds to wait before the next request to this server (spec §7), or None.
+
+        A 4.29 or a 5.03 with Max-Age is a retry-after hint: its Max-Age (60 s
+        when a 4.29 carries none or an unreadable one), never more than ``cap``
+        (``[registration] max_retry_after``).
+        """
+        if self.failure not in MAX_AGE_ROWS:
+            return None
+        max_age = _max_age(self.response)
+        return min(float(DEFAULT_MAX_AGE if max_age is None else max_age), cap)
+
+
+def _max_age(response: Message | None) -> int | None:
+    if response is None:
+        return None
+    try:
+        return response.max_age
+    except CoapDecodeError:
+        return None
+
+
+def wait_detail(seconds: float) -> str:
+    """The ``detail`` of the ``error`` event of a Max-Age wait."""
+    return f"waiting {seconds:g} s (Max-Age)"
 
 
 def _outcome_failure(outcome: Outcome, *, secure: bool) -> Failed:
@@ -128,6 +152,8 @@ def classify(result: ExchangeResult, *, secure: bool) -> Message | Failed:
         return resp
     if resp.code == Code.TOO_MANY_REQUESTS:
         return Failed(Failure.TOO_MANY_REQUESTS, ErrorCode.TOO_MANY_REQUESTS, "4.29", resp)
+    if resp.code == Code.SERVICE_UNAVAILABLE and _max_age(resp) is not None:
+        return Failed(Failure.SERVICE_UNAVAILABLE, ErrorCode.COAP_ERROR, "5.03", resp)
     failure = Failure.PRECONDITION_FAILED if resp.code == Code.PRECONDITION_FAILED else None
     return Failed(failure or Failure.COAP_ERROR, ErrorCode.COAP_ERROR, code_str(resp.code), resp)
 
@@ -151,6 +177,7 @@ class Channel:
         "link",
         "non_notes",
         "open",
+        "round_trip",
         "secure",
         "sends",
     )
@@ -169,7 +196,8 @@ class Channel:
         self.layer: MessageLayer | None = None
         self.open = False
         self.secure = False
-        self.fresh = False  # the next request is the first after a handshake
+        self.fresh = False  # a DTLS session the server has not yet shown it holds
+        self.round_trip = 0.0  # of the last exchange answered without a retransmission
         self.inflight: dict[int, Pending] = {}
         self.non_notes = 0  # NON notifications among inflight, kept exact by pop()/forget_*()
         self.deferred: dict[tuple[int, bytes], int] = {}  # answers the data model owes
@@ -222,9 +250,23 @@ class Channel:
         """Send a confirmable request; raises MemoryError/ValueError if it cannot be built."""
         assert self.layer is not None
         key = self.layer.send_request(msg, now)
-        self.inflight[key] = self.pending(kind)
-        self.fresh = False
+        self.inflight[key] = Pending(kind, self.fresh, sent=now)
         return key
+
+    def heard(self, pending: Pending | None, outcome: Outcome, now: float) -> None:
+        """An exchange ended: an answer proves the session; a quick one is a round trip.
+
+        Only an exchange answered before its first retransmission could have
+        been due is a sample (Karn's rule: a retransmitted request's answer
+        cannot be matched to one transmission).
+        """
+        if outcome in (Outcome.TIMEOUT, Outcome.NETWORK_ERROR):
+            return
+        self.fresh = False
+        if pending is not None and pending.sent is not None:
+            elapsed = now - pending.sent
+            if elapsed < self._params.ack_timeout:
+                self.round_trip = elapsed
 
     def notify(self, note: Notification, now: float) -> None:
         """Send a notification; NON ones are tracked only for a late Reset.

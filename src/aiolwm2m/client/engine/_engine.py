@@ -204,7 +204,7 @@ class ClientEngine:
                     srv.account.uri,
                     tuple(srv.location),
                     srv.registered_at,
-                    srv.account.lifetime,
+                    _lifetime_left(srv.registered_at, srv.registered_until),
                     srv.lwm2m_version,
                 )
                 for srv in s.servers.values()
@@ -216,9 +216,9 @@ class ClientEngine:
     def restore(self, snapshot: Snapshot) -> None:
         """Take back a :meth:`snapshot` (before :meth:`start`).
 
-        The client registers again on start; a registration is kept only for
-        the same server URI, and stored notifications wait, in order, for that
-        registration (see :class:`RegistrationRecord`).
+        A registration is kept only for the same server URI; on start the new
+        link resumes it with an Update while it has not expired, and stored
+        notifications wait, in order, for that (see :class:`RegistrationRecord`).
         """
         s = self._shared
         if s.started:
@@ -234,6 +234,7 @@ class ClientEngine:
             if srv is not None and srv.account.uri == record.uri:
                 srv.location = list(record.location)
                 srv.registered_at = record.registered_at
+                srv.registered_until = record.registered_at + record.lifetime
                 srv.lwm2m_version = record.lwm2m_version
         for note in snapshot.notifications:
             srv = s.servers.get(note.ssid)
@@ -351,11 +352,12 @@ class ClientEngine:
                 s.links.stop(srv, Trigger.OFFLINE, now)
 
     def exit_offline(self, now: float) -> None:
-        """Leave offline mode: every server that was on registers again.
+        """Leave offline mode: every server that was on reconnects.
 
-        A new socket is a new session (python-mbedtls cannot resume DTLS), so
-        each server gets a Register; with the same Location its observations
-        continue and the stored notifications follow, oldest first.
+        Each new link (a new socket; a resumed or new DTLS session) resumes an
+        unexpired registration with an Update (spec §10): its observations
+        continue and the stored notifications follow, oldest first. A refusal,
+        or an expired registration, means a Register instead.
         """
         s = self._shared
         if not s.offline:
@@ -367,6 +369,19 @@ class ClientEngine:
         for srv in s.servers.values():
             if srv.state is ServerState.OFFLINE and srv.uri is not None:
                 s.registration.revive(srv, now)
+
+    def network_changed(self, now: float) -> None:
+        """A hint that the network is back or changed (the platform, or a link watcher).
+
+        Pending reconnect and §4 retry waits end within a small random delay
+        (``[reconnect] network_change_window``, ≤ 1 s by default); a
+        ``network_changed`` event says how many were cut short.
+        """
+        s = self._shared
+        if not s.started or s.closing:
+            s.not_allowed(now, "network_changed() before start() or after close()")
+            return
+        s.recovery.network_changed(now)
 
     def trigger_update(self, now: float, ssid: int | None = None) -> None:
         s = self._shared
@@ -427,16 +442,43 @@ class ClientEngine:
             self._shared.links.flush(srv, now)
 
     # ------------------------------------------------------------------ runtime inputs
-    def link_up(self, link: int, now: float, *, secure: bool = False) -> None:
+    def link_up(
+        self, link: int, now: float, *, secure: bool = False, resumed: bool = False
+    ) -> None:
+        """The link opened; ``resumed``: its DTLS session was resumed (abbreviated handshake).
+
+        A resumed session counts as fresh for (†), like a full handshake; either
+        way an unexpired registration is resumed with an Update (spec §10).
+        """
         s = self._shared
         if link == BOOTSTRAP_LINK:
-            s.bootstrap.link_up(now, secure)
+            s.bootstrap.link_up(now, secure, resumed)
             return
         srv = s.servers.get(link)
         if srv is None or srv.public_state is not ServerState.CONNECTING:
             s.actions.append(CloseLink(link))
             return
-        s.registration.link_up(srv, now, secure)
+        s.registration.link_up(srv, now, secure, resumed)
+
+    def handshake_started(self, link: int, now: float, *, resuming: bool = False) -> None:
+        """The runtime began a DTLS handshake on ``link`` (offering a kept session or not)."""
+        if self._opening(link):
+            self._shared.emit(ev.HandshakeStarted(now, _ssid_of(link), resuming))
+
+    def handshake_retransmitted(
+        self, link: int, now: float, attempt: int, next_timeout: float
+    ) -> None:
+        """A handshake flight on ``link`` went unanswered and was sent again (RFC 6347 §4.2.4)."""
+        if self._opening(link):
+            self._shared.emit(ev.HandshakeRetransmitted(now, _ssid_of(link), attempt, next_timeout))
+
+    def _opening(self, link: int) -> bool:
+        """Whether the engine is waiting for ``link`` to open."""
+        s = self._shared
+        if link == BOOTSTRAP_LINK:
+            return s.bs.phase.public is BootstrapPhase.CONNECTING
+        srv = s.servers.get(link)
+        return srv is not None and srv.public_state is ServerState.CONNECTING
 
     def link_failed(self, link: int, failure: LinkFailure, now: float, detail: str = "") -> None:
         s = self._shared
@@ -485,6 +527,16 @@ class ClientEngine:
             return self._shared.servers[ssid]
         except KeyError as exc:
             raise NotAllowedError(f"no server with short server id {ssid}") from exc
+
+
+def _lifetime_left(registered_at: float, until: float | None) -> int:
+    """The lifetime a registration was renewed for; 0 once the server refused it."""
+    return 0 if until is None else round(until - registered_at)
+
+
+def _ssid_of(link: int) -> int | None:
+    """The ``ssid`` field of an event about ``link`` (None: the Bootstrap-Server)."""
+    return None if link == BOOTSTRAP_LINK else link
 
 
 #: What each scheduled step does (module-level: built once, not per client).

@@ -9,7 +9,7 @@ requests from the server go to the data model.
 from __future__ import annotations
 
 from aiolwm2m.client import events as ev
-from aiolwm2m.client.engine._channel import Failed, classify
+from aiolwm2m.client.engine._channel import Failed, classify, wait_detail
 from aiolwm2m.client.engine._shared import ServerSession, Shared
 from aiolwm2m.client.policy import Failure, RequestKind
 from aiolwm2m.client.states import ServerState, Trigger
@@ -75,6 +75,7 @@ class ServerLinks:
     def _request(self, srv: ServerSession, req: IncomingRequest, now: float) -> None:
         layer = srv.channel.layer
         assert layer is not None
+        srv.channel.fresh = False  # the server holds the session
         if layer.refuse_unknown_critical(req, now):
             return
         try:
@@ -95,6 +96,7 @@ class ServerLinks:
             self.s.sending.finished(srv, send_id, result, now)
             return
         pending = channel.pop(result.key)
+        channel.heard(pending, result.outcome, now)
         if pending is None:
             return
         if result.outcome is Outcome.ACKNOWLEDGED and pending.kind is RequestKind.NOTIFY:
@@ -104,10 +106,11 @@ class ServerLinks:
             self.s.registration.succeeded(srv, pending.kind, outcome, now)
             return
         detail = outcome.diagnostic
-        if outcome.failure is Failure.TOO_MANY_REQUESTS:
+        wait = outcome.retry_after(self.s.config.registration.max_retry_after)
+        if wait is not None:
             # Spec §7: obeyed whatever the request: nothing goes to it before Max-Age.
-            srv.rate_limited_until = now + outcome.max_age
-            detail = outcome.wait_detail
+            srv.rate_limited_until = now + wait
+            detail = wait_detail(wait)
         self.s.recovery.fail(
             srv,
             pending,

@@ -154,14 +154,19 @@ class Recovery:
     def _fallback_register(
         self, srv: ServerSession, _kind: RequestKind, _r: str, now: float
     ) -> None:
+        """Spec §10: the server refused (or lost) the registration: no link resumes it."""
+        srv.registered_until = None
         if srv.channel.open and srv.channel.layer is not None:
             self.s.registration.send_register(srv, now, Trigger.FALLBACK_REGISTER)
         else:
-            self.s.registration.revive(srv, now, Trigger.FALLBACK_REGISTER)
+            self.s.registration.revive(srv, now, Trigger.FALLBACK_REGISTER, register=True)
 
-    def _retry_handshake(self, srv: ServerSession, _kind: RequestKind, _r: str, now: float) -> None:
+    def _retry_handshake(self, srv: ServerSession, kind: RequestKind, _r: str, now: float) -> None:
+        """A new session, then the same kind of request: a Register again, else the
+        registration is resumed (spec §10: never the same session after a timeout)."""
         self.s.links.close(srv)
         self.s.registration.connect(srv, now, Trigger.RETRY_HANDSHAKE)
+        srv.must_register = kind is RequestKind.REGISTER
 
     def _retry_lwm2m_1_0(
         self, srv: ServerSession, kind: RequestKind, reason: str, now: float
@@ -170,12 +175,14 @@ class Recovery:
         self._fallback_register(srv, kind, reason, now)
 
     def _wait_max_age(self, srv: ServerSession, kind: RequestKind, _r: str, now: float) -> None:
-        """Spec §7: the same request again once the 4.29's Max-Age is over."""
+        """Spec §7: the same request again once the Max-Age (4.29, 5.03) is over."""
         if kind is RequestKind.REGISTER:
             srv.deadline = None
             srv.next = Scheduled(srv.rate_limited_until, Step.REGISTER)
             self.s.move(srv, Trigger.WAIT_MAX_AGE, now)
         elif kind is RequestKind.UPDATE:
+            if srv.state is ServerState.RESUMING:
+                srv.deadline = None  # the server answered: the wait is its, not a timeout
             srv.next = Scheduled(srv.rate_limited_until, Step.UPDATE)
 
     def _abort_registration(self, srv: ServerSession, _k: RequestKind, _r: str, now: float) -> None:
@@ -313,9 +320,34 @@ class Recovery:
         if s.config.reconnect.enabled and (
             retry_bootstrap or any(srv.uri is not None for srv in failed)
         ):
-            delay = self.schedule.next_delay()
+            channels = [srv.channel for srv in s.servers.values()] + [s.bs.channel]
+            round_trip = max(channel.round_trip for channel in channels)
+            delay = self.schedule.next_delay(round_trip)
             s.reconnect = Scheduled(now + delay, Step.RECONNECT)
             s.emit(ev.ReconnectScheduled(now, delay, self.schedule.attempts))
+
+    def network_changed(self, now: float) -> None:
+        """The network is back (or changed): pending reconnect and retry waits end soon.
+
+        Every wait of the outer loop or of the §4 retry procedure ends within
+        a random delay of at most ``[reconnect] network_change_window`` s,
+        drawn once per call (one client, one instant; a fleet spreads out).
+        Waits the server asked for (Max-Age) and the configured delays (initial
+        registration, Disable) are left alone.
+        """
+        s = self.s
+        delay = s.rng.uniform(0.0, s.config.reconnect.network_change_window)
+        due = now + delay
+        cut = 0
+        if s.reconnect is not None and s.reconnect.when > due:
+            s.reconnect = Scheduled(due, Step.RECONNECT)
+            cut += 1
+        for srv in s.servers.values():
+            step = srv.next
+            if srv.state is ServerState.BACKOFF and step is not None and step.when > due:
+                srv.next = Scheduled(due, step.what)
+                cut += 1
+        s.emit(ev.NetworkChanged(now, cut, delay))
 
     def reconnect_due(self, now: float) -> None:
         """Step RECONNECT: retry every failed server, and the Bootstrap-Server."""

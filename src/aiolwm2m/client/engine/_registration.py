@@ -4,8 +4,12 @@ Covers what the interface says about *when* and *what* to send: the
 registration order of Server /1/x/13-15, the Update schedule (spec §10:
 lifetime/2 if shorter than MAX_TRANSMIT_WAIT, else lifetime − MTW; ≥ 1 s),
 an Update that carries only what changed (lifetime, binding, object list),
-queue mode's sleep and wake-up, and what a successful answer does. What a
-*failed* answer does is recovery's business (``_recovery.py``).
+what a new link sends first (spec §10: an Update that resumes a registration
+not expired by the client's clock, unless the failure table forced a
+Register), queue mode's sleep and wake-up, and what a successful answer does —
+including ending the server's observations when a Register replaced the
+registration they belonged to. What a *failed* answer does is recovery's
+business (``_recovery.py``).
 
 Queue mode is spelled the way the registered version knows it
 (:func:`registration_parameters`): LwM2M 1.0 appends ``Q`` to the binding
@@ -145,19 +149,49 @@ class Registration:
         self._start_deadline(srv, now)
         srv.channel.connect(srv.uri, srv.account)
 
-    def revive(self, srv: ServerSession, now: float, trigger: Trigger = Trigger.START) -> None:
-        """A fresh start for ``srv``: new retry procedure, configured version, new link."""
+    def revive(
+        self,
+        srv: ServerSession,
+        now: float,
+        trigger: Trigger = Trigger.START,
+        *,
+        register: bool = False,
+    ) -> None:
+        """A fresh start for ``srv``: new retry procedure, configured version, new link.
+
+        ``register``: the new link registers even if the registration could be
+        resumed (the failure table fell back to Register).
+        """
         srv.retry.reset()
         srv.next = None
         srv.resume = None
         srv.lwm2m_version = self.s.config.registration.lwm2m_version
         self.s.links.close(srv)
         self.connect(srv, now, trigger)
+        srv.must_register = register
 
-    def link_up(self, srv: ServerSession, now: float, secure: bool) -> None:
-        """The link is open: Register, or resume a registration queue mode kept."""
+    def resumable(self, srv: ServerSession, now: float) -> bool:
+        """Spec §10: a registration the server should still hold, by the client's clock."""
+        return (
+            self.s.config.registration.resume_with_update
+            and bool(srv.location)
+            and srv.registered_until is not None
+            and now < srv.registered_until
+        )
+
+    def link_up(self, srv: ServerSession, now: float, secure: bool, resumed: bool) -> None:
+        """The link is open: resume the registration with an Update, or Register.
+
+        Queue mode's wake names its first request itself; any other new link
+        (reconnect, offline exit, §4 retry, a handshake retry after an Update,
+        a restart) resumes a registration that has not expired, unless the
+        failure table forced a Register.
+        """
         srv.channel.up(secure)
+        if secure:
+            self.s.emit(ev.HandshakeDone(now, srv.ssid, resumed))
         resume, srv.resume = srv.resume, None
+        must_register, srv.must_register = srv.must_register, False
         if resume is RequestKind.DEREGISTER:
             self.s.move(srv, Trigger.RESUMED, now)
             self.deregister(srv, now)
@@ -171,6 +205,9 @@ class Registration:
             for send_id, payload, content_format in srv.queued_sends:
                 self.s.sending.send_now(srv, send_id, payload, content_format, now)
             srv.queued_sends.clear()
+        elif not must_register and self.resumable(srv, now):
+            self.s.move(srv, Trigger.RESUME, now)
+            self.send_update(srv, now)
         else:
             self.send_register(srv, now, Trigger.LINK_UP)
 
@@ -335,6 +372,7 @@ class Registration:
         closes.
         """
         wait = disable_wait(timeout)
+        srv.registered_until = None  # coming back registers anew, never resumes
         if executed and srv.state is ServerState.REGISTERED and srv.channel.layer is not None:
             srv.disable_wait = wait
             self.deregister(srv, now, Trigger.DISABLE_EXECUTED)
@@ -379,11 +417,17 @@ class Registration:
         if kind is RequestKind.REGISTER:
             self._registered(srv, resp, now)
         elif kind is RequestKind.UPDATE:
+            self._renewed(srv, now)
+            resumed = srv.state is ServerState.RESUMING
+            if resumed:
+                # The server kept the registration: its observations and what
+                # was stored for them carry on over the new link (spec §10).
+                self._settle(srv, Trigger.RESUMED, now)
             self.s.emit(ev.Updated(now, srv.ssid))
-            srv.registered_at = now
-            self.s.changed()
             self._plan_update(srv, now)
-            self.s.store.flush(srv, now)  # what waited while a queue-mode link slept
+            self.s.store.flush(srv, now)  # what waited while the link was down or asleep
+            if resumed:
+                self.settled(srv, now, failed=False)
         elif kind is RequestKind.DEREGISTER:
             self.finish_deregister(srv, now, acknowledged=True)
 
@@ -395,22 +439,35 @@ class Registration:
             code = ev.ErrorCode.RESPONSE_PARSE_FAILED
             self.s.recovery.fail(srv, pending, Failure.INTERNAL, code, now)
             return
-        if srv.location and location != srv.location:
-            # A new registration (the server gave another location): it has
-            # forgotten our observations (spec §10, session change).
-            self.s.store.drop_session(srv)
+        if srv.location and (
+            self.s.config.registration.resume_with_update or location != srv.location
+        ):
+            # A new registration replaced the one the server's observations
+            # belonged to (a standard server drops them; spec §10). Without
+            # resuming, only another location says so.
+            self.s.store.drop_session(srv, now)
         srv.location = location
-        srv.registered_at = now
-        self.s.changed()
-        srv.deadline = None
+        self._renewed(srv, now)
         srv.objects_changed = False
-        srv.retry.reset()
-        self.s.move(srv, Trigger.REGISTER_OK, now)
-        self.s.recovery.registered()
+        self._settle(srv, Trigger.REGISTER_OK, now)
         self.s.emit(ev.Registered(now, srv.ssid, "/" + "/".join(location), srv.account.lifetime))
         self._plan_update(srv, now)
         self.s.store.flush(srv, now)
         self.settled(srv, now, failed=False)
+
+    def _renewed(self, srv: ServerSession, now: float) -> None:
+        """Register or Update accepted: the registration runs for its lifetime from now."""
+        srv.registered_at = now
+        lifetime = (srv.announced or {}).get("lt") or srv.account.lifetime
+        srv.registered_until = now + int(lifetime)
+        self.s.changed()
+
+    def _settle(self, srv: ServerSession, trigger: Trigger, now: float) -> None:
+        """Registered again (by Register or a resuming Update): every retry schedule resets."""
+        srv.deadline = None
+        srv.retry.reset()
+        self.s.move(srv, trigger, now)
+        self.s.recovery.registered()
 
     def _plan_update(self, srv: ServerSession, now: float) -> None:
         """Spec §10: lifetime/2 if shorter than MAX_TRANSMIT_WAIT, else lifetime − MTW; ≥ 1 s.
@@ -443,5 +500,6 @@ class Registration:
             self.send_register(srv, now, Trigger.REGISTER)
 
     def update_due(self, srv: ServerSession, now: float) -> None:
-        if srv.public_state is ServerState.REGISTERED:
+        """Step UPDATE: the lifetime schedule, or a Max-Age over (a resuming Update too)."""
+        if srv.public_state is ServerState.REGISTERED or srv.state is ServerState.RESUMING:
             self.send_update(srv, now)

@@ -49,11 +49,11 @@ class Step(enum.Enum):
     """What a scheduled action does when its time comes."""
 
     CONNECT = "connect"  # Initial Registration Delay, §4 retry wait or Disable timeout over
-    REGISTER = "register"  # a 4.29's Max-Age over: Register again
-    UPDATE = "update"  # lifetime schedule (or a 4.29's Max-Age) says Update
+    REGISTER = "register"  # a Max-Age (4.29, 5.03) over: Register again
+    UPDATE = "update"  # lifetime schedule (or a Max-Age) says Update
     SLEEP = "sleep"  # queue mode: the link was idle for MAX_TRANSMIT_WAIT
     REGISTRATION_DEADLINE = "registration_deadline"  # no registration within the timeout
-    BOOTSTRAP_REQUEST = "bootstrap_request"  # hold-off (or a 4.29's Max-Age) over
+    BOOTSTRAP_REQUEST = "bootstrap_request"  # hold-off (or a Max-Age) over
     BOOTSTRAP_DEADLINE = "bootstrap_deadline"  # no Bootstrap-Finish within EXCHANGE_LIFETIME
     RECONNECT = "reconnect"  # the outer loop's next attempt (spec §2)
 
@@ -78,6 +78,8 @@ class ServerSession:
     deadline: Scheduled | None = None
     location: list[str] = field(default_factory=list)
     registered_at: float | None = None
+    # When the registration expires by the client's clock (a new link resumes it before).
+    registered_until: float | None = None
     rate_limited_until: float = 0.0
     objects_changed: bool = False
     # Registration parameters (lt, b, Q) as last sent in Register/Update: an
@@ -88,6 +90,8 @@ class ServerSession:
     resume: RequestKind | None = None
     # Disable executed: how long to stay off once the De-register is over (None: until enabled).
     disable_wait: float | None = None
+    # The failure table fell back to Register: the link that opens next registers.
+    must_register: bool = False
     queued_sends: list[tuple[int, bytes, int]] = field(default_factory=list)
     stored: list[Notification] = field(default_factory=list)  # oldest first
     stored_dropped: int = 0
@@ -119,7 +123,7 @@ class BootstrapSession:
     uri: ServerUri | None = None
     next: Scheduled | None = None  # the Request, after the hold-off or a Max-Age
     deadline: Scheduled | None = None  # EXCHANGE_LIFETIME after the last bootstrap operation
-    rate_limited_until: float = 0.0  # a 4.29's Max-Age
+    rate_limited_until: float = 0.0  # a Max-Age (4.29, 5.03)
     failures: int = 0  # failed attempts since the last success: doubles the hold-off
     factor: float | None = None  # the hold-off's random factor, drawn once
     handler: BootstrapHandler | None = None

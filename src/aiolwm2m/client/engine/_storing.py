@@ -5,7 +5,8 @@ registered with nothing stored before it; otherwise it is stored (drop-oldest
 beyond ``notification_store_limit``) or, with storing off, dropped and
 counted. Confirmable notifications a closing link never delivered are stored
 the same way, merged by creation time, so the server still gets every value in
-order after re-registration (spec §10).
+order once the registration is resumed (spec §10) — or, when a new Register
+replaced it, they are dropped with one ``notifications_dropped`` event.
 """
 
 from __future__ import annotations
@@ -84,11 +85,17 @@ class NotificationStore:
             return
         self.s.links.flush(srv, now)
 
-    def drop_session(self, srv: ServerSession) -> None:
-        """A new registration: the server forgot our observations, what was stored for them ends."""
+    def drop_session(self, srv: ServerSession, now: float) -> None:
+        """A new registration: the server forgot our observations, what was stored for them ends.
+
+        Reported once, with the count, so a drop is never silent.
+        """
         self.s.model.drop_observations(srv.ssid)
-        srv.stored_dropped += len(srv.stored)
+        count = len(srv.stored)
+        srv.stored_dropped += count
         srv.stored.clear()
+        self.s.changed()
+        self.s.emit(ev.NotificationsDropped(now, srv.ssid, count, "new registration"))
 
     def requeue_unacked(self, srv: ServerSession, *lost: Notification) -> None:
         """Keep confirmable notifications the closing link never delivered (storing on).

@@ -113,10 +113,12 @@ class Notification:
 class RegistrationRecord:
     """One server's registration as it survives a restart.
 
-    The client always registers again after a restart (the transport session
-    is new); the location tells it whether the server kept the registration
-    (same location: stored notifications are still wanted) or started a new
-    one (they are dropped, as for any session change).
+    After a restart the new link resumes the registration with an Update to
+    ``location`` while ``registered_at + lifetime`` has not passed (spec §10,
+    ``resume_with_update``); stored notifications follow it. A refusal or an
+    expired registration means a Register, which drops them (one
+    ``notifications_dropped`` event). ``lifetime`` is 0 once the server refused
+    the registration: it is not resumed again.
     """
 
     ssid: int
