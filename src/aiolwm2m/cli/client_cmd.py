@@ -8,6 +8,11 @@ with the default transmission parameters), and a second signal quits at once.
 
 With ``[firmware] directory`` in the configuration it also offers firmware update
 (Objects 5 and 10252) with the default directory package handler.
+
+SIGUSR1, or the line ``network`` on stdin, tells the client the network is back
+(``Client.network_changed()``: pending reconnect and retry waits end within a
+second); a platform hook such as a NetworkManager dispatcher script can send
+it. Other stdin commands: ``update``, ``reconnect``, ``help``.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import asyncio
 import dataclasses
 import signal
 import sys
+import threading
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,6 +36,7 @@ from aiolwm2m.accounts import (
     parse_server_uri,
 )
 from aiolwm2m.cli.common import positive_number, verbosity
+from aiolwm2m.cli.console import Completer, read_lines
 from aiolwm2m.cli.metrics import add_metrics_flag, start_client_metrics
 from aiolwm2m.cli.output import EventPrinter, log_event
 from aiolwm2m.client import events as ev
@@ -38,7 +46,7 @@ from aiolwm2m.runtime.aio import Client
 from aiolwm2m.runtime.firmware import FirmwareRunner
 from aiolwm2m.runtime.storage import ensure_directory
 
-__all__ = ["DEFAULT_DEREGISTER_TIMEOUT", "add_parser", "config_from_args", "run"]
+__all__ = ["COMMANDS", "DEFAULT_DEREGISTER_TIMEOUT", "add_parser", "config_from_args", "run"]
 
 #: Seconds the De-register may take after the first SIGINT/SIGTERM.
 DEFAULT_DEREGISTER_TIMEOUT = 5.0
@@ -123,6 +131,7 @@ async def _run(config: ClientConfig, args: argparse.Namespace) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
+    loop.add_signal_handler(signal.SIGUSR1, client.network_changed)
     client.subscribe(EventPrinter(args.events).show)
     client.subscribe(log_event)
     # [firmware] directory turns on Objects 5 and 10252 (docs/firmware.md); built before
@@ -131,13 +140,42 @@ async def _run(config: ClientConfig, args: argparse.Namespace) -> int:
     metrics = None if args.metrics is None else await start_client_metrics(client, args.metrics)
     try:
         await client.start()
+        console = asyncio.create_task(_console(client))
         await stop.wait()
+        console.cancel()
         if firmware is not None:
             await firmware.close()
         return await _shutdown(client, force, args)
     finally:
         if metrics is not None:
             await metrics.close()
+
+
+#: Console commands on stdin: what each does to the running client.
+COMMANDS: dict[str, tuple[Callable[[Client], None], str]] = {
+    "network": (Client.network_changed, "the network is back: reconnect within a second"),
+    "update": (lambda client: client.trigger_update(), "send an Update to every server"),
+    "reconnect": (Client.schedule_reconnect, "reconnect every failed server now"),
+}
+
+
+async def _console(client: Client) -> None:
+    """Run stdin commands until EOF (a client without a terminal reads nothing)."""
+    loop = asyncio.get_running_loop()
+    lines: asyncio.Queue[str | None] = asyncio.Queue()
+    ready = threading.Event()
+    ready.set()
+    read_lines(loop, lines, Completer([*COMMANDS, "help"], dict), ready)
+    while (line := await lines.get()) is not None:
+        word = line.strip()
+        command = COMMANDS.get(word)
+        if command is not None:
+            command[0](client)
+        elif word:
+            print("commands:", file=sys.stderr)
+            for name, (_do, what) in COMMANDS.items():
+                print(f"  {name:10} {what}", file=sys.stderr)
+        ready.set()
 
 
 async def _shutdown(client: Client, force: asyncio.Event, args: argparse.Namespace) -> int:

@@ -126,8 +126,10 @@ def read_lines(
                 _remember(line)
                 loop.call_soon_threadsafe(queue.put_nowait, line)
         else:
-            for line in sys.stdin:
-                loop.call_soon_threadsafe(queue.put_nowait, line)
+            # No stdin, or one that cannot be read (closed, a test harness's): EOF.
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                for line in sys.stdin:
+                    loop.call_soon_threadsafe(queue.put_nowait, line)
         loop.call_soon_threadsafe(queue.put_nowait, None)
 
     threading.Thread(target=read, name="aiolwm2m-stdin", daemon=True).start()

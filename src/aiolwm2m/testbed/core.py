@@ -7,6 +7,18 @@ code (4.04, 5.03, 4.29 + Max-Age…), stay silent, or reset it — the server-si
 faults the recovery tests need. The asyncio wrapper (:mod:`.server`) and the
 simulated network both drive this same object.
 
+Registrations follow Leshan, the strictest server we could read (its
+``RegistrationHandler``, ``RegistrationUpdate`` and
+``InMemoryRegistrationStore``, eclipse-leshan/leshan): an Update names its
+registration by location and is answered 4.04 when the server no longer holds
+it (never registered, expired, lost in a restart); an accepted Update moves the
+registration, and the observations open on it, to the address it came from (a
+client back on a new socket or DTLS session); a Register for an endpoint that
+is already registered replaces that registration with a new one under a new
+location, and every observation of the old one ends (the server has to observe
+again). A client that wants to keep its observations across a reconnect must
+therefore resume with an Update, not re-register.
+
 Server-initiated requests (:meth:`ServerCore.send_request`, and the decoded
 LwM2M operations of :meth:`ServerCore.start_operation`) are identified by a
 server-wide id, because the message layers' own keys are per peer and would
@@ -254,6 +266,9 @@ class ServerCore:
         self._by_layer: dict[tuple[Address, int], int] = {}
         self._next_id = 1
         self._moves: list[tuple[Address, Address]] = []  # clients seen at a new address
+        # Observations a new registration of their endpoint ended, for the host to end
+        # its side of them (bounded: a host that does not look must not make it grow).
+        self.ended_observations: deque[int] = deque(maxlen=self.history_limit)
         if self.types is None:
             self.types = _builtin_types()
 
@@ -653,12 +668,10 @@ class ServerCore:
             return _invalid(problem)
         old = self.registrations.get(ep)
         if old is not None:
-            self._drop(old)
-            if old.address != addr:
-                self._moves.append((old.address, addr))
-        location = old.location if old else f"/rd/{self._next_location}"
-        if old is None:
-            self._next_location += 1
+            self._drop(old)  # replaced, as Leshan does: new location, its observations end
+            self._end_observations(ep, now)
+        location = f"/rd/{self._next_location}"
+        self._next_location += 1
         reg = self.registrations[ep] = Registration(
             endpoint=ep,
             location=location,
@@ -687,6 +700,14 @@ class ServerCore:
         for seg in location.strip("/").split("/"):
             resp.add(OptionNumber.LOCATION_PATH, seg.encode())
         return resp
+
+    def _end_observations(self, endpoint: str, now: float) -> None:
+        """Forget ``endpoint``'s open observations (passively: a late notification gets RST)."""
+        ended = [k for k, out in self._outstanding.items() if out.endpoint == endpoint]
+        for key in ended:
+            if self._outstanding[key].observing:
+                self.cancel_request(key, now)
+                self.ended_observations.append(key)
 
     def _expires(self, reg: Registration) -> float:
         return reg.updated_at + reg.lifetime + self.expiry_grace

@@ -468,6 +468,11 @@ class TestbedServer(AioHost):
             log.debug("no DTLS session with %s: datagram dropped", addr)
 
     def _deliver(self) -> None:
+        ended = self.core.ended_observations
+        while ended:  # a new registration of their endpoint ended them
+            observation = self._observations.pop(ended.popleft(), None)
+            if observation is not None:
+                observation._end()
         while (resp := self.core.next_response()) is not None:
             observation = self._observations.get(resp.key)
             if observation is not None:

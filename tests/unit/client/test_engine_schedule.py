@@ -15,9 +15,12 @@ from simkit import EXACT_COAP, FakeTree, MakeClient, account
 from aiolwm2m.accounts import RetrySettings
 from aiolwm2m.client import events as ev
 from aiolwm2m.client.config import ClientConfig
-from aiolwm2m.client.engine import ClientEngine, LinkFailure, OpenLink
+from aiolwm2m.client.engine import ClientEngine, LinkFailure, OpenLink, ServerState
 from aiolwm2m.client.policy import ReconnectPolicy
+from aiolwm2m.coap.message import Code
+from aiolwm2m.errors import ConfigError
 from aiolwm2m.runtime.sim import SimClient, SimNetwork
+from aiolwm2m.testbed.core import FaultKind, FaultRule, Operation
 from aiolwm2m.testbed.sim import SimServer
 
 WEEK = 604_800.0
@@ -71,7 +74,8 @@ def test_sixty_days_of_doubling_delays_then_weekly_then_a_success_resets(
     client.trigger_update()  # Update -> ICMP -> (B) impossible -> give up -> outer loop
     net.clock.run_for(1)
     after = [e for e in client.events if isinstance(e, ev.ReconnectScheduled)][len(scheduled) :]
-    assert after and 2 <= after[0].delay <= 10 and after[0].attempt == 1
+    # Spec §2: "the reconnection attempts will begin with the original reconnection time".
+    assert after and after[0].delay == first and after[0].attempt == 1
 
 
 def test_first_delay_is_uniform_in_2_to_10_seconds_over_10000_seeded_clients() -> None:
@@ -156,3 +160,130 @@ def test_disable_server_with_timeout_comes_back_by_itself(
     net.clock.run_for(2)
     assert client.engine.registered()
     assert len(client.named("registered")) == 2
+
+
+def outages(net: SimNetwork, server: SimServer, client: SimClient, count: int) -> list[float]:
+    """The first reconnect delay of each of ``count`` outages (server gone, then back)."""
+    firsts = []
+    for _ in range(count):
+        server.stop()
+        client.trigger_update()  # ICMP -> (B) impossible -> give up -> outer loop
+        net.clock.run_for(1)
+        [scheduled] = [e for e in client.events if isinstance(e, ev.ReconnectScheduled)][-1:]
+        firsts.append(scheduled.delay)
+        server.start()
+        net.clock.run_for(60)
+        assert client.engine.registered()
+    return firsts
+
+
+def test_the_first_delay_is_drawn_once_per_client_unless_redrawn_per_outage(
+    net: SimNetwork, server: SimServer, make_client: MakeClient
+) -> None:
+    client = one_shot_client(make_client, server)
+    net.clock.run_for(1)
+    once = outages(net, server, client, 3)
+    assert len(set(once)) == 1 and 2 <= once[0] <= 10
+    other = one_shot_client(
+        make_client,
+        server,
+        endpoint="dev-2",
+        seed=2,
+        reconnect=ReconnectPolicy(redraw_first_delay=True),
+    )
+    net.clock.run_for(1)
+    redrawn = outages(net, server, other, 3)
+    assert len(set(redrawn)) == 3 and all(2 <= d <= 10 for d in redrawn)
+
+
+def test_the_izuma_current_preset_jitters_every_delay_and_caps_at_4_hours(
+    net: SimNetwork, server: SimServer, make_client: MakeClient
+) -> None:
+    policy = ReconnectPolicy.preset("izuma-current")
+    client = one_shot_client(make_client, server, reconnect=policy)
+    net.clock.run_for(1)
+    # The Register's exchange was the last one answered: two hops of the simulated network.
+    round_trip = 2 * net.latency
+    server.stop()
+    client.trigger_update()
+    net.clock.run_for(10 * DAY)
+    delays = [e.delay for e in client.events if isinstance(e, ev.ReconnectScheduled)]
+    base = 10 + round_trip
+    capped = 0
+    for delay in delays:
+        assert 0.9 * base <= delay <= 1.1 * base
+        capped += base == 4 * 3600
+        base = min(base * 2, 4 * 3600)
+    assert len(set(delays)) == len(delays), "each delay jittered afresh"
+    assert capped > 40, "10 days: mostly waits of 4 h ± 10 %"
+    with pytest.raises(ConfigError, match="300"):
+        ReconnectPolicy.preset("izuma-current", max_delay=299)
+    assert ReconnectPolicy.preset("izuma-2019") == ReconnectPolicy()
+
+
+def test_network_changed_cuts_the_pending_reconnect_wait_short_with_jitter(
+    net: SimNetwork, server: SimServer, make_client: MakeClient
+) -> None:
+    """Issue 13 item 4: a fleet told the network is back reconnects within 1 s, spread."""
+    clients = [one_shot_client(make_client, server, endpoint=f"dev-{i}", seed=i) for i in range(20)]
+    net.clock.run_for(1)
+    server.stop()
+    for client in clients:
+        client.trigger_update()
+    net.clock.run_for(200)  # several failed attempts: the next waits are long
+    server.start()
+    told = net.clock.now
+    for client in clients:
+        client.network_changed()
+    net.clock.run_for(1.1)
+    assert all(c.engine.registered() for c in clients)
+    cut = [e for c in clients for e in c.events if isinstance(e, ev.NetworkChanged)]
+    assert [e.cut for e in cut] == [1] * 20
+    assert all(0 <= e.delay <= 1 for e in cut)
+    attempts = [c.named("update_sent")[-1].time - told for c in clients]
+    assert max(attempts) <= 1.0 and len({round(a, 3) for a in attempts}) > 15, "spread out"
+
+
+def test_network_changed_cuts_a_registration_retry_wait_but_not_a_max_age(
+    net: SimNetwork, server: SimServer, make_client: MakeClient
+) -> None:
+    server.stop()
+    client = make_client()  # §4 procedure: 60 s before the first retry
+    net.clock.run_for(1)
+    assert client.state(1) is ServerState.BACKOFF
+    server.start()
+    client.network_changed()
+    net.clock.run_for(1)
+    assert client.engine.registered()
+
+    server.core.add_rule(
+        FaultRule(Operation.UPDATE, FaultKind.RESPOND, Code.TOO_MANY_REQUESTS, max_age=30, count=1)
+    )
+    client.trigger_update()
+    net.clock.run_for(1)
+    client.network_changed()
+    net.clock.run_for(10)
+    [event] = client.named("network_changed")[-1:]
+    assert isinstance(event, ev.NetworkChanged) and event.cut == 0
+    assert len(client.named("updated")) == 0, "the server's Max-Age is obeyed"
+    net.clock.run_for(25)
+    assert client.named("updated")
+
+
+def test_network_changed_before_start_is_not_allowed(
+    net: SimNetwork, server: SimServer, make_client: MakeClient
+) -> None:
+    client = make_client(start=False)
+    client.network_changed()
+    [error] = client.errors()
+    assert error.code is ev.ErrorCode.NOT_ALLOWED
+
+
+def test_add_round_trip_adds_the_last_measured_round_trip(
+    net: SimNetwork, server: SimServer, make_client: MakeClient
+) -> None:
+    policy = ReconnectPolicy(first_delay_min=10, first_delay_max=10, add_round_trip=True)
+    client = one_shot_client(make_client, server, reconnect=policy)
+    net.clock.run_for(1)
+    [first] = outages(net, server, client, 1)
+    assert first == pytest.approx(10 + 2 * net.latency)  # the Register's two hops

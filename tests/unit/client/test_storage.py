@@ -455,10 +455,13 @@ def test_factory_reset_api_only_when_not_running(
     assert reopened(store_path) == Snapshot()
 
 
-def test_restart_delivers_stored_notifications_in_order_after_registering_again(
+def test_restart_delivers_stored_notifications_in_order_after_resuming(
     net: SimNetwork, server: SimServer, make_client: MakeClient, store_path: Path
 ) -> None:
-    """A client stores notifications during an outage, dies, and its successor delivers them."""
+    """A client stores notifications during an outage, dies, and its successor delivers them.
+
+    The successor resumes the stored registration with an Update (spec §10).
+    """
     tree = FakeTree()
     first = make_client(storage_path=str(store_path), objects=tree)
     assert net.clock.run_until_true(lambda: first.engine.registered(), timeout=5)
@@ -487,7 +490,9 @@ def test_restart_delivers_stored_notifications_in_order_after_registering_again(
     assert server.core.registrations["dev-1"].location == location
     to_server = [decode(d) for _, _, dst, d in net.trace if dst == server.addr]
     kinds = [m.payload.decode() if m.code == Code.CONTENT else Code(m.code).name for m in to_server]
-    assert kinds[:4] == ["POST", "a", "b", "c"], "Register first, then the notifications in order"
+    assert kinds[:4] == ["POST", "a", "b", "c"], "the Update first, then the values in order"
+    assert [m.uri_path for m in to_server[:1]] == [location.strip("/").split("/")]
+    assert not second.named("registering"), "resumed (spec §10), not registered again"
     [flushed] = second.named("notifications_flushed")
     assert isinstance(flushed, ev.NotificationsFlushed) and flushed.count == 3
     assert second.engine.stored_notifications(1) == []
