@@ -340,12 +340,22 @@ async def test_silent_server_handshake_retransmits_then_gives_up() -> None:
     port = transport.get_extra_info("sockname")[1]
     timing = HandshakeTiming(0.1, 0.4)  # waits 0.1, 0.2, 0.4: fails 0.7 s after the first
     client = Client(config(psk_account(f"coaps://127.0.0.1:{port}"), dtls=timing))
+    progress: list[ev.Event] = []
+    client.subscribe(lambda e: progress.append(e) if e.name.startswith("handshake_") else None)
     try:
         error = await secure_failure(client)
     finally:
         transport.close()
     assert error.detail is not None and error.detail.startswith("timeout")
     assert len(silent.hellos) == timing.transmissions == 3
+    # Issue 13 item 3: each flight is reported as it goes, before the verdict.
+    assert [(e.name, getattr(e, "attempt", 1)) for e in progress] == [
+        ("handshake_started", 1),
+        ("handshake_retransmitted", 2),
+        ("handshake_retransmitted", 3),
+    ]
+    assert [getattr(e, "next_timeout", None) for e in progress[1:]] == [0.2, 0.4]
+    assert all(e.time < error.time for e in progress)
     gaps = [b - a for a, b in zip(silent.hellos, silent.hellos[1:], strict=False)]
     # 1, 2, 4… scaled: each wait doubles (loose bounds: a shared CI machine).
     assert gaps[0] >= 0.09 and gaps[1] >= 0.19 and gaps[1] > 1.5 * gaps[0]
@@ -386,10 +396,11 @@ async def test_register_timeout_right_after_handshake_does_not_loop(
     assert len(spy_on.client_hellos()) == 2  # one handshake: ClientHello + cookie retry
 
 
-async def test_lost_session_retries_the_handshake_and_registers_again(
+async def test_lost_session_retries_the_handshake_and_resumes(
     psk_server: TestbedServer, spy_on: Spy
 ) -> None:
-    """(†), other side: a Register not sent right after a handshake → new handshake."""
+    """Spec §10: an Update lost on a session the server had used → a new handshake at once,
+    then the Update again over it (never a Register over the dead session first)."""
     client = Client(config(psk_account(spy_on.uri)))
     await client.start()
     try:
@@ -398,13 +409,12 @@ async def test_lost_session_retries_the_handshake_and_registers_again(
         hellos = len(spy_on.client_hellos())
         spy_on.backs.clear()  # the restarted server sees the client afresh
         client.trigger_update()
-        # Update lost → fall back to Register (same session) → lost → retry handshake.
         retry = await client.wait_for("error", 5, lambda e: e.action == "retry_handshake")
-        assert retry.request == "register"
-        await client.wait_for("registered", 5)
+        assert retry.request == "update"
+        await client.wait_for("updated", 5)
     finally:
         await client.close()
-    assert len(spy_on.client_hellos()) == hellos + 2
+    assert len(spy_on.client_hellos()) == hellos + 2  # one handshake: ClientHello + cookie
 
 
 async def start_refused(client: Client) -> ev.Error:
@@ -550,7 +560,11 @@ async def test_offline_and_back_resumes_the_session_unless_the_server_lost_it(
             await psk_server.stop()
             await psk_server.start()  # a new endpoint: cache and ticket key are gone
         client.exit_offline()
-        await client.wait_for("registered", 5)
+        # Resumed session or full handshake, the server kept the registration: an
+        # Update resumes it (spec §10), and the event says which handshake it was.
+        done = await client.wait_for("handshake_done", 5)
+        assert done.resumed is (not server_restarts)
+        await client.wait_for("updated", 5)
         endpoint = psk_server.dtls.endpoint
         [peer] = endpoint.established_peers()  # the old one said close_notify going offline
         info = endpoint.peer_info(peer)

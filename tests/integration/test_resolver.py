@@ -88,7 +88,7 @@ async def test_a_name_that_stops_resolving_is_a_dns_failure_until_it_is_back(
     )
     assert isinstance(failed, ev.Error) and "dm.invalid" in (failed.detail or "")
     table.names["dm.invalid"] = "127.0.0.1"
-    await client.wait_for("registered", 10)
+    await client.wait_for("updated", 10)  # the registration resumed (spec §10)
     await client.close()
     assert len(table.asked) >= 3
 

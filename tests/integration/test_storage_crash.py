@@ -228,7 +228,7 @@ async def test_asyncio_client_saves_wall_clock_times_and_restarts_from_them(
         [restored] = second.engine.snapshot().registrations
         age = loop_now - restored.registered_at
         assert 0 <= age <= after - before + 1, "the registration's age survived the restart"
-        await second.wait_for("registered", 5)
+        await second.wait_for("updated", 5)  # the stored registration, resumed (spec §10)
         assert second.engine.snapshot().registrations[0].location == stored.location
         await second.close()
     finally:
