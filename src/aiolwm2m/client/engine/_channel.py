@@ -44,8 +44,8 @@ from aiolwm2m.coap.message import (
 from aiolwm2m.coap.params import TransmissionParameters
 
 __all__ = [
-    "DIAGNOSTIC_BYTES",
     "DEFAULT_MAX_AGE",
+    "DIAGNOSTIC_BYTES",
     "NON_NOTIFICATIONS_TRACKED",
     "Channel",
     "Failed",
