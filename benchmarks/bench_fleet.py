@@ -130,16 +130,16 @@ def _ours_main(conn: Connection, port: int, devices: int, rate: float, hold: flo
             client.stop_links()
         if "registered" not in marks:
             return {"failed": f"only {total.registrations} of {devices} registered"}
+        late = total.lateness
         return {
             "rss_per_device": (marks["rss"] - rss0) / devices,
             "cpu_per_register_ms": (marks["cpu"] - cpu0) / marks["regs"] * 1000,
             "register_seconds": marks["registered"],
             "updates": total.updates,
-            "lateness": total.lateness,
+            "lateness": [late.quantile(0.5), late.quantile(0.99), late.max],
             "reregistrations": total.reregistrations - marks["held_from"],
-            "reregistrations_total": total.reregistrations,
             "errors": dict(total.errors),
-            "register_rtt_p99_ms": pct(total.register_rtt, 0.99) * 1000,
+            "register_rtt_p99_ms": (total.register_rtt.quantile(0.99) or 0.0) * 1000,
         }
 
     conn.send(asyncio.run(run()))
@@ -167,14 +167,19 @@ def _reference_main(conn: Connection, port: int, devices: int, rate: float, hold
             "cpu_per_register_ms": (cpu - cpu0) / max(registered, 1) * 1000,
             "register_seconds": time.monotonic() - start - hold,
             "updates": s.updates,
-            "lateness": s.lateness,
+            "lateness": [pct(s.lateness, 0.5), pct(s.lateness, 0.99), max(s.lateness, default=0.0)],
             "reregistrations": s.registered - devices,
-            "reregistrations_total": s.registered - devices,
             "errors": {"give-ups": s.failures} if s.failures else {},
             "register_rtt_p99_ms": pct(s.rtts["register"], 0.99) * 1000,
         }
 
     conn.send(asyncio.run(run()))
+
+
+def late_ms(result: dict[str, Any], i: int) -> float:
+    """Update lateness figure ``i`` (p50, p99, max) in ms; nan when no Update ran."""
+    value = result["lateness"][i]
+    return float("nan") if value is None or value != value else value * 1e3
 
 
 def run_udp(kind: str, devices: int, rate: float, hold: float) -> dict[str, Any]:
@@ -234,20 +239,20 @@ def udp_part(args: argparse.Namespace) -> bool:
         ),
         (
             "Update lateness p50 (ms)",
-            pct(ours["lateness"], 0.5) * 1e3,
-            pct(ref["lateness"], 0.5) * 1e3,
+            late_ms(ours, 0),
+            late_ms(ref, 0),
             "{:.2f}",
         ),
         (
             "Update lateness p99 (ms)",
-            pct(ours["lateness"], 0.99) * 1e3,
-            pct(ref["lateness"], 0.99) * 1e3,
+            late_ms(ours, 1),
+            late_ms(ref, 1),
             "{:.2f}",
         ),
         (
             "Update lateness max (ms)",
-            max(ours["lateness"], default=0) * 1e3,
-            max(ref["lateness"], default=0) * 1e3,
+            late_ms(ours, 2),
+            late_ms(ref, 2),
             "{:.1f}",
         ),
         ("Updates while held", ours["updates"], ref["updates"], "{:d}"),
@@ -269,7 +274,7 @@ def udp_part(args: argparse.Namespace) -> bool:
     met = (
         ours["rss_per_device"] <= 20_000
         and ours["cpu_per_register_ms"] <= 1.0
-        and pct(ours["lateness"], 0.99) <= 0.010
+        and late_ms(ours, 1) <= 10.0
         and ours["reregistrations"] == 0
         and ours["updates"] > 0
     )
