@@ -12,7 +12,8 @@ With ``[firmware] directory`` in the configuration it also offers firmware updat
 SIGUSR1, or the line ``network`` on stdin, tells the client the network is back
 (``Client.network_changed()``: pending reconnect and retry waits end within a
 second); a platform hook such as a NetworkManager dispatcher script can send
-it. Other stdin commands: ``update``, ``reconnect``, ``help``.
+it; ``--watch-network`` does it on Linux link/address events (netlink). Other
+stdin commands: ``update``, ``reconnect``, ``help``.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from aiolwm2m.client.config import ClientConfig, load_config
 from aiolwm2m.errors import ConfigError, StorageError
 from aiolwm2m.runtime.aio import Client
 from aiolwm2m.runtime.firmware import FirmwareRunner
+from aiolwm2m.runtime.netwatch import NetworkWatcher
 from aiolwm2m.runtime.storage import ensure_directory
 
 __all__ = ["COMMANDS", "DEFAULT_DEREGISTER_TIMEOUT", "add_parser", "config_from_args", "run"]
@@ -71,6 +73,12 @@ def add_parser(sub: Any) -> None:
         metavar="SECONDS",
         help="on SIGINT/SIGTERM, wait at most this long for the De-register "
         f"(default {DEFAULT_DEREGISTER_TIMEOUT:g}); a second signal quits at once",
+    )
+    p.add_argument(
+        "--watch-network",
+        action="store_true",
+        help="Linux: a link coming up or a new address ends pending reconnect waits "
+        "(netlink, needs the netwatch extra: pip install 'aiolwm2m[netwatch]')",
     )
     add_metrics_flag(p)
     p.set_defaults(func=run)
@@ -138,7 +146,10 @@ async def _run(config: ClientConfig, args: argparse.Namespace) -> int:
     # start() so a restored update result is in place for the first Register.
     firmware = FirmwareRunner(client) if config.firmware.directory is not None else None
     metrics = None if args.metrics is None else await start_client_metrics(client, args.metrics)
+    watcher = NetworkWatcher(client.network_changed) if args.watch_network else None
     try:
+        if watcher is not None:
+            await watcher.start()  # ConfigError (exit 2) without pyroute2, before start
         await client.start()
         console = asyncio.create_task(_console(client))
         await stop.wait()
@@ -147,6 +158,8 @@ async def _run(config: ClientConfig, args: argparse.Namespace) -> int:
             await firmware.close()
         return await _shutdown(client, force, args)
     finally:
+        if watcher is not None:
+            await watcher.stop()
         if metrics is not None:
             await metrics.close()
 
