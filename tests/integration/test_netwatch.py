@@ -81,9 +81,8 @@ def test_a_veth_pair_coming_up_calls_the_hook(namespace: str) -> None:
     finally:
         child.kill()
     calls = [float(line.split()[1]) for line in out.splitlines()]
-    print(
-        f"\nnetlink watcher calls, s after the veth pair was made: {[round(t - begun, 3) for t in calls]}"
-    )
+    after = [round(t - begun, 3) for t in calls]
+    print(f"\nnetlink watcher calls, s after the veth pair was made: {after}")
     assert calls and 0.3 <= calls[0] - begun <= 1.0, out
     assert all(b - a >= 0.3 for a, b in itertools.pairwise(calls)), "one call a burst"
 
