@@ -139,16 +139,22 @@ class ClientEngine:
 
     def next_timer(self) -> float | None:
         """The earliest of every scheduled action, link timer and data-model timer."""
+        # Runs after every input: a plain scan, no lists built (thousands of devices).
         s = self._shared
-        times = [s.reconnect.when] if s.reconnect is not None else []
-        owners: list[ServerSession | BootstrapSession] = [*s.servers.values(), s.bs]
+        best = s.reconnect.when if s.reconnect is not None else None
+        owners: tuple[ServerSession | BootstrapSession, ...] = (*s.servers.values(), s.bs)
         for owner in owners:
-            times += [due.when for due in owner.due()]
-            if (link_timer := owner.channel.next_timer()) is not None:
-                times.append(link_timer)
-        if (object_timer := self.objects.next_timer()) is not None:
-            times.append(object_timer)
-        return min(times) if times else None
+            for when in (
+                None if owner.deadline is None else owner.deadline.when,
+                None if owner.next is None else owner.next.when,
+                owner.channel.next_timer(),
+            ):
+                if when is not None and (best is None or when < best):
+                    best = when
+        when = self.objects.next_timer()
+        if when is not None and (best is None or when < best):
+            best = when
+        return best
 
     def handle_timer(self, now: float) -> None:
         """Fire what is due: data model, outer loop, bootstrap, then each server."""
