@@ -162,3 +162,25 @@ def _free_tcp_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def test_bench_fleet_runs_small(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """benchmarks/bench_fleet.py end to end on a tiny load (figures not asserted: a bench)."""
+    bench_dir = Path(__file__).resolve().parents[2] / "benchmarks"
+    sys.path.insert(0, str(bench_dir))
+    try:
+        spec = importlib.util.spec_from_file_location("bench_fleet", bench_dir / "bench_fleet.py")
+        assert spec is not None and spec.loader is not None
+        bench = importlib.util.module_from_spec(spec)
+        sys.modules["bench_fleet"] = bench  # the spawned processes import it by name
+        spec.loader.exec_module(bench)
+        argv = ["--devices", "60", "--rate", "120", "--hold", "2", "--storm-out", str(tmp_path)]
+        assert bench.main([*argv, "--only", "udp", "--only", "sim", "--only", "storm"]) == 0
+    finally:
+        sys.path.remove(str(bench_dir))
+        sys.modules.pop("bench_fleet", None)
+    out = capsys.readouterr().out
+    for figure in ("RSS per device (KB)", "CPU per Register (ms)", "Update lateness p99 (ms)"):
+        assert figure in out
+    assert "wall time (s)" in out and "peak registrations/s after" in out
+    assert (tmp_path / "fleet.png").exists()
