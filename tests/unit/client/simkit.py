@@ -14,6 +14,8 @@ from typing import Any
 from aiolwm2m.accounts import RetrySettings, ServerAccount
 from aiolwm2m.client.config import ClientConfig, RegistrationConfig
 from aiolwm2m.client.engine import Notification
+from aiolwm2m.client.observe import ObserveSettings
+from aiolwm2m.client.operations import OperationHandler, default_objects
 from aiolwm2m.client.policy import ReconnectPolicy
 from aiolwm2m.coap.message import (
     Code,
@@ -25,6 +27,7 @@ from aiolwm2m.coap.message import (
     is_request,
 )
 from aiolwm2m.coap.params import TransmissionParameters
+from aiolwm2m.lwm2m.tree import Instance
 from aiolwm2m.runtime.sim import DEFAULT_HISTORY, SimClient, SimNetwork
 from aiolwm2m.testbed.core import Address
 from aiolwm2m.testbed.operations import OperationRequest, OperationResult
@@ -69,6 +72,41 @@ def client_factory(net: SimNetwork, uri: str) -> MakeClient:
         return client
 
     return build
+
+
+def sensor_device(
+    net: SimNetwork,
+    server: SimServer,
+    *,
+    storing: bool = True,
+    confirmable: bool = False,
+    lifetime: int = 86400,
+    registration: RegistrationConfig | None = None,
+) -> tuple[SimClient, OperationHandler, Instance]:
+    """A registered client with the production data model and an observable temperature
+    (/3303/0/5700); one retry, then the outer loop every 2, 4, 8 s."""
+    account = ServerAccount(
+        server.uri,
+        1,
+        lifetime=lifetime,
+        notification_storing=storing,
+        retry=RetrySettings(bootstrap_on_registration_failure=False, communication_retry_count=1),
+    )
+    config = ClientConfig(
+        endpoint="dev-1",
+        servers=(account,),
+        coap=TransmissionParameters(ack_random_factor=1.0),
+        reconnect=ReconnectPolicy(first_delay_min=2, first_delay_max=2, max_delay=8),
+        registration=registration or RegistrationConfig(),
+    )
+    objects = default_objects(config, observe=ObserveSettings(confirmable=confirmable))
+    objects.tree.add_object(3303, factory=lambda iid: Instance())
+    sensor = objects.tree.add_instance(3303, 0, Instance({5700: 0.0, 5701: "Cel"}))
+    client = SimClient(net, config, objects, rng=random.Random(1))
+    client.start()
+    net.clock.run_for(1)
+    assert client.engine.registered()
+    return client, objects, sensor
 
 
 def requests_to(net: SimNetwork, dst: Address) -> list[tuple[float, Message]]:

@@ -9,21 +9,16 @@ its port closes for 30 s (ICMP) while the value changes every second.
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 import pytest
-from simkit import MakeClient
+from simkit import MakeClient, sensor_device
 
-from aiolwm2m.accounts import RetrySettings, ServerAccount
+from aiolwm2m.accounts import RetrySettings
 from aiolwm2m.client import events as ev
-from aiolwm2m.client.config import ClientConfig, RegistrationConfig
+from aiolwm2m.client.config import RegistrationConfig
 from aiolwm2m.client.engine import ServerState
-from aiolwm2m.client.observe import ObserveSettings
-from aiolwm2m.client.operations import default_objects
-from aiolwm2m.client.policy import ReconnectPolicy
 from aiolwm2m.coap.message import Code, Message
-from aiolwm2m.coap.params import TransmissionParameters
 from aiolwm2m.lwm2m.tree import Instance
 from aiolwm2m.runtime.sim import SimClient, SimNetwork
 from aiolwm2m.testbed.core import FaultKind, FaultRule, Operation, ResponseEvent
@@ -36,26 +31,13 @@ OUTAGE = 30
 def device(
     net: SimNetwork, server: SimServer, *, lifetime: int = 86400, **registration: Any
 ) -> tuple[SimClient, Instance]:
-    account = ServerAccount(
-        server.uri,
-        1,
+    client, _objects, sensor = sensor_device(
+        net,
+        server,
+        confirmable=True,
         lifetime=lifetime,
-        retry=RetrySettings(bootstrap_on_registration_failure=False, communication_retry_count=1),
-    )
-    config = ClientConfig(
-        endpoint="dev-1",
-        servers=(account,),
-        coap=TransmissionParameters(ack_random_factor=1.0),
-        reconnect=ReconnectPolicy(first_delay_min=2, first_delay_max=2, max_delay=8),
         registration=RegistrationConfig(**registration),
     )
-    objects = default_objects(config, observe=ObserveSettings(confirmable=True))
-    objects.tree.add_object(3303, factory=lambda iid: Instance())
-    sensor = objects.tree.add_instance(3303, 0, Instance({5700: 0.0, 5701: "Cel"}))
-    client = SimClient(net, config, objects, rng=random.Random(1))
-    client.start()
-    net.clock.run_for(1)
-    assert client.engine.registered()
     return client, sensor
 
 

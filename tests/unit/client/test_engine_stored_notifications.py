@@ -9,18 +9,12 @@ nothing left in the store.
 
 from __future__ import annotations
 
-import random
-
 import pytest
+from simkit import sensor_device
 
-from aiolwm2m.accounts import RetrySettings, ServerAccount
 from aiolwm2m.client import events as ev
-from aiolwm2m.client.config import ClientConfig
-from aiolwm2m.client.observe import ObserveSettings
-from aiolwm2m.client.operations import OperationHandler, default_objects
-from aiolwm2m.client.policy import ReconnectPolicy
+from aiolwm2m.client.operations import OperationHandler
 from aiolwm2m.coap.message import Code
-from aiolwm2m.coap.params import TransmissionParameters
 from aiolwm2m.lwm2m.tree import Instance
 from aiolwm2m.runtime.sim import SimClient, SimNetwork
 from aiolwm2m.testbed.operations import observe_request
@@ -30,27 +24,7 @@ from aiolwm2m.testbed.sim import SimServer
 def device(
     net: SimNetwork, server: SimServer, *, storing: bool = True, confirmable: bool = False
 ) -> tuple[SimClient, OperationHandler, Instance]:
-    account = ServerAccount(
-        server.uri,
-        1,
-        lifetime=86400,
-        notification_storing=storing,
-        retry=RetrySettings(bootstrap_on_registration_failure=False, communication_retry_count=1),
-    )
-    config = ClientConfig(
-        endpoint="dev-1",
-        servers=(account,),
-        coap=TransmissionParameters(ack_random_factor=1.0),
-        reconnect=ReconnectPolicy(first_delay_min=2, first_delay_max=2, max_delay=8),
-    )
-    objects = default_objects(config, observe=ObserveSettings(confirmable=confirmable))
-    objects.tree.add_object(3303, factory=lambda iid: Instance())
-    sensor = objects.tree.add_instance(3303, 0, Instance({5700: 0.0, 5701: "Cel"}))
-    client = SimClient(net, config, objects, rng=random.Random(1))
-    client.start()
-    net.clock.run_for(1)
-    assert client.engine.registered()
-    return client, objects, sensor
+    return sensor_device(net, server, storing=storing, confirmable=confirmable)
 
 
 def observed_values(server: SimServer) -> list[bytes]:
