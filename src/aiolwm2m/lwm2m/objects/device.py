@@ -69,7 +69,9 @@ class DeviceInfo:
     firmware_version: str | None = None
     software_version: str | None = None
     device_type: str | None = None
-    supported_bindings: str = "U"
+    #: /3/0/16, the letters of TS 1.1.1 §E.1 (U: UDP, Q: queue mode). This client
+    #: speaks UDP and does queue mode whatever its accounts' bindings say, so both.
+    supported_bindings: str = "UQ"
     error_codes: list[int] = field(default_factory=lambda: [0])
 
 
