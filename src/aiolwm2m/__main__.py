@@ -4,4 +4,6 @@ import sys
 
 from aiolwm2m.cli.main import main
 
+__all__: list[str] = []
+
 sys.exit(main())

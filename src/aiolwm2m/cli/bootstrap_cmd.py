@@ -19,6 +19,13 @@ from aiolwm2m.examples import EXAMPLES
 from aiolwm2m.testbed.bootstrap import BootstrapServer, load_bootstrap_config
 from aiolwm2m.testbed.core import ServerEvent
 
+__all__ = [
+    "DEFAULT_PORT",
+    "add_parser",
+    "run",
+]
+
+
 #: IANA gives CoAP 5683 and CoAPS 5684 and nothing to LwM2M bootstrap; the
 #: usual convention (public LwM2M sandboxes) is +100: 5783 for coap://, 5784
 #: for coaps://. The testbed Bootstrap-Server speaks plain CoAP, so 5783 — and

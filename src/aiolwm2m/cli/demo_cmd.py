@@ -35,6 +35,14 @@ from aiolwm2m.runtime.aio import Client
 from aiolwm2m.testbed.core import ServerEvent
 from aiolwm2m.testbed.server import TestbedServer
 
+__all__ = [
+    "DEADLINE_MARGIN",
+    "ENDPOINT",
+    "add_parser",
+    "demo_config",
+    "run",
+]
+
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("demo", help="client + embedded server with a scripted outage")

@@ -34,6 +34,13 @@ from aiolwm2m.client.firmware import (
 from aiolwm2m.errors import ConfigError
 from aiolwm2m.runtime.firmware import load_manifest_keys
 
+__all__ = [
+    "add_parser",
+    "run_create",
+    "run_keygen",
+    "run_verify",
+]
+
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("manifest", help="make and check signed firmware manifests (/10252)")

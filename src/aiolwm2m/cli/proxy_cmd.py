@@ -23,6 +23,11 @@ from aiolwm2m.cli.output import emit
 from aiolwm2m.errors import ConfigError
 from aiolwm2m.testbed.proxy import FAULT_FIELDS, CoapRule, FaultProxy, RuleAction
 
+__all__ = [
+    "add_parser",
+    "run",
+]
+
 
 def _hostport(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")

@@ -35,6 +35,16 @@ from aiolwm2m.testbed.core import ServerEvent
 from aiolwm2m.testbed.operations import OperationError, OperationResult, TransportError
 from aiolwm2m.testbed.server import Observation, TestbedServer
 
+__all__ = [
+    "COMMANDS_HELP",
+    "CommandError",
+    "CommandShell",
+    "add_parser",
+    "run",
+    "security_from_args",
+]
+
+
 COMMANDS_HELP = """\
 commands (one per line on stdin or in --script FILE; '#' starts a comment):
   read EP PATH [FMT]                   Read, e.g. read dev /3/0 tlv

@@ -25,6 +25,8 @@ from aiolwm2m.runtime.driver import EngineDriver
 from aiolwm2m.runtime.dtls_link import DtlsSessions
 from aiolwm2m.runtime.links import LinkError, Resolver, open_link, resolve
 
+__all__ = ["Client"]
+
 
 class Client(EngineDriver):
     """An LwM2M client running on the current asyncio event loop.

@@ -53,6 +53,8 @@ from aiolwm2m.runtime.storage import (
 )
 from aiolwm2m.runtime.wiretap import WireTap, trace, trace_link
 
+__all__ = ["EngineDriver", "EventCallback"]
+
 log = logging.getLogger("aiolwm2m.client")
 
 EventCallback = Callable[[ev.Event], None]

@@ -44,6 +44,20 @@ from aiolwm2m.coap.message import (
 )
 from aiolwm2m.errors import ConfigError
 
+__all__ = [
+    "DEFAULT_SESSION_IDLE",
+    "FAULT_FIELDS",
+    "REORDER_HOLD",
+    "CoapRule",
+    "Direction",
+    "FaultProxy",
+    "LinkFaults",
+    "RuleAction",
+    "directions",
+    "parse_code",
+]
+
+
 log = logging.getLogger("aiolwm2m.proxy")
 
 Address = tuple[str, int]

@@ -42,6 +42,19 @@ from aiolwm2m.testbed.scenario import (
     recovery_bound,
 )
 
+__all__ = [
+    "MARGIN",
+    "MAX_RSS_GROWTH",
+    "PROGRESS_EVERY",
+    "SoakResult",
+    "SoakSettings",
+    "build_scenario",
+    "main",
+    "read_rss_kib",
+    "run_soak",
+]
+
+
 #: Gap after each fault window beyond the recovery bound, so windows never overlap
 #: a recovery that is still allowed to be in progress.
 MARGIN = 2.0
