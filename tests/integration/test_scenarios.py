@@ -74,6 +74,29 @@ def test_timeline_interleaves_faults_and_client_events() -> None:
     assert verdict.passed, verdict.reasons
 
 
+def test_values_stored_for_observations_a_new_registration_ended_are_counted_apart() -> None:
+    """Stored while the server was unreachable, then a new Register (the registration expired
+    meanwhile, and the server forgot it): those values end with their observations (spec §10),
+    and the report counts them apart from the other drops by policy."""
+    scenario = load_scenario(
+        {
+            "scenario": {"name": "stored-then-forgotten", "duration": 24},
+            "client": {"server": {"lifetime": 8}},
+            "notify": {"every": 1.0},
+            "step": [
+                {"at": 4, "fault": "unreachable", "duration": 6},
+                {"at": 6, "fault": "restart", "duration": 1, "forget_registrations": True},
+            ],
+        }
+    )
+    scenario.time_scale = FACTOR
+    verdict = run_scenario(scenario)
+    assert verdict.passed, verdict.reasons
+    (report,) = verdict.clients
+    assert report.dropped_at_register > 0
+    assert report.dropped_at_register == report.store_dropped
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [

@@ -67,6 +67,8 @@ class ClientReport:
     delivered: int = 0
     out_of_order: list[int] = field(default_factory=list)
     store_dropped: int = 0
+    #: Of ``store_dropped``: stored for observations a new registration ended (spec §10).
+    dropped_at_register: int = 0
     notify_errors: int = 0  # every reported ``notify`` error (most are retried later)
     cancelled: int = 0  # notify errors that ended their observation (Reset)
     still_stored: int = 0

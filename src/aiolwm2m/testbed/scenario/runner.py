@@ -181,6 +181,8 @@ class ScenarioRunner:
                 report.notify_errors += 1
                 if (event.action or "").startswith("cancel_observation"):
                     report.cancelled += 1
+            elif isinstance(event, ev.NotificationsDropped):
+                report.dropped_at_register += event.count
             if self.record:
                 report.events.append((now, event))
             self._add(source, event.name, event)
