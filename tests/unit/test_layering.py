@@ -6,11 +6,6 @@ layers below it: accounts < coap < lwm2m < client < runtime < testbed < fleet < 
 beside the runtime; the client may use only its pure timing policy). A
 violation anywhere in a file counts: inside a function, under
 ``TYPE_CHECKING``, or through ``importlib.import_module("...")``.
-
-Violations being removed by work in flight are listed in :data:`PENDING`,
-each with the reason, exactly (file and module): any *other* violation of the
-same rule fails, and an entry that no longer occurs fails too, so the list
-only shrinks.
 """
 
 from __future__ import annotations
@@ -18,8 +13,6 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 from pathlib import Path
-
-import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 PACKAGE = "aiolwm2m"
@@ -43,9 +36,6 @@ LAYERS: dict[str, tuple[str, ...]] = {
 }
 #: Modules of a forbidden package a layer may still use (pure data, no IO).
 ALLOWED: dict[str, tuple[str, ...]] = {"client": ("aiolwm2m.dtls.policy",)}
-
-#: (file relative to src/aiolwm2m, imported module) → why it is still there.
-PENDING: dict[tuple[str, str], str] = {}
 
 
 @dataclass(frozen=True)
@@ -129,23 +119,9 @@ def violations(root: Path) -> list[tuple[str, Import]]:
     return unique
 
 
-def _pending(imp: Import) -> bool:
-    return any(imp.file == file and _within(imp.module, module) for file, module in PENDING)
-
-
 def test_layers_hold() -> None:
-    broken = [f"{rule}: {imp}" for rule, imp in violations(SRC / PACKAGE) if not _pending(imp)]
+    broken = [f"{rule}: {imp}" for rule, imp in violations(SRC / PACKAGE)]
     assert not broken, "layering rules broken:\n" + "\n".join(broken)
-
-
-@pytest.mark.parametrize(("file", "module"), sorted(PENDING))
-def test_pending_violation_still_exists(file: str, module: str) -> None:
-    """Once the work in flight removes it, this fails: delete the entry from PENDING."""
-    found = [imp for _, imp in violations(SRC / PACKAGE) if imp.file == file]
-    assert any(_within(imp.module, module) for imp in found), (
-        f"{file} no longer imports {module}: remove it from PENDING in {__file__} "
-        "so the rule is enforced for that file too"
-    )
 
 
 def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
