@@ -236,7 +236,7 @@ class EngineDriver(ABC):
         """
         if self._started and not self._stopped:
             self.engine.poll(self.now())
-            self._pump()
+            self._pump(polled=True)
 
     def state(self, ssid: int) -> ServerState:
         return self.engine.server_state(ssid)
@@ -260,14 +260,18 @@ class EngineDriver(ABC):
         self._links.clear()
 
     # ------------------------------------------------------------------ plumbing
-    def _pump(self) -> None:
-        """Carry out the engine's link actions, deliver its events, re-arm its timer."""
+    def _pump(self, *, polled: bool = False) -> None:
+        """Carry out the engine's link actions, deliver its events, re-arm its timer.
+
+        ``polled``: the engine was polled just before (a value changed), see
+        :meth:`_run_data_model`.
+        """
         if self._stopped:
             return
         if self._data_model is not None:
-            self._run_data_model(self._data_model)
+            self._run_data_model(self._data_model, polled)
         for action in self.engine.link_actions():
-            if isinstance(action, SendDatagram):
+            if type(action) is SendDatagram:  # nearly every action: no isinstance chain
                 link = self._links.get(action.link)
                 if link is not None:
                     self._tap_datagram(action.link, True, action.data)
@@ -295,10 +299,16 @@ class EngineDriver(ABC):
         except StoreWriteError as exc:
             self._deliver(ev.Error(self.now(), exc.code, detail=str(exc)))
 
-    def _run_data_model(self, model: DataModelRuntime) -> None:
-        """Carry out what server operations asked of the engine; start async hook jobs."""
+    def _run_data_model(self, model: DataModelRuntime, polled: bool) -> None:
+        """Carry out what server operations asked of the engine; start async hook jobs.
+
+        Then poll the engine for the notifications those produced, unless it
+        was ``polled`` just before and nothing was carried out or started
+        since: a second poll would find nothing (one poll per value set).
+        """
         now = self.now()
-        for action in model.take_actions():
+        actions = model.take_actions()
+        for action in actions:
             if isinstance(action, TriggerUpdate):
                 if action.account is not None:
                     if action.ssid in self.engine.server_states():
@@ -311,9 +321,11 @@ class EngineDriver(ABC):
                 self.engine.request_bootstrap(now)
             elif isinstance(action, ObjectsChanged):
                 self.engine.objects_changed(now)
-        for job in model.take_jobs():
+        jobs = model.take_jobs()
+        for job in jobs:
             self._start_job(job)
-        self.engine.poll(now)
+        if actions or jobs or not polled:
+            self.engine.poll(now)
 
     def _start_job(self, job: Job) -> None:
         """Await an async hook on the running event loop, then send its response.
