@@ -144,6 +144,9 @@ class _Rules:
     epmax: float | None
     thresholds: tuple[Attributes | None, ...]  # per path: set when gt/lt/st is
     threshold_mask: int  # bit i set when path i has thresholds
+    # Every path's pmin when they are all equal (always for a single path): then
+    # "a pending path's pmin is over" needs no loop over the paths.
+    common_pmin: float | None
 
 
 @functools.lru_cache(maxsize=256)
@@ -159,7 +162,9 @@ def _rules(attrs: tuple[Attributes, ...]) -> _Rules:
         a if a.gt is not None or a.lt is not None or a.st is not None else None for a in attrs
     )
     mask = sum(1 << i for i, t in enumerate(thresholds) if t is not None)
-    return _Rules(pmins, min(pmaxes) if pmaxes else None, epmin, epmax, thresholds, mask)
+    common = pmins[0] if len(set(pmins)) == 1 else None
+    pmax = min(pmaxes) if pmaxes else None
+    return _Rules(pmins, pmax, epmin, epmax, thresholds, mask, common)
 
 
 class _Obs:
@@ -213,7 +218,9 @@ def _numeric(records: Sequence[Record], path: Path) -> float | None:
 
 def _fingerprint(records: Sequence[Record], path: Path, whole: bool) -> int:
     """A hash of the values under ``path``: equal values give equal fingerprints."""
-    return hash(tuple((r.path, r.value) for r in records if whole or path.contains(r.path)))
+    if whole:  # a record is (path, value, time): its first two fields, without a filter
+        return hash(tuple([record[:2] for record in records]))
+    return hash(tuple([(r.path, r.value) for r in records if path.contains(r.path)]))
 
 
 def _crossed(before: float, after: float, threshold: float | None, above: bool) -> bool:
@@ -292,10 +299,13 @@ class Observer:
     def value_changed(self, path: Path, now: float) -> None:
         """The application changed ``path``; observations on it, above or below it react."""
         ids = path.ids
+        keys: Sequence[tuple[int, bytes]]
         if len(ids) >= 2:
             index = self._index
-            found = [index.get(ids[:2], ()), index.get(ids[:1], ()), index.get((), ())]
-            keys = [key for bucket in found for key in bucket]
+            keys = index.get(ids[:2], ())
+            above = (index.get(ids[:1]), index.get(()))
+            if above != (None, None):  # the object or the root is observed too: rare
+                keys = [*keys, *(above[0] or ()), *(above[1] or ())]
             if len(keys) > 1:
                 keys = sorted(set(keys))  # sorted: notifications in a reproducible order
         else:  # an object or the root changed (instances created/deleted): rare
@@ -304,10 +314,15 @@ class Observer:
             state = self._obs.get(key)
             if state is None:
                 continue
-            bits = 0
-            for i, observed in enumerate(state.obs.paths):
-                if observed.contains(path) or path.contains(observed):
-                    bits |= 1 << i
+            paths = state.obs.paths
+            if len(paths) == 1:
+                observed = paths[0]
+                bits = 1 if observed.contains(path) or path.contains(observed) else 0
+            else:
+                bits = 0
+                for i, observed in enumerate(paths):
+                    if observed.contains(path) or path.contains(observed):
+                        bits |= 1 << i
             if bits:
                 state.dirty |= bits
                 self._step(state, now)
@@ -410,13 +425,21 @@ class Observer:
         if rules.pmax is not None and now >= state.last_notify + rules.pmax:
             return True
         pending = state.pending
-        return bool(pending) and any(
+        if not pending:
+            return False
+        if rules.common_pmin is not None:
+            return now >= state.last_notify + rules.common_pmin
+        return any(
             pending >> i & 1 and now >= state.last_notify + pmin
             for i, pmin in enumerate(rules.pmin)
         )
 
     def _deadline(self, state: _Obs) -> float | None:
         rules = state.rules
+        if not (state.pending or state.dirty) and rules.epmax is None:
+            # Nothing waits for pmin or an evaluation (every notification of a
+            # value that changes without pmin ends here): pmax alone, if any.
+            return None if rules.pmax is None else state.last_notify + rules.pmax
         times: list[float] = []
         if rules.pmax is not None:
             times.append(state.last_notify + rules.pmax)
@@ -492,6 +515,10 @@ class Observer:
         """
         obs = state.obs
         whole = len(obs.paths) == 1
+        if whole and not state.rules.threshold_mask:  # the usual observation: no loop
+            state.prev[0] = _fingerprint(records, obs.paths[0], True)
+            state.sent[0] = None
+            return
         for i, path in enumerate(obs.paths):
             if not mask >> i & 1:
                 continue

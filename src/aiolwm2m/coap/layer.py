@@ -157,6 +157,8 @@ class MessageLayer:
 
     def __init__(self, params: TransmissionParameters, rng: random.Random) -> None:
         self.params = params
+        # Read for every NON message sent; a property of the parameters computes it.
+        self._non_lifetime = params.non_lifetime
         self._rng = rng
         self._next_mid = rng.randrange(0x10000)
         self._next_key = 1
@@ -240,7 +242,7 @@ class MessageLayer:
         else:
             if report:
                 # The caller's message, copied only if a Reset ever names it.
-                self._non_sent[mid] = (key, now + self.params.non_lifetime, msg)
+                self._non_sent[mid] = (key, now + self._non_lifetime, msg)
             self._tx.append(data)
         return key
 

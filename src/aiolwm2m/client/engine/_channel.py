@@ -281,7 +281,10 @@ class Channel:
             self.non_notes += 1
             if self.non_notes > NON_NOTIFICATIONS_TRACKED:  # forget the oldest NON one
                 inflight = self.inflight
-                del inflight[next(k for k, p in inflight.items() if _is_non_notification(p))]
+                for old, tracked in inflight.items():  # in sending order: usually the first
+                    if _is_non_notification(tracked):
+                        del inflight[old]  # and stop iterating at once
+                        break
                 self.non_notes -= 1
 
     def pop(self, key: int) -> Pending | None:

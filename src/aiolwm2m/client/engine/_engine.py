@@ -144,13 +144,16 @@ class ClientEngine:
         best = s.reconnect.when if s.reconnect is not None else None
         owners: tuple[ServerSession | BootstrapSession, ...] = (*s.servers.values(), s.bs)
         for owner in owners:
-            for when in (
-                None if owner.deadline is None else owner.deadline.when,
-                None if owner.next is None else owner.next.when,
-                owner.channel.next_timer(),
-            ):
-                if when is not None and (best is None or when < best):
-                    best = when
+            scheduled = owner.deadline
+            if scheduled is not None and (best is None or scheduled.when < best):
+                best = scheduled.when
+            scheduled = owner.next
+            if scheduled is not None and (best is None or scheduled.when < best):
+                best = scheduled.when
+            layer = owner.channel.layer
+            when = layer.next_timer() if layer is not None else None
+            if when is not None and (best is None or when < best):
+                best = when
         when = self.objects.next_timer()
         if when is not None and (best is None or when < best):
             best = when

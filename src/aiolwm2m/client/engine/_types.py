@@ -92,7 +92,7 @@ class SendDatagram:
 LinkAction = OpenLink | CloseLink | SendDatagram
 
 
-@dataclass
+@dataclass(slots=True)
 class Notification:
     """An Observe notification produced by the data model for one server.
 
