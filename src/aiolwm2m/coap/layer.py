@@ -379,6 +379,8 @@ class MessageLayer:
         return min(deadlines) if deadlines else None
 
     def handle_timer(self, now: float) -> None:
+        if not self._in and not self._out:
+            return  # nothing to acknowledge, retransmit or start: the client's other timers
         for inc in list(self._in.values()):
             if inc.ack_deadline is not None and inc.ack_deadline <= now:
                 inc.ack_deadline = None

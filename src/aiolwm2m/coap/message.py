@@ -376,11 +376,12 @@ def encode_fields(
         raise ValueError("message id out of range")
     if not 0 <= code <= 0xFF:
         raise ValueError("code out of range")
-    out = bytearray((VERSION << 6 | mtype << 4 | len(token), code))
-    out += mid.to_bytes(2, "big")
+    out = bytearray((VERSION << 6 | mtype << 4 | len(token), code, mid >> 8, mid & 0xFF))
     out += token
+    if len(options) > 1:  # none or one (an empty ACK or Reset): nothing to sort
+        options = sorted(options, key=_NUMBER)
     last = 0
-    for number, value in sorted(options, key=_NUMBER):
+    for number, value in options:
         delta = number - last
         length = len(value)
         if delta < 13 and length < 13:  # the common option: one header byte

@@ -101,15 +101,20 @@ class Operations(Enum):
 
     @property
     def readable(self) -> bool:
-        return self in (Operations.R, Operations.RW)
+        return self in _READABLE
 
     @property
     def writable(self) -> bool:
-        return self in (Operations.W, Operations.RW)
+        return self in _WRITABLE
 
     @property
     def executable(self) -> bool:
         return self is Operations.E
+
+
+# Asked on every read and write: constant tuples, not two enum lookups per call.
+_READABLE = (Operations.R, Operations.RW)
+_WRITABLE = (Operations.W, Operations.RW)
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,9 +377,10 @@ class ResourceDef:
     def validate(self, value: object) -> Value:
         """Coerce ``value`` to this resource's type and check the declared range."""
         coerced = coerce(value, self.type)
-        value_range = self.value_range
-        if value_range is not None:
-            value_range.check(coerced, self.type)
+        if self.range_enumeration:  # most resources have none: no property call then
+            value_range = _value_range(self.range_enumeration)
+            if value_range is not None:
+                value_range.check(coerced, self.type)
         return coerced
 
 

@@ -275,9 +275,8 @@ class Channel:
         """
         assert self.layer is not None
         key = self.layer.send_message(note.message, now)  # encodes it, once
-        pending = Pending(RequestKind.NOTIFY, self.fresh, note)
-        self.inflight[key] = pending
-        if _is_non_notification(pending):
+        self.inflight[key] = Pending(RequestKind.NOTIFY, self.fresh, note)
+        if note.message.type is _NON:
             self.non_notes += 1
             if self.non_notes > NON_NOTIFICATIONS_TRACKED:  # forget the oldest NON one
                 inflight = self.inflight

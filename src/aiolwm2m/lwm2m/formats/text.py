@@ -116,9 +116,12 @@ def decode_value(payload: bytes, rtype: ResourceType | None) -> Value:
 
 def encode(records: Sequence[Record], base: Path) -> bytes:
     """Encode the single record addressed by ``base`` (text carries one value)."""
-    if len(records) != 1 or records[0].path != base:
+    if len(records) != 1:
         raise FormatEncodeError(f"text/plain carries exactly one value at {base}")
-    return encode_value(records[0].value)
+    path, value, _ = records[0]
+    if path is not base and path != base:  # a read's record carries the read's path object
+        raise FormatEncodeError(f"text/plain carries exactly one value at {base}")
+    return encode_value(value)
 
 
 def decode(payload: bytes, base: Path, types: TypeLookup | None = None) -> list[Record]:
