@@ -127,7 +127,7 @@ def _ours_main(conn: Connection, port: int, devices: int, rate: float, hold: flo
         assert stats is not None
         total = stats.total
         for client in shard.clients:
-            client.stop_links()
+            await client.stop()
         if "registered" not in marks:
             return {"failed": f"only {total.registrations} of {devices} registered"}
         late = total.lateness

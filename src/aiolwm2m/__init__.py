@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     )
     from aiolwm2m.lwm2m.model import InvalidValueError
     from aiolwm2m.lwm2m.path import Path
-    from aiolwm2m.lwm2m.tree import Instance
+    from aiolwm2m.lwm2m.tree import ExecuteArguments, Instance
     from aiolwm2m.runtime.aio import Client
     from aiolwm2m.runtime.sim import SimClient, SimNetwork
 
@@ -52,6 +52,7 @@ _LAZY = {
     "EncodeError": "aiolwm2m.errors",
     "ErrorCode": "aiolwm2m.client.events",
     "Event": "aiolwm2m.client.events",
+    "ExecuteArguments": "aiolwm2m.lwm2m.tree",
     "Instance": "aiolwm2m.lwm2m.tree",
     "InternalError": "aiolwm2m.errors",
     "InvalidValueError": "aiolwm2m.lwm2m.model",
@@ -77,6 +78,7 @@ __all__ = [
     "EncodeError",
     "ErrorCode",
     "Event",
+    "ExecuteArguments",
     "Instance",
     "InternalError",
     "InvalidValueError",

@@ -27,7 +27,7 @@ def firmware_config(
 
 async def wait_state(client: Client, state: FirmwareState, timeout: float = 30.0) -> Any:
     return await client.wait_for(
-        "firmware_state",
+        FirmwareStateChanged,
         timeout,
         lambda e: (
             isinstance(e, FirmwareStateChanged) and e.object_id == 5 and e.new == state.name.lower()

@@ -82,7 +82,7 @@ async def test_update_reset_bootstraps_to_the_provisioned_server(
         client.subscribe(seen.append)
         await client.start()
         try:
-            await client.wait_for("registered", 5, registered(1))
+            await client.wait_for(ev.Registered, 5, registered(1))
             old.core.add_rule(FaultRule(Operation.UPDATE, FaultKind.RESET))
             waiting = future_event(client, registered(2))  # subscribed before the trigger
             client.trigger_update(1)
@@ -138,7 +138,7 @@ async def test_cli_bootstrap_server_provisions_a_factory_client(
         client = Client(client_config((), f"coap://127.0.0.1:{port}"), local_host="127.0.0.1")
         await client.start()
         try:
-            done = await client.wait_for("registered", 10, registered(5))
+            done = await client.wait_for(ev.Registered, 10, registered(5))
             assert isinstance(done, ev.Registered) and done.lifetime == 60
             assert "</1/1>" in new.core.registrations["bs-dev"].links.split(",")
             read = await new.read("bs-dev", "/1/1/0", ContentFormat.TEXT, timeout=5)
@@ -198,7 +198,7 @@ async def test_bootstrap_request_trigger_executed_by_a_server(
         client = Client(client_config((account,), bs.uri), local_host="127.0.0.1")
         await client.start()
         try:
-            await client.wait_for("registered", 5, registered(1))
+            await client.wait_for(ev.Registered, 5, registered(1))
             waiting = future_event(client, registered(2))
             result = await old.execute("bs-dev", "/1/0/9", timeout=5)
             assert result.code == Code.CHANGED

@@ -66,13 +66,13 @@ async def test_register_update_deregister(server: TestbedServer) -> None:
     seen: list[ev.Event] = []
     client.subscribe(seen.append)
     await client.start()
-    registered = await client.wait_for("registered", 5)
+    registered = await client.wait_for(ev.Registered, 5)
     assert isinstance(registered, ev.Registered)
     reg = server.core.registrations["udp-dev"]
     assert reg.location == registered.location and reg.lifetime == 30
     assert "</3/0>" in reg.links
     client.trigger_update()
-    await client.wait_for("updated", 5)
+    await client.wait_for(ev.Updated, 5)
     assert server.core.registrations["udp-dev"].updates == 1
     await client.close()
     assert "udp-dev" not in server.core.registrations
@@ -85,13 +85,13 @@ async def test_register_update_deregister(server: TestbedServer) -> None:
 async def test_update_answered_not_found_registers_again(server: TestbedServer) -> None:
     client = Client(config(server.uri))
     await client.start()
-    await client.wait_for("registered", 5)
+    await client.wait_for(ev.Registered, 5)
     server.core.add_rule(FaultRule(Operation.UPDATE, FaultKind.RESPOND, code=0x84, count=1))
     client.trigger_update()
-    err = await client.wait_for("error", 5)
+    err = await client.wait_for(ev.Error, 5)
     assert isinstance(err, ev.Error) and err.coap_code == "4.04"
     assert err.action == "fallback_register"
-    await client.wait_for("registered", 5)
+    await client.wait_for(ev.Registered, 5)
     await client.close()
 
 
@@ -100,12 +100,12 @@ async def test_closed_port_is_a_network_error_within_milliseconds(
 ) -> None:
     client = Client(config(server.uri))
     await client.start()
-    await client.wait_for("registered", 5)
+    await client.wait_for(ev.Registered, 5)
     await server.stop()  # the port is closed: the kernel answers with ICMP
     loop = asyncio.get_running_loop()
     sent = loop.time()
     client.trigger_update()
-    err = await client.wait_for("error", 5)
+    err = await client.wait_for(ev.Error, 5)
     elapsed = loop.time() - sent
     assert isinstance(err, ev.Error) and err.code is ev.ErrorCode.NETWORK_ERROR
     # CoAP would only give up after 0.2 * (2^3 - 1) = 1.4 s; ICMP arrives in ~1 ms.
@@ -120,16 +120,16 @@ async def test_server_outage_typed_errors_scheduled_reconnects_and_registration_
     seen: list[ev.Event] = []
     client.subscribe(seen.append)
     await client.start()
-    await client.wait_for("registered", 5)
+    await client.wait_for(ev.Registered, 5)
     port = server.port
     await server.stop()
-    await client.wait_for("reconnect_scheduled", 10)
-    await client.wait_for("reconnect_scheduled", 10)  # at least one failed reconnect
+    await client.wait_for(ev.ReconnectScheduled, 10)
+    await client.wait_for(ev.ReconnectScheduled, 10)  # at least one failed reconnect
     server.port = port
     await server.start()
     # Back: an Update resumes the registration if it has not expired by the
     # client's clock (lifetime 2 s), else a Register (spec §10).
-    back = await client.wait_for("state_changed", 10, lambda e: e.new is ServerState.REGISTERED)
+    back = await client.wait_for(ev.StateChanged, 10, lambda e: e.new is ServerState.REGISTERED)
     errors = [e for e in seen if isinstance(e, ev.Error) and e.time < back.time]
     assert errors and all(
         e.code in (ev.ErrorCode.NETWORK_ERROR, ev.ErrorCode.TIMEOUT) for e in errors
@@ -149,7 +149,7 @@ async def test_two_hundred_clients_in_one_process(server: TestbedServer) -> None
     ]
     for c in clients:
         await c.start()
-    await asyncio.gather(*(c.wait_for("registered", 30) for c in clients))
+    await asyncio.gather(*(c.wait_for(ev.Registered, 30) for c in clients))
     assert len(server.core.registrations) == 200
     await asyncio.gather(*(c.close() for c in clients))
     assert not server.core.registrations
@@ -216,11 +216,11 @@ async def test_queue_mode_sleeps_and_wakes_with_an_update_from_a_new_socket(
     )
     client = Client(queued)
     await client.start()
-    await client.wait_for("registered", 5)
+    await client.wait_for(ev.Registered, 5)
     first_address = server.core.registrations["queue-dev"].address
-    await client.wait_for("queue_mode_sleep", 5)  # MAX_TRANSMIT_WAIT = 1.4 s here
+    await client.wait_for(ev.QueueModeSleep, 5)  # MAX_TRANSMIT_WAIT = 1.4 s here
     client.trigger_update()
-    await client.wait_for("updated", 5)
+    await client.wait_for(ev.Updated, 5)
     reg = server.core.registrations["queue-dev"]
     # LwM2M 1.1: b=U and the Q parameter (the testbed refuses b=UQ from 1.1, as Leshan does).
     assert reg.updates == 1 and (reg.binding, reg.queue_mode) == ("U", True)
@@ -238,8 +238,8 @@ async def test_a_server_executing_disable_is_answered_deregistered_and_back_afte
     client = Client(dataclasses.replace(config(server.uri), servers=(account,)))
     await client.start()
     try:
-        await client.wait_for("registered", 5)
-        deregistered = asyncio.ensure_future(client.wait_for("deregistered", 5))
+        await client.wait_for(ev.Registered, 5)
+        deregistered = asyncio.ensure_future(client.wait_for(ev.Deregistered, 5))
         await asyncio.sleep(0)  # subscribed before the Execute can be answered
         result = await server.execute("udp-dev", "/1/0/4", timeout=5)
         assert result.code == 0x44  # 2.04 Changed
@@ -247,7 +247,7 @@ async def test_a_server_executing_disable_is_answered_deregistered_and_back_afte
         assert isinstance(done, ev.Deregistered) and done.acknowledged
         assert "udp-dev" not in server.core.registrations
         assert client.state(1).value == "suspended"
-        again = await client.wait_for("registered", 5)
+        again = await client.wait_for(ev.Registered, 5)
         assert again.time - done.time == pytest.approx(1.0, abs=0.5)
         assert "udp-dev" in server.core.registrations
     finally:

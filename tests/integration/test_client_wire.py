@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from aiolwm2m.client import events as ev
 from aiolwm2m.client.config import ClientConfig, ServerAccount
 from aiolwm2m.client.operations import default_objects
 from aiolwm2m.coap.message import Code, Message, MessageType, OptionNumber, decode, encode
@@ -58,7 +59,7 @@ async def registered() -> AsyncIterator[tuple[BarePeer, tuple[str, int], Message
         created = Message(MessageType.ACK, Code.CREATED, register.mid, register.token)
         created.add(OptionNumber.LOCATION_PATH, b"rd").add(OptionNumber.LOCATION_PATH, b"1")
         peer.send(created, addr)
-        await client.wait_for("registered", TIMEOUT)
+        await client.wait_for(ev.Registered, TIMEOUT)
         yield peer, addr, register
     finally:
         await client.stop()

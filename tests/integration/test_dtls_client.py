@@ -195,7 +195,7 @@ async def test_psk_registration_and_server_read_observe_over_the_session(
     client = Client(config(psk_account(spy_on.uri)))
     await client.start()
     try:
-        await client.wait_for("registered", 5)
+        await client.wait_for(ev.Registered, 5)
         assert psk_server.core.registrations[EP].endpoint == EP
         assert psk_server.dtls is not None
         (peer,) = psk_server.dtls.endpoint.established_peers()
@@ -232,7 +232,7 @@ async def test_certificate_registration(pki: TestPki, usage: int) -> None:
     client = Client(config(cert_account(pki, server.uri, **extra)))
     await client.start()
     try:
-        await client.wait_for("registered", 5)
+        await client.wait_for(ev.Registered, 5)
         assert EP in server.core.registrations
         assert server.dtls is not None
         (peer,) = server.dtls.endpoint.established_peers()
@@ -247,7 +247,7 @@ async def secure_failure(client: Client) -> ev.Error:
     await client.start()
     try:
         return await client.wait_for(
-            "error", 5, lambda e: e.code is ev.ErrorCode.SECURE_CONNECTION_FAILED
+            ev.Error, 5, lambda e: e.code is ev.ErrorCode.SECURE_CONNECTION_FAILED
         )
     finally:
         await client.stop()
@@ -373,7 +373,7 @@ async def test_closed_port_is_network_error_not_a_handshake_timeout() -> None:
     client = Client(config(psk_account(f"coaps://127.0.0.1:{port}")))
     await client.start()
     try:
-        error = await client.wait_for("error", 5)
+        error = await client.wait_for(ev.Error, 5)
     finally:
         await client.stop()
     assert error.code is ev.ErrorCode.NETWORK_ERROR and error.request == "connect"
@@ -387,7 +387,7 @@ async def test_register_timeout_right_after_handshake_does_not_loop(
     client = Client(config(psk_account(spy_on.uri)))
     await client.start()
     try:
-        error = await client.wait_for("error", 5, lambda e: e.request == "register")
+        error = await client.wait_for(ev.Error, 5, lambda e: e.request == "register")
         await asyncio.sleep(0.3)  # room for a (wrong) second handshake to show up
     finally:
         await client.stop()
@@ -404,14 +404,14 @@ async def test_lost_session_retries_the_handshake_and_resumes(
     client = Client(config(psk_account(spy_on.uri)))
     await client.start()
     try:
-        await client.wait_for("registered", 5)
+        await client.wait_for(ev.Registered, 5)
         await psk_server.restart()  # the server forgets every DTLS session
         hellos = len(spy_on.client_hellos())
         spy_on.backs.clear()  # the restarted server sees the client afresh
         client.trigger_update()
-        retry = await client.wait_for("error", 5, lambda e: e.action == "retry_handshake")
+        retry = await client.wait_for(ev.Error, 5, lambda e: e.action == "retry_handshake")
         assert retry.request == "update"
-        await client.wait_for("updated", 5)
+        await client.wait_for(ev.Updated, 5)
     finally:
         await client.close()
     assert len(spy_on.client_hellos()) == hellos + 2  # one handshake: ClientHello + cookie
@@ -511,7 +511,7 @@ async def test_expired_certificate_falls_back_to_bootstrap_for_fresh_credentials
     client.subscribe(seen.append)
     await client.start()
     try:
-        await client.wait_for("registered", 10)
+        await client.wait_for(ev.Registered, 10)
     finally:
         await client.close()
         await bootstrap.stop()
@@ -552,7 +552,7 @@ async def test_offline_and_back_resumes_the_session_unless_the_server_lost_it(
     client = Client(config(psk_account(psk_server.uri)))
     await client.start()
     try:
-        await client.wait_for("registered", 5)
+        await client.wait_for(ev.Registered, 5)
         assert psk_server.dtls is not None
         assert len(client.dtls_sessions) == 1
         client.enter_offline()
@@ -562,9 +562,9 @@ async def test_offline_and_back_resumes_the_session_unless_the_server_lost_it(
         client.exit_offline()
         # Resumed session or full handshake, the server kept the registration: an
         # Update resumes it (spec §10), and the event says which handshake it was.
-        done = await client.wait_for("handshake_done", 5)
+        done = await client.wait_for(ev.HandshakeDone, 5)
         assert done.resumed is (not server_restarts)
-        await client.wait_for("updated", 5)
+        await client.wait_for(ev.Updated, 5)
         endpoint = psk_server.dtls.endpoint
         [peer] = endpoint.established_peers()  # the old one said close_notify going offline
         info = endpoint.peer_info(peer)
@@ -580,7 +580,7 @@ async def test_client_hello_flood_at_the_secure_testbed_server(psk_server: Testb
     await client.start()
     loop = asyncio.get_running_loop()
     try:
-        await client.wait_for("registered", 5)
+        await client.wait_for(ev.Registered, 5)
         hello = DtlsClientSession(PskCredentials(b"flooder", KEY))
         hello.start()
         [client_hello] = hello.datagrams_to_send()
@@ -595,7 +595,7 @@ async def test_client_hello_flood_at_the_secure_testbed_server(psk_server: Testb
             if i % 20 == 0:
                 await asyncio.sleep(0)  # let the server read: we test it, not socket buffers
         client.trigger_update()
-        await client.wait_for("updated", 5)
+        await client.wait_for(ev.Updated, 5)
         assert psk_server.dtls is not None
         endpoint = psk_server.dtls.endpoint
         assert endpoint.internal_errors == 0

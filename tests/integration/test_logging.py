@@ -44,7 +44,7 @@ async def _register(account: ServerAccount, server: TestbedServer) -> list[ev.Ev
     client.subscribe(seen.append)
     await client.start()
     try:
-        await client.wait_for("registered", 10)
+        await client.wait_for(ev.Registered, 10)
     finally:
         await client.close(timeout=2)
     return seen
@@ -97,7 +97,7 @@ async def test_dtls_handshake_steps_and_a_rejected_handshake_are_logged(
         await client.start()
         try:
             await client.wait_for(
-                "error", 10, lambda e: e.code is ev.ErrorCode.SECURE_CONNECTION_FAILED
+                ev.Error, 10, lambda e: e.code is ev.ErrorCode.SECURE_CONNECTION_FAILED
             )
         finally:
             await client.stop()

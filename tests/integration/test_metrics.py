@@ -19,6 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from aiolwm2m.accounts import ServerAccount
+from aiolwm2m.client import events as ev
 from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.coap.params import TransmissionParameters
 from aiolwm2m.lwm2m.formats import ContentFormat
@@ -73,13 +74,13 @@ async def test_client_metrics_over_http() -> None:
     url = "http://{}:{}/metrics".format(*http.address)
     try:
         await client.start()
-        await client.wait_for("registered", 10)
-        await client.wait_for("updated", 10)
+        await client.wait_for(ev.Registered, 10)
+        await client.wait_for(ev.Updated, 10)
         observation = await server.observe("dev", "/3/0/13", ContentFormat.TEXT, pmin=0, pmax=1)
         await observation.next(5)
         await observation.next(5)
         await server.stop()  # the next Update fails: an error by code and request
-        await client.wait_for("error", 15)
+        await client.wait_for(ev.Error, 15)
         samples = await ascrape(url)
     finally:
         await client.stop()

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from aiolwm2m.accounts import RetrySettings, ServerAccount
+from aiolwm2m.client import events as ev
 from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.coap.message import (
     Code,
@@ -241,7 +242,7 @@ async def test_dtls_session_survives_duplicates_and_delay_and_rules_leave_it_alo
     client = Client(ClientConfig(endpoint=ep, servers=(account,)))
     await client.start()
     try:
-        await client.wait_for("registered", 20)
+        await client.wait_for(ev.Registered, 20)
     finally:
         await client.stop()
         await proxy.stop()

@@ -88,7 +88,7 @@ async def device() -> AsyncIterator[Device]:
         proxy = await stack.enter_async_context(FaultProxy(("127.0.0.1", server.port), seed=1))
         dev = Device(server, proxy)
         await dev.client.start()
-        await dev.client.wait_for("registered", 10)
+        await dev.client.wait_for(ev.Registered, 10)
         yield dev
         await dev.client.close()
 
@@ -100,7 +100,7 @@ async def test_a_30_s_outage_ends_with_every_value_on_the_existing_observation(
     observation = await device.observe()
     address = device.server.core.registrations["outage-dev"].address
     await device.outage()
-    await device.client.wait_for("notifications_flushed", 15)
+    await device.client.wait_for(ev.NotificationsFlushed, 15)
 
     got: list[bytes] = []
     async with asyncio.timeout(15):
@@ -131,7 +131,7 @@ async def test_a_refused_update_after_a_30_s_outage_drops_the_values_with_one_ev
         FaultRule(Operation.UPDATE, FaultKind.RESPOND, Code.NOT_FOUND, count=1)
     )
     await device.outage()
-    registered = await device.client.wait_for("registered", 15)
+    registered = await device.client.wait_for(ev.Registered, 15)
 
     [refused] = [e for e in device.seen if isinstance(e, ev.Error) and e.coap_code == "4.04"]
     assert (refused.request, refused.action) == ("update", "fallback_register")
@@ -181,8 +181,8 @@ async def test_a_dtls_server_restart_costs_one_handshake_and_one_exchange(
     client.subscribe(seen.append)
     try:
         await client.start()
-        registering = await client.wait_for("registering", 5)
-        first = await client.wait_for("registered", 5)
+        registering = await client.wait_for(ev.Registering, 5)
+        first = await client.wait_for(ev.Registered, 5)
         started, done = (
             next(e for e in seen if isinstance(e, kind))
             for kind in (ev.HandshakeStarted, ev.HandshakeDone)
@@ -193,8 +193,8 @@ async def test_a_dtls_server_restart_costs_one_handshake_and_one_exchange(
         restarted = loop.time()
         await server.restart(forget_registrations=registrations_lost)
         client.trigger_update()
-        timeout = await client.wait_for("error", 5, lambda e: e.code is ev.ErrorCode.TIMEOUT)
-        back = await client.wait_for("registered" if registrations_lost else "updated", 5)
+        timeout = await client.wait_for(ev.Error, 5, lambda e: e.code is ev.ErrorCode.TIMEOUT)
+        back = await client.wait_for(ev.Registered if registrations_lost else ev.Updated, 5)
         since_restart = loop.time() - restarted
     finally:
         await client.close()

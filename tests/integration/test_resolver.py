@@ -64,7 +64,7 @@ async def test_the_injected_resolver_finds_the_server(server: TestbedServer) -> 
     table = Table({"device-management.invalid": "127.0.0.1"})
     client = Client(config(f"coap://device-management.invalid:{server.port}"), resolver=table)
     await client.start()
-    await client.wait_for("registered", 5)
+    await client.wait_for(ev.Registered, 5)
     await client.close()
     assert table.asked == [("device-management.invalid", server.port)]
     assert "named-dev" not in server.core.registrations  # de-registered through it too
@@ -78,17 +78,17 @@ async def test_a_name_that_stops_resolving_is_a_dns_failure_until_it_is_back(
     errors: list[ev.Error] = []
     client.subscribe(lambda e: errors.append(e) if isinstance(e, ev.Error) else None)
     await client.start()
-    await client.wait_for("registered", 5)
+    await client.wait_for(ev.Registered, 5)
     table.names["dm.invalid"] = None
     # An Update answered with RST makes the client reconnect, so it must resolve again.
     server.core.add_rule(FaultRule(Operation.UPDATE, FaultKind.RESET, count=1))
     client.trigger_update()
     failed = await client.wait_for(
-        "error", 5, lambda e: e.code is ev.ErrorCode.DNS_RESOLVING_FAILED
+        ev.Error, 5, lambda e: e.code is ev.ErrorCode.DNS_RESOLVING_FAILED
     )
     assert isinstance(failed, ev.Error) and "dm.invalid" in (failed.detail or "")
     table.names["dm.invalid"] = "127.0.0.1"
-    await client.wait_for("updated", 10)  # the registration resumed (spec §10)
+    await client.wait_for(ev.Updated, 10)  # the registration resumed (spec §10)
     await client.close()
     assert len(table.asked) >= 3
 

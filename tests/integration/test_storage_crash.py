@@ -30,6 +30,7 @@ from typing import Any, TextIO
 import pytest
 
 from aiolwm2m.accounts import ServerAccount
+from aiolwm2m.client import events as ev
 from aiolwm2m.client.bootstrap import Provisioning
 from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.client.engine import Notification, RegistrationRecord, Snapshot
@@ -213,7 +214,7 @@ async def test_asyncio_client_saves_wall_clock_times_and_restarts_from_them(
         before = time.time()
         first = Client(config)
         await first.start()
-        await first.wait_for("registered", 5)
+        await first.wait_for(ev.Registered, 5)
         await first.stop()  # no De-register: what a crash leaves behind
         after = time.time()
         [stored] = reopened(path).registrations
@@ -228,7 +229,7 @@ async def test_asyncio_client_saves_wall_clock_times_and_restarts_from_them(
         [restored] = second.engine.snapshot().registrations
         age = loop_now - restored.registered_at
         assert 0 <= age <= after - before + 1, "the registration's age survived the restart"
-        await second.wait_for("updated", 5)  # the stored registration, resumed (spec §10)
+        await second.wait_for(ev.Updated, 5)  # the stored registration, resumed (spec §10)
         assert second.engine.snapshot().registrations[0].location == stored.location
         await second.close()
     finally:

@@ -29,6 +29,7 @@ import cbor2
 import pytest
 
 from aiolwm2m.accounts import ServerAccount
+from aiolwm2m.client import events as ev
 from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.client.operations import OperationHandler, default_objects
 from aiolwm2m.coap.message import Code, Message, code_str, is_response
@@ -422,7 +423,7 @@ async def test_bad_requests_answered_and_client_alive(
     assert code_str(reply.code) == code_str(code)
     assert device.tree.get(LwPath.parse("/3/0/0")) == "aiolwm2m"
     # Still registered and serving: an Update goes through, a read still works.
-    updated = asyncio.ensure_future(device.client.wait_for("updated", 10))
+    updated = asyncio.ensure_future(device.client.wait_for(ev.Updated, 10))
     await asyncio.sleep(0)  # let wait_for subscribe first
     device.client.trigger_update()
     await updated

@@ -85,7 +85,7 @@ async def download(
         if during is not None:
             await during(events)
         done = await client.wait_for(
-            "firmware_state",
+            FirmwareStateChanged,
             60,
             lambda e: (
                 isinstance(e, FirmwareStateChanged) and e.object_id == 5 and e.new != "downloading"

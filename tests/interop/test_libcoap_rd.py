@@ -64,7 +64,7 @@ async def test_register_accepted_by_coap_rd_and_links_stored(tmp_path: Path) -> 
     client_tool = libcoap_tool("coap-client-notls")
     async with rd_and_client(tmp_path) as (port, relay, client, rd):
         await client.start()
-        registered = await client.wait_for("registered", 10)
+        registered = await client.wait_for(ev.Registered, 10)
         assert isinstance(registered, ev.Registered)
         register = requests_to_rd(relay)[0]
         answer = next(m for _, m in relay.messages("s2c") if m.mid == register.mid)
@@ -87,9 +87,9 @@ async def test_register_accepted_by_coap_rd_and_links_stored(tmp_path: Path) -> 
 async def test_update_goes_to_location_path_then_falls_back_to_register(tmp_path: Path) -> None:
     async with rd_and_client(tmp_path) as (_port, relay, client, rd):
         await client.start()
-        await client.wait_for("registered", 10)
+        await client.wait_for(ev.Registered, 10)
         first_location = next(m for _, m in relay.messages("s2c")).location_path
-        again = asyncio.ensure_future(client.wait_for("registered", 10))
+        again = asyncio.ensure_future(client.wait_for(ev.Registered, 10))
         client.trigger_update()
         await relay.wait_for(lambda: len(requests_to_rd(relay)) >= 3, 10, "update + register")
         await again
@@ -105,7 +105,7 @@ async def test_update_goes_to_location_path_then_falls_back_to_register(tmp_path
 async def test_deregister_sent_to_location_path(tmp_path: Path) -> None:
     async with rd_and_client(tmp_path) as (_port, relay, client, _rd):
         await client.start()
-        await client.wait_for("registered", 10)
+        await client.wait_for(ev.Registered, 10)
         location = next(m for _, m in relay.messages("s2c")).location_path
         await client.close(timeout=5)
         deletes = [m for m in requests_to_rd(relay) if m.code == Code.DELETE]
@@ -141,7 +141,7 @@ async def test_register_over_dtls_psk_with_coap_rd_openssl(tmp_path: Path) -> No
     rd, client = await dtls_rd_client(tmp_path, PSK_KEY)
     try:
         await client.start()
-        registered = await client.wait_for("registered", 10)
+        registered = await client.wait_for(ev.Registered, 10)
     finally:
         await client.stop()
         await rd.stop()
@@ -156,7 +156,7 @@ async def test_wrong_psk_with_coap_rd_openssl_is_secure_connection_failed(
     try:
         await client.start()
         error = await client.wait_for(
-            "error", 10, lambda e: e.code is ev.ErrorCode.SECURE_CONNECTION_FAILED
+            ev.Error, 10, lambda e: e.code is ev.ErrorCode.SECURE_CONNECTION_FAILED
         )
         state = client.state(1)
     finally:

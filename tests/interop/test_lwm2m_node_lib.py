@@ -80,7 +80,7 @@ async def test_register_seen_by_lwm2m_node_lib(server: NodeLwm2mServer) -> None:
     config = ClientConfig(ENDPOINT, servers=(ServerAccount(uri=server.uri, lifetime=300),))
     ops = default_objects(config)
     async with Client(config, ops) as cl:
-        registered = await cl.wait_for("registered", 10)
+        registered = await cl.wait_for(ev.Registered, 10)
         event = await server.next_event()
         devices = await server.command("devices")
     assert isinstance(registered, ev.Registered)
@@ -105,7 +105,7 @@ async def test_queue_mode_registration_seen_by_lwm2m_node_lib(
         ENDPOINT, servers=(account,), registration=RegistrationConfig(lwm2m_version=version)
     )
     async with Client(config, default_objects(config)) as cl:
-        await cl.wait_for("registered", 10)
+        await cl.wait_for(ev.Registered, 10)
         event = await server.next_event()
     assert event["event"] == "registered"
     assert (event["version"], event["binding"]) == (version, binding)
@@ -113,7 +113,7 @@ async def test_queue_mode_registration_seen_by_lwm2m_node_lib(
 
 
 async def test_update_reaches_lwm2m_node_lib(server: NodeLwm2mServer, client: Client) -> None:
-    updated = asyncio.ensure_future(client.wait_for("updated", 10))
+    updated = asyncio.ensure_future(client.wait_for(ev.Updated, 10))
     await asyncio.sleep(0)  # let wait_for subscribe before the Update can be answered
     client.trigger_update()
     event = await server.next_event()
@@ -259,7 +259,7 @@ async def test_bootstrapped_instance_ids_reach_lwm2m_node_lib(server: NodeLwm2mS
     async with BootstrapServer(BootstrapConfig(default=(provision,))) as bs:
         config = ClientConfig(ENDPOINT, bootstrap=ServerAccount(uri=bs.uri))
         async with Client(config, default_objects(config)) as cl:
-            await cl.wait_for("registered", 20)
+            await cl.wait_for(ev.Registered, 20)
             event = await server.next_event()
             assert event["event"] == "registered"
             assert "</1/1>" in event["payload"].split(",")

@@ -2,8 +2,9 @@
 
 One clock: events, log lines and timeline text all print seconds since the
 command started, measured on ``time.monotonic()`` — the clock asyncio's event
-loop (and so the engine, whose events carry ``loop.time()``) runs on. A log
-line and an event that happen together show the same time.
+loop runs on — from :data:`aiolwm2m.runtime.clock.ORIGIN`, which client events'
+``time`` already counts from. A log line and an event that happen together show
+the same time, and a Python program gets the numbers the CLI prints.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 import time
 
 from aiolwm2m.errors import ConfigError
+from aiolwm2m.runtime.clock import ORIGIN
 
 __all__ = [
     "UsageError",
@@ -33,7 +35,7 @@ __all__ = [
 #: Logger of the decoded CoAP message trace (``-vv``).
 TRACE_LOGGER = "aiolwm2m.trace"
 
-_origin = time.monotonic()
+_origin = ORIGIN
 _handler: logging.Handler | None = None
 _levels = (logging.WARNING, logging.NOTSET)  # root's and asyncio's before configure_logging
 

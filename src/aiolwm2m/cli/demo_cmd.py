@@ -25,6 +25,7 @@ from aiolwm2m.accounts import RetrySettings, ServerAccount
 from aiolwm2m.cli.common import clock_origin, positive_number
 from aiolwm2m.cli.demo_firmware import run_firmware_demo
 from aiolwm2m.cli.output import emit, event_json, event_line, log_event
+from aiolwm2m.client import events as ev
 from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.client.engine import ServerState
 from aiolwm2m.client.events import Event
@@ -110,8 +111,8 @@ async def _demo(outage: float, seed: int | None, fmt: str, secure: bool = False)
 
     def client_event(event: Event) -> None:
         if fmt == "jsonl":
-            emit(event_json(event, since))
-        elif (line := event_line(event, since)) is not None:
+            emit(event_json(event))
+        elif (line := event_line(event)) is not None:
             emit(line)
 
     server.on_event = server_event
@@ -139,16 +140,16 @@ async def _story(
     client: Client, server: TestbedServer, outage: float, say: Callable[[str], None]
 ) -> None:
     """Register, update, outage, recovery: each step bounded, the whole by the caller."""
-    await client.wait_for("registered", 10)
-    await client.wait_for("updated", 10)
+    await client.wait_for(ev.Registered, 10)
+    await client.wait_for(ev.Updated, 10)
     say(f"OUTAGE: the server goes away for {outage:g} s (its port is closed)")
     await server.stop()
     await asyncio.sleep(outage)
     await server.start()
     say("the server is back; the client reconnects on its own schedule")
     # Resumed with an Update (the registration had not expired), or registered anew.
-    back = await client.wait_for("state_changed", 60, lambda e: e.new is ServerState.REGISTERED)
-    await client.wait_for("updated", 10)
+    back = await client.wait_for(ev.StateChanged, 60, lambda e: e.new is ServerState.REGISTERED)
+    await client.wait_for(ev.Updated, 10)
     say(f"RECOVERED: registered again {client.elapsed(back.time):.3f} s after start")
 
 

@@ -42,6 +42,7 @@ from aiolwm2m.client.firmware.events import FirmwareProgress, FirmwareStateChang
 from aiolwm2m.coap.params import TransmissionParameters
 from aiolwm2m.lwm2m.formats import ContentFormat
 from aiolwm2m.runtime.aio import Client
+from aiolwm2m.runtime.clock import loop_now
 from aiolwm2m.runtime.firmware import FirmwareRunner
 from aiolwm2m.testbed.core import ServerEvent
 from aiolwm2m.testbed.images import ImageServer
@@ -73,6 +74,7 @@ def _settings(directory: Path, key_file: Path) -> FirmwareSettings:
 async def run_firmware_demo(outage: float, seed: int | None, fmt: str) -> int:
     loop = asyncio.get_running_loop()
     since = loop.time()
+    events_since = loop_now(loop)  # the same instant on the client events' clock
     rng = random.Random(seed)
 
     def say(text: str) -> None:
@@ -81,10 +83,10 @@ async def run_firmware_demo(outage: float, seed: int | None, fmt: str) -> int:
 
     def client_event(event: Event) -> None:
         if fmt == "jsonl":
-            emit(event_json(event, since))
+            emit(event_json(event, events_since))
         elif isinstance(event, FirmwareProgress) and event.total and event.bytes < event.total:
             return  # every 8 KiB is too chatty for a timeline; the last one is shown
-        elif (line := event_line(event, since)) is not None:
+        elif (line := event_line(event, events_since)) is not None:
             emit(line)
 
     def server_event(event: ServerEvent) -> None:

@@ -1,7 +1,10 @@
 """Event output shared by the CLI commands: JSON lines or a readable timeline.
 
 Times are seconds since the command started (:func:`~aiolwm2m.cli.common.clock_origin`),
-the clock log lines print too.
+the clock log lines print too. A client event's ``time`` already is (the runtime
+clock, :mod:`aiolwm2m.runtime.clock`) and is printed as it is, so a Python
+program sees the numbers the CLI prints; a server event's time is the loop's
+and is counted from the origin here.
 """
 
 from __future__ import annotations
@@ -35,13 +38,14 @@ def since_start(t: float) -> float:
     return t - clock_origin()
 
 
-def event_json(event: ev.Event, since: float | None = None) -> str:
+def event_json(event: ev.Event, since: float = 0.0) -> str:
+    """One JSON line; ``time`` counted from ``since`` (an instant on the events' clock)."""
     data = event.to_dict()
-    data["time"] = round(event.time - (clock_origin() if since is None else since), 6)
+    data["time"] = round(event.time - since, 6)
     return json.dumps(data, sort_keys=False)
 
 
-def event_line(event: ev.Event, since: float | None = None, source: str = "client") -> str | None:
+def event_line(event: ev.Event, since: float = 0.0, source: str = "client") -> str | None:
     """One human-readable timeline line, or None for events too chatty to show.
 
     ``source`` names the client in the line (``aiolwm2m scenario`` runs several).
@@ -54,7 +58,7 @@ def event_line(event: ev.Event, since: float | None = None, source: str = "clien
     if "delay" in fields:
         fields["delay"] = f"{fields['delay']:.2f}s"
     detail = " ".join(f"{k}={v}" for k, v in fields.items())
-    at = event.time - (clock_origin() if since is None else since)
+    at = event.time - since
     return f"{at:8.3f}s  {source}  {event.name:<24} {detail}".rstrip()
 
 

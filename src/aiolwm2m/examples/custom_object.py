@@ -18,12 +18,15 @@ import asyncio
 import math
 import time
 
-from aiolwm2m.accounts import ServerAccount
-from aiolwm2m.client.config import ClientConfig
-from aiolwm2m.client.operations import default_objects
-from aiolwm2m.errors import NotAllowedError
-from aiolwm2m.lwm2m.tree import ExecuteArguments, Instance
-from aiolwm2m.runtime.aio import Client
+from aiolwm2m import (
+    Client,
+    ClientConfig,
+    ExecuteArguments,
+    Instance,
+    NotAllowedError,
+    ServerAccount,
+    default_objects,
+)
 
 __all__ = ["Thermometer", "main"]
 

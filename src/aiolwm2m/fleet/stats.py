@@ -69,7 +69,8 @@ _OF_STATE = {
 class TimerClock(Protocol):
     """What the stats read from a device's runtime: the lateness of the timer running now."""
 
-    timer_lateness: float | None
+    @property
+    def timer_lateness(self) -> float | None: ...
 
 
 #: Told each finished exchange as it happens: (kind, seconds, error code or None), kind

@@ -4,37 +4,141 @@ The runtime is deliberately thin. It keeps no protocol state: it opens a
 *connected* UDP socket per server link (so the kernel reports ICMP
 port-unreachable as ``ConnectionRefusedError`` within milliseconds), feeds
 datagrams, socket errors and timer expiries into the engine and carries out
-the link actions it returns (see :class:`EngineDriver`). There is no
-background task per client — one ``loop.call_at`` handle and the sockets — so
-one event loop can host thousands of clients.
+the link actions it returns (see :class:`~aiolwm2m.runtime.driver.EngineDriver`).
+There is no background task per client — one ``loop.call_at`` handle and the
+sockets — so one event loop can host thousands of clients.
+
+:class:`Client` is the application's object; it holds an internal
+:class:`_AioDriver` that does the sockets and timers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
+from typing import TypeVar
 
 from aiolwm2m.client import events as ev
 from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.client.engine import DataModel, OpenLink
 from aiolwm2m.lwm2m.formats import ContentFormat
 from aiolwm2m.lwm2m.path import Path
-from aiolwm2m.runtime.driver import EngineDriver
+from aiolwm2m.runtime.clock import loop_deadline, loop_now
+from aiolwm2m.runtime.driver import ClientSurface, EngineDriver
 from aiolwm2m.runtime.dtls_link import DtlsSessions
 from aiolwm2m.runtime.links import LinkError, Resolver, open_link, resolve
 
 __all__ = ["Client"]
 
+E = TypeVar("E", bound=ev.Event)
 
-class Client(EngineDriver):
+
+class _AioDriver(EngineDriver):
+    """Internal: the engine on the running event loop, over real sockets and one timer."""
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        objects: DataModel | None,
+        *,
+        rng: random.Random | None,
+        local_host: str | None,
+        resolver: Resolver,
+    ) -> None:
+        super().__init__(config, objects, rng=rng)
+        self._local_host = local_host
+        self._resolver = resolver
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._opening: dict[int, asyncio.Task[None]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        #: Set once the engine is idle while :meth:`Client.close` waits for it.
+        self._idle: asyncio.Event | None = None
+        # DTLS sessions kept across links, so a reconnect can resume one.
+        self.dtls_sessions = DtlsSessions()
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.start_engine()
+
+    @property
+    def running(self) -> bool:
+        return self._loop is not None and not self._stopped
+
+    def wait_idle(self) -> asyncio.Event:
+        """An event set as soon as nothing is in flight (now, or after a later input)."""
+        idle = self._idle = asyncio.Event()
+        if self.engine.idle:
+            idle.set()
+        return idle
+
+    def _pump(self) -> None:
+        super()._pump()
+        if self._idle is not None and self.engine.idle:
+            self._idle.set()
+
+    def now(self) -> float:
+        """The runtime clock (:mod:`aiolwm2m.runtime.clock`): event times are on it."""
+        assert self._loop is not None, "client not started"
+        return loop_now(self._loop)
+
+    def _set_timer(self, when: float | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if when is not None and self._loop is not None:
+            self._timer = self._loop.call_at(loop_deadline(when), self._on_timer)
+
+    def _cancel_open(self, link_id: int) -> None:
+        task = self._opening.pop(link_id, None)
+        if task is not None:
+            task.cancel()
+
+    def _begin_open(self, action: OpenLink, generation: int) -> None:
+        assert self._loop is not None
+        self._opening[action.link] = self._loop.create_task(self._open(action, generation))
+
+    async def _open(self, action: OpenLink, gen: int) -> None:
+        link_id = action.link
+        try:
+            link = await open_link(
+                action.uri,
+                action.account,
+                self.config,
+                lambda data: self._on_datagram(link_id, gen, data),
+                lambda exc: self._on_link_error(link_id, gen, exc),
+                local_host=self._local_host,
+                sessions=self.dtls_sessions,
+                resolver=self._resolver,
+                progress=lambda attempt, wait, resuming: self._handshake_progress(
+                    link_id, gen, attempt, wait, resuming
+                ),
+            )
+        except LinkError as exc:
+            self._opening.pop(link_id, None)
+            self._link_failed(link_id, gen, exc.failure, str(exc))
+            return
+        self._opening.pop(link_id, None)
+        self._link_opened(link_id, gen, link)
+
+
+class Client(ClientSurface[_AioDriver]):
     """An LwM2M client running on the current asyncio event loop.
 
     ``async with Client(config) as client:`` starts it; leaving the block
     de-registers (bounded by MAX_TRANSMIT_WAIT). Events arrive through
-    :meth:`events` (async iterator) and/or :meth:`subscribe` (callbacks).
+    :meth:`events` (async iterator), :meth:`wait_for` and/or :meth:`subscribe`
+    (callbacks); subscribe or call :meth:`events` *before* :meth:`start` to see
+    the very first events, which ``start()`` itself reports.
+
+    The verbs that wait are ``async``: :meth:`start`, :meth:`close`,
+    :meth:`stop`, :meth:`wait_for`, :meth:`send` (and iterating :meth:`events`).
+    Those that only tell the engine something are plain methods (see
+    :class:`~aiolwm2m.runtime.driver.ClientSurface`).
     """
+
+    __slots__ = ("_queues",)
 
     def __init__(
         self,
@@ -47,36 +151,40 @@ class Client(EngineDriver):
     ) -> None:
         """``resolver`` turns a server's host name into an address on every link
         open (default: the system's; see :mod:`aiolwm2m.runtime.links`)."""
-        super().__init__(config, objects, rng=rng)
-        self._local_host = local_host
-        self._resolver = resolver
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._opening: dict[int, asyncio.Task[None]] = {}
-        self._timer: asyncio.TimerHandle | None = None
+        super().__init__(
+            _AioDriver(config, objects, rng=rng, local_host=local_host, resolver=resolver)
+        )
         self._queues: list[asyncio.Queue[ev.Event | None]] = []
-        # DTLS sessions kept across links, so a reconnect can resume one.
-        self.dtls_sessions = DtlsSessions()
+
+    @property
+    def dtls_sessions(self) -> DtlsSessions:
+        """DTLS sessions kept across links (what a reconnect resumes)."""
+        return self._driver.dtls_sessions
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self.start_engine()
+        """Start on the running loop: connects and registers in the background."""
+        self._driver.start(asyncio.get_running_loop())
 
     async def close(self, timeout: float | None = None) -> None:
-        """De-register (``not_registered`` error if not registered), then stop."""
-        if self._loop is None or self._stopped:
+        """De-register (``not_registered`` error if not registered), then stop.
+
+        Waits until nothing is in flight, at most ``timeout`` seconds
+        (default MAX_TRANSMIT_WAIT).
+        """
+        driver = self._driver
+        if not driver.running:
             return
-        self.engine.close(self.now())
-        self._pump()
+        driver.engine.close(driver.now())
+        driver._pump()
         limit = timeout if timeout is not None else self.config.coap.max_transmit_wait
-        deadline = self._loop.time() + limit
-        while not self.engine.idle and self._loop.time() < deadline:
-            await asyncio.sleep(0.01)
+        with contextlib.suppress(TimeoutError):  # still busy: stop anyway
+            await asyncio.wait_for(driver.wait_idle().wait(), limit)
         await self.stop()
 
     async def stop(self) -> None:
         """Stop at once without De-register (what a crash or power loss looks like)."""
-        self.stop_links()
+        self._driver.stop_links()
         for q in self._queues:
             q.put_nowait(None)
 
@@ -88,11 +196,20 @@ class Client(EngineDriver):
         await self.close()
 
     # ------------------------------------------------------------------ events
-    async def events(self) -> AsyncIterator[ev.Event]:
-        """Every event from now on, until the client stops."""
+    def events(self) -> AsyncIterator[ev.Event]:
+        """Every event from this call on, until the client stops.
+
+        Subscribes at once, so ``stream = client.events()`` before
+        ``await client.start()`` misses nothing.
+        """
         queue: asyncio.Queue[ev.Event | None] = asyncio.Queue()
         self._queues.append(queue)
         unsubscribe = self.subscribe(queue.put_nowait)
+        return self._drain(queue, unsubscribe)
+
+    async def _drain(
+        self, queue: asyncio.Queue[ev.Event | None], unsubscribe: Callable[[], None]
+    ) -> AsyncIterator[ev.Event]:
         try:
             while (item := await queue.get()) is not None:
                 yield item
@@ -101,14 +218,22 @@ class Client(EngineDriver):
             self._queues.remove(queue)
 
     async def wait_for(
-        self, name: str, timeout: float, predicate: Callable[[Any], bool] | None = None
-    ) -> ev.Event:
-        """Wait for the next event called ``name`` (optionally matching ``predicate``)."""
-        assert self._loop is not None
-        fut: asyncio.Future[ev.Event] = self._loop.create_future()
+        self, kind: type[E], timeout: float, predicate: Callable[[E], bool] | None = None
+    ) -> E:
+        """Wait for the next event of type ``kind`` (optionally matching ``predicate``).
+
+        ``await client.wait_for(events.Registered, 30)`` returns a ``Registered``;
+        raises ``TimeoutError`` after ``timeout`` seconds. May be started
+        before :meth:`start` (as a task) to catch the first events.
+        """
+        fut: asyncio.Future[E] = asyncio.get_running_loop().create_future()
 
         def check(event: ev.Event) -> None:
-            if event.name == name and not fut.done() and (predicate is None or predicate(event)):
+            if (
+                isinstance(event, kind)
+                and not fut.done()
+                and (predicate is None or predicate(event))
+            ):
                 fut.set_result(event)
 
         unsubscribe = self.subscribe(check)
@@ -148,47 +273,3 @@ class Client(EngineDriver):
             return finished[send_id]
         finally:
             unsubscribe()
-
-    # ------------------------------------------------------------------ runtime hooks
-    def now(self) -> float:
-        assert self._loop is not None, "client not started"
-        return self._loop.time()
-
-    def _set_timer(self, when: float | None) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if when is not None and self._loop is not None:
-            self._timer = self._loop.call_at(when, self._on_timer)
-
-    def _cancel_open(self, link_id: int) -> None:
-        task = self._opening.pop(link_id, None)
-        if task is not None:
-            task.cancel()
-
-    def _begin_open(self, action: OpenLink, generation: int) -> None:
-        assert self._loop is not None
-        self._opening[action.link] = self._loop.create_task(self._open(action, generation))
-
-    async def _open(self, action: OpenLink, gen: int) -> None:
-        link_id = action.link
-        try:
-            link = await open_link(
-                action.uri,
-                action.account,
-                self.config,
-                lambda data: self._on_datagram(link_id, gen, data),
-                lambda exc: self._on_link_error(link_id, gen, exc),
-                local_host=self._local_host,
-                sessions=self.dtls_sessions,
-                resolver=self._resolver,
-                progress=lambda attempt, wait, resuming: self._handshake_progress(
-                    link_id, gen, attempt, wait, resuming
-                ),
-            )
-        except LinkError as exc:
-            self._opening.pop(link_id, None)
-            self._link_failed(link_id, gen, exc.failure, str(exc))
-            return
-        self._opening.pop(link_id, None)
-        self._link_opened(link_id, gen, link)

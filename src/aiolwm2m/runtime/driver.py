@@ -1,10 +1,15 @@
-"""What every runtime does with the engine, written once.
+"""What every runtime does with the engine, written once (internal: use :class:`Client`).
 
 A runtime supplies a clock, a way to open links and a way to set one timer;
 :class:`EngineDriver` carries out the engine's link actions, delivers its
 events to subscribers and re-arms the timer. The asyncio runtime and the
 simulated (virtual clock) runtime are both thin subclasses, so tests on the
 virtual clock exercise exactly the code path production uses.
+
+Applications never see a driver: :class:`~aiolwm2m.runtime.aio.Client` and
+:class:`~aiolwm2m.runtime.sim.SimClient` *hold* one (as aioquic's protocol
+holds its ``_quic`` connection) and show only :class:`ClientSurface`, the
+verbs and read-only accessors both share, plus their own lifecycle verbs.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import random
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
 
 from aiolwm2m.client import events as ev
 from aiolwm2m.client.config import ClientConfig
@@ -53,7 +59,7 @@ from aiolwm2m.runtime.storage import (
 )
 from aiolwm2m.runtime.wiretap import WireTap, trace, trace_link
 
-__all__ = ["EngineDriver", "EventCallback"]
+__all__ = ["ClientSurface", "EngineDriver", "EventCallback"]
 
 log = logging.getLogger("aiolwm2m.client")
 
@@ -123,7 +129,7 @@ class EngineDriver(ABC):
         now = self._started_at = self.now()
         self._started = True
         for exc in self._storage_errors:
-            self._deliver(ev.Error(now, exc.code, detail=str(exc)))
+            self.emit(ev.Error(now, exc.code, detail=str(exc)))
         self._time_offset = self.wall_time() - now
         self.engine.restore(self._restored.shifted(-self._time_offset))
         self._restored = Snapshot()
@@ -140,7 +146,7 @@ class EngineDriver(ABC):
         """
         if self._started and not self._stopped:
             detail = "factory_reset() while running"
-            self._deliver(ev.Error(self.now(), ev.ErrorCode.NOT_ALLOWED, detail=detail))
+            self.emit(ev.Error(self.now(), ev.ErrorCode.NOT_ALLOWED, detail=detail))
             raise NotAllowedError("factory_reset() while the client runs: stop it first")
         self._restored = Snapshot()
         if self._store is not None:
@@ -220,7 +226,7 @@ class EngineDriver(ABC):
                 ssid, paths, content_format, now + self._time_offset
             )
         except SendError as exc:
-            self._deliver(
+            self.emit(
                 ev.Error(now, ev.ErrorCode.NOT_ALLOWED, ssid, ev.Request.SEND, detail=str(exc))
             )
             raise NotAllowedError(str(exc)) from exc
@@ -282,7 +288,7 @@ class EngineDriver(ABC):
                 self._close_link(action.link)
                 self._begin_open(action, self._generation[action.link])
         while (event := self.engine.next_event()) is not None:
-            self._deliver(event)
+            self.emit(event)
         if self._store is not None and self.engine.state_version != self._saved_version:
             self._save()
         when = self.engine.next_timer()
@@ -297,7 +303,7 @@ class EngineDriver(ABC):
         try:
             self._store.save(self.engine.snapshot(), self._time_offset)
         except StoreWriteError as exc:
-            self._deliver(ev.Error(self.now(), exc.code, detail=str(exc)))
+            self.emit(ev.Error(self.now(), exc.code, detail=str(exc)))
 
     def _run_data_model(self, model: DataModelRuntime, polled: bool) -> None:
         """Carry out what server operations asked of the engine; start async hook jobs.
@@ -365,7 +371,7 @@ class EngineDriver(ABC):
             )
             log.error("%s", detail)
             error = ev.Error(self.now(), ev.ErrorCode.INTERNAL_ERROR, job.ssid, detail=detail)
-            self._deliver(error)
+            self.emit(error)
         self.engine.respond(job.ssid, job.request, response, self.now())
 
     async def _finish_job(self, job: Job) -> None:
@@ -374,7 +380,13 @@ class EngineDriver(ABC):
             self.engine.respond(job.ssid, job.request, response, self.now())
             self._pump()
 
-    def _deliver(self, event: ev.Event) -> None:
+    def emit(self, event: ev.Event) -> None:
+        """Hand ``event`` to every subscriber, in order.
+
+        The engine's events come through here; so do those of components that
+        run beside it and report through the client's stream (the firmware
+        update runner, storage errors). A failing callback is logged, never raised.
+        """
         log.debug("event %s", event)
         for callback in list(self._callbacks):
             try:
@@ -450,3 +462,153 @@ class EngineDriver(ABC):
                 tap.link_failed(link_id, failure, self.now())
             self.engine.link_failed(link_id, failure, self.now(), detail)
             self._pump()
+
+
+D = TypeVar("D", bound=EngineDriver)
+
+
+class ClientSurface(Generic[D]):
+    """What :class:`~aiolwm2m.runtime.aio.Client` and :class:`~aiolwm2m.runtime.sim.SimClient`
+    share: the verbs that only enqueue work, and read-only accessors.
+
+    One rule for the verbs: a verb that only tells the engine something is
+    synchronous (it returns once the engine took it, the work runs later on
+    the loop or the virtual clock); a verb that waits for an outcome is
+    ``async`` on :class:`Client`. The driver doing the IO is held in
+    ``_driver`` and is no API.
+
+    Accessors kept on purpose: ``config``, ``objects`` (the data model the
+    application changes values in), ``store`` (state kept beside the engine's,
+    such as the firmware record), ``state(ssid)``/``registered()``/
+    ``all_connections_failed()`` (what the client is doing), ``now()``/``elapsed()``
+    (the clock of event times), ``wire_taps``/``timer_lateness`` (metrics and
+    fleets), and ``engine``, the sans-IO core, for advanced uses and tests only.
+    """
+
+    __slots__ = ("_driver",)
+
+    def __init__(self, driver: D) -> None:
+        self._driver = driver
+
+    # ------------------------------------------------------------------ accessors
+    @property
+    def config(self) -> ClientConfig:
+        return self._driver.config
+
+    @property
+    def objects(self) -> DataModel:
+        """The data model (by default an ``OperationHandler`` over ``objects.tree``)."""
+        return self._driver.objects
+
+    @property
+    def engine(self) -> ClientEngine:
+        """The sans-IO engine: for advanced uses and tests; drive the client through the verbs."""
+        return self._driver.engine
+
+    @property
+    def store(self) -> Store | None:
+        """The open persistent store (``[storage] path``), None without persistence."""
+        return self._driver.store
+
+    @property
+    def wire_taps(self) -> list[WireTap]:
+        """Append a :class:`~aiolwm2m.runtime.wiretap.WireTap` to see every datagram (metrics)."""
+        return self._driver.wire_taps
+
+    @property
+    def timer_lateness(self) -> float | None:
+        """While a timer's work runs: how late the runtime ran it; None otherwise."""
+        return self._driver.timer_lateness
+
+    def now(self) -> float:
+        """The client's clock: the one every event's ``time`` is on."""
+        return self._driver.now()
+
+    def elapsed(self, t: float) -> float:
+        """An event's ``time`` as seconds since the client started."""
+        return self._driver.elapsed(t)
+
+    def state(self, ssid: int) -> ServerState:
+        return self._driver.state(ssid)
+
+    def registered(self, ssid: int | None = None) -> bool:
+        """Registered with server ``ssid`` (any server when None)."""
+        return self._driver.engine.registered(ssid)
+
+    def all_connections_failed(self) -> bool:
+        """No server has a usable connection: the outer reconnect loop runs."""
+        return self._driver.all_connections_failed()
+
+    # ------------------------------------------------------------------ verbs that enqueue
+    def subscribe(self, callback: EventCallback) -> Callable[[], None]:
+        """Call ``callback`` with every event from now on; returns the unsubscribe function.
+
+        Subscribe *before* :meth:`start` to see every event from the first
+        (``state_changed`` to ``registering`` is reported during ``start()``).
+        """
+        return self._driver.subscribe(callback)
+
+    def emit(self, event: ev.Event) -> None:
+        """Report ``event`` through this client's stream (components beside the engine)."""
+        self._driver.emit(event)
+
+    def trigger_update(self, ssid: int | None = None) -> None:
+        """Send an Update to ``ssid`` (every registered server when None)."""
+        self._driver.trigger_update(ssid)
+
+    def network_changed(self) -> None:
+        """The network is back or changed: pending reconnect/retry waits end within
+        ``[reconnect] network_change_window`` s (jittered; spec §2)."""
+        self._driver.network_changed()
+
+    def schedule_reconnect(self) -> None:
+        """Reconnect every failed server now (ends the outer loop's wait)."""
+        self._driver.schedule_reconnect()
+
+    def enable_server(self, ssid: int) -> None:
+        self._driver.enable_server(ssid)
+
+    def disable_server(self, ssid: int, timeout: float | None = None) -> None:
+        """De-register from ``ssid``, away ``timeout`` s (None: the account's Disable Timeout)."""
+        self._driver.disable_server(ssid, timeout)
+
+    def enter_offline(self) -> None:
+        """Close every connection and store notifications until :meth:`exit_offline`."""
+        self._driver.enter_offline()
+
+    def exit_offline(self) -> None:
+        self._driver.exit_offline()
+
+    def objects_changed(self) -> None:
+        """Objects or instances were added or removed: registered servers get an Update."""
+        self._driver.objects_changed()
+
+    def poll(self) -> None:
+        """Values changed: send or store their notifications now (the default data model
+        does this by itself; a custom one calls it)."""
+        self._driver.poll()
+
+    def start_send(
+        self,
+        paths: Sequence[Path | str],
+        *,
+        ssid: int | None = None,
+        content_format: int = ContentFormat.SENML_CBOR,
+    ) -> int:
+        """LwM2M Send of the current values of ``paths``; returns the send id.
+
+        The outcome arrives as a ``send_finished`` event with that id. ``ssid``
+        may be omitted when exactly one server is configured. Raises
+        :class:`NotAllowedError` (also reported as ``not_allowed``) when the
+        data model cannot build the payload: Mute Send set by the server,
+        unknown or unreadable paths, a non-SenML format, no such server.
+        """
+        return self._driver.start_send(paths, ssid=ssid, content_format=content_format)
+
+    def factory_reset(self) -> None:
+        """Clear the persistent state: the next start runs from the factory configuration.
+
+        Allowed before start and after stop only (a running engine would write
+        its state straight back): raises :class:`NotAllowedError` otherwise.
+        """
+        self._driver.factory_reset()

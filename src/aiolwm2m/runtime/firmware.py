@@ -60,6 +60,7 @@ from aiolwm2m.lwm2m.objects.firmware import (
     ManifestInstance,
 )
 from aiolwm2m.runtime.aio import Client
+from aiolwm2m.runtime.clock import loop_deadline, loop_now
 from aiolwm2m.runtime.download import FetchError, available_schemes, fetch
 from aiolwm2m.runtime.firmware_store import DirectoryPackageStore, PackageError, PackageHandler
 from aiolwm2m.runtime.storage import CorruptStore, StoreReadError, StoreWriteError
@@ -129,7 +130,7 @@ class FirmwareRunner:
         self._shown = -1
         #: Errors found while restoring, reported by the first run of the actions.
         self._errors: list[ev.Error] = []
-        now = self._loop.time()
+        now = self._now()
         self._restore(now)
         self.update.start(now)
         tree = client.objects.tree
@@ -141,12 +142,16 @@ class FirmwareRunner:
         client.subscribe(self._on_client_event)
         self._kick()
 
+    def _now(self) -> float:
+        """The client's clock (:mod:`aiolwm2m.runtime.clock`), so its events and ours agree."""
+        return loop_now(self._loop)
+
     def _coordinator(self) -> FirmwareUpdate:
         return FirmwareUpdate(
             self.settings,
             self._rng,
             verifier=self._verifier,
-            wall_offset=time.time() - self._loop.time(),
+            wall_offset=time.time() - self._now(),
         )
 
     def _restore(self, now: float) -> None:
@@ -179,20 +184,20 @@ class FirmwareRunner:
     # ------------------------------------------------------------------ FirmwareControl
     def write_uri(self, uri: str) -> None:
         try:
-            self.update.write_uri(uri, self._loop.time())
+            self.update.write_uri(uri, self._now())
         finally:
             self._kick()  # a refusal may still have set a result (e.g. 9)
 
     async def write_package(self, data: bytes) -> None:
         if data in (b"", b"\x00"):
-            self.update.reset(self._loop.time())
+            self.update.reset(self._now())
             self._kick()
             return
         await self.write_package_block(0, data, False)
 
     async def write_package_block(self, offset: int, data: bytes, more: bool) -> None:
         async with self._lock:
-            now = self._loop.time()
+            now = self._now()
             if offset == 0:
                 self.update.push_started(now)
             else:
@@ -201,47 +206,47 @@ class FirmwareRunner:
             try:
                 await self.handler.write(data)
             except PackageError as exc:
-                self.update.package_failed(exc.kind, self._loop.time(), str(exc))
+                self.update.package_failed(exc.kind, self._now(), str(exc))
                 await self._run_actions()
                 raise
-            self.update.push_stored(offset + len(data), self._loop.time(), last=not more)
+            self.update.push_stored(offset + len(data), self._now(), last=not more)
             await self._run_actions()
 
     def execute_update(self) -> None:
         try:
-            self.update.execute_update(self._loop.time())
+            self.update.execute_update(self._now())
         finally:
             self._kick()  # a refusal may still have set a result (e.g. 9)
 
     def cancel(self) -> None:
         try:
-            self.update.cancel(self._loop.time())
+            self.update.cancel(self._now())
         finally:
             self._kick()  # a refusal may still have set a result (e.g. 9)
 
     def write_manifest(self, data: bytes) -> None:
         try:
-            self.update.write_manifest(data, self._loop.time())
+            self.update.write_manifest(data, self._now())
         finally:
             self._kick()  # a refusal may still have set a result (e.g. 9)
 
     def manual_trigger(self) -> None:
         try:
-            self.update.manual_trigger(self._loop.time())
+            self.update.manual_trigger(self._now())
         finally:
             self._kick()  # a refusal may still have set a result (e.g. 9)
 
     def set_value(self, name: str, value: object) -> None:
-        self.update.set_values(self._loop.time(), **{name: value})
+        self.update.set_values(self._now(), **{name: value})
         self._kick()
 
     # ------------------------------------------------------------------ application API
     def pause(self) -> None:
-        self.update.pause(self._loop.time())
+        self.update.pause(self._now())
         self._kick()
 
     def resume(self) -> None:
-        self.update.resume(self._loop.time())
+        self.update.resume(self._now())
         self._kick()
 
     async def close(self) -> None:
@@ -271,21 +276,21 @@ class FirmwareRunner:
         update, handler = self.update, self.handler
         while actions := update.take_actions():
             for action in actions:
-                now = self._loop.time()
+                now = self._now()
                 try:
                     if isinstance(action, OpenPackage):
                         held = await handler.open(action.offset, action.uri)
-                        update.package_opened(held, self._loop.time())
+                        update.package_opened(held, self._now())
                     elif isinstance(action, StartFetch):
                         self._start_fetch(action)
                     elif isinstance(action, StopDownload):
                         self._stop_fetch()
                     elif isinstance(action, FlushCheckpoint):
                         await handler.flush()
-                        update.checkpoint_flushed(action.offset, self._loop.time())
+                        update.checkpoint_flushed(action.offset, self._now())
                     elif isinstance(action, VerifyPackage):
                         await handler.verify(action.size, action.digest)
-                        update.package_verified(self._loop.time())
+                        update.package_verified(self._now())
                     elif isinstance(action, ResetPackage):
                         await handler.reset()
                     elif isinstance(action, Install):
@@ -300,7 +305,7 @@ class FirmwareRunner:
                     self._report(now, exc.code, f"firmware record not saved: {exc}")
         errors, self._errors = self._errors, []
         for event in [*errors, *update.take_events()]:
-            self.client._deliver(event)
+            self.client.emit(event)
         self._show()
         self._arm_timer()
 
@@ -321,11 +326,11 @@ class FirmwareRunner:
             self._timer = None
         when = self.update.next_timer()
         if when is not None:
-            self._timer = self._loop.call_at(when, self._on_timer)
+            self._timer = self._loop.call_at(loop_deadline(when), self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
-        self.update.handle_timer(self._loop.time())
+        self.update.handle_timer(self._now())
         self._kick()
 
     async def _install(self, may_defer: bool) -> None:
@@ -335,7 +340,7 @@ class FirmwareRunner:
             log.exception("firmware install hook failed")
             outcome = InstallOutcome(False, detail=f"install hook raised {exc!r}")
         async with self._lock:
-            self.update.install_finished(outcome, self._loop.time())
+            self.update.install_finished(outcome, self._now())
             await self._run_actions()
 
     def _start_fetch(self, action: StartFetch) -> None:
@@ -359,11 +364,11 @@ class FirmwareRunner:
                 try:
                     await self.handler.write(data)
                 except PackageError as exc:
-                    update.package_failed(exc.kind, self._loop.time(), str(exc))
+                    update.package_failed(exc.kind, self._now(), str(exc))
                     await self._run_actions()
                     raise asyncio.CancelledError from exc
                 update.fetch_progress(
-                    offset + len(data), self._loop.time(), validator=validator, total=total
+                    offset + len(data), self._now(), validator=validator, total=total
                 )
                 await self._run_actions()
                 if generation != self._generation:
@@ -385,12 +390,12 @@ class FirmwareRunner:
         except FetchError as exc:
             async with self._lock:
                 if generation == self._generation:
-                    update.fetch_failed(exc.kind, self._loop.time(), str(exc))
+                    update.fetch_failed(exc.kind, self._now(), str(exc))
                     await self._run_actions()
             return
         async with self._lock:
             if generation == self._generation:
-                update.fetch_complete(self._loop.time())
+                update.fetch_complete(self._now())
                 await self._run_actions()
 
     def _on_client_event(self, event: ev.Event) -> None:

@@ -2,8 +2,8 @@
 
 Everything here is deterministic for a given seed: time only moves when the
 scheduler runs the next due callback, so a one-week backoff costs a few
-microseconds. Clients are :class:`EngineDriver` subclasses like the asyncio
-client; the simulated servers (:mod:`aiolwm2m.testbed.sim`) wrap the same
+microseconds. Clients hold an :class:`~aiolwm2m.runtime.driver.EngineDriver`
+like the asyncio client; the simulated servers (:mod:`aiolwm2m.testbed.sim`) wrap the same
 sans-IO cores as the UDP testbed, so a virtual-clock test exercises
 production code, not a model of it. This module knows nothing of servers:
 the testbed builds on the runtime, never the other way round.
@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from aiolwm2m.client import events as ev
 from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.client.engine import DataModel, LinkFailure, OpenLink
-from aiolwm2m.runtime.driver import EngineDriver
+from aiolwm2m.runtime.driver import ClientSurface, EngineDriver
 
 #: A simulated socket address, as on a real network: (IP, port).
 Address = tuple[str, int]
@@ -247,46 +247,25 @@ class _SimLink:
 DEFAULT_HISTORY = 1000
 
 
-class SimClient(EngineDriver):
-    """A client on the simulated network; its recent events are also kept in ``events``.
-
-    ``history`` bounds what ``events`` keeps — at least the last ``history``
-    events (the oldest half is dropped when twice as many piled up, so a
-    simulated week does not keep every event it ever saw); ``None`` keeps
-    them all (a test that inspects a whole long run), ``0`` none (a fleet,
-    which counts events as they come).
-    """
+class _SimDriver(EngineDriver):
+    """Internal: the engine on the virtual clock, over the simulated network."""
 
     def __init__(
         self,
         net: SimNetwork,
         config: ClientConfig,
-        objects: DataModel | None = None,
+        objects: DataModel | None,
         *,
-        rng: random.Random | None = None,
-        host: str = "10.0.0.2",
-        history: int | None = DEFAULT_HISTORY,
+        rng: random.Random,
+        host: str,
     ) -> None:
-        super().__init__(config, objects, rng=rng or random.Random(net.rng.random()))
+        super().__init__(config, objects, rng=rng)
         self.net = net
         self.host = host
-        self.events: list[ev.Event] = []
-        self.history = history
-        if history != 0:
-            self.subscribe(self._keep)
         self._timer: TimerHandle | None = None
         self._opening: dict[int, TimerHandle | _SimHandshake] = {}
         # Modelled DTLS session tokens per server address (see module docstring).
         self.dtls_sessions: dict[Address, bytes] = {}
-
-    def _keep(self, event: ev.Event) -> None:
-        events = self.events
-        events.append(event)
-        if self.history is not None and len(events) >= 2 * self.history:
-            del events[: len(events) - self.history]
-
-    def start(self) -> None:
-        self.start_engine()
 
     def close(self) -> None:
         self.engine.close(self.now())
@@ -298,14 +277,6 @@ class SimClient(EngineDriver):
     def wall_time(self) -> float:
         """The virtual clock: stored times stay exact across a simulated restart."""
         return self.net.clock.now
-
-    def named(self, name: str) -> list[ev.Event]:
-        return [e for e in self.events if e.name == name]
-
-    def errors(self, code: ev.ErrorCode | None = None) -> list[ev.Error]:
-        return [
-            e for e in self.events if isinstance(e, ev.Error) and (code is None or e.code is code)
-        ]
 
     def _set_timer(self, when: float | None) -> None:
         if self._timer is not None:
@@ -348,10 +319,84 @@ class SimClient(EngineDriver):
         self._link_opened(action.link, gen, _SimLink(self.net, local, remote))
 
 
+class SimClient(ClientSurface[_SimDriver]):
+    """A client on the simulated network; its recent events are also kept in ``events``.
+
+    The same shape as :class:`~aiolwm2m.runtime.aio.Client` (it holds its
+    driver and shows the same verbs and accessors), except that every verb is
+    synchronous: the work runs as the virtual clock is advanced
+    (``net.clock.run_for``…). :meth:`stop` is a crash or power loss.
+
+    ``history`` bounds what ``events`` keeps — at least the last ``history``
+    events (the oldest half is dropped when twice as many piled up, so a
+    simulated week does not keep every event it ever saw); ``None`` keeps
+    them all (a test that inspects a whole long run), ``0`` none (a fleet,
+    which counts events as they come).
+    """
+
+    __slots__ = ("events", "history")
+
+    def __init__(
+        self,
+        net: SimNetwork,
+        config: ClientConfig,
+        objects: DataModel | None = None,
+        *,
+        rng: random.Random | None = None,
+        host: str = "10.0.0.2",
+        history: int | None = DEFAULT_HISTORY,
+    ) -> None:
+        rng = rng or random.Random(net.rng.random())
+        super().__init__(_SimDriver(net, config, objects, rng=rng, host=host))
+        self.events: list[ev.Event] = []
+        self.history = history
+        if history != 0:
+            self.subscribe(self._keep)
+
+    def _keep(self, event: ev.Event) -> None:
+        events = self.events
+        events.append(event)
+        if self.history is not None and len(events) >= 2 * self.history:
+            del events[: len(events) - self.history]
+
+    @property
+    def net(self) -> SimNetwork:
+        return self._driver.net
+
+    @property
+    def host(self) -> str:
+        """The client's simulated IP address."""
+        return self._driver.host
+
+    @property
+    def dtls_sessions(self) -> dict[Address, bytes]:
+        """Modelled DTLS session tokens kept per server address (what a reconnect resumes)."""
+        return self._driver.dtls_sessions
+
+    def start(self) -> None:
+        self._driver.start_engine()
+
+    def close(self) -> None:
+        """De-register; the exchange runs as the clock advances."""
+        self._driver.close()
+
+    def stop(self) -> None:
+        """Drop every link and the timer without De-register (a crash or power loss)."""
+        self._driver.stop_links()
+
+    def named(self, name: str) -> list[ev.Event]:
+        return [e for e in self.events if e.name == name]
+
+    def errors(self, code: ev.ErrorCode | None = None) -> list[ev.Error]:
+        return [
+            e for e in self.events if isinstance(e, ev.Error) and (code is None or e.code is code)
+        ]
+
+
 class _SimHandshake:
     """One modelled client handshake on its own connected socket (see module docstring)."""
 
-    def __init__(self, client: SimClient, link_id: int, gen: int, remote: Address) -> None:
+    def __init__(self, client: _SimDriver, link_id: int, gen: int, remote: Address) -> None:
         self.client = client
         self.link_id = link_id
         self.gen = gen

@@ -137,7 +137,7 @@ def test_the_ids_are_stored_and_back_after_a_restart(tmp_path: Path) -> None:
     world = World({7: (1, 2)}, store_path)
     first = world.client()
     assert world.net.clock.run_until_true(lambda: world.registered(first), 60)
-    first.stop_links()  # power loss: no De-register
+    first.stop()  # power loss: no De-register
     stored = Store(store_path).load().provisioning
     assert stored is not None
     assert sorted(stored["1"]) == ["2"] and "1" in stored["0"]

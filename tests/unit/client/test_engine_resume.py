@@ -223,7 +223,7 @@ def test_a_restart_resumes_the_stored_registration_and_refusal_is_remembered(
     first = make_client()
     net.clock.run_for(1)
     snapshot = first.engine.snapshot()
-    first.stop_links()
+    first.stop()
     second = make_client(start=False, seed=2)
     second.engine.restore(snapshot)
     second.start()
@@ -237,7 +237,7 @@ def test_a_restart_resumes_the_stored_registration_and_refusal_is_remembered(
     net.clock.run_for(1)
     [record] = second.engine.snapshot().registrations
     assert record.lifetime == 0
-    second.stop_links()
+    second.stop()
     third = make_client(start=False, seed=3)
     third.engine.restore(second.engine.snapshot())
     third.start()

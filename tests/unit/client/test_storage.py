@@ -450,7 +450,7 @@ def test_factory_reset_api_only_when_not_running(
         client.factory_reset()
     assert client.errors(ev.ErrorCode.NOT_ALLOWED)
     assert reopened(store_path).registrations, "state unchanged"
-    client.stop_links()
+    client.stop()
     client.factory_reset()
     assert reopened(store_path) == Snapshot()
 
@@ -474,7 +474,7 @@ def test_restart_delivers_stored_notifications_in_order_after_resuming(
         created.append(tree.notify(net.clock.now, value=value).created)
         first.poll()
     assert len(first.named("notification_stored")) == 3
-    first.stop_links()  # kill -9: no De-register, nothing more is written
+    first.stop()  # kill -9: no De-register, nothing more is written
 
     net.clock.run_for(60)  # back well within the 300 s lifetime: the server kept us
     server.start()
@@ -505,7 +505,7 @@ def test_restart_with_another_server_uri_forgets_the_registration(
 ) -> None:
     first = make_client(storage_path=str(store_path))
     assert net.clock.run_until_true(lambda: first.engine.registered(), timeout=5)
-    first.stop_links()
+    first.stop()
     other = SimServer(net, ("10.0.0.9", 5683))
     other.start()
     second = make_client(storage_path=str(store_path), servers=(account(other.uri),), start=False)
@@ -525,7 +525,7 @@ def test_restart_after_the_registration_expired_drops_what_was_stored(
     net.clock.run_for(1)
     tree.notify(net.clock.now)
     first.poll()
-    first.stop_links()
+    first.stop()
     net.clock.run_for(1000)  # past lifetime (300 s): the server forgets dev-1
     server.start()
     net.clock.run_for(1)

@@ -214,7 +214,7 @@ def test_30s_outage_ends_with_an_abbreviated_handshake(
     server = make_server(net, HandshakeOutcome.ACCEPT)
     client = make_client(net, server.uri, coap=SHORT_COAP)
     net.clock.run_until_true(lambda: client.state(1) is ServerState.REGISTERED, 10)
-    first_link = client._links[1]
+    first_link = client._driver._links[1]
     assert first_link.secure and not first_link.resumed
     net.down = True
     client.trigger_update()  # its CON is lost until the outage ends, then given up on
@@ -224,13 +224,13 @@ def test_30s_outage_ends_with_an_abbreviated_handshake(
         server.restart()
     assert net.clock.run_until_true(
         lambda: (
-            client._links.get(1) not in (None, first_link)
+            client._driver._links.get(1) not in (None, first_link)
             and client.state(1) is ServerState.REGISTERED
         ),
         120,
     )
     assert server.flights == flights
-    assert client._links[1].resumed is (not server_restarts)
+    assert client._driver._links[1].resumed is (not server_restarts)
     done = [e for e in client.events if isinstance(e, ev.HandshakeDone)]
     assert [e.resumed for e in done] == [False, not server_restarts]
     # Resumed or not, the registration the server kept is resumed with an Update.

@@ -1,0 +1,71 @@
+"""The Python API's first program (issue 14 item 14, issue 11 item 5), over real UDP.
+
+Nothing the client reports is missed by a subscriber that came first, events
+are waited for by type, event times are the CLI's clock, and ``close()`` returns
+as soon as the De-register is answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from aiolwm2m import Client, ClientConfig, ServerAccount, ServerState, events
+from aiolwm2m.cli.common import clock_origin
+from aiolwm2m.coap.params import TransmissionParameters
+from aiolwm2m.testbed.server import TestbedServer
+
+FAST = TransmissionParameters(ack_timeout=0.2, ack_random_factor=1.0, max_retransmit=2)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[TestbedServer]:
+    async with TestbedServer("127.0.0.1", 0, params=FAST) as srv:
+        yield srv
+
+
+def config(server: TestbedServer) -> ClientConfig:
+    return ClientConfig("api-dev", (ServerAccount(server.uri, lifetime=60),), coap=FAST)
+
+
+async def test_a_subscriber_before_start_sees_the_very_first_event(server: TestbedServer) -> None:
+    client = Client(config(server))
+    seen: list[events.Event] = []
+    client.subscribe(seen.append)
+    stream = client.events()  # subscribes now, before start
+    first_waiter = asyncio.ensure_future(client.wait_for(events.StateChanged, 5))
+    await asyncio.sleep(0)  # the waiter subscribes
+    await client.start()
+    first = seen[0]
+    assert isinstance(first, events.StateChanged) and first.new is ServerState.CONNECTING
+    assert await first_waiter is first
+    assert await anext(aiter(stream)) is first
+    registered = await client.wait_for(events.Registered, 5)
+    assert isinstance(registered, events.Registered) and registered.lifetime == 60
+    await client.close()
+
+
+async def test_event_times_are_the_clis_clock(server: TestbedServer) -> None:
+    client = Client(config(server))
+    before = time.monotonic() - clock_origin()
+    await client.start()
+    registered = await client.wait_for(events.Registered, 5)
+    after = time.monotonic() - clock_origin()
+    assert before <= registered.time <= after
+    assert client.now() == pytest.approx(time.monotonic() - clock_origin(), abs=0.05)
+    await client.close()
+
+
+async def test_close_returns_when_the_deregister_is_answered(server: TestbedServer) -> None:
+    client = Client(config(server))
+    await client.start()
+    await client.wait_for(events.Registered, 5)
+    done: list[events.Deregistered] = []
+    client.subscribe(lambda e: done.append(e) if isinstance(e, events.Deregistered) else None)
+    began = time.monotonic()
+    await client.close(timeout=30)
+    assert done and time.monotonic() - began < 1.0  # no poll, no MAX_TRANSMIT_WAIT
+    assert "api-dev" not in server.core.registrations
