@@ -73,8 +73,8 @@ class _AioDriver(EngineDriver):
             idle.set()
         return idle
 
-    def _pump(self) -> None:
-        super()._pump()
+    def _pump(self, *, polled: bool = False) -> None:
+        super()._pump(polled=polled)
         if self._idle is not None and self.engine.idle:
             self._idle.set()
 
