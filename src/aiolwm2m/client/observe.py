@@ -1,6 +1,6 @@
 """Sans-IO Observe scheduler: when to send which notification (LwM2M 1.1.1 §5.1.2, RFC 7641).
 
-The data model (``client/operations.py``) registers each accepted Observe or
+The data model (``client/operations/``) registers each accepted Observe or
 Observe-Composite request here as an :class:`Observation`; this module decides
 *when* a notification is due and builds the complete 2.05 message, while
 reading values stays behind the small :class:`Sampler` protocol. Keeping the

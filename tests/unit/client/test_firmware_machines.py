@@ -104,7 +104,7 @@ def test_illegal_server_operations_get_the_named_error_and_change_nothing(
 
 
 def test_refusal_classes_map_to_4_05_and_4_00() -> None:
-    from aiolwm2m.client.operations import _error_code
+    from aiolwm2m.client.operations._answers import error_code as _error_code
     from aiolwm2m.coap.message import Code
 
     assert _error_code(NotAllowedInState("x")) == Code.METHOD_NOT_ALLOWED

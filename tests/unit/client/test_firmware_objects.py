@@ -92,7 +92,7 @@ def test_block1_package_write_is_streamed_block_by_block() -> None:
         (2048, 256, False),
     ]
     assert b"".join(d for _, d, _ in control.blocks) == image
-    assert ops._block1().pending() == 0  # nothing assembled in memory
+    assert ops._transfers.block1().pending() == 0  # nothing assembled in memory
 
 
 def test_stream_gaps_get_4_08_and_a_repeated_block_the_same_answer() -> None:

@@ -783,7 +783,7 @@ def test_kept_representations_expire_and_are_bounded() -> None:
         ops.tree.set("/3303/0/5750", BIG + str(i))
         answer(ops, request(Code.GET, "/3303/0/5750", accept=ContentFormat.TEXT, token=bytes([i])))
         answer(ops, request(Code.GET, "/3303/0/5750", accept=ContentFormat.SENML_JSON))
-    assert len(ops._representations()) <= ops.blockwise.max_representations
+    assert len(ops._transfers.representations()) <= ops.blockwise.max_representations
 
 
 def test_block2_past_the_end_is_402(ops: OperationHandler) -> None:

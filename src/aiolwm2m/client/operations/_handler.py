@@ -1,0 +1,282 @@
+"""The façade the engine and the runtime talk to; each operation lives in a part.
+
+:class:`OperationHandler` keeps the engine's ``DataModel`` protocol, the
+observe ``Sampler`` protocol and the runtime side (jobs, actions, wakeup)
+here, and dispatches a server's request (after :class:`Transfers` handled
+its blocks) to :class:`Reader`, :class:`Writer`, :class:`Instances` or
+:class:`Discovery`. Internal to :mod:`aiolwm2m.client.operations`, which
+re-exports the class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from aiolwm2m.accounts import ServerAccount
+from aiolwm2m.client.engine import Notification
+from aiolwm2m.client.observe import ObservedPathGone, Observer, ObserveSettings
+from aiolwm2m.client.operations._answers import HANDLED, HookFailed, Reply, Result, error, later
+from aiolwm2m.client.operations._blockwise import BlockwiseSettings, Transfers
+from aiolwm2m.client.operations._discovery import Discovery
+from aiolwm2m.client.operations._instances import Instances
+from aiolwm2m.client.operations._model import HIDDEN_OBJECTS, Model
+from aiolwm2m.client.operations._reading import Reader
+from aiolwm2m.client.operations._types import ClientAction, Job, ObjectsChanged, SendError
+from aiolwm2m.client.operations._writing import Writer
+from aiolwm2m.coap.message import Code, Message
+from aiolwm2m.lwm2m import linkformat
+from aiolwm2m.lwm2m.attributes import Attributes
+from aiolwm2m.lwm2m.formats import ContentFormat, encode
+from aiolwm2m.lwm2m.objects import (
+    AccessControl,
+    ConnectivityInstance,
+    DeviceInstance,
+    HostInfo,
+    ServerCallbacks,
+    add_server_instances,
+)
+from aiolwm2m.lwm2m.objects.server import MUTE_SEND, SERVER_OBJECT
+from aiolwm2m.lwm2m.path import Path, PathLevel
+from aiolwm2m.lwm2m.tree import NotFoundError, ObjectTree
+from aiolwm2m.lwm2m.values import Record
+
+__all__ = ["ANNOUNCED_FORMATS", "SEND_FORMATS", "OperationHandler"]
+
+#: The ``ct`` of the Register root link: the 1.1 value formats beyond the
+#: mandatory text, opaque and link-format (which go unsaid, as Leshan's client
+#: does). LwM2M CBOR (11544) is a 1.2 format, so a 1.1 registration leaves it out.
+ANNOUNCED_FORMATS = (
+    ContentFormat.CBOR,
+    ContentFormat.SENML_JSON,
+    ContentFormat.SENML_CBOR,
+    ContentFormat.TLV,
+    ContentFormat.OMA_JSON,
+)
+
+#: Content formats a Send payload may use (LwM2M 1.1 Transport: SenML only).
+SEND_FORMATS = frozenset({ContentFormat.SENML_JSON, ContentFormat.SENML_CBOR})
+
+
+class OperationHandler:
+    """The client data model as the engine sees it; also the observe :class:`Sampler`.
+
+    ``access`` enforces Access Control (give the one from
+    :func:`~aiolwm2m.lwm2m.objects.build_default_tree`); without it every
+    server has every right, as the spec says for a single server.
+    """
+
+    def __init__(
+        self,
+        tree: ObjectTree,
+        *,
+        access: AccessControl | None = None,
+        observe: ObserveSettings | None = None,
+        blockwise: BlockwiseSettings | None = None,
+    ) -> None:
+        self.tree = tree
+        self.access = access if access is not None else AccessControl(tree, enabled=False)
+        #: What new /1 instances call back into (set by :func:`default_objects`).
+        self.server_callbacks = ServerCallbacks()
+        self.observer = Observer(self, observe)
+        self.blockwise = blockwise if blockwise is not None else BlockwiseSettings()
+        model = Model(tree, self.access)
+        self._model = model
+        self._transfers = Transfers(model, self.blockwise)
+        self._reader = Reader(model, self.observer, self._transfers)
+        self._writer = Writer(model)
+        self._instances = Instances(model, self._writer)
+        self._discovery = Discovery(model, self.observer)
+        self._jobs: list[Job] = []
+        self._actions: list[ClientAction] = []
+        self._wakeup: Callable[[], None] | None = None
+        self._busy = False
+        # The last object list built, by (LwM2M version, tree structure version): a device
+        # that cannot reach its server re-sends the same list with every Register.
+        self._payload: tuple[tuple[str, int], bytes] | None = None
+        # The initial state is no change: the object list goes out with Register.
+        tree.take_structure_changed()
+        tree.take_changes()
+        tree.set_listener(self._tree_changed)
+
+    # ------------------------------------------------------------------ runtime side
+    def attach_host(self, host: HostInfo) -> None:
+        """Give the Device and Connectivity objects the machine to report (the runtime's).
+
+        Instances that already have a host (the application chose one) keep it.
+        """
+        for node in self.tree.objects.values():
+            for inst in node.instances.values():
+                if isinstance(inst, DeviceInstance | ConnectivityInstance) and inst.host is None:
+                    inst.host = host
+
+    def take_jobs(self) -> list[Job]:
+        out, self._jobs = self._jobs, []
+        return out
+
+    def take_actions(self) -> list[ClientAction]:
+        if self.tree.take_structure_changed():
+            self._actions.append(ObjectsChanged())
+        out, self._actions = self._actions, []
+        return out
+
+    def set_wakeup(self, callback: Callable[[], None] | None) -> None:
+        """``callback`` runs when the application changed a value (outside a request)."""
+        self._wakeup = callback
+
+    def queue_action(self, action: ClientAction) -> None:
+        self._actions.append(action)
+
+    def _tree_changed(self) -> None:
+        if not self._busy and self._wakeup is not None:
+            self._wakeup()
+
+    # ------------------------------------------------------------------ engine protocol
+    def accounts_changed(self, accounts: Sequence[ServerAccount]) -> None:
+        """The engine's server set changed (Bootstrap-Finish, restored state): /1 follows.
+
+        Every Server instance is rebuilt from ``accounts`` so servers read, and
+        Register lists, the accounts the client really uses, under the instance
+        ids the Bootstrap-Server wrote them with; each server owns its own
+        instance when Access Control is on.
+        """
+        for iid in self.tree.instance_ids().get(SERVER_OBJECT, []):
+            self.tree.remove_instance(SERVER_OBJECT, iid)
+        add_server_instances(self.tree, self.access, accounts, self.server_callbacks)
+
+    def registration_payload(self, lwm2m_version: str) -> bytes:
+        """The Register/Update object list; as 1.1 it opens with the root link announcing
+        the content formats the client reads and writes (Core §6.2.1), so a server does
+        not fall back to TLV. A 1.0 server gets the plain list it knows."""
+        key = (lwm2m_version, self.tree.structure_version)
+        if self._payload is not None and self._payload[0] == key:
+            return self._payload[1]
+        formats = ANNOUNCED_FORMATS if lwm2m_version != "1.0" else ()
+        links = linkformat.registration_links(
+            self.tree.instance_ids(), self.tree.versions(), content_formats=formats
+        )
+        payload = linkformat.encode(links)
+        self._payload = (key, payload)
+        return payload
+
+    def handle_request(self, ssid: int, request: Message, now: float) -> Message | None:
+        # Changes made before this request must not count against observations it starts.
+        self._feed_changes(now)
+        self._busy = True
+        try:
+            result = self._transfers.around(ssid, request, now, self._dispatch)
+        except HANDLED as exc:
+            return error(exc)
+        finally:
+            self._busy = False
+        if isinstance(result, Message):
+            return result
+        self._jobs.append(Job(ssid, request, later(result)))
+        return None
+
+    def drop_observations(self, ssid: int) -> None:
+        self.observer.drop(ssid)
+
+    def cancel_observation(self, ssid: int, token: bytes, reason: str) -> None:
+        self.observer.remove(ssid, token)
+
+    def take_notifications(self, now: float) -> list[Notification]:
+        if not self.observer.busy:
+            # Nothing observed: a change concerns nobody (an Observe starting later
+            # must not count it either), and there is nothing to sample.
+            self.tree.take_changes()
+            return []
+        self._feed_changes(now)
+        notes = self.observer.take_notifications(now)
+        self._transfers.first_blocks(notes, self.observer.observations, len(self.observer), now)
+        return notes
+
+    def _feed_changes(self, now: float) -> None:
+        for path in self.tree.take_changes():
+            self.observer.value_changed(path, now)
+
+    def next_timer(self) -> float | None:
+        return self.observer.next_timer()
+
+    def handle_timer(self, now: float) -> None:
+        self.observer.handle_timer(now)
+
+    # ------------------------------------------------------------------ Sampler protocol
+    def sample(
+        self, ssid: int, paths: Sequence[Path], content_format: int
+    ) -> tuple[bytes, list[Record]]:
+        records: list[Record] = []
+        reader = self._reader
+        try:
+            for path in paths:
+                records.extend(reader.finish_read(reader.collect_composite(ssid, path, sync=True)))
+            base = paths[0] if len(paths) == 1 else Path()
+            return encode(content_format, records, base), records
+        except (NotFoundError, Reply, HookFailed) as exc:
+            raise ObservedPathGone(str(exc)) from exc
+
+    def attributes(self, ssid: int, path: Path) -> Attributes:
+        return self._discovery.attributes(ssid, path)
+
+    # ------------------------------------------------------------------ Send
+    def send_payload(
+        self, ssid: int, paths: Sequence[Path | str], content_format: int, time: float
+    ) -> bytes:
+        """The SenML body of a Send of ``paths`` to ``ssid``, stamped with ``time``.
+
+        Values are sampled as for a notification (an async read hook gives its
+        last stored value). Raises :class:`SendError` when server ``ssid`` set
+        Mute Send (/1/x/23), for a path it may not read or that does not
+        exist, and for a format other than SenML JSON (110) / CBOR (112).
+        """
+        if content_format not in SEND_FORMATS:
+            raise SendError(f"Send uses SenML JSON (110) or CBOR (112), not {content_format}")
+        if self._model.server_value(ssid, MUTE_SEND) is True:
+            raise SendError(f"server {ssid} muted Send (/1/x/{MUTE_SEND})")
+        if not paths:
+            raise SendError("Send needs at least one path")
+        records: list[Record] = []
+        try:
+            for item in paths:
+                path = Path.parse(item) if isinstance(item, str) else item
+                if path.is_root or path.object_id in HIDDEN_OBJECTS:
+                    raise NotFoundError(f"{path} cannot be sent")
+                self.tree.check_exists(path)
+                records.extend(
+                    self._reader.finish_read(self._reader.collect(ssid, path, sync=True))
+                )
+        except HANDLED as exc:
+            raise SendError(f"cannot send: {exc}") from exc
+        stamped = [record.with_time(time) for record in records]
+        return encode(content_format, stamped, Path())
+
+    # ------------------------------------------------------------------ dispatch
+    def _dispatch(self, ssid: int, request: Message, now: float) -> Result:
+        code = request.code
+        segments = request.uri_path
+        path = Path.from_segments(segments) if segments else Path()
+        if path.object_id in HIDDEN_OBJECTS:
+            raise Reply(Code.NOT_FOUND, f"{path} is not exposed to servers")
+        observe = request.observe
+        if code == Code.GET:
+            if request.accept == ContentFormat.LINK_FORMAT:
+                return self._discovery.discover(ssid, path)
+            return self._reader.read(ssid, request, path, observe, now)
+        if code == Code.FETCH:
+            return self._reader.read_composite(ssid, request, path, observe, now)
+        if code == Code.IPATCH:
+            return self._writer.write_composite(ssid, request, path)
+        if code == Code.PUT:
+            if not request.payload and request.content_format is None and request.uri_query:
+                return self._discovery.write_attributes(ssid, request, path, now)
+            return self._writer.write(ssid, request, path, replace=True)
+        if code == Code.POST:
+            if path.level is PathLevel.OBJECT:
+                return self._instances.create(ssid, request, path)
+            if path.level is PathLevel.RESOURCE:
+                rdef = self.tree.resource_def(path)
+                if rdef.operations.executable or not rdef.multiple:
+                    return self._writer.execute(ssid, request, path)
+            return self._writer.write(ssid, request, path, replace=False)
+        if code == Code.DELETE:
+            return self._instances.delete(ssid, path)
+        raise Reply(Code.METHOD_NOT_ALLOWED, f"method {code} not supported")

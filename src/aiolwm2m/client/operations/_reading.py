@@ -1,0 +1,231 @@
+"""Read, Read-Composite and the Observe (Cancel) that rides on them (Core §5.4.1, §5.5).
+
+:class:`Reader` also collects the values of observe sampling and of Send,
+so a notification, a Send and a Read of the same path carry the same
+records. Internal to :mod:`aiolwm2m.client.operations`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from aiolwm2m.client.observe import Observation, Observer
+from aiolwm2m.client.operations._answers import (
+    HookFailed,
+    Reply,
+    Result,
+    call,
+    content,
+    discard,
+    maybe_later,
+    resolved,
+)
+from aiolwm2m.client.operations._blockwise import Transfers
+from aiolwm2m.client.operations._model import HIDDEN_OBJECTS, Model
+from aiolwm2m.coap.message import Code, Message
+from aiolwm2m.lwm2m.formats import (
+    VALUE_FORMATS,
+    ContentFormat,
+    FormatEncodeError,
+    UnsupportedFormatError,
+    encode,
+    senml_cbor,
+    senml_json,
+)
+from aiolwm2m.lwm2m.model import InvalidValueError
+from aiolwm2m.lwm2m.objects import Right
+from aiolwm2m.lwm2m.path import Path
+from aiolwm2m.lwm2m.tree import NotFoundError, is_awaitable
+from aiolwm2m.lwm2m.values import Record
+
+__all__ = ["COMPOSITE_FORMATS", "Reader"]
+
+#: The formats that carry values of several paths (composite operations).
+COMPOSITE_FORMATS = frozenset(
+    {ContentFormat.SENML_JSON, ContentFormat.SENML_CBOR, ContentFormat.LWM2M_CBOR}
+)
+
+
+class Reader:
+    """Answers reads; starts and cancels the observations a read asks for."""
+
+    def __init__(self, model: Model, observer: Observer, transfers: Transfers) -> None:
+        self._model = model
+        self._observer = observer
+        self._transfers = transfers
+
+    def collect(self, ssid: int, path: Path, *, sync: bool = False) -> list[tuple[Path, Any]]:
+        """``(resource path, value or awaitable)`` for everything a Read of ``path`` returns.
+
+        ``sync`` (observe sampling) replaces an async hook's answer by the
+        stored value.
+        """
+        tree = self._model.tree
+        if path.is_root:
+            raise Reply(Code.METHOD_NOT_ALLOWED, "Read of the root path; use Read-Composite")
+        found, rdef = tree.lookup(path)
+        ids = path.ids
+        if found is None:  # an object: every instance this server may read
+            targets = [
+                (Path._trusted((ids[0], iid)), tree.instance(ids[0], iid))
+                for iid in self._model.visible_instances(ssid, ids[0])
+            ]
+        else:
+            self._model.require(ssid, path, Right.READ)
+            targets = [(path, found)]
+        out: list[tuple[Path, Any]] = []
+        for target, inst in targets:
+            if rdef is None:
+                target_ids = target.ids
+                rids = tree.readable_resources(target_ids[0], target_ids[1])
+                strict = False
+            else:
+                if not rdef.operations.readable:
+                    raise Reply(Code.METHOD_NOT_ALLOWED, f"{target} is not readable")
+                rids = [ids[2]]
+                strict = True
+            for rid in rids:
+                try:
+                    value = call(inst.read, rid)
+                except NotFoundError:
+                    if strict:
+                        raise
+                    continue
+                if sync and is_awaitable(value):
+                    discard(value)
+                    value = inst.values.get(rid)
+                    if value is None:
+                        continue
+                out.append((target if strict else target.child(rid), value))
+        return out
+
+    def collect_composite(
+        self, ssid: int, path: Path, *, sync: bool = False
+    ) -> list[tuple[Path, Any]]:
+        """:meth:`collect` for one path of a Read- or Observe-Composite, where the root
+        path names every object (Core §6.3.8): everything this server may read."""
+        if not path.is_root:
+            return self.collect(ssid, path, sync=sync)
+        out: list[tuple[Path, Any]] = []
+        for object_id in sorted(self._model.tree.objects):
+            if object_id not in HIDDEN_OBJECTS:
+                out.extend(self.collect(ssid, Path.of(object_id), sync=sync))
+        return out
+
+    def finish_read(self, collected: Sequence[tuple[Path, Any]]) -> list[Record]:
+        """The records of collected values, each checked against its resource's type."""
+        records: list[Record] = []
+        tree = self._model.tree
+        for path, value in collected:
+            resource_path = path if len(path.ids) == 3 else path.parent
+            try:
+                checked = tree.validate(resource_path, value)
+            except InvalidValueError as exc:
+                raise HookFailed(f"{resource_path} holds an invalid value: {exc}") from exc
+            records.extend(tree.to_records(path, tree.select(path, checked)))
+        return records
+
+    def read(
+        self, ssid: int, request: Message, path: Path, observe: int | None, now: float
+    ) -> Result:
+        if observe == 0:
+            collected = self.collect(ssid, path, sync=True)
+            records = self.finish_read(collected)
+            cf = _response_format(request, path, records)
+            payload = _encode(cf, records, path)
+            obs = Observation(ssid, request.token, (path,), cf)
+            self._transfers.observed(ssid, request)
+            seq = self._observer.add(obs, now, records=records)
+            return content(payload, cf, observe=seq)
+        if observe == 1:
+            self._observer.remove(ssid, request.token)
+        collected = self.collect(ssid, path)
+
+        def finish(values: list[Any]) -> Message:
+            records = self.finish_read(resolved(collected, values))
+            cf = _response_format(request, path, records)
+            return content(_encode(cf, records, path), cf)
+
+        return maybe_later(collected, finish)
+
+    def read_composite(
+        self, ssid: int, request: Message, path: Path, observe: int | None, now: float
+    ) -> Result:
+        if not path.is_root:
+            raise Reply(Code.METHOD_NOT_ALLOWED, "FETCH is only defined on the root path")
+        paths = _composite_paths(request)
+        accept = request.accept if request.accept is not None else request.content_format
+        if accept not in COMPOSITE_FORMATS:
+            raise Reply(Code.NOT_ACCEPTABLE, f"composite answers cannot use format {accept}")
+        assert accept is not None
+        collected, found = self._collect_found(ssid, paths, sync=observe == 0)
+        if observe == 0:
+            records = self.finish_read(collected)
+            payload = _encode(accept, records, Path())
+            seq = self._observer.add(
+                Observation(ssid, request.token, tuple(found), accept), now, records=records
+            )
+            self._transfers.observed(ssid, request)
+            return content(payload, accept, observe=seq)
+        if observe == 1:
+            self._observer.remove(ssid, request.token)
+
+        def finish(values: list[Any]) -> Message:
+            records = self.finish_read(resolved(collected, values))
+            return content(_encode(accept, records, Path()), accept)
+
+        return maybe_later(collected, finish)
+
+    def _collect_found(
+        self, ssid: int, paths: Sequence[Path], *, sync: bool
+    ) -> tuple[list[tuple[Path, Any]], list[Path]]:
+        """The values of the composite ``paths`` this server may read, and those paths.
+
+        Paths that do not exist, are hidden, unreadable or refused by Access
+        Control are left out; 4.04 when none is left.
+        """
+        collected: list[tuple[Path, Any]] = []
+        found: list[Path] = []
+        for target in paths:
+            if target.object_id in HIDDEN_OBJECTS or not self._model.tree.exists(target):
+                continue
+            try:
+                collected.extend(self.collect_composite(ssid, target, sync=sync))
+            except Reply as exc:
+                if exc.code not in (Code.UNAUTHORIZED, Code.METHOD_NOT_ALLOWED):
+                    raise
+                continue
+            found.append(target)
+        if not found:
+            raise Reply(Code.NOT_FOUND, "none of the requested paths exists")
+        return collected, found
+
+
+def _response_format(request: Message, path: Path, records: Sequence[Record]) -> int:
+    accept = request.accept
+    if accept is not None:
+        if accept not in VALUE_FORMATS:
+            raise Reply(Code.NOT_ACCEPTABLE, f"cannot answer in content format {accept}")
+        return accept
+    if len(records) == 1 and records[0].path == path:
+        if isinstance(records[0].value, bytes):
+            return ContentFormat.OPAQUE
+        return ContentFormat.TEXT
+    return ContentFormat.TLV
+
+
+def _encode(content_format: int, records: Sequence[Record], base: Path) -> bytes:
+    try:
+        return encode(content_format, records, base)
+    except (FormatEncodeError, UnsupportedFormatError) as exc:
+        raise Reply(Code.NOT_ACCEPTABLE, str(exc)) from exc
+
+
+def _composite_paths(request: Message) -> list[Path]:
+    cf = request.content_format
+    if cf in (ContentFormat.SENML_JSON,):
+        return senml_json.decode_paths(request.payload)
+    if cf in (ContentFormat.SENML_CBOR,):
+        return senml_cbor.decode_paths(request.payload)
+    raise Reply(Code.UNSUPPORTED_CONTENT_FORMAT, f"Read-Composite in content format {cf}")
