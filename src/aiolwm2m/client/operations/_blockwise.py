@@ -135,7 +135,9 @@ Dispatch = Callable[[int, Message, float], Result]
 
 
 class Transfers:
-    """The block-wise state of one client, made lazily (most clients never see a transfer)."""
+    """The block-wise state of one client; its tables for blocks are made at a first transfer."""
+
+    __slots__ = ("_assembler", "_kept", "_model", "_observed", "_streams", "settings")
 
     def __init__(self, model: Model, settings: BlockwiseSettings) -> None:
         self._model = model

@@ -30,6 +30,8 @@ __all__ = ["Discovery"]
 class Discovery:
     """Answers Discover and Write-Attributes; tells the observer when attributes change."""
 
+    __slots__ = ("_model", "_observer")
+
     def __init__(self, model: Model, observer: Observer) -> None:
         self._model = model
         self._observer = observer

@@ -28,6 +28,8 @@ __all__ = ["Instances"]
 class Instances:
     """Makes and removes instances on a server's request; writes through a :class:`Writer`."""
 
+    __slots__ = ("_model", "_writer")
+
     def __init__(self, model: Model, writer: Writer) -> None:
         self._model = model
         self._writer = writer

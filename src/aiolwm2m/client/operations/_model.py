@@ -25,6 +25,8 @@ HIDDEN_OBJECTS = frozenset({0, 21})
 class Model:
     """The tree, its Access Control, and the attributes each server wrote (by ssid)."""
 
+    __slots__ = ("_attributes", "access", "tree")
+
     def __init__(self, tree: ObjectTree, access: AccessControl) -> None:
         self.tree = tree
         self.access = access

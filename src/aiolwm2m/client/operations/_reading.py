@@ -50,6 +50,8 @@ COMPOSITE_FORMATS = frozenset(
 class Reader:
     """Answers reads; starts and cancels the observations a read asks for."""
 
+    __slots__ = ("_model", "_observer", "_transfers")
+
     def __init__(self, model: Model, observer: Observer, transfers: Transfers) -> None:
         self._model = model
         self._observer = observer

@@ -31,6 +31,8 @@ __all__ = ["Writer"]
 class Writer:
     """Changes resource values on a server's request; also what Create writes with."""
 
+    __slots__ = ("_model",)
+
     def __init__(self, model: Model) -> None:
         self._model = model
 
