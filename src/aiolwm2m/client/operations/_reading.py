@@ -36,7 +36,7 @@ from aiolwm2m.lwm2m.formats import (
 from aiolwm2m.lwm2m.model import InvalidValueError
 from aiolwm2m.lwm2m.objects import Right
 from aiolwm2m.lwm2m.path import Path
-from aiolwm2m.lwm2m.tree import NotFoundError, is_awaitable
+from aiolwm2m.lwm2m.tree import Instance, NotFoundError, is_awaitable
 from aiolwm2m.lwm2m.values import Record
 
 __all__ = ["COMPOSITE_FORMATS", "Reader"]
@@ -64,10 +64,18 @@ class Reader:
         stored value.
         """
         tree = self._model.tree
-        if path.is_root:
+        ids = path.ids
+        if len(ids) == 3:  # one resource (a value's Read, each notification of it): no lists
+            inst, rdef = tree.lookup(path)
+            assert inst is not None and rdef is not None
+            self._model.require(ssid, path, Right.READ)
+            if not rdef.operations.readable:
+                raise Reply(Code.METHOD_NOT_ALLOWED, f"{path} is not readable")
+            value = _read_value(inst, ids[2], sync)
+            return [] if value is None else [(path, value)]
+        if not ids:
             raise Reply(Code.METHOD_NOT_ALLOWED, "Read of the root path; use Read-Composite")
         found, rdef = tree.lookup(path)
-        ids = path.ids
         if found is None:  # an object: every instance this server may read
             targets = [
                 (Path._trusted((ids[0], iid)), tree.instance(ids[0], iid))
@@ -89,17 +97,13 @@ class Reader:
                 strict = True
             for rid in rids:
                 try:
-                    value = call(inst.read, rid)
+                    value = _read_value(inst, rid, sync)
                 except NotFoundError:
                     if strict:
                         raise
                     continue
-                if sync and is_awaitable(value):
-                    discard(value)
-                    value = inst.values.get(rid)
-                    if value is None:
-                        continue
-                out.append((target if strict else target.child(rid), value))
+                if value is not None:
+                    out.append((target if strict else target.child(rid), value))
         return out
 
     def collect_composite(
@@ -202,6 +206,19 @@ class Reader:
         if not found:
             raise Reply(Code.NOT_FOUND, "none of the requested paths exists")
         return collected, found
+
+
+def _read_value(inst: Instance, rid: int, sync: bool) -> Any:
+    """What a Read of resource ``rid`` gives (raises NotFoundError if it has no value).
+
+    ``sync`` (observe sampling) replaces an async hook's answer by the stored
+    value, None when there is none.
+    """
+    value = call(inst.read, rid)
+    if sync and is_awaitable(value):
+        discard(value)
+        return inst.values.get(rid)
+    return value
 
 
 def _response_format(request: Message, path: Path, records: Sequence[Record]) -> int:
