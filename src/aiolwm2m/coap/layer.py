@@ -167,8 +167,9 @@ class MessageLayer:
         self._by_token: dict[bytes, int] = {}
         # NON messages that may still draw a Reset, by message id, oldest first
         # (each expires NON_LIFETIME after it was sent): (key, expires, the
-        # caller's message, which the layer only reads).
-        self._non_sent: OrderedDict[int, tuple[int, float, Message]] = OrderedDict()
+        # caller's message, which the layer only reads). A dict keeps insertion
+        # order too, at half an empty OrderedDict's size.
+        self._non_sent: dict[int, tuple[int, float, Message]] = {}
         # Lists, not deques: they hold a handful of items, and an empty deque costs
         # a 600-byte block per layer, which adds up with thousands of clients.
         self._queue: list[int] = []
@@ -545,8 +546,11 @@ class MessageLayer:
         for window in self._seen.values():
             window.prune(now)
         non_sent = self._non_sent
-        while non_sent and next(iter(non_sent.values()))[1] <= now:
-            non_sent.popitem(last=False)
+        while non_sent:
+            oldest = next(iter(non_sent))
+            if non_sent[oldest][1] > now:
+                break
+            del non_sent[oldest]
 
 
 _CON, _NON = MessageType.CON, MessageType.NON

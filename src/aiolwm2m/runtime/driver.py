@@ -81,7 +81,8 @@ class EngineDriver(ABC):
         self.engine = ClientEngine(config, self.objects, rng=rng or random.Random())
         # The data model's async hooks, engine actions and value-change wake-ups.
         self._data_model = self.objects if isinstance(self.objects, DataModelRuntime) else None
-        self._job_tasks: set[asyncio.Task[None]] = set()
+        # Created with the first async hook job: an empty set is 216 bytes a device.
+        self._job_tasks: set[asyncio.Task[None]] | None = None
         if self._data_model is not None:
             self._data_model.set_wakeup(self.poll)
             self._data_model.attach_host(system_host())
@@ -345,8 +346,11 @@ class EngineDriver(ABC):
             self._run_job_now(job)
             return
         task = loop.create_task(self._finish_job(job))
-        self._job_tasks.add(task)
-        task.add_done_callback(self._job_tasks.discard)
+        tasks = self._job_tasks
+        if tasks is None:
+            tasks = self._job_tasks = set()
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
 
     def _run_job_now(self, job: Job) -> None:
         """Run an async hook to completion without an event loop (deterministic).
