@@ -34,16 +34,7 @@ from aiolwm2m.client.engine import (
     ServerState,
     Snapshot,
 )
-from aiolwm2m.client.operations import (
-    DataModelRuntime,
-    DisableServer,
-    Job,
-    ObjectsChanged,
-    RequestBootstrap,
-    SendError,
-    TriggerUpdate,
-    default_objects,
-)
+from aiolwm2m.client.operations import DataModelRuntime, Job, SendError, default_objects
 from aiolwm2m.coap.message import Code, Message
 from aiolwm2m.errors import NotAllowedError
 from aiolwm2m.lwm2m.formats import ContentFormat
@@ -271,12 +262,12 @@ class EngineDriver(ABC):
         """Carry out the engine's link actions, deliver its events, re-arm its timer.
 
         ``polled``: the engine was polled just before (a value changed), see
-        :meth:`_run_data_model`.
+        :meth:`_run_jobs`.
         """
         if self._stopped:
             return
         if self._data_model is not None:
-            self._run_data_model(self._data_model, polled)
+            self._run_jobs(self._data_model, polled)
         for action in self.engine.link_actions():
             if type(action) is SendDatagram:  # nearly every action: no isinstance chain
                 link = self._links.get(action.link)
@@ -306,33 +297,18 @@ class EngineDriver(ABC):
         except StoreWriteError as exc:
             self.emit(ev.Error(self.now(), exc.code, detail=str(exc)))
 
-    def _run_data_model(self, model: DataModelRuntime, polled: bool) -> None:
-        """Carry out what server operations asked of the engine; start async hook jobs.
+    def _run_jobs(self, model: DataModelRuntime, polled: bool) -> None:
+        """Start the async hook jobs, then poll the engine for notifications.
 
-        Then poll the engine for the notifications those produced, unless it
-        was ``polled`` just before and nothing was carried out or started
-        since: a second poll would find nothing (one poll per value set).
+        The poll is skipped when the engine was ``polled`` just before and no
+        job started since: a second poll would find nothing (one poll per value
+        set). The engine carries out the data model's other requests itself.
         """
-        now = self.now()
-        actions = model.take_actions()
-        for action in actions:
-            if isinstance(action, TriggerUpdate):
-                if action.account is not None:
-                    if action.ssid in self.engine.server_states():
-                        self.engine.update_account(action.account, now)
-                elif self.engine.registered(action.ssid):
-                    self.engine.trigger_update(now, action.ssid)
-            elif isinstance(action, DisableServer):
-                self.engine.disable_server(action.ssid, now, action.timeout, executed=True)
-            elif isinstance(action, RequestBootstrap):
-                self.engine.request_bootstrap(now)
-            elif isinstance(action, ObjectsChanged):
-                self.engine.objects_changed(now)
         jobs = model.take_jobs()
         for job in jobs:
             self._start_job(job)
-        if actions or jobs or not polled:
-            self.engine.poll(now)
+        if jobs or not polled:
+            self.engine.poll(self.now())
 
     def _start_job(self, job: Job) -> None:
         """Await an async hook on the running event loop, then send its response.

@@ -12,6 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 from aiolwm2m.accounts import RetrySettings, ServerAccount
+from aiolwm2m.client.actions import ClientAction
 from aiolwm2m.client.config import ClientConfig, RegistrationConfig
 from aiolwm2m.client.engine import Notification
 from aiolwm2m.client.observe import ObserveSettings
@@ -216,6 +217,9 @@ class FakeTree:
 
     def cancel_observation(self, ssid: int, token: bytes, reason: str) -> None:
         self.cancelled.append((ssid, token, reason))
+
+    def take_actions(self) -> list[ClientAction]:
+        return []
 
     def take_notifications(self, now: float) -> list[Notification]:
         out, self.queued = self.queued, []

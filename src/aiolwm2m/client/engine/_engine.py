@@ -19,11 +19,15 @@ out (link actions, events, the next timer). The parts share one
 
 from __future__ import annotations
 
+import functools
+import inspect
 import random
 from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 from aiolwm2m.accounts import InvalidParameters, ServerAccount, check_endpoint_name
 from aiolwm2m.client import events as ev
+from aiolwm2m.client.actions import DisableServer, RequestBootstrap, TriggerUpdate
 from aiolwm2m.client.bootstrap import Provisioning
 from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.client.engine._bootstrapping import BootstrapFlow
@@ -54,6 +58,27 @@ from aiolwm2m.errors import NotAllowedError
 
 __all__ = ["ClientEngine"]
 
+_Input = TypeVar("_Input", bound=Callable[..., Any])
+
+
+def _input(method: _Input) -> _Input:
+    """Marks an engine input: once it ran, the engine carries out the data model's actions.
+
+    Every input can make the data model ask something of the engine (a server's
+    Execute arrives as a datagram; an application's new instance is seen at the
+    next poll), so each one ends by taking those requests; the input's ``now``
+    is found by name.
+    """
+    at = list(inspect.signature(method).parameters).index("now") - 1  # without self
+
+    @functools.wraps(method)
+    def run(self: ClientEngine, *args: Any, **kwargs: Any) -> Any:
+        result = method(self, *args, **kwargs)
+        _carry_out_model_actions(self, kwargs["now"] if len(args) <= at else args[at])
+        return result
+
+    return cast(_Input, run)
+
 
 class ClientEngine:
     """The whole client as a deterministic state machine; see the module docstring.
@@ -62,6 +87,9 @@ class ClientEngine:
     inner, per server, each failure's failure-table action (``client/policy.py``);
     outer, whole client, the reconnect schedule once no server has a usable
     connection. The states are those of ``client/states.py``.
+
+    Every input ends by carrying out what the data model asked of the engine
+    (a server's Execute of Registration Update Trigger…): see ``_INPUTS``.
     """
 
     __slots__ = ("_shared", "config", "objects")
@@ -163,7 +191,7 @@ class ClientEngine:
         """Fire what is due: data model, outer loop, bootstrap, then each server."""
         s = self._shared
         self.objects.handle_timer(now)
-        self.poll(now)
+        self._collect_notifications(now)
         if s.reconnect is not None and s.reconnect.when <= now:
             s.recovery.reconnect_due(now)
         bs = s.bs
@@ -526,7 +554,16 @@ class ClientEngine:
             s.links.unreachable(srv, now)
 
     def poll(self, now: float) -> None:
-        """Collect notifications the data model produced (after the application changed values)."""
+        """Collect notifications the data model produced (after the application changed values).
+
+        Also an input (see :func:`_input`): what the data model asked of the
+        engine is carried out, and the notifications that produced collected too.
+        """
+        self._collect_notifications(now)
+        if _carry_out_model_actions(self, now):
+            self._collect_notifications(now)
+
+    def _collect_notifications(self, now: float) -> None:
         for note in self.objects.take_notifications(now):
             self._shared.store.notify(note, now)
 
@@ -536,6 +573,61 @@ class ClientEngine:
             return self._shared.servers[ssid]
         except KeyError as exc:
             raise NotAllowedError(f"no server with short server id {ssid}") from exc
+
+
+def _carry_out_model_actions(engine: ClientEngine, now: float) -> bool:
+    """Do what server operations on the data model asked of the engine (``client/actions.py``).
+
+    Runs after every input (see :func:`_input`), so a Registration Update
+    Trigger, Disable, Bootstrap-Request Trigger, a rewritten Server object
+    or new instances take effect before the input's datagrams leave, in the
+    order they were asked; no runtime needs to know these requests.
+    Returns whether there was any.
+    """
+    actions = engine.objects.take_actions()
+    for action in actions:
+        if isinstance(action, TriggerUpdate):
+            if action.account is not None:
+                if action.ssid in engine.server_states():
+                    engine.update_account(action.account, now)
+            elif engine.registered(action.ssid):
+                engine.trigger_update(now, action.ssid)
+        elif isinstance(action, DisableServer):
+            engine.disable_server(action.ssid, now, action.timeout, executed=True)
+        elif isinstance(action, RequestBootstrap):
+            engine.request_bootstrap(now)
+        else:
+            engine.objects_changed(now)
+    return bool(actions)
+
+
+#: The engine's inputs (besides :meth:`ClientEngine.poll`, which does the same
+#: itself): each ends by carrying out what the data model asked (:func:`_input`).
+_INPUTS = (
+    "start",
+    "close",
+    "schedule_reconnect",
+    "enable_server",
+    "disable_server",
+    "request_bootstrap",
+    "enter_offline",
+    "exit_offline",
+    "network_changed",
+    "trigger_update",
+    "update_account",
+    "send",
+    "objects_changed",
+    "respond",
+    "link_up",
+    "handshake_started",
+    "handshake_retransmitted",
+    "link_failed",
+    "datagram_received",
+    "link_error",
+    "handle_timer",
+)
+for _name in _INPUTS:
+    setattr(ClientEngine, _name, _input(getattr(ClientEngine, _name)))
 
 
 def _lifetime_left(registered_at: float, until: float | None) -> int:

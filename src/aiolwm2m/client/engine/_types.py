@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from aiolwm2m.accounts import ServerAccount, ServerUri
+from aiolwm2m.client.actions import ClientAction
 from aiolwm2m.client.events import ErrorCode
 from aiolwm2m.client.policy import Failure
 from aiolwm2m.coap.message import Message
@@ -171,6 +172,10 @@ class DataModel(Protocol):
 
     def cancel_observation(self, ssid: int, token: bytes, reason: str) -> None:
         """The engine ended one observation (Reset, or the failure table said so)."""
+
+    def take_actions(self) -> list[ClientAction]:
+        """What server operations asked of the engine since the last call (in order)."""
+        ...
 
     def take_notifications(self, now: float) -> list[Notification]:
         """Notifications due now (value changes, pmin/pmax expiries)."""

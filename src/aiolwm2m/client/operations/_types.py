@@ -1,4 +1,7 @@
-"""What the data model hands the runtime: jobs, client actions, and the protocol it meets.
+"""What the data model hands the runtime: jobs, and the protocol it meets.
+
+The client actions (what it asks of the engine) live in :mod:`aiolwm2m.client.actions`
+and are re-exported here.
 
 Internal to :mod:`aiolwm2m.client.operations`, which re-exports these names.
 """
@@ -9,7 +12,13 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from aiolwm2m.accounts import ServerAccount
+from aiolwm2m.client.actions import (
+    ClientAction,
+    DisableServer,
+    ObjectsChanged,
+    RequestBootstrap,
+    TriggerUpdate,
+)
 from aiolwm2m.coap.message import Message
 from aiolwm2m.errors import Lwm2mError
 from aiolwm2m.lwm2m.objects import HostInfo
@@ -32,37 +41,6 @@ class SendError(Lwm2mError):
     the format is not SenML."""
 
 
-@dataclass(frozen=True)
-class TriggerUpdate:
-    """Send an Update to ``ssid`` (Registration Update Trigger, or its account changed)."""
-
-    ssid: int
-    account: ServerAccount | None = None
-
-
-@dataclass(frozen=True)
-class DisableServer:
-    """Server ``ssid`` executed Disable (/1/x/4): go offline for ``timeout`` seconds."""
-
-    ssid: int
-    timeout: float
-
-
-@dataclass(frozen=True)
-class RequestBootstrap:
-    """Server ``ssid`` executed Bootstrap-Request Trigger (/1/x/9): bootstrap now."""
-
-    ssid: int
-
-
-@dataclass(frozen=True)
-class ObjectsChanged:
-    """Instances were created or deleted: registered servers need an Update."""
-
-
-ClientAction = TriggerUpdate | DisableServer | RequestBootstrap | ObjectsChanged
-
-
 @dataclass
 class Job:
     """A request whose answer waits for async hooks; see the package docstring."""
@@ -79,8 +57,6 @@ class DataModelRuntime(Protocol):
     def attach_host(self, host: HostInfo) -> None: ...
 
     def take_jobs(self) -> list[Job]: ...
-
-    def take_actions(self) -> list[ClientAction]: ...
 
     def set_wakeup(self, callback: Callable[[], None] | None) -> None: ...
 

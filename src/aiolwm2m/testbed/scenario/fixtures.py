@@ -12,6 +12,7 @@ import socket
 from collections import deque
 from dataclasses import dataclass, field
 
+from aiolwm2m.client.actions import ClientAction
 from aiolwm2m.client.engine import Notification
 from aiolwm2m.coap.message import (
     CoapDecodeError,
@@ -80,6 +81,10 @@ class NotifyingObjects:
     def cancel_observation(self, ssid: int, token: bytes, reason: str) -> None:
         if token == self.token:
             self.token = None
+
+    def take_actions(self) -> list[ClientAction]:
+        """Nothing: the fixture's requests never concern registration."""
+        return []
 
     def take_notifications(self, now: float) -> list[Notification]:
         out, self._due = self._due, []
