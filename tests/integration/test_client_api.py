@@ -13,7 +13,15 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from aiolwm2m import Client, ClientConfig, ServerAccount, ServerState, events
+from aiolwm2m import (
+    Client,
+    ClientConfig,
+    Instance,
+    ServerAccount,
+    ServerState,
+    default_objects,
+    events,
+)
 from aiolwm2m.cli.common import clock_origin
 from aiolwm2m.coap.params import TransmissionParameters
 from aiolwm2m.testbed.server import TestbedServer
@@ -69,3 +77,30 @@ async def test_close_returns_when_the_deregister_is_answered(server: TestbedServ
     await client.close(timeout=30)
     assert done and time.monotonic() - began < 1.0  # no poll, no MAX_TRANSMIT_WAIT
     assert "api-dev" not in server.core.registrations
+
+
+async def test_observed_async_hook_notifies_its_own_value(server: TestbedServer) -> None:
+    """A Read said 20.86 while notifications said 21.5 (the stored value): no longer."""
+    cfg = config(server)
+    objects = default_objects(cfg)
+    measured = {"value": 20.86}
+
+    async def read_temperature() -> float:
+        await asyncio.sleep(0.02)  # a real await: the sample waits for it on the loop
+        return measured["value"]
+
+    objects.tree.add_instance(
+        3303, 0, Instance({5700: 21.5, 5701: "Cel"}, on_read={5700: read_temperature})
+    )
+    async with Client(cfg, objects) as client:
+        await client.wait_for(events.Registered, 5)
+        read = await server.read("api-dev", "/3303/0/5700", timeout=5)
+        assert read.payload == b"20.86"
+        observation = await server.observe("api-dev", "/3303/0/5700", timeout=5)
+        assert observation.initial is not None and observation.initial.payload == b"20.86"
+        notes = aiter(observation)
+        for value in (22.25, 19.5):
+            measured["value"] = value
+            objects.tree.mark_changed("/3303/0/5700")
+            note = await asyncio.wait_for(anext(notes), 5)
+            assert note.payload == str(value).encode()

@@ -59,6 +59,7 @@ __all__ = [
     "ObserveSettings",
     "ObservedPathGone",
     "Observer",
+    "SamplePending",
     "Sampler",
 ]
 
@@ -68,6 +69,15 @@ SEQUENCE_MODULUS = 1 << 24
 
 class ObservedPathGone(Lwm2mError):
     """Raised by :meth:`Sampler.sample` when an observed path no longer exists."""
+
+
+class SamplePending(Lwm2mError):
+    """Raised by :meth:`Sampler.sample` while a value comes from an async read hook.
+
+    The sampler awaits the hook (a runtime job); the observation waits and
+    runs again at :meth:`Observer.resume`, so a notification carries the
+    hook's answer, never a stale stored value.
+    """
 
 
 class InvalidObservationError(Lwm2mError, ValueError):
@@ -246,6 +256,8 @@ class Observer:
         self._index: dict[tuple[int, ...], list[tuple[int, bytes]]] = {}
         self._heap: list[tuple[float, tuple[int, bytes]]] = []
         self._outbox: list[Notification] = []
+        # Observations stopped by SamplePending, until resume() (a list: cheap when empty).
+        self._waiting: list[tuple[int, bytes]] = []
         self._sequence = self._settings.initial_sequence
 
     # ------------------------------------------------------------------ queries
@@ -347,6 +359,9 @@ class Observer:
                 except ObservedPathGone:
                     self._gone(state, now)
                     continue
+                except SamplePending:
+                    self._waiting.append((ssid, state.obs.token))  # baselined by its next sample
+                    continue
                 self._baseline(state, records, rebaseline)
             self._step(state, now)
 
@@ -372,6 +387,14 @@ class Observer:
                 continue
             state.deadline = None  # popped: _step's reschedule must push again
             self._step(state, now)
+
+    def resume(self, now: float) -> None:
+        """Run again the observations a :class:`SamplePending` stopped (the values are in)."""
+        waiting, self._waiting = self._waiting, []
+        for key in sorted(set(waiting)):
+            state = self._obs.get(key)
+            if state is not None:
+                self._step(state, now)
 
     def take_notifications(self, now: float) -> list[Notification]:
         """Notifications produced so far, after running anything due at ``now``."""
@@ -417,6 +440,9 @@ class Observer:
                 self._notify(state, now)
         except ObservedPathGone:
             self._gone(state, now)
+            return
+        except SamplePending:
+            self._waiting.append((state.obs.ssid, state.obs.token))
             return
         self._schedule(state)
 
@@ -473,7 +499,7 @@ class Observer:
     def _evaluate(self, state: _Obs, now: float, *, periodic: bool) -> None:
         """Turn reported changes (``dirty``) and/or a fresh sample into triggers."""
         rules = state.rules
-        hinted, state.dirty = state.dirty, 0
+        hinted = state.dirty
         if (
             not periodic
             and not hinted & rules.threshold_mask
@@ -482,10 +508,13 @@ class Observer:
         ):
             # Plain "any change" rule: trust the application, read the value
             # only once, when the notification is built.
+            state.dirty = 0
             state.pending |= hinted
             return
         obs = state.obs
+        # Sampled before anything changes: SamplePending leaves the state as it was.
         _, records = self._sampler.sample(obs.ssid, obs.paths, obs.content_format)
+        state.dirty = 0
         state.last_eval = now
         whole = len(obs.paths) == 1
         for i, path in enumerate(obs.paths):

@@ -334,30 +334,41 @@ class EngineDriver(ABC):
         An ``async def`` hook that only computes finishes in one step and is
         answered as usual. One that waits for IO or time cannot run on the
         virtual clock: it is stopped, answered 5.00 and reported as an
-        ``internal_error`` event; such hooks need the asyncio runtime.
+        ``internal_error`` event; such hooks need the asyncio runtime. An
+        observation's read hook (a job without a request) answers nothing: the
+        engine poll after the jobs sends the notification (with the stored
+        value if the hook could not finish).
         """
         try:
             job.coroutine.send(None)
         except StopIteration as done:
-            response: Message = done.value
+            response: Message | None = done.value
         else:
             job.coroutine.close()
             response = Message(code=Code.INTERNAL_SERVER_ERROR, payload=b"internal error")
+        if job.request is None or response is None:
+            if response is not None:
+                self._hook_failed("an observed resource", job.ssid)
+            return
         if response.code == Code.INTERNAL_SERVER_ERROR:
-            target = "/" + "/".join(job.request.uri_path)
-            detail = (
-                f"async data model hook for {target} failed without an event loop "
-                "(hooks that await IO or time need the asyncio runtime)"
-            )
-            log.error("%s", detail)
-            error = ev.Error(self.now(), ev.ErrorCode.INTERNAL_ERROR, job.ssid, detail=detail)
-            self.emit(error)
+            self._hook_failed("/" + "/".join(job.request.uri_path), job.ssid)
         self.engine.respond(job.ssid, job.request, response, self.now())
+
+    def _hook_failed(self, target: str, ssid: int) -> None:
+        detail = (
+            f"async data model hook for {target} failed without an event loop "
+            "(hooks that await IO or time need the asyncio runtime)"
+        )
+        log.error("%s", detail)
+        self.emit(ev.Error(self.now(), ev.ErrorCode.INTERNAL_ERROR, ssid, detail=detail))
 
     async def _finish_job(self, job: Job) -> None:
         response = await job.coroutine
         if not self._stopped:
-            self.engine.respond(job.ssid, job.request, response, self.now())
+            if job.request is not None and response is not None:
+                self.engine.respond(job.ssid, job.request, response, self.now())
+            else:  # an observation's read hook answered: its notification goes out now
+                self.engine.poll(self.now())
             self._pump()
 
     def emit(self, event: ev.Event) -> None:

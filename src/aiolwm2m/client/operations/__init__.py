@@ -30,8 +30,12 @@ is then not answered at once: :meth:`OperationHandler.handle_request` returns No
 awaits ``job.coroutine`` (which never raises: errors become the response)
 and passes its result to ``engine.respond(job.ssid, job.request, response,
 now)``. This keeps this module sans-IO: it never touches an event loop.
-Observe sampling is synchronous, so an observed resource with an async read
-hook notifies its last stored value.
+An observed resource with an async read hook is awaited the same way: the
+sample raises :class:`~aiolwm2m.client.observe.SamplePending` and queues a
+request-less job for the hook; once it answered, the observation runs again
+with that answer, so a notification never carries a stale stored value (an
+Observe's first answer waits like a Read's; an Observe-Composite's first
+answer and a Send use the stored value).
 
 **Block-wise transfers** (RFC 7959, :class:`BlockwiseSettings`). A Read,
 Discover or Read-Composite answer larger than the block size (the request's

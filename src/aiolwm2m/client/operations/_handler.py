@@ -10,17 +10,19 @@ re-exports the class.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any
 
 from aiolwm2m.accounts import ServerAccount
 from aiolwm2m.client.engine import Notification
-from aiolwm2m.client.observe import ObservedPathGone, Observer, ObserveSettings
+from aiolwm2m.client.observe import ObservedPathGone, Observer, ObserveSettings, SamplePending
 from aiolwm2m.client.operations._answers import HANDLED, HookFailed, Reply, Result, error, later
 from aiolwm2m.client.operations._blockwise import BlockwiseSettings, Transfers
 from aiolwm2m.client.operations._discovery import Discovery
 from aiolwm2m.client.operations._instances import Instances
 from aiolwm2m.client.operations._model import HIDDEN_OBJECTS, Model
-from aiolwm2m.client.operations._reading import Reader
+from aiolwm2m.client.operations._reading import AWAITING, AwaitHook, Reader, hook_answer
 from aiolwm2m.client.operations._types import ClientAction, Job, ObjectsChanged, SendError
 from aiolwm2m.client.operations._writing import Writer
 from aiolwm2m.coap.message import Code, Message
@@ -57,6 +59,10 @@ ANNOUNCED_FORMATS = (
 SEND_FORMATS = frozenset({ContentFormat.SENML_JSON, ContentFormat.SENML_CBOR})
 
 
+#: What :meth:`OperationHandler.sample` passes while no hook is awaited.
+_NOTHING_AWAITED: Mapping[Path, Any] = MappingProxyType({})
+
+
 class OperationHandler:
     """The client data model as the engine sees it; also the observe :class:`Sampler`.
 
@@ -87,6 +93,9 @@ class OperationHandler:
         self._instances = Instances(model, self._writer)
         self._discovery = Discovery(model, self.observer)
         self._jobs: list[Job] = []
+        # Answers of async read hooks awaited for observations (_reading.Fresh); None
+        # while there are none, so a device without such hooks pays nothing for it.
+        self._fresh: dict[Path, Any] | None = None
         self._actions: list[ClientAction] = []
         self._wakeup: Callable[[], None] | None = None
         self._busy = False
@@ -186,6 +195,13 @@ class OperationHandler:
             self.tree.take_changes()
             return []
         self._feed_changes(now)
+        fresh = self._fresh
+        if fresh is not None and (answered := [p for p, v in fresh.items() if v is not AWAITING]):
+            self.observer.resume(now)  # hooks answered: the observations waiting for them run
+            for path in answered:  # in place: hooks still awaited write into this dict
+                del fresh[path]
+            if not fresh:
+                self._fresh = None
         notes = self.observer.take_notifications(now)
         self._transfers.first_blocks(notes, self.observer.observations, len(self.observer), now)
         return notes
@@ -204,15 +220,27 @@ class OperationHandler:
     def sample(
         self, ssid: int, paths: Sequence[Path], content_format: int
     ) -> tuple[bytes, list[Record]]:
+        """Values as a Read gives them; an async read hook is awaited (:class:`SamplePending`
+        until it answered, then the observation runs again, see :meth:`take_notifications`)."""
         records: list[Record] = []
         reader = self._reader
+        fresh = self._fresh if self._fresh is not None else _NOTHING_AWAITED
         try:
             for path in paths:
-                records.extend(reader.finish_read(reader.collect_composite(ssid, path, sync=True)))
+                collected = reader.collect_composite(ssid, path, sync=True, fresh=fresh)
+                records.extend(reader.finish_read(collected))
             base = paths[0] if len(paths) == 1 else Path()
             return encode(content_format, records, base), records
         except (NotFoundError, Reply, HookFailed) as exc:
             raise ObservedPathGone(str(exc)) from exc
+        except AwaitHook as hook:
+            if hook.awaitable is not None:
+                if self._fresh is None:
+                    self._fresh = {}
+                self._fresh[hook.path] = AWAITING
+                job = hook_answer(self._fresh, hook.path, hook.awaitable)
+                self._jobs.append(Job(ssid, None, job))
+            raise SamplePending(f"{hook.path}: awaiting its read hook") from None
 
     def attributes(self, ssid: int, path: Path) -> Attributes:
         return self._discovery.attributes(ssid, path)

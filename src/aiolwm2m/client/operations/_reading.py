@@ -7,7 +7,7 @@ records. Internal to :mod:`aiolwm2m.client.operations`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
 from aiolwm2m.client.observe import Observation, Observer
@@ -39,12 +39,46 @@ from aiolwm2m.lwm2m.path import Path
 from aiolwm2m.lwm2m.tree import Instance, NotFoundError, is_awaitable
 from aiolwm2m.lwm2m.values import Record
 
-__all__ = ["COMPOSITE_FORMATS", "Reader"]
+__all__ = ["AWAITING", "COMPOSITE_FORMATS", "AwaitHook", "Fresh", "Reader", "hook_answer"]
 
 #: The formats that carry values of several paths (composite operations).
 COMPOSITE_FORMATS = frozenset(
     {ContentFormat.SENML_JSON, ContentFormat.SENML_CBOR, ContentFormat.LWM2M_CBOR}
 )
+
+
+#: Async read hooks awaited for observation samples: resource path -> the hook's
+#: answer, :data:`AWAITING` until it came, :data:`STORED` if it failed.
+Fresh = Mapping[Path, Any]
+AWAITING = object()
+STORED = object()
+_NOT_ASKED = object()
+
+
+class AwaitHook(Exception):
+    """Internal: an observation sample met an async read hook (``awaitable``, or None
+    when it is already being awaited); the sample waits for it (``SamplePending``)."""
+
+    def __init__(self, path: Path, awaitable: Any) -> None:
+        super().__init__(str(path))
+        self.path = path
+        self.awaitable = awaitable
+
+
+async def hook_answer(fresh: dict[Path, Any], path: Path, awaitable: Awaitable[Any]) -> None:
+    """Await an observed resource's read hook; keep its answer in ``fresh`` (the job's body).
+
+    A hook that fails (or cannot finish: the simulated runtime closes it)
+    leaves :data:`STORED`: the notification carries the stored value, as
+    before async sampling.
+    """
+    value: Any = STORED
+    try:
+        value = await awaitable
+    except Exception:
+        value = STORED
+    finally:
+        fresh[path] = value
 
 
 class Reader:
@@ -57,11 +91,14 @@ class Reader:
         self._observer = observer
         self._transfers = transfers
 
-    def collect(self, ssid: int, path: Path, *, sync: bool = False) -> list[tuple[Path, Any]]:
+    def collect(
+        self, ssid: int, path: Path, *, sync: bool = False, fresh: Fresh | None = None
+    ) -> list[tuple[Path, Any]]:
         """``(resource path, value or awaitable)`` for everything a Read of ``path`` returns.
 
-        ``sync`` (observe sampling) replaces an async hook's answer by the
-        stored value.
+        ``sync`` (a Send) replaces an async hook's answer by the stored value;
+        with ``fresh`` (observe sampling) an async hook's answer is awaited
+        instead: :class:`AwaitHook` until it is in ``fresh``.
         """
         tree = self._model.tree
         ids = path.ids
@@ -71,7 +108,7 @@ class Reader:
             self._model.require(ssid, path, Right.READ)
             if not rdef.operations.readable:
                 raise Reply(Code.METHOD_NOT_ALLOWED, f"{path} is not readable")
-            value = _read_value(inst, ids[2], sync)
+            value = _read_value(inst, ids[2], sync, path, fresh)
             return [] if value is None else [(path, value)]
         if not ids:
             raise Reply(Code.METHOD_NOT_ALLOWED, "Read of the root path; use Read-Composite")
@@ -97,26 +134,27 @@ class Reader:
                 strict = True
             for rid in rids:
                 try:
-                    value = _read_value(inst, rid, sync)
+                    rpath = target if strict else target.child(rid)
+                    value = _read_value(inst, rid, sync, rpath, fresh)
                 except NotFoundError:
                     if strict:
                         raise
                     continue
                 if value is not None:
-                    out.append((target if strict else target.child(rid), value))
+                    out.append((rpath, value))
         return out
 
     def collect_composite(
-        self, ssid: int, path: Path, *, sync: bool = False
+        self, ssid: int, path: Path, *, sync: bool = False, fresh: Fresh | None = None
     ) -> list[tuple[Path, Any]]:
         """:meth:`collect` for one path of a Read- or Observe-Composite, where the root
         path names every object (Core §6.3.8): everything this server may read."""
         if not path.is_root:
-            return self.collect(ssid, path, sync=sync)
+            return self.collect(ssid, path, sync=sync, fresh=fresh)
         out: list[tuple[Path, Any]] = []
         for object_id in sorted(self._model.tree.objects):
             if object_id not in HIDDEN_OBJECTS:
-                out.extend(self.collect(ssid, Path.of(object_id), sync=sync))
+                out.extend(self.collect(ssid, Path.of(object_id), sync=sync, fresh=fresh))
         return out
 
     def finish_read(self, collected: Sequence[tuple[Path, Any]]) -> list[Record]:
@@ -135,15 +173,19 @@ class Reader:
     def read(
         self, ssid: int, request: Message, path: Path, observe: int | None, now: float
     ) -> Result:
-        if observe == 0:
-            collected = self.collect(ssid, path, sync=True)
-            records = self.finish_read(collected)
-            cf = _response_format(request, path, records)
-            payload = _encode(cf, records, path)
-            obs = Observation(ssid, request.token, (path,), cf)
-            self._transfers.observed(ssid, request)
-            seq = self._observer.add(obs, now, records=records)
-            return content(payload, cf, observe=seq)
+        if observe == 0:  # the first answer waits for async hooks, as a Read's does
+
+            def observe_finish(values: list[Any]) -> Message:
+                records = self.finish_read(resolved(collected, values))
+                cf = _response_format(request, path, records)
+                payload = _encode(cf, records, path)
+                obs = Observation(ssid, request.token, (path,), cf)
+                self._transfers.observed(ssid, request)
+                seq = self._observer.add(obs, now, records=records)
+                return content(payload, cf, observe=seq)
+
+            collected = self.collect(ssid, path)
+            return maybe_later(collected, observe_finish)
         if observe == 1:
             self._observer.remove(ssid, request.token)
         collected = self.collect(ssid, path)
@@ -208,13 +250,22 @@ class Reader:
         return collected, found
 
 
-def _read_value(inst: Instance, rid: int, sync: bool) -> Any:
-    """What a Read of resource ``rid`` gives (raises NotFoundError if it has no value).
+def _read_value(inst: Instance, rid: int, sync: bool, path: Path, fresh: Fresh | None) -> Any:
+    """What a Read of resource ``rid`` (at ``path``) gives (NotFoundError if it has no value).
 
-    ``sync`` (observe sampling) replaces an async hook's answer by the stored
-    value, None when there is none.
+    ``sync`` (a Send) replaces an async hook's answer by the stored value,
+    None when there is none; with ``fresh`` (observe sampling) the hook's
+    awaited answer is used, :class:`AwaitHook` while there is none yet.
     """
+    if fresh is not None:
+        known = fresh.get(path, _NOT_ASKED)
+        if known is AWAITING:
+            raise AwaitHook(path, None)
+        if known is not _NOT_ASKED:
+            return inst.values.get(rid) if known is STORED else known
     value = call(inst.read, rid)
+    if fresh is not None and is_awaitable(value):
+        raise AwaitHook(path, value)
     if sync and is_awaitable(value):
         discard(value)
         return inst.values.get(rid)

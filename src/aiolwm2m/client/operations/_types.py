@@ -43,11 +43,16 @@ class SendError(Lwm2mError):
 
 @dataclass
 class Job:
-    """A request whose answer waits for async hooks; see the package docstring."""
+    """A request whose answer waits for async hooks; see the package docstring.
+
+    A job without a ``request`` awaits an async read hook for an observation
+    (its coroutine returns None): there is nothing to answer; the runtime
+    polls the engine once it is done, so the waiting notification goes out.
+    """
 
     ssid: int
-    request: Message
-    coroutine: Coroutine[Any, Any, Message]
+    request: Message | None
+    coroutine: Coroutine[Any, Any, Message | None]
 
 
 @runtime_checkable

@@ -1,0 +1,64 @@
+"""An observed resource with an async read hook notifies the hook's answer (issue 14 item 14).
+
+Reported: a Read returned 20.86 while every notification said 21.5 (the stored
+value): observation sampling discarded the hook's awaitable. Now the sample
+waits for the hook (a request-less job), so the Observe's first answer and
+every notification carry what the hook returned. On the virtual clock an
+``async def`` hook that only computes finishes at once.
+"""
+
+from __future__ import annotations
+
+from simkit import sensor_device
+
+from aiolwm2m.coap.message import Code
+from aiolwm2m.lwm2m.tree import Instance
+from aiolwm2m.runtime.sim import SimNetwork
+from aiolwm2m.testbed.operations import observe_request, read_request
+from aiolwm2m.testbed.sim import SimServer
+
+PATH = "/3303/1/5700"
+
+
+def contents(server: SimServer) -> list[bytes]:
+    out = []
+    while (event := server.core.next_response()) is not None:
+        assert event.operation is not None
+        if event.operation.code == Code.CONTENT:
+            out.append(event.operation.payload)
+    return out
+
+
+def test_notifications_carry_the_async_hooks_value_not_the_stored_one() -> None:
+    net = SimNetwork(seed=3)
+    server = SimServer(net)
+    server.start()
+    client, objects, _sensor = sensor_device(net, server)
+    measured = {"value": 20.86}
+    calls: list[float] = []
+
+    async def read_temperature() -> float:
+        calls.append(net.clock.now)
+        return measured["value"]
+
+    objects.tree.add_instance(
+        3303, 1, Instance({5700: 21.5, 5701: "Cel"}, on_read={5700: read_temperature})
+    )
+    net.clock.run_for(1)
+
+    server.start_operation("dev-1", read_request(PATH))
+    net.clock.run_for(1)
+    assert contents(server) == [b"20.86"]
+
+    server.start_operation("dev-1", observe_request(PATH, 0))
+    net.clock.run_for(1)
+    assert contents(server) == [b"20.86"]  # the first answer awaited the hook too
+
+    for value in (22.25, 19.5):
+        measured["value"] = value
+        objects.tree.mark_changed(PATH)  # the application says the hooked value moved
+        client.poll()
+        net.clock.run_for(1)
+        assert contents(server) == [str(value).encode()]
+    assert client.errors() == []
+    assert len(calls) >= 4
