@@ -245,3 +245,13 @@ class FakeTree:
         note = Notification(self.ssid, token, "/3303/0/5700", msg, now)
         self.queued.append(note)
         return note
+
+
+def observed_values(server: SimServer) -> list[bytes]:
+    """Payloads of the 2.05 answers (reads, observe responses, notifications) the server got."""
+    out = []
+    while (event := server.core.next_response()) is not None:
+        assert event.operation is not None
+        if event.operation.code == Code.CONTENT:
+            out.append(event.operation.payload)
+    return out

@@ -10,11 +10,10 @@ nothing left in the store.
 from __future__ import annotations
 
 import pytest
-from simkit import sensor_device
+from simkit import observed_values, sensor_device
 
 from aiolwm2m.client import events as ev
 from aiolwm2m.client.operations import OperationHandler
-from aiolwm2m.coap.message import Code
 from aiolwm2m.lwm2m.tree import Instance
 from aiolwm2m.runtime.sim import SimClient, SimNetwork
 from aiolwm2m.testbed.operations import observe_request
@@ -25,15 +24,6 @@ def device(
     net: SimNetwork, server: SimServer, *, storing: bool = True, confirmable: bool = False
 ) -> tuple[SimClient, OperationHandler, Instance]:
     return sensor_device(net, server, storing=storing, confirmable=confirmable)
-
-
-def observed_values(server: SimServer) -> list[bytes]:
-    out = []
-    while (event := server.core.next_response()) is not None:
-        assert event.operation is not None
-        if event.operation.code == Code.CONTENT:
-            out.append(event.operation.payload)
-    return out
 
 
 @pytest.mark.parametrize("confirmable", [True, False])

@@ -9,24 +9,14 @@ every notification carry what the hook returned. On the virtual clock an
 
 from __future__ import annotations
 
-from simkit import sensor_device
+from simkit import observed_values, sensor_device
 
-from aiolwm2m.coap.message import Code
 from aiolwm2m.lwm2m.tree import Instance
 from aiolwm2m.runtime.sim import SimNetwork
 from aiolwm2m.testbed.operations import observe_request, read_request
 from aiolwm2m.testbed.sim import SimServer
 
 PATH = "/3303/1/5700"
-
-
-def contents(server: SimServer) -> list[bytes]:
-    out = []
-    while (event := server.core.next_response()) is not None:
-        assert event.operation is not None
-        if event.operation.code == Code.CONTENT:
-            out.append(event.operation.payload)
-    return out
 
 
 def test_notifications_carry_the_async_hooks_value_not_the_stored_one() -> None:
@@ -48,17 +38,17 @@ def test_notifications_carry_the_async_hooks_value_not_the_stored_one() -> None:
 
     server.start_operation("dev-1", read_request(PATH))
     net.clock.run_for(1)
-    assert contents(server) == [b"20.86"]
+    assert observed_values(server) == [b"20.86"]
 
     server.start_operation("dev-1", observe_request(PATH, 0))
     net.clock.run_for(1)
-    assert contents(server) == [b"20.86"]  # the first answer awaited the hook too
+    assert observed_values(server) == [b"20.86"]  # the first answer awaited the hook too
 
     for value in (22.25, 19.5):
         measured["value"] = value
         objects.tree.mark_changed(PATH)  # the application says the hooked value moved
         client.poll()
         net.clock.run_for(1)
-        assert contents(server) == [str(value).encode()]
+        assert observed_values(server) == [str(value).encode()]
     assert client.errors() == []
     assert len(calls) >= 4
