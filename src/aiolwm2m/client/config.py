@@ -252,12 +252,8 @@ def read_toml(path: str | Path, what: str) -> dict[str, Any]:
         raise ConfigError(f"{what} {path} is not valid TOML: {exc}") from exc
 
 
-def load_config(
-    source: str | Path | dict[str, Any], *, endpoint: str | None = None
-) -> ClientConfig:
-    """Read a TOML file (or an already-parsed dict) into a :class:`ClientConfig`."""
-    data = dict(source) if isinstance(source, dict) else read_toml(source, "config file")
-    allowed = {
+_TOP_LEVEL = frozenset(
+    {
         "endpoint",
         "server",
         "bootstrap",
@@ -268,8 +264,16 @@ def load_config(
         "dtls",
         "firmware",
     }
+)
+
+
+def load_config(
+    source: str | Path | dict[str, Any], *, endpoint: str | None = None
+) -> ClientConfig:
+    """Read a TOML file (or an already-parsed dict) into a :class:`ClientConfig`."""
+    data = dict(source) if isinstance(source, dict) else read_toml(source, "config file")
     for key in data:
-        if key not in allowed:
+        if key not in _TOP_LEVEL:
             raise ConfigError(f"unknown top-level key {key!r}")
     kwargs: dict[str, Any] = {}
     ep = endpoint if endpoint is not None else data.get("endpoint")
@@ -282,42 +286,56 @@ def load_config(
     if "reconnect" in data:
         kwargs["reconnect"] = _reconnect(_table(data["reconnect"], "reconnect"))
     if "registration" in data:
-        reg = dict(_table(data["registration"], "registration"))
-        extra: dict[str, Any] = {}
-        if "retry_procedure" in reg:
-            try:
-                extra["retry_procedure"] = RetryProcedure(reg.pop("retry_procedure"))
-            except ValueError as exc:
-                raise ConfigError(
-                    "[registration] retry_procedure must be 'lwm2m-1.1' or 'bootstrap-immediately'"
-                ) from exc
-        kwargs["registration"] = _build(RegistrationConfig, reg, "registration", **extra)
-    servers = data.get("server", [])
-    if not isinstance(servers, list):
-        raise ConfigError("[[server]] must be an array of tables")
-    kwargs["servers"] = tuple(
-        _account(_table(s, f"server {i}"), f"server {i}") for i, s in enumerate(servers)
-    )
-    ssids = [s.short_server_id for s in kwargs["servers"]]
-    if len(set(ssids)) != len(ssids):
-        raise ConfigError("two [[server]] tables share a short_server_id")
+        kwargs["registration"] = _registration(_table(data["registration"], "registration"))
+    kwargs["servers"] = _servers(data.get("server", []))
     if "bootstrap" in data:
         kwargs["bootstrap"] = _account(_table(data["bootstrap"], "bootstrap"), "bootstrap")
     if "firmware" in data:
         kwargs["firmware"] = parse_firmware_table(_table(data["firmware"], "firmware"), hex_or_text)
     if "storage" in data:
-        storage = _table(data["storage"], "storage")
-        for key in storage:
-            if key not in ("path", "notification_limit"):
-                raise ConfigError(f"unknown key {key!r} in [storage]")
-        path = storage.get("path")
-        if path is not None and not isinstance(path, str):
-            raise ConfigError("[storage] path must be a string")
-        kwargs["storage_path"] = path
-        limit = storage.get("notification_limit", 1000)
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-            raise ConfigError("[storage] notification_limit must be an integer >= 0")
-        kwargs["notification_store_limit"] = limit
+        kwargs.update(_storage(_table(data["storage"], "storage")))
     config = ClientConfig(endpoint=ep, **kwargs)
     check_config(config)
     return config
+
+
+def _registration(data: dict[str, Any]) -> RegistrationConfig:
+    """``[registration]``; ``retry_procedure`` names a :class:`RetryProcedure`."""
+    reg = dict(data)
+    extra: dict[str, Any] = {}
+    if "retry_procedure" in reg:
+        try:
+            extra["retry_procedure"] = RetryProcedure(reg.pop("retry_procedure"))
+        except ValueError as exc:
+            raise ConfigError(
+                "[registration] retry_procedure must be 'lwm2m-1.1' or 'bootstrap-immediately'"
+            ) from exc
+    built: RegistrationConfig = _build(RegistrationConfig, reg, "registration", **extra)
+    return built
+
+
+def _servers(servers: object) -> tuple[ServerAccount, ...]:
+    """``[[server]]`` tables; their short_server_ids must differ."""
+    if not isinstance(servers, list):
+        raise ConfigError("[[server]] must be an array of tables")
+    accounts = tuple(
+        _account(_table(s, f"server {i}"), f"server {i}") for i, s in enumerate(servers)
+    )
+    ssids = [s.short_server_id for s in accounts]
+    if len(set(ssids)) != len(ssids):
+        raise ConfigError("two [[server]] tables share a short_server_id")
+    return accounts
+
+
+def _storage(storage: dict[str, Any]) -> dict[str, Any]:
+    """``[storage]`` as the :class:`ClientConfig` keyword arguments it sets."""
+    for key in storage:
+        if key not in ("path", "notification_limit"):
+            raise ConfigError(f"unknown key {key!r} in [storage]")
+    path = storage.get("path")
+    if path is not None and not isinstance(path, str):
+        raise ConfigError("[storage] path must be a string")
+    limit = storage.get("notification_limit", 1000)
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise ConfigError("[storage] notification_limit must be an integer >= 0")
+    return {"storage_path": path, "notification_store_limit": limit}

@@ -194,7 +194,7 @@ def test_a_second_uri_while_downloading_is_4_00_and_changes_nothing() -> None:
     with pytest.raises(RefusedInState):
         h.call("write_uri", "coap://other/fw")
     assert h.state == (FirmwareState.DOWNLOADING, UpdateResult.INITIAL)
-    assert h.fw.uri == URI
+    assert h.fw.values.uri == URI
 
 
 def test_empty_uri_cancels_the_download_and_resets() -> None:

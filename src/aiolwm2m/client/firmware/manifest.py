@@ -182,6 +182,74 @@ def key_id(public_key: ec.EllipticCurvePublicKey) -> bytes:
     return hashlib.sha256(der).digest()[:8]
 
 
+def _loads(data: bytes, what: str) -> Any:
+    """CBOR-decode ``data``; anything undecodable is an integrity failure naming ``what``."""
+    try:
+        return cbor2.loads(data)
+    except (cbor2.CBORDecodeError, ValueError, TypeError, RecursionError) as exc:
+        raise ManifestError(
+            ManifestResult.MANIFEST_INTEGRITY_FAILED, f"{what} is not CBOR: {exc}"
+        ) from None
+
+
+def _sign1(data: bytes) -> tuple[bytes, Mapping[Any, Any], bytes, bytes]:
+    """The four fields of the tagged COSE_Sign1 ``data`` holds (RFC 9052 §4.2)."""
+    bad = ManifestResult.MANIFEST_INTEGRITY_FAILED
+    if len(data) > MAX_MANIFEST_SIZE:
+        raise ManifestError(bad, f"manifest of {len(data)} bytes exceeds {MAX_MANIFEST_SIZE}")
+    outer = _loads(data, "manifest")
+    if not (
+        isinstance(outer, cbor2.CBORTag)
+        and outer.tag == COSE_SIGN1_TAG
+        and isinstance(outer.value, list | tuple)  # cbor2 6 decodes tagged arrays as tuples
+        and len(outer.value) == 4
+    ):
+        raise ManifestError(bad, "manifest is not a tagged COSE_Sign1")
+    protected, unprotected, payload, signature = outer.value
+    if not (
+        isinstance(protected, bytes)
+        and isinstance(unprotected, Mapping)
+        and isinstance(payload, bytes)
+        and isinstance(signature, bytes)
+    ):
+        raise ManifestError(bad, "COSE_Sign1 fields of the wrong type")
+    return protected, unprotected, payload, signature
+
+
+def _protected_header(protected: bytes) -> Mapping[Any, Any]:
+    """The protected header map; only ES256 is accepted."""
+    headers = _loads(protected, "protected header") if protected else {}
+    if not isinstance(headers, Mapping):
+        raise ManifestError(
+            ManifestResult.MANIFEST_INTEGRITY_FAILED, "protected header is not a map"
+        )
+    if headers.get(_ALG) != COSE_ALG_ES256:
+        raise ManifestError(
+            ManifestResult.MANIFEST_SIGNATURE_FAILED,
+            f"signature algorithm {headers.get(_ALG)!r} is not ES256 (-7)",
+        )
+    return headers
+
+
+def _check_signature(
+    key: ec.EllipticCurvePublicKey, protected: bytes, payload: bytes, signature: bytes
+) -> None:
+    """ES256 over the COSE Sig_structure; the raw r||s signature is 64 bytes."""
+    if len(signature) != 64:
+        raise ManifestError(
+            ManifestResult.MANIFEST_SIGNATURE_FAILED, "ES256 signature must be 64 bytes"
+        )
+    der = encode_dss_signature(
+        int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+    )
+    try:
+        key.verify(der, _to_be_signed(protected, payload), ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        raise ManifestError(
+            ManifestResult.MANIFEST_SIGNATURE_FAILED, "manifest signature does not verify"
+        ) from None
+
+
 def _to_be_signed(protected: bytes, payload: bytes) -> bytes:
     """RFC 9052 §4.4 Sig_structure for COSE_Sign1 with empty external AAD."""
     return bytes(cbor2.dumps(["Signature1", protected, b"", payload]))
@@ -229,40 +297,23 @@ class ManifestVerifier:
         return cls({key_id(k): k for k in keys}, vendor_id=vendor_id, class_id=class_id)
 
     def verify(self, data: bytes, installed_sequence: int | None = None) -> Manifest:
-        """The manifest in ``data`` if it is authentic and meant for us; else ManifestError."""
-        bad = ManifestResult.MANIFEST_INTEGRITY_FAILED
-        if len(data) > MAX_MANIFEST_SIZE:
-            raise ManifestError(bad, f"manifest of {len(data)} bytes exceeds {MAX_MANIFEST_SIZE}")
-        try:
-            outer = cbor2.loads(data)
-        except (cbor2.CBORDecodeError, ValueError, TypeError, RecursionError) as exc:
-            raise ManifestError(bad, f"manifest is not CBOR: {exc}") from None
-        if not (
-            isinstance(outer, cbor2.CBORTag)
-            and outer.tag == COSE_SIGN1_TAG
-            and isinstance(outer.value, list | tuple)  # cbor2 6 decodes tagged arrays as tuples
-            and len(outer.value) == 4
-        ):
-            raise ManifestError(bad, "manifest is not a tagged COSE_Sign1")
-        protected, unprotected, payload, signature = outer.value
-        if not (
-            isinstance(protected, bytes)
-            and isinstance(unprotected, Mapping)
-            and isinstance(payload, bytes)
-            and isinstance(signature, bytes)
-        ):
-            raise ManifestError(bad, "COSE_Sign1 fields of the wrong type")
-        try:
-            headers = cbor2.loads(protected) if protected else {}
-        except (cbor2.CBORDecodeError, ValueError, TypeError, RecursionError) as exc:
-            raise ManifestError(bad, f"protected header is not CBOR: {exc}") from None
-        if not isinstance(headers, Mapping):
-            raise ManifestError(bad, "protected header is not a map")
-        if headers.get(_ALG) != COSE_ALG_ES256:
-            raise ManifestError(
-                ManifestResult.MANIFEST_SIGNATURE_FAILED,
-                f"signature algorithm {headers.get(_ALG)!r} is not ES256 (-7)",
-            )
+        """The manifest in ``data`` if it is authentic and meant for us; else ManifestError.
+
+        The checks run in a fixed order (size, COSE_Sign1 shape, algorithm,
+        key, signature, payload, then whether it applies to this device), so a
+        manifest wrong in several ways always gets the same result code.
+        """
+        protected, unprotected, payload, signature = _sign1(data)
+        key = self._signing_key(_protected_header(protected), unprotected)
+        _check_signature(key, protected, payload, signature)
+        manifest = Manifest.from_map(_loads(payload, "manifest payload"))
+        self._check_applies(manifest, installed_sequence)
+        return manifest
+
+    def _signing_key(
+        self, headers: Mapping[Any, Any], unprotected: Mapping[Any, Any]
+    ) -> ec.EllipticCurvePublicKey:
+        """The trusted key the manifest names (kid, protected header first)."""
         kid = headers.get(_KID, unprotected.get(_KID))
         key = self.keys.get(kid) if isinstance(kid, bytes) else None
         if key is None:
@@ -270,26 +321,7 @@ class ManifestVerifier:
             raise ManifestError(
                 ManifestResult.MANIFEST_CERTIFICATE_NOT_FOUND, f"no trusted key with id {shown}"
             )
-        if len(signature) != 64:
-            raise ManifestError(
-                ManifestResult.MANIFEST_SIGNATURE_FAILED, "ES256 signature must be 64 bytes"
-            )
-        der = encode_dss_signature(
-            int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
-        )
-        try:
-            key.verify(der, _to_be_signed(protected, payload), ec.ECDSA(hashes.SHA256()))
-        except InvalidSignature:
-            raise ManifestError(
-                ManifestResult.MANIFEST_SIGNATURE_FAILED, "manifest signature does not verify"
-            ) from None
-        try:
-            body = cbor2.loads(payload)
-        except (cbor2.CBORDecodeError, ValueError, TypeError, RecursionError) as exc:
-            raise ManifestError(bad, f"manifest payload is not CBOR: {exc}") from None
-        manifest = Manifest.from_map(body)
-        self._check_applies(manifest, installed_sequence)
-        return manifest
+        return key
 
     def _check_applies(self, manifest: Manifest, installed_sequence: int | None) -> None:
         rejected = ManifestResult.MANIFEST_REJECTED
