@@ -256,8 +256,9 @@ class Observer:
         self._index: dict[tuple[int, ...], list[tuple[int, bytes]]] = {}
         self._heap: list[tuple[float, tuple[int, bytes]]] = []
         self._outbox: list[Notification] = []
-        # Observations stopped by SamplePending, until resume() (a list: cheap when empty).
-        self._waiting: list[tuple[int, bytes]] = []
+        # Observations stopped by SamplePending, until resume(); None while there are
+        # none (most devices never have any: a fleet pays nothing for it).
+        self._waiting: list[tuple[int, bytes]] | None = None
         self._sequence = self._settings.initial_sequence
 
     # ------------------------------------------------------------------ queries
@@ -360,7 +361,7 @@ class Observer:
                     self._gone(state, now)
                     continue
                 except SamplePending:
-                    self._waiting.append((ssid, state.obs.token))  # baselined by its next sample
+                    self._wait(state)  # baselined by its next sample
                     continue
                 self._baseline(state, records, rebaseline)
             self._step(state, now)
@@ -390,11 +391,16 @@ class Observer:
 
     def resume(self, now: float) -> None:
         """Run again the observations a :class:`SamplePending` stopped (the values are in)."""
-        waiting, self._waiting = self._waiting, []
+        waiting, self._waiting = self._waiting or [], None
         for key in sorted(set(waiting)):
             state = self._obs.get(key)
             if state is not None:
                 self._step(state, now)
+
+    def _wait(self, state: _Obs) -> None:
+        if self._waiting is None:
+            self._waiting = []
+        self._waiting.append((state.obs.ssid, state.obs.token))
 
     def take_notifications(self, now: float) -> list[Notification]:
         """Notifications produced so far, after running anything due at ``now``."""
@@ -442,7 +448,7 @@ class Observer:
             self._gone(state, now)
             return
         except SamplePending:
-            self._waiting.append((state.obs.ssid, state.obs.token))
+            self._wait(state)
             return
         self._schedule(state)
 
