@@ -34,8 +34,8 @@ An observed resource with an async read hook is awaited the same way: the
 sample raises :class:`~aiolwm2m.client.observe.SamplePending` and queues a
 request-less job for the hook; once it answered, the observation runs again
 with that answer, so a notification never carries a stale stored value (an
-Observe's first answer waits like a Read's; an Observe-Composite's first
-answer and a Send use the stored value).
+Observe's or Observe-Composite's first answer waits like a Read's; a Send
+uses the stored value).
 
 **Block-wise transfers** (RFC 7959, :class:`BlockwiseSettings`). A Read,
 Discover or Read-Composite answer larger than the block size (the request's

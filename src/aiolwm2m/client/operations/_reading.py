@@ -207,26 +207,25 @@ class Reader:
         if accept not in COMPOSITE_FORMATS:
             raise Reply(Code.NOT_ACCEPTABLE, f"composite answers cannot use format {accept}")
         assert accept is not None
-        collected, found = self._collect_found(ssid, paths, sync=observe == 0)
-        if observe == 0:
-            records = self.finish_read(collected)
-            payload = _encode(accept, records, Path())
-            seq = self._observer.add(
-                Observation(ssid, request.token, tuple(found), accept), now, records=records
-            )
-            self._transfers.observed(ssid, request)
-            return content(payload, accept, observe=seq)
+        collected, found = self._collect_found(ssid, paths)
         if observe == 1:
             self._observer.remove(ssid, request.token)
 
         def finish(values: list[Any]) -> Message:
             records = self.finish_read(resolved(collected, values))
-            return content(_encode(accept, records, Path()), accept)
+            payload = _encode(accept, records, Path())
+            if observe != 0:
+                return content(payload, accept)
+            # Observe-Composite: registered once the values are in (async hooks awaited).
+            obs = Observation(ssid, request.token, tuple(found), accept)
+            seq = self._observer.add(obs, now, records=records)
+            self._transfers.observed(ssid, request)
+            return content(payload, accept, observe=seq)
 
         return maybe_later(collected, finish)
 
     def _collect_found(
-        self, ssid: int, paths: Sequence[Path], *, sync: bool
+        self, ssid: int, paths: Sequence[Path]
     ) -> tuple[list[tuple[Path, Any]], list[Path]]:
         """The values of the composite ``paths`` this server may read, and those paths.
 
@@ -239,7 +238,7 @@ class Reader:
             if target.object_id in HIDDEN_OBJECTS or not self._model.tree.exists(target):
                 continue
             try:
-                collected.extend(self.collect_composite(ssid, target, sync=sync))
+                collected.extend(self.collect_composite(ssid, target))
             except Reply as exc:
                 if exc.code not in (Code.UNAUTHORIZED, Code.METHOD_NOT_ALLOWED):
                     raise
