@@ -208,8 +208,10 @@ class _Obs:
         self.pending = 0  # bit i: path i's rule fired, waiting for pmin_i
         self.dirty = 0  # bit i: the application changed path i, not evaluated yet
         # Per path, at the last sample: the numeric value for threshold paths,
-        # else a fingerprint of the records (changes seen by periodic sampling).
-        self.prev: list[float | None] = [None] * len(obs.paths)
+        # else that sample's records (changes seen by periodic sampling). The
+        # records are kept, not reduced to a hash, so the usual notification of
+        # an "any change" rule, which never compares them, costs nothing here.
+        self.prev: list[float | Sequence[Record] | None] = [None] * len(obs.paths)
         # Per threshold path: the value in the last notification (for st).
         self.sent: list[float | None] = [None] * len(obs.paths)
         self.deadline: float | None = None
@@ -226,11 +228,18 @@ def _numeric(records: Sequence[Record], path: Path) -> float | None:
     return None
 
 
-def _fingerprint(records: Sequence[Record], path: Path, whole: bool) -> int:
-    """A hash of the values under ``path``: equal values give equal fingerprints."""
+def _changed(
+    before: float | Sequence[Record] | None, records: Sequence[Record], path: Path, whole: bool
+) -> bool:
+    """Whether the values under ``path`` differ between the samples ``before`` and ``records``
+    (``before`` not a sample: changed)."""
+    if before is None or isinstance(before, float):
+        return True
     if whole:  # a record is (path, value, time): its first two fields, without a filter
-        return hash(tuple([record[:2] for record in records]))
-    return hash(tuple([(r.path, r.value) for r in records if path.contains(r.path)]))
+        return [record[:2] for record in before] != [record[:2] for record in records]
+    return [(r.path, r.value) for r in before if path.contains(r.path)] != [
+        (r.path, r.value) for r in records if path.contains(r.path)
+    ]
 
 
 def _crossed(before: float, after: float, threshold: float | None, above: bool) -> bool:
@@ -529,7 +538,7 @@ class Observer:
             value = _numeric(records, path) if thresholds is not None else None
             if thresholds is not None and value is not None:
                 before, sent = state.prev[i], state.sent[i]
-                fired = before is not None and (
+                fired = isinstance(before, float) and (
                     _crossed(before, value, thresholds.gt, above=True)
                     or _crossed(before, value, thresholds.lt, above=False)
                 )
@@ -537,9 +546,8 @@ class Observer:
                     fired = fired or abs(value - sent) >= thresholds.st
                 state.prev[i] = value
             else:
-                fingerprint = _fingerprint(records, path, whole)
-                fired = bool(hinted & bit) or state.prev[i] != fingerprint
-                state.prev[i] = fingerprint
+                fired = bool(hinted & bit) or _changed(state.prev[i], records, path, whole)
+                state.prev[i] = records
             if fired:
                 state.pending |= bit
 
@@ -549,9 +557,8 @@ class Observer:
         Only for the paths in ``mask`` (all by default).
         """
         obs = state.obs
-        whole = len(obs.paths) == 1
-        if whole and not state.rules.threshold_mask:  # the usual observation: no loop
-            state.prev[0] = _fingerprint(records, obs.paths[0], True)
+        if len(obs.paths) == 1 and not state.rules.threshold_mask:  # the usual one: no loop
+            state.prev[0] = records
             state.sent[0] = None
             return
         for i, path in enumerate(obs.paths):
@@ -561,7 +568,7 @@ class Observer:
             if value is not None:
                 state.prev[i] = state.sent[i] = value
             else:
-                state.prev[i] = _fingerprint(records, path, whole)
+                state.prev[i] = records
                 state.sent[i] = None
 
     def _notify(self, state: _Obs, now: float) -> None:

@@ -84,6 +84,11 @@ class ResourceType(Enum):
     CORELNK = "corelnk"
     NONE = "none"
 
+    # Members are singletons compared by identity, so the identity hash is a
+    # correct one; Enum's own hashes the name in Python, and a resource type is
+    # looked up in a dict for every value checked (each value set, read, notified).
+    __hash__ = object.__hash__
+
     @property
     def is_numeric(self) -> bool:
         """Types the gt/lt/st notification attributes may be attached to."""

@@ -427,7 +427,10 @@ class ObjectTree:
         Raises :class:`~aiolwm2m.lwm2m.model.InvalidValueError` for a wrong
         type/range and :class:`NotFoundError` for an unknown resource.
         """
-        rdef = self.resource_def(path)
+        return self.coerce(path, self.resource_def(path), value)
+
+    def coerce(self, path: Path, rdef: ResourceDef, value: object) -> ResourceValue:
+        """:meth:`validate` with the resource's definition ``rdef`` already looked up."""
         if len(path.ids) == 4:
             if not rdef.multiple:
                 raise NotFoundError(f"{path}: resource is single-instance")

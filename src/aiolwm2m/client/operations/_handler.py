@@ -222,15 +222,14 @@ class OperationHandler:
     ) -> tuple[bytes, list[Record]]:
         """Values as a Read gives them; an async read hook is awaited (:class:`SamplePending`
         until it answered, then the observation runs again, see :meth:`take_notifications`)."""
-        records: list[Record] = []
         reader = self._reader
         fresh = self._fresh if self._fresh is not None else _NOTHING_AWAITED
         try:
-            for path in paths:
-                collected = reader.collect_composite(ssid, path, sync=True, fresh=fresh)
-                records.extend(reader.finish_read(collected))
-            base = paths[0] if len(paths) == 1 else Path()
-            return encode(content_format, records, base), records
+            if len(paths) == 1:
+                records = reader.sample(ssid, paths[0], fresh)
+                return encode(content_format, records, paths[0]), records
+            records = [r for path in paths for r in reader.sample(ssid, path, fresh)]
+            return encode(content_format, records, Path()), records
         except (NotFoundError, Reply, HookFailed) as exc:
             raise ObservedPathGone(str(exc)) from exc
         except AwaitHook as hook:

@@ -33,7 +33,7 @@ from aiolwm2m.lwm2m.formats import (
     senml_cbor,
     senml_json,
 )
-from aiolwm2m.lwm2m.model import InvalidValueError
+from aiolwm2m.lwm2m.model import InvalidValueError, ResourceDef
 from aiolwm2m.lwm2m.objects import Right
 from aiolwm2m.lwm2m.path import Path
 from aiolwm2m.lwm2m.tree import Instance, NotFoundError, is_awaitable
@@ -102,13 +102,8 @@ class Reader:
         """
         tree = self._model.tree
         ids = path.ids
-        if len(ids) == 3:  # one resource (a value's Read, each notification of it): no lists
-            inst, rdef = tree.lookup(path)
-            assert inst is not None and rdef is not None
-            self._model.require(ssid, path, Right.READ)
-            if not rdef.operations.readable:
-                raise Reply(Code.METHOD_NOT_ALLOWED, f"{path} is not readable")
-            value = _read_value(inst, ids[2], sync, path, fresh)
+        if len(ids) == 3:  # one resource (a value's Read): no lists
+            value = self._resource(ssid, path, sync, fresh)[1]
             return [] if value is None else [(path, value)]
         if not ids:
             raise Reply(Code.METHOD_NOT_ALLOWED, "Read of the root path; use Read-Composite")
@@ -157,18 +152,49 @@ class Reader:
                 out.extend(self.collect(ssid, Path.of(object_id), sync=sync, fresh=fresh))
         return out
 
+    def sample(self, ssid: int, path: Path, fresh: Fresh) -> list[Record]:
+        """The records a notification of ``path`` carries: ``finish_read(collect_composite(...))``
+        with ``sync`` and ``fresh``, see :meth:`collect`.
+
+        One resource (nearly every observation) skips the lists in between and
+        the second definition lookup: this runs for every notification.
+        """
+        if len(path.ids) != 3:
+            return self.finish_read(self.collect_composite(ssid, path, sync=True, fresh=fresh))
+        rdef, value = self._resource(ssid, path, True, fresh)
+        return [] if value is None else self._records(path, value, rdef)
+
+    def _resource(
+        self, ssid: int, path: Path, sync: bool, fresh: Fresh | None
+    ) -> tuple[ResourceDef, Any]:
+        """The definition of the one resource at ``path`` and what reading it gives
+        (see :func:`_read_value`), once this server may read it."""
+        inst, rdef = self._model.tree.lookup(path)
+        assert inst is not None and rdef is not None
+        self._model.require(ssid, path, Right.READ)
+        if not rdef.operations.readable:
+            raise Reply(Code.METHOD_NOT_ALLOWED, f"{path} is not readable")
+        return rdef, _read_value(inst, path.ids[2], sync, path, fresh)
+
     def finish_read(self, collected: Sequence[tuple[Path, Any]]) -> list[Record]:
         """The records of collected values, each checked against its resource's type."""
         records: list[Record] = []
-        tree = self._model.tree
         for path, value in collected:
-            resource_path = path if len(path.ids) == 3 else path.parent
-            try:
-                checked = tree.validate(resource_path, value)
-            except InvalidValueError as exc:
-                raise HookFailed(f"{resource_path} holds an invalid value: {exc}") from exc
-            records.extend(tree.to_records(path, tree.select(path, checked)))
+            records.extend(self._records(path, value))
         return records
+
+    def _records(self, path: Path, value: Any, rdef: ResourceDef | None = None) -> list[Record]:
+        """The records of one collected value, checked against its resource's type
+        (``rdef``, when the caller already has it)."""
+        tree = self._model.tree
+        resource_path = path if len(path.ids) == 3 else path.parent
+        try:
+            if rdef is None:
+                rdef = tree.resource_def(resource_path)
+            checked = tree.coerce(resource_path, rdef, value)
+        except InvalidValueError as exc:
+            raise HookFailed(f"{resource_path} holds an invalid value: {exc}") from exc
+        return tree.to_records(path, tree.select(path, checked))
 
     def read(
         self, ssid: int, request: Message, path: Path, observe: int | None, now: float
