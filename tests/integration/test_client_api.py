@@ -8,6 +8,7 @@ as soon as the De-register is answered.
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import AsyncIterator
 
@@ -54,6 +55,51 @@ async def test_a_subscriber_before_start_sees_the_very_first_event(server: Testb
     registered = await client.wait_for(events.Registered, 5)
     assert isinstance(registered, events.Registered) and registered.lifetime == 60
     await client.close()
+
+
+async def test_an_event_stream_dropped_unread_unsubscribes(server: TestbedServer) -> None:
+    """A stream never iterated must not keep every later event for the client's life."""
+    client = Client(config(server))
+    kept = client.events()
+    dropped = client.events()
+    assert len(client._queues) == 2
+    del dropped
+    gc.collect()
+    assert len(client._queues) == 1  # the dropped stream's queue is gone, with its subscription
+    await client.start()
+    registered = await client.wait_for(events.Registered, 5)
+    seen = [event async for event in _until(kept, registered)]
+    assert seen[-1] is registered
+    await client.close()
+
+
+async def test_aclose_ends_a_loop_waiting_on_the_stream(server: TestbedServer) -> None:
+    client = Client(config(server))
+    stream = client.events()
+    got: list[events.Event] = []
+
+    async def consume() -> None:
+        async for event in stream:
+            got.append(event)
+
+    consumer = asyncio.ensure_future(consume())
+    await client.start()
+    await client.wait_for(events.Registered, 5)
+    await asyncio.sleep(0)
+    await stream.aclose()  # type: ignore[attr-defined]  # the stream's documented aclose
+    await asyncio.wait_for(consumer, 1)  # the loop ended, it does not wait for events
+    assert any(isinstance(e, events.Registered) for e in got)
+    assert client._queues == []
+    await client.close()
+
+
+async def _until(
+    stream: AsyncIterator[events.Event], last: events.Event
+) -> AsyncIterator[events.Event]:
+    async for event in stream:
+        yield event
+        if event is last:
+            return
 
 
 async def test_event_times_are_the_clis_clock(server: TestbedServer) -> None:

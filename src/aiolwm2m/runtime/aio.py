@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TypeVar
 
@@ -33,6 +34,49 @@ from aiolwm2m.runtime.links import LinkError, Resolver, open_link, resolve
 __all__ = ["Client"]
 
 E = TypeVar("E", bound=ev.Event)
+
+
+class _EventStream:
+    """What :meth:`Client.events` returns: an async iterator over a queue of events.
+
+    An object rather than an async generator because a generator never
+    iterated never runs its ``finally``: its subscription, and every event
+    queued for it, would live as long as the client. Here the subscription
+    holds only the queue, and a finalizer on the stream ends it (at the end
+    of the events, on :meth:`aclose`, or when the stream is collected).
+    """
+
+    __slots__ = ("__weakref__", "_end", "_queue")
+
+    def __init__(self, client: Client) -> None:
+        queue: asyncio.Queue[ev.Event | None] = asyncio.Queue()
+        queues = client._queues
+        queues.append(queue)
+        unsubscribe = client.subscribe(queue.put_nowait)
+
+        def end() -> None:
+            unsubscribe()
+            queues.remove(queue)
+
+        self._queue = queue
+        self._end = weakref.finalize(self, end)
+
+    def __aiter__(self) -> _EventStream:
+        return self
+
+    async def __anext__(self) -> ev.Event:
+        item = await self._queue.get() if self._end.alive else None
+        if item is None:
+            self._end()
+            raise StopAsyncIteration
+        return item
+
+    async def aclose(self) -> None:
+        """Stop receiving events (as an async generator's ``aclose``); a task waiting
+        in ``async for`` over this stream ends its loop."""
+        if self._end.alive:
+            self._end()
+            self._queue.put_nowait(None)
 
 
 class _AioDriver(EngineDriver):
@@ -200,22 +244,11 @@ class Client(ClientSurface[_AioDriver]):
         """Every event from this call on, until the client stops.
 
         Subscribes at once, so ``stream = client.events()`` before
-        ``await client.start()`` misses nothing.
+        ``await client.start()`` misses nothing. A stream dropped without
+        being read to its end unsubscribes when it is garbage-collected, so
+        an unused one does not keep every later event.
         """
-        queue: asyncio.Queue[ev.Event | None] = asyncio.Queue()
-        self._queues.append(queue)
-        unsubscribe = self.subscribe(queue.put_nowait)
-        return self._drain(queue, unsubscribe)
-
-    async def _drain(
-        self, queue: asyncio.Queue[ev.Event | None], unsubscribe: Callable[[], None]
-    ) -> AsyncIterator[ev.Event]:
-        try:
-            while (item := await queue.get()) is not None:
-                yield item
-        finally:
-            unsubscribe()
-            self._queues.remove(queue)
+        return _EventStream(self)
 
     async def wait_for(
         self, kind: type[E], timeout: float, predicate: Callable[[E], bool] | None = None
