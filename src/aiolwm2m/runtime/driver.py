@@ -456,6 +456,21 @@ class EngineDriver(ABC):
 
 
 D = TypeVar("D", bound=EngineDriver)
+_Verb = TypeVar("_Verb", bound=Callable[..., object])
+
+
+def _documented_by(method: Callable[..., object]) -> Callable[[_Verb], _Verb]:
+    """Give a surface verb the docstring of the driver method that does its work.
+
+    The verb only delegates, so what it does is written once, beside the code
+    that does it, and ``help(Client.start_send)`` still says it.
+    """
+
+    def document(verb: _Verb) -> _Verb:
+        verb.__doc__ = method.__doc__
+        return verb
+
+    return document
 
 
 class ClientSurface(Generic[D]):
@@ -547,9 +562,8 @@ class ClientSurface(Generic[D]):
         """Send an Update to ``ssid`` (every registered server when None)."""
         self._driver.trigger_update(ssid)
 
+    @_documented_by(EngineDriver.network_changed)
     def network_changed(self) -> None:
-        """The network is back or changed: pending reconnect/retry waits end within
-        ``[reconnect] network_change_window`` s (jittered; spec §2)."""
         self._driver.network_changed()
 
     def schedule_reconnect(self) -> None:
@@ -563,8 +577,8 @@ class ClientSurface(Generic[D]):
         """De-register from ``ssid``, away ``timeout`` s (None: the account's Disable Timeout)."""
         self._driver.disable_server(ssid, timeout)
 
+    @_documented_by(EngineDriver.enter_offline)
     def enter_offline(self) -> None:
-        """Close every connection and store notifications until :meth:`exit_offline`."""
         self._driver.enter_offline()
 
     def exit_offline(self) -> None:
@@ -579,6 +593,7 @@ class ClientSurface(Generic[D]):
         does this by itself; a custom one calls it)."""
         self._driver.poll()
 
+    @_documented_by(EngineDriver.start_send)
     def start_send(
         self,
         paths: Sequence[Path | str],
@@ -586,20 +601,8 @@ class ClientSurface(Generic[D]):
         ssid: int | None = None,
         content_format: int = ContentFormat.SENML_CBOR,
     ) -> int:
-        """LwM2M Send of the current values of ``paths``; returns the send id.
-
-        The outcome arrives as a ``send_finished`` event with that id. ``ssid``
-        may be omitted when exactly one server is configured. Raises
-        :class:`NotAllowedError` (also reported as ``not_allowed``) when the
-        data model cannot build the payload: Mute Send set by the server,
-        unknown or unreadable paths, a non-SenML format, no such server.
-        """
         return self._driver.start_send(paths, ssid=ssid, content_format=content_format)
 
+    @_documented_by(EngineDriver.factory_reset)
     def factory_reset(self) -> None:
-        """Clear the persistent state: the next start runs from the factory configuration.
-
-        Allowed before start and after stop only (a running engine would write
-        its state straight back): raises :class:`NotAllowedError` otherwise.
-        """
         self._driver.factory_reset()
