@@ -122,7 +122,7 @@ class Coordinator:
             self._succeeded(outcome, now)
             return
         detail = outcome.detail or ("deferral not allowed" if outcome.deferred else "")
-        self.values.payload_result = detail.encode()[:255]
+        self.values.report(detail)
         self._fire(Trigger.UPDATE_FAILED, now, UpdateResult.UPDATE_FAILED, detail or None)
         if self.mf.state is ManifestState.UPDATING:
             self._fire_manifest(
@@ -141,7 +141,7 @@ class Coordinator:
             self._install_failed_or_done(boot_outcome, now)
         else:
             detail = "interrupted while installing"
-            self.values.payload_result = detail.encode()
+            self.values.report(detail)
             self._fire(Trigger.UPDATE_FAILED, now, UpdateResult.UPDATE_FAILED, detail)
             if self.mf.state in (ManifestState.UPDATING, ManifestState.REBOOTING):
                 self._fire_manifest(
@@ -229,10 +229,10 @@ class Coordinator:
         self._end_job(now)
         self._fire(Trigger.DOWNLOAD_FAILED, now, result, detail)
         if self.mf.state is ManifestState.DOWNLOADING:
-            self.values.payload_result = detail.encode()[:255]
+            self.values.report(detail)
             self._fire_manifest(ManifestTrigger.DOWNLOAD_FAILED, now, manifest_result, detail)
         elif self.mf.state is ManifestState.DOWNLOADED:
-            self.values.payload_result = detail.encode()[:255]
+            self.values.report(detail)
             asset_result = (
                 ManifestResult.ASSET_INTEGRITY_FAILED
                 if result is UpdateResult.INTEGRITY_FAILURE

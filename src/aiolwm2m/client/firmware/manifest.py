@@ -47,6 +47,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 
 from aiolwm2m.errors import Lwm2mError
 
+from .settings import SUPPORTED_SCHEMES
 from .states import ManifestResult
 
 __all__ = [
@@ -64,7 +65,6 @@ COSE_ALG_ES256 = -7
 _ALG, _KID = 1, 4
 #: Larger manifests are refused before parsing (they cannot be ours).
 MAX_MANIFEST_SIZE = 4096
-_SCHEMES = ("coap", "coaps", "http", "https")
 
 
 class ManifestError(Lwm2mError):
@@ -335,7 +335,7 @@ class ManifestVerifier:
                 f"manifest sequence {manifest.sequence} is not newer than {installed_sequence}",
             )
         scheme = manifest.uri.partition(":")[0].lower()
-        if scheme not in _SCHEMES or "://" not in manifest.uri:
+        if scheme not in SUPPORTED_SCHEMES or "://" not in manifest.uri:
             raise ManifestError(
                 ManifestResult.INVALID_ASSET_URI, f"asset URI {manifest.uri!r} is not fetchable"
             )

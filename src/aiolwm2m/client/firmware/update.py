@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from typing import Any
 
+# The runtime actions were defined here before the split and are still
+# imported from here (__all__): most of them this module only re-exports.
 from .actions import (
     FlushCheckpoint,
     Install,
@@ -190,7 +192,7 @@ class FirmwareUpdate(Coordinator):
             if problem is not None:
                 raise ManifestError(ManifestResult.INVALID_ASSET_URI, problem[1])
         except ManifestError as exc:
-            self.values.payload_result = str(exc).encode()[:255]
+            self.values.report(str(exc))
             self._fire_manifest(ManifestTrigger.MANIFEST_REJECTED, now, exc.result, str(exc))
             return
         self.values.manifest_version = manifest.sequence

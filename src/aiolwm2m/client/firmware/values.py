@@ -40,6 +40,11 @@ class FirmwareValues:
     campaign_id: str = ""
     installed_sequence: int | None = None
 
+    def report(self, detail: str) -> None:
+        """Show why the last step failed as Payload Result (/10252/0/4): the first
+        255 bytes of ``detail`` (an installer's or a fetch's message may be long)."""
+        self.payload_result = detail.encode()[:255]
+
     def object5(
         self, state: FirmwareState, result: UpdateResult, protocols: tuple[str, ...]
     ) -> dict[int, Any]:
