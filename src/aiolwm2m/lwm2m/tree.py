@@ -35,7 +35,7 @@ from aiolwm2m.errors import Lwm2mError
 from .ddf import ObjectRegistry, ResourceTypes, load_builtin
 from .model import InvalidValueError, ObjectDef, Operations, ResourceDef, ResourceType, Value
 from .path import MAX_ID, Path
-from .values import Record
+from .values import Record, trusted_record
 
 __all__ = [
     "BlockSink",
@@ -508,10 +508,15 @@ class ObjectTree:
     # -- records -------------------------------------------------------------------------
     @staticmethod
     def to_records(path: Path, value: ResourceValue) -> list[Record]:
-        """Records of one resource's value (one per instance for multiple resources)."""
+        """Records of one resource's value (one per instance for multiple resources).
+
+        ``value`` is one :meth:`validate` or :meth:`coerce` returned: its types
+        are checked, so the records are built without checking them again
+        (this runs for every value read and notified).
+        """
         if isinstance(value, dict):
-            return [Record(path.child(riid), v) for riid, v in sorted(value.items())]
-        return [Record(path, value)]  # a checked record: the value may be the application's
+            return [trusted_record(path.child(riid), v) for riid, v in sorted(value.items())]
+        return [trusted_record(path, value)]
 
     # -- internals -----------------------------------------------------------------------
     def _node(self, object_id: int) -> ObjectNode:

@@ -282,7 +282,7 @@ def _read_value(inst: Instance, rid: int, sync: bool, path: Path, fresh: Fresh |
     None when there is none; with ``fresh`` (observe sampling) the hook's
     awaited answer is used, :class:`AwaitHook` while there is none yet.
     """
-    if fresh is not None:
+    if fresh:  # hooks are being awaited (an empty mapping: none, the usual case)
         known = fresh.get(path, _NOT_ASKED)
         if known is AWAITING:
             raise AwaitHook(path, None)
