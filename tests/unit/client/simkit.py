@@ -193,13 +193,15 @@ class FakeTree:
     """An object tree whose notifications and failures the test controls.
 
     ``notify()`` queues a 2.05 notification for an observation the test pretends
-    the server made; ``fail_payload`` makes the object list unbuildable.
+    the server made (it runs until cancelled); ``fail_payload`` makes the object
+    list unbuildable.
     """
 
     def __init__(self, ssid: int = 1) -> None:
         self.ssid = ssid
         self.queued: list[Notification] = []
         self.cancelled: list[tuple[int, bytes, str]] = []
+        self.observing: set[bytes] = set()
         self.dropped: list[int] = []
         self.fail_payload = False
         self._seq = 0
@@ -215,8 +217,12 @@ class FakeTree:
     def drop_observations(self, ssid: int) -> None:
         self.dropped.append(ssid)
 
-    def cancel_observation(self, ssid: int, token: bytes, reason: str) -> None:
+    def cancel_observation(self, ssid: int, token: bytes, reason: str) -> bool:
         self.cancelled.append((ssid, token, reason))
+        if token not in self.observing:
+            return False
+        self.observing.remove(token)
+        return True
 
     def take_actions(self) -> list[ClientAction]:
         return []
@@ -243,6 +249,7 @@ class FakeTree:
         )
         msg.set_uint(OptionNumber.OBSERVE, self._seq)
         note = Notification(self.ssid, token, "/3303/0/5700", msg, now)
+        self.observing.add(token)
         self.queued.append(note)
         return note
 

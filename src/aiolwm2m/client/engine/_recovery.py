@@ -134,8 +134,12 @@ class Recovery:
                 and not srv.account.notification_storing
             )
         ):
-            self.s.model.cancel_observation(srv.ssid, note.token, action.value)
-            self.s.emit(ev.ObservationCancelled(now, srv.ssid, note.path, action.value))
+            # Several notifications of one observation can be in flight (queued
+            # behind each other, NON ones remembered for a late Reset): a server
+            # that forgot it Resets each, and each is reported above, but the
+            # observation ends, and is reported, with the first.
+            if self.s.model.cancel_observation(srv.ssid, note.token, action.value):
+                self.s.emit(ev.ObservationCancelled(now, srv.ssid, note.path, action.value))
             return
         if pending.kind.ends_session:
             self.s.registration.finish_deregister(srv, now, acknowledged=False)

@@ -170,8 +170,13 @@ class DataModel(Protocol):
     def drop_observations(self, ssid: int) -> None:
         """The session with ``ssid`` changed: its observations end (spec §10)."""
 
-    def cancel_observation(self, ssid: int, token: bytes, reason: str) -> None:
-        """The engine ended one observation (Reset, or the failure table said so)."""
+    def cancel_observation(self, ssid: int, token: bytes, reason: str) -> bool:
+        """The engine ended one observation (Reset, or the failure table said so).
+
+        True if it was still running; False if it had already ended (a Reset of
+        another of its notifications, a Cancel-Observe): the engine then reports
+        nothing more, an observation ends once.
+        """
 
     def take_actions(self) -> list[ClientAction]:
         """What server operations asked of the engine since the last call (in order)."""

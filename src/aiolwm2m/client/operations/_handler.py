@@ -185,8 +185,8 @@ class OperationHandler:
     def drop_observations(self, ssid: int) -> None:
         self.observer.drop(ssid)
 
-    def cancel_observation(self, ssid: int, token: bytes, reason: str) -> None:
-        self.observer.remove(ssid, token)
+    def cancel_observation(self, ssid: int, token: bytes, reason: str) -> bool:
+        return self.observer.remove(ssid, token)
 
     def take_notifications(self, now: float) -> list[Notification]:
         if not self.observer.busy:

@@ -78,9 +78,11 @@ class NotifyingObjects:
     def drop_observations(self, ssid: int) -> None:
         self.token = None
 
-    def cancel_observation(self, ssid: int, token: bytes, reason: str) -> None:
-        if token == self.token:
-            self.token = None
+    def cancel_observation(self, ssid: int, token: bytes, reason: str) -> bool:
+        if token != self.token:
+            return False
+        self.token = None
+        return True
 
     def take_actions(self) -> list[ClientAction]:
         """Nothing: the fixture's requests never concern registration."""
