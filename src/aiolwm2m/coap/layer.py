@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 import random
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from aiolwm2m.coap.message import (
     CoapDecodeError,
@@ -141,7 +141,7 @@ class _Window:
             entries.popitem(last=False)
 
 
-@dataclass
+@dataclass(slots=True)
 class LayerStats:
     sent: int = 0
     retransmissions: int = 0
@@ -149,11 +149,29 @@ class LayerStats:
     malformed: int = 0
     duplicates: int = 0
     unmatched: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
 
 
 class MessageLayer:
     """CoAP message layer for one peer; see the module docstring."""
+
+    # One per device and one per peer a server hears from: slots, not a dict each.
+    __slots__ = (
+        "_by_mid",
+        "_by_token",
+        "_events",
+        "_in",
+        "_next_key",
+        "_next_mid",
+        "_non_lifetime",
+        "_non_sent",
+        "_out",
+        "_queue",
+        "_rng",
+        "_seen",
+        "_tx",
+        "params",
+        "stats",
+    )
 
     def __init__(self, params: TransmissionParameters, rng: random.Random) -> None:
         self.params = params
