@@ -157,6 +157,9 @@ class _Rules:
     # Every path's pmin when they are all equal (always for a single path): then
     # "a pending path's pmin is over" needs no loop over the paths.
     common_pmin: float | None
+    # No attribute that delays, repeats or filters (pmin, pmax, epmin, epmax,
+    # thresholds: the default): every change goes out at once, nothing is timed.
+    immediate: bool
 
 
 @functools.lru_cache(maxsize=256)
@@ -174,7 +177,8 @@ def _rules(attrs: tuple[Attributes, ...]) -> _Rules:
     mask = sum(1 << i for i, t in enumerate(thresholds) if t is not None)
     common = pmins[0] if len(set(pmins)) == 1 else None
     pmax = min(pmaxes) if pmaxes else None
-    return _Rules(pmins, pmax, epmin, epmax, thresholds, mask, common)
+    immediate = common == 0 and pmax is None and epmin == 0 and epmax is None and not mask
+    return _Rules(pmins, pmax, epmin, epmax, thresholds, mask, common, immediate)
 
 
 class _Obs:
@@ -447,19 +451,26 @@ class Observer:
         """Do whatever is due for one observation at ``now``, then reschedule it."""
         rules = state.rules
         try:
-            if state.dirty and now >= state.last_eval + rules.epmin:
-                self._evaluate(state, now, periodic=False)
-            elif rules.epmax is not None and now >= state.last_eval + rules.epmax:
-                self._evaluate(state, now, periodic=True)
-            if self._notify_due(state, now):
-                self._notify(state, now)
+            if rules.immediate:  # what evaluating and pmin would conclude, without asking
+                state.pending |= state.dirty
+                state.dirty = 0
+                if state.pending:
+                    self._notify(state, now)
+            else:
+                if state.dirty and now >= state.last_eval + rules.epmin:
+                    self._evaluate(state, now, periodic=False)
+                elif rules.epmax is not None and now >= state.last_eval + rules.epmax:
+                    self._evaluate(state, now, periodic=True)
+                if self._notify_due(state, now):
+                    self._notify(state, now)
         except ObservedPathGone:
             self._gone(state, now)
             return
         except SamplePending:
             self._wait(state)
             return
-        self._schedule(state)
+        if not rules.immediate or state.deadline is not None:  # immediate: nothing is due later
+            self._schedule(state)
 
     def _notify_due(self, state: _Obs, now: float) -> bool:
         rules = state.rules

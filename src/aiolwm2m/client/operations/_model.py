@@ -34,9 +34,10 @@ class Model:
 
     def require(self, ssid: int, path: Path, right: Right) -> None:
         """Answer 4.01 unless server ``ssid`` holds ``right`` on the instance of ``path``."""
-        if path.object_id is None or path.instance_id is None:
+        ids = path.ids  # asked for every read and notification: no properties
+        if len(ids) < 2:
             return
-        if not self.access.allowed(ssid, path.object_id, path.instance_id, right):
+        if not self.access.allowed(ssid, ids[0], ids[1], right):
             raise Reply(Code.UNAUTHORIZED, f"server {ssid} lacks {right.name} on {path}")
 
     def visible_instances(self, ssid: int, object_id: int) -> list[int]:
