@@ -378,7 +378,10 @@ def encode_fields(
         raise ValueError("code out of range")
     out = bytearray((VERSION << 6 | mtype << 4 | len(token), code, mid >> 8, mid & 0xFF))
     out += token
-    if len(options) > 1:  # none or one (an empty ACK or Reset): nothing to sort
+    count = len(options)
+    # None or one (an empty ACK or Reset) or two in order (a notification's
+    # Observe and Content-Format, built in that order): nothing to sort.
+    if count > 2 or (count == 2 and options[0][0] > options[1][0]):
         options = sorted(options, key=_NUMBER)
     last = 0
     for number, value in options:

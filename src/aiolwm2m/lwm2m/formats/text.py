@@ -42,14 +42,14 @@ _MAX_FLOAT_TEXT = 400
 
 def encode_value(value: Value) -> bytes:
     """The text form of one value; opaque values and non-finite floats are refused."""
+    if isinstance(value, float):  # first: the usual notified value (no bool or int is one)
+        if not math.isfinite(value):
+            raise FormatEncodeError(f"text/plain cannot carry {value!r}")
+        return repr(value).encode("ascii")
     if isinstance(value, bool):
         return b"1" if value else b"0"
     if isinstance(value, int):
         return str(value).encode("ascii")
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise FormatEncodeError(f"text/plain cannot carry {value!r}")
-        return repr(value).encode("ascii")
     if isinstance(value, str):
         return value.encode("utf-8")
     if isinstance(value, ObjLnk):
