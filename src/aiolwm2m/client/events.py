@@ -216,13 +216,20 @@ class NotificationsFlushed(Event):
 
 @dataclass(frozen=True, slots=True)
 class NotificationsDropped(Event):
-    """A new registration replaced the one the server's observations belonged to.
+    """Notifications that will never be sent, ``count`` of them, and why.
 
-    The server forgot those observations (it re-observes if it wants); the
-    ``count`` notifications stored for them were discarded (spec §10).
+    ``reason`` :attr:`NEW_REGISTRATION`: a new registration replaced the one the
+    server's observations belonged to; the server forgot those observations (it
+    re-observes if it wants) and the notifications stored for them were
+    discarded (spec §10). :attr:`OBSERVATION_CANCELLED`: a Reset (or the
+    failure table) ended an observation; its notifications not yet sent
+    (queued behind the one in flight, or stored) were discarded, as each would
+    only draw another Reset (RFC 7641 §3.6).
     """
 
     name: ClassVar[str] = "notifications_dropped"
+    NEW_REGISTRATION: ClassVar[str] = "new registration"
+    OBSERVATION_CANCELLED: ClassVar[str] = "observation cancelled"
     ssid: int
     count: int
     reason: str

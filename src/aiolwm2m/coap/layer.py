@@ -275,6 +275,32 @@ class MessageLayer:
         self._unlink(ex)
         self._pump(now)
 
+    def withdraw(self, key: int, now: float) -> bool:
+        """Take back an outgoing exchange that has not left yet; whether it was taken back.
+
+        Not left yet: still queued behind NSTART, or started with its first
+        transmission still waiting in :meth:`datagrams_to_send` (the answer that
+        ended the exchange before it, in the same :meth:`receive`, started it).
+        Nothing of it is ever sent and it ends without an event. One that went
+        out is left alone (False): the peer may hold it, so its answer must
+        still be matched (:meth:`cancel` forgets it anyway).
+        """
+        ex = self._out.get(key)
+        if ex is None:
+            return False
+        if ex.state is _State.QUEUED:
+            self._queue.remove(key)
+        else:
+            tx = self._tx
+            first = next((i for i, data in enumerate(tx) if data is ex.data), None)
+            if ex.retransmits or first is None:
+                return False
+            del tx[first]
+        del self._out[key]
+        self._unlink(ex)
+        self._pump(now)
+        return True
+
     def pending(self) -> int:
         """Outgoing exchanges not yet finished (queued, in flight or open)."""
         return len(self._out)

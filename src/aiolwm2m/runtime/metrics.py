@@ -240,7 +240,8 @@ class _DroppedCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         family = CounterMetricFamily(
             f"{PREFIX}_notifications_dropped",
-            "Stored notifications dropped by policy (store full, storing off, new registration)",
+            "Notifications dropped by policy (store full, storing off, new registration, "
+            "unsent when a Reset ended their observation)",
             labels=["endpoint", "ssid"],
         )
         for entry in self.clients:

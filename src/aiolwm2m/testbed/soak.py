@@ -210,7 +210,8 @@ class SoakResult:
             f"{max((r.bound for r in v.recoveries), default=0):.1f} s)",
             f"notifications: produced {produced}, delivered {delivered}, dropped by policy "
             f"{sum(c.store_dropped for c in v.clients)} (of which ended with their observations "
-            f"by a new registration {sum(c.dropped_at_register for c in v.clients)}), "
+            f"by a new registration {sum(c.dropped_at_register for c in v.clients)}, unsent "
+            f"when a Reset ended their observation {sum(c.dropped_cancelled for c in v.clients)}), "
             "cancelled by reset "
             f"{sum(c.cancelled for c in v.clients)}, still stored "
             f"{sum(c.still_stored for c in v.clients)} (notify errors reported "

@@ -80,7 +80,8 @@ def cancelled(client: SimClient) -> Counter[tuple[int, str]]:
 @PATHS
 def test_resets_of_queued_con_notifications_end_each_observation_once(paths: list[str]) -> None:
     """CON: the first retransmitted while the server is deaf, the others queued behind
-    it (NSTART 1); after the restart each goes out in turn and is Reset."""
+    it (NSTART 1); after the restart the first of each observation is Reset and the
+    others, never sent, are dropped with one ``notifications_dropped`` each."""
     net = SimNetwork(seed=4)
     server = SimServer(net)
     server.start()
@@ -93,8 +94,14 @@ def test_resets_of_queued_con_notifications_end_each_observation_once(paths: lis
     net.clock.run_for(30)
 
     resets = check_each_observation_ended_once(net, server, client, objects, before)
-    assert len(resets) >= 2 * len(paths), "several notifications of each observation Reset"
+    assert len(resets) == len(paths), "one Reset each: the others were never sent"
     assert cancelled(client) == Counter({(1, path): 1 for path in paths})
+    dropped = [
+        (e.count, e.reason)
+        for e in client.events[before:]
+        if isinstance(e, ev.NotificationsDropped)
+    ]
+    assert dropped == [(SILENT - 1, ev.NotificationsDropped.OBSERVATION_CANCELLED)] * len(paths)
 
 
 @PATHS

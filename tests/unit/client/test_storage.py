@@ -471,7 +471,9 @@ def test_restart_delivers_stored_notifications_in_order_after_resuming(
     created = []
     for value in ("a", "b", "c"):
         net.clock.run_for(20)
-        created.append(tree.notify(net.clock.now, value=value).created)
+        # One token each: the server, which never observed them, Resets each, and
+        # a Reset ends an observation's notifications not yet sent.
+        created.append(tree.notify(net.clock.now, token=value.encode(), value=value).created)
         first.poll()
     assert len(first.named("notification_stored")) == 3
     first.stop()  # kill -9: no De-register, nothing more is written

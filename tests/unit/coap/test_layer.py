@@ -478,6 +478,23 @@ def test_con_notification_reset() -> None:
     assert (result.key, result.outcome) == (key, Outcome.RESET)
 
 
+def test_withdraw_takes_back_only_what_has_not_left() -> None:
+    """Queued behind NSTART, or started by the Reset of the one before it and not yet
+    handed out: taken back, never sent, no event. Sent: left to run to its end."""
+    layer, _ = make_layer()
+    keys = [layer.send_message(notification(n, MessageType.CON), START) for n in (1, 2, 3, 4)]
+    (first,) = sent(layer)
+    assert layer.withdraw(keys[2], START)  # queued
+    assert not layer.withdraw(keys[0], START), "sent: its answer must still match"
+    feed(layer, empty(MessageType.RST, first.mid), START + 1)  # starts the second
+    assert layer.withdraw(keys[1], START + 1), "started, but nothing handed out yet"
+    assert [m.observe for m in sent(layer)] == [4], "the next one starts instead"
+    assert [(e.key, e.outcome) for e in events(layer)] == [(keys[0], Outcome.RESET)]
+    assert not layer.withdraw(keys[3], START + 1)
+    assert not layer.withdraw(keys[1], START + 1), "already gone"
+    assert layer.pending() == 1
+
+
 def test_con_notification_times_out() -> None:
     layer, _ = make_layer()
     key = layer.send_message(notification(7, MessageType.CON), START)

@@ -302,6 +302,26 @@ class Channel:
         self.non_notes = 0
         return gone
 
+    def withdraw_notifications(self, token: bytes, now: float) -> int:
+        """Take back the notifications with ``token`` that have not left yet; how many.
+
+        Those already sent stay in flight (see :meth:`MessageLayer.withdraw`).
+        """
+        layer = self.layer
+        if layer is None:
+            return 0
+        mine = [
+            key
+            for key, pending in self.inflight.items()
+            if pending.notification is not None and pending.notification.token == token
+        ]
+        withdrawn = 0
+        for key in mine:  # in sending order: one taken back may start the next
+            if layer.withdraw(key, now):
+                self.pop(key)
+                withdrawn += 1
+        return withdrawn
+
     def only_non_notifications(self) -> list[int]:
         """Keys of NON notifications when nothing confirmable is in flight, else []."""
         non = [key for key, p in self.inflight.items() if _is_non_notification(p)]

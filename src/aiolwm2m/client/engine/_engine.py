@@ -151,7 +151,11 @@ class ClientEngine:
         return list(self._require(ssid).stored)
 
     def dropped_notifications(self, ssid: int) -> int:
-        """Notifications discarded by the store's drop-oldest policy (or storing off)."""
+        """Notifications discarded by policy, never to be sent.
+
+        The store's drop-oldest limit, storing off, a timed-out one superseded,
+        a new registration, or not yet sent when a Reset ended their observation.
+        """
         return self._require(ssid).stored_dropped
 
     # ------------------------------------------------------------------ outputs

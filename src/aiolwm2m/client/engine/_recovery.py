@@ -134,12 +134,15 @@ class Recovery:
                 and not srv.account.notification_storing
             )
         ):
-            # Several notifications of one observation can be in flight (queued
-            # behind each other, NON ones remembered for a late Reset): a server
-            # that forgot it Resets each, and each is reported above, but the
-            # observation ends, and is reported, with the first.
+            # Several notifications of one observation can be out (NON ones
+            # remembered for a late Reset, CON ones with NSTART above 1): a
+            # server that forgot it Resets each, and each is reported above, but
+            # the observation ends, and is reported, with the first.
             if self.s.model.cancel_observation(srv.ssid, note.token, action.value):
                 self.s.emit(ev.ObservationCancelled(now, srv.ssid, note.path, action.value))
+            # Its notifications not yet sent never are: each would draw another
+            # Reset (RFC 7641 §3.6).
+            self.s.store.drop_observation(srv, note.token, now)
             return
         if pending.kind.ends_session:
             self.s.registration.finish_deregister(srv, now, acknowledged=False)

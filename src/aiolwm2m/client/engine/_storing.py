@@ -6,7 +6,9 @@ beyond ``notification_store_limit``) or, with storing off, dropped and
 counted. Confirmable notifications a closing link never delivered are stored
 the same way, merged by creation time, so the server still gets every value in
 order once the registration is resumed (spec §10) — or, when a new Register
-replaced it, they are dropped with one ``notifications_dropped`` event.
+replaced it, they are dropped with one ``notifications_dropped`` event. So
+are those of an observation a Reset ended that were not sent yet, queued in
+the message layer or stored: the server would only Reset each again.
 """
 
 from __future__ import annotations
@@ -95,7 +97,29 @@ class NotificationStore:
         srv.stored_dropped += count
         srv.stored.clear()
         self.s.changed()
-        self.s.emit(ev.NotificationsDropped(now, srv.ssid, count, "new registration"))
+        reason = ev.NotificationsDropped.NEW_REGISTRATION
+        self.s.emit(ev.NotificationsDropped(now, srv.ssid, count, reason))
+
+    def drop_observation(self, srv: ServerSession, token: bytes, now: float) -> None:
+        """An observation ended (a Reset, the failure table): what it still had to say is not sent.
+
+        Its notifications still queued in the message layer and those stored
+        are dropped, counted with the others and reported once with their
+        count: each would only draw another Reset (RFC 7641 §3.6). One already
+        transmitted runs to its end: the server may hold it, its ACK or Reset
+        is still matched and counted, and with NSTART 1 the Reset that ended
+        the observation was its only one outstanding.
+        """
+        count = srv.channel.withdraw_notifications(token, now)
+        kept = [note for note in srv.stored if note.token != token]
+        if len(kept) < len(srv.stored):
+            count += len(srv.stored) - len(kept)
+            srv.stored[:] = kept
+            self.s.changed()
+        if count:
+            srv.stored_dropped += count
+            reason = ev.NotificationsDropped.OBSERVATION_CANCELLED
+            self.s.emit(ev.NotificationsDropped(now, srv.ssid, count, reason))
 
     def requeue_unacked(self, srv: ServerSession, *lost: Notification) -> None:
         """Keep confirmable notifications the closing link never delivered (storing on).

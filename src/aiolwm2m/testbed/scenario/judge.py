@@ -69,6 +69,8 @@ class ClientReport:
     store_dropped: int = 0
     #: Of ``store_dropped``: stored for observations a new registration ended (spec §10).
     dropped_at_register: int = 0
+    #: Of ``store_dropped``: not yet sent when a Reset ended their observation.
+    dropped_cancelled: int = 0
     notify_errors: int = 0  # every reported ``notify`` error (most are retried later)
     cancelled: int = 0  # notify errors that ended their observation (Reset)
     still_stored: int = 0

@@ -182,7 +182,10 @@ class ScenarioRunner:
                 if (event.action or "").startswith("cancel_observation"):
                     report.cancelled += 1
             elif isinstance(event, ev.NotificationsDropped):
-                report.dropped_at_register += event.count
+                if event.reason == ev.NotificationsDropped.OBSERVATION_CANCELLED:
+                    report.dropped_cancelled += event.count
+                else:
+                    report.dropped_at_register += event.count
             if self.record:
                 report.events.append((now, event))
             self._add(source, event.name, event)
