@@ -205,6 +205,14 @@ def test_make_demo_story_exits_zero_and_shows_recovery() -> None:
     for needle in ("registered", "network_error", "reconnect_scheduled", "deregistered"):
         assert needle in out
     assert out.count("registered ") >= 2 or out.count(" registered") >= 2
+    # RECOVERED is said as the client is back (its resuming Update or new Register),
+    # not at the periodic Update after it: the client line before it is that answer.
+    lines = out.splitlines()
+    at = next(i for i, line in enumerate(lines) if "RECOVERED" in line)
+    back = [line for line in lines[:at] if " client " in line][-1].split()
+    assert back[2] in ("updated", "registered"), lines[at - 3 : at + 1]
+    assert float(lines[at].split()[0].rstrip("s")) - float(back[0].rstrip("s")) < 1.0
+    assert sum(" client  updated" in line for line in lines[:at]) <= 2  # before and at recovery
 
 
 async def test_queue_mode_sleeps_and_wakes_with_an_update_from_a_new_socket(
