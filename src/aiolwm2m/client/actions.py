@@ -1,10 +1,11 @@
-"""What the data model asks of the engine: the server operations that concern registration.
+"""What the data model asks of the engine: the server operations it carries out itself.
 
 A server's Write or Execute on the Server object (Registration Update
-Trigger, Disable, Bootstrap-Request Trigger, a new Lifetime or Binding) and
-instance creation or deletion are queued by the data model as these values;
-the engine takes them (``DataModel.take_actions``) after each of its inputs
-and carries them out itself, so no runtime has to know them. A leaf module:
+Trigger, Disable, Bootstrap-Request Trigger, a new Lifetime or Binding),
+instance creation or deletion and a server's Cancel-Observe are queued by
+the data model as these values; the engine takes them
+(``DataModel.take_actions``) after each of its inputs and carries them out
+itself, so no runtime has to know them. A leaf module:
 the engine and the data model both import it and neither imports the other
 for it.
 """
@@ -15,7 +16,14 @@ from dataclasses import dataclass
 
 from aiolwm2m.accounts import ServerAccount
 
-__all__ = ["ClientAction", "DisableServer", "ObjectsChanged", "RequestBootstrap", "TriggerUpdate"]
+__all__ = [
+    "CancelObserve",
+    "ClientAction",
+    "DisableServer",
+    "ObjectsChanged",
+    "RequestBootstrap",
+    "TriggerUpdate",
+]
 
 
 @dataclass(frozen=True)
@@ -46,4 +54,14 @@ class ObjectsChanged:
     """Instances were created or deleted: registered servers need an Update."""
 
 
-ClientAction = TriggerUpdate | DisableServer | RequestBootstrap | ObjectsChanged
+@dataclass(frozen=True)
+class CancelObserve:
+    """Server ``ssid`` cancelled the observation with ``token`` (GET or FETCH with
+    Observe 1, RFC 7641 §3.6): the notifications of it the engine has not sent yet
+    are not sent (the data model's own are gone already)."""
+
+    ssid: int
+    token: bytes
+
+
+ClientAction = TriggerUpdate | DisableServer | RequestBootstrap | ObjectsChanged | CancelObserve

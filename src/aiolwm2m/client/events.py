@@ -221,10 +221,11 @@ class NotificationsDropped(Event):
     ``reason`` :attr:`NEW_REGISTRATION`: a new registration replaced the one the
     server's observations belonged to; the server forgot those observations (it
     re-observes if it wants) and the notifications stored for them were
-    discarded (spec §10). :attr:`OBSERVATION_CANCELLED`: a Reset (or the
-    failure table) ended an observation; its notifications not yet sent
-    (queued behind the one in flight, or stored) were discarded, as each would
-    only draw another Reset (RFC 7641 §3.6).
+    discarded (spec §10). :attr:`OBSERVATION_CANCELLED`: a Reset, the
+    server's Cancel-Observe (a GET or FETCH with Observe 1) or the failure
+    table ended an observation; its notifications not yet sent (queued behind
+    the one in flight, or stored) were discarded: the server no longer wants
+    them, and each would only draw a Reset (RFC 7641 §3.6).
     """
 
     name: ClassVar[str] = "notifications_dropped"

@@ -157,3 +157,41 @@ def test_notifications_stored_for_an_observation_a_reset_ended_are_dropped() -> 
     assert net.clock.run_until_true(lambda: client.engine.registered(), timeout=30)
     events = sim.check_nothing_after_the_reset()
     assert dropped(events)[1:] == [(1, 2, ev.NotificationsDropped.NEW_REGISTRATION)]
+
+
+def test_a_cancel_observe_drops_the_notifications_not_yet_sent() -> None:
+    """The server's own Cancel-Observe (GET with Observe 1) ends the observation as a
+    Reset does: of its CON notifications queued behind the one in flight none is sent
+    (the server no longer wants them); the one in flight runs to its end."""
+    sim = Observed(confirmable=True)
+    net, client, server = sim.net, sim.client, sim.server
+
+    def notification_of_ended(data: bytes) -> bool:
+        msg = decode(data)
+        return msg.token == sim.tokens[ENDED] and msg.observe is not None
+
+    net.filters.append(
+        lambda _src, dst, data: dst != server.addr or not notification_of_ended(data)
+    )
+    for second in range(1, SILENT + 1):
+        sim.change(sim.ended, float(second))
+    assert net.trace is not None
+    cancel_at = len(net.trace)
+    server.core.cancel_observation(sim.keys[ENDED], net.clock.now)
+    net.clock.run_for(1)
+    net.filters.clear()
+    net.clock.run_for(20)  # the one in flight is retransmitted, reaches the server, ends
+    sim.change(sim.other, 42.0)
+
+    sent_after = {
+        decode(d).mid
+        for _t, _src, dst, d in net.trace[cancel_at:]
+        if dst == server.addr and notification_of_ended(d)
+    }
+    assert len(sent_after) == 1, "only the notification already in flight, retransmitted"
+    events = client.events[sim.before :]
+    queued = SILENT - 1
+    assert dropped(events) == [(1, queued, CANCELLED)]
+    assert client.engine.dropped_notifications(1) == sim.dropped_before + queued
+    assert not [e for e in events if isinstance(e, ev.ObservationCancelled)], "the server asked"
+    assert observed_values(server)[-1:] == [b"42.0"], "the other observation notifies"

@@ -27,7 +27,12 @@ from typing import Any, TypeVar, cast
 
 from aiolwm2m.accounts import InvalidParameters, ServerAccount, check_endpoint_name
 from aiolwm2m.client import events as ev
-from aiolwm2m.client.actions import DisableServer, RequestBootstrap, TriggerUpdate
+from aiolwm2m.client.actions import (
+    CancelObserve,
+    DisableServer,
+    RequestBootstrap,
+    TriggerUpdate,
+)
 from aiolwm2m.client.bootstrap import Provisioning
 from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.client.engine._bootstrapping import BootstrapFlow
@@ -600,6 +605,10 @@ def _carry_out_model_actions(engine: ClientEngine, now: float) -> bool:
             engine.disable_server(action.ssid, now, action.timeout, executed=True)
         elif isinstance(action, RequestBootstrap):
             engine.request_bootstrap(now)
+        elif isinstance(action, CancelObserve):
+            srv = engine._shared.servers.get(action.ssid)
+            if srv is not None:
+                engine._shared.store.drop_observation(srv, action.token, now)
         else:
             engine.objects_changed(now)
     return bool(actions)

@@ -101,7 +101,8 @@ class NotificationStore:
         self.s.emit(ev.NotificationsDropped(now, srv.ssid, count, reason))
 
     def drop_observation(self, srv: ServerSession, token: bytes, now: float) -> None:
-        """An observation ended (a Reset, the failure table): what it still had to say is not sent.
+        """An observation ended (a Reset, the failure table, the server's Cancel-Observe):
+        what it still had to say is not sent.
 
         Its notifications still queued in the message layer and those stored
         are dropped, counted with the others and reported once with their

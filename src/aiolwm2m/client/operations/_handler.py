@@ -23,7 +23,13 @@ from aiolwm2m.client.operations._discovery import Discovery
 from aiolwm2m.client.operations._instances import Instances
 from aiolwm2m.client.operations._model import HIDDEN_OBJECTS, Model
 from aiolwm2m.client.operations._reading import AWAITING, AwaitHook, Reader, hook_answer
-from aiolwm2m.client.operations._types import ClientAction, Job, ObjectsChanged, SendError
+from aiolwm2m.client.operations._types import (
+    CancelObserve,
+    ClientAction,
+    Job,
+    ObjectsChanged,
+    SendError,
+)
 from aiolwm2m.client.operations._writing import Writer
 from aiolwm2m.coap.message import Code, Message
 from aiolwm2m.lwm2m import linkformat
@@ -88,7 +94,7 @@ class OperationHandler:
         model = Model(tree, self.access)
         self._model = model
         self._transfers = Transfers(model, self.blockwise)
-        self._reader = Reader(model, self.observer, self._transfers)
+        self._reader = Reader(model, self.observer, self._transfers, self._observation_cancelled)
         self._writer = Writer(model)
         self._instances = Instances(model, self._writer)
         self._discovery = Discovery(model, self.observer)
@@ -134,6 +140,9 @@ class OperationHandler:
 
     def queue_action(self, action: ClientAction) -> None:
         self._actions.append(action)
+
+    def _observation_cancelled(self, ssid: int, token: bytes) -> None:
+        self._actions.append(CancelObserve(ssid, token))
 
     def _tree_changed(self) -> None:
         if not self._busy and self._wakeup is not None:

@@ -7,7 +7,7 @@ records. Internal to :mod:`aiolwm2m.client.operations`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from aiolwm2m.client.observe import Observation, Observer
@@ -84,12 +84,20 @@ async def hook_answer(fresh: dict[Path, Any], path: Path, awaitable: Awaitable[A
 class Reader:
     """Answers reads; starts and cancels the observations a read asks for."""
 
-    __slots__ = ("_model", "_observer", "_transfers")
+    __slots__ = ("_cancelled", "_model", "_observer", "_transfers")
 
-    def __init__(self, model: Model, observer: Observer, transfers: Transfers) -> None:
+    def __init__(
+        self,
+        model: Model,
+        observer: Observer,
+        transfers: Transfers,
+        cancelled: Callable[[int, bytes], None],
+    ) -> None:
         self._model = model
         self._observer = observer
         self._transfers = transfers
+        #: Told of each observation a server cancelled (the engine drops what it still holds).
+        self._cancelled = cancelled
 
     def collect(
         self, ssid: int, path: Path, *, sync: bool = False, fresh: Fresh | None = None
@@ -213,7 +221,7 @@ class Reader:
             collected = self.collect(ssid, path)
             return maybe_later(collected, observe_finish)
         if observe == 1:
-            self._observer.remove(ssid, request.token)
+            self._cancel(ssid, request.token)
         collected = self.collect(ssid, path)
 
         def finish(values: list[Any]) -> Message:
@@ -235,7 +243,7 @@ class Reader:
         assert accept is not None
         collected, found = self._collect_found(ssid, paths)
         if observe == 1:
-            self._observer.remove(ssid, request.token)
+            self._cancel(ssid, request.token)
 
         def finish(values: list[Any]) -> Message:
             records = self.finish_read(resolved(collected, values))
@@ -249,6 +257,11 @@ class Reader:
             return content(payload, accept, observe=seq)
 
         return maybe_later(collected, finish)
+
+    def _cancel(self, ssid: int, token: bytes) -> None:
+        """Cancel-Observe: the observation ends here, and in the engine (see ``_cancelled``)."""
+        if self._observer.remove(ssid, token):
+            self._cancelled(ssid, token)
 
     def _collect_found(
         self, ssid: int, paths: Sequence[Path]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from aiolwm2m.client.actions import (
+    CancelObserve,
     ClientAction,
     DisableServer,
     ObjectsChanged,
@@ -25,6 +26,7 @@ from aiolwm2m.lwm2m.objects import HostInfo
 from aiolwm2m.lwm2m.path import Path
 
 __all__ = [
+    "CancelObserve",
     "ClientAction",
     "DataModelRuntime",
     "DisableServer",
