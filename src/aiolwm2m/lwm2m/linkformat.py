@@ -43,8 +43,11 @@ __all__ = [
 _PARMNAME = re.compile(r"[A-Za-z0-9!#$&+\-.^_`|~]+")
 _PTOKEN = re.compile(r"[A-Za-z0-9!#$%&'()*+\-./:<=>?@\[\]^_`{|}~]+")
 _TARGET_FORBIDDEN = re.compile(r"[<>\"\s\x00-\x1f\x7f]")
-# Parameters conventionally quoted even when their value is a ptoken.
-_ALWAYS_QUOTED = frozenset({"rt", "if", "rel", "rev", "title", "anchor"})
+# Parameters conventionally quoted even when their value is a ptoken. ``uri``
+# (the LwM2M Server URI of a Security instance in a Bootstrap-Discover answer,
+# Core 1.1.1 §6.1.7.3) is a string attribute: the spec's examples quote it and
+# Bootstrap-Servers such as Leshan's parse it as a quoted-string only.
+_ALWAYS_QUOTED = frozenset({"rt", "if", "rel", "rev", "title", "anchor", "uri"})
 _BLANKS = " \t\r\n"
 
 #: Objects the spec excludes from the Register object list (Security, OSCORE).

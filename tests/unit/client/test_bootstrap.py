@@ -211,6 +211,14 @@ def test_discover_lists_ssid_and_uri() -> None:
     assert deep.response.code == Code.BAD_REQUEST
 
 
+def test_discover_quotes_the_server_uri() -> None:
+    # Core 1.1.1 §6.1.7.3: uri="coaps://…" in the spec's examples; Leshan's
+    # Bootstrap-Server parses the uri attribute as a quoted-string only.
+    handler = BootstrapHandler(factory())
+    reply = handler.handle(request(Code.GET, "/0", accept=ContentFormat.LINK_FORMAT))
+    assert b';uri="coap://10.0.0.1:5683"' in reply.response.payload
+
+
 @pytest.mark.parametrize("cf", VALUE_FORMATS, ids=lambda c: c.name)
 def test_bootstrap_read_of_server_object(cf: ContentFormat) -> None:
     handler = BootstrapHandler(factory())
