@@ -19,9 +19,9 @@ Operations (LwM2M Core TS 1.1.1 §5.2.7 and §6.1.7):
   ``docs/bootstrap.md``).
 * Bootstrap-Read (GET) on ``/1`` or ``/1/x`` (LwM2M 1.1 allows /1 and /2; this
   client has no Access Control object, so ``/2`` is 4.04); anything else 4.00.
-* Bootstrap-Discover (GET, Accept 40) on ``/`` or ``/oid``: link-format with
-  ``lwm2m=1.1`` on the root, ``ssid``/``uri`` on Security instances and
-  ``ssid`` on Server instances (Core §5.2.7.3).
+* Bootstrap-Discover (GET, Accept 40) on ``/`` or ``/oid``: link-format that
+  starts with ``</>;lwm2m=1.1`` (for ``/oid`` too), ``ssid``/``uri`` on
+  Security instances and ``ssid`` on Server instances (Core 1.1.1 §6.1.7.3).
 * Bootstrap-Delete (DELETE) on ``/``, ``/0``, ``/1``, ``/0/x``, ``/1/x``. The
   Bootstrap-Server's own Security instance (resource 1 true) is never deleted:
   wider deletes skip it, a delete of exactly that instance is 4.00.
@@ -571,7 +571,9 @@ class BootstrapHandler:
         op, where = Operation.DISCOVER, str(path)
         if path.level > 1:
             return _reply(op, where, Code.BAD_REQUEST, b"Bootstrap-Discover is for / or /oid")
-        links: list[Link] = [Link("/", (("lwm2m", "1.1"),))] if path.is_root else []
+        # The enabler version heads every answer, for / and for /oid alike
+        # (Core 1.1.1 §6.1.7.3: its Discover /0 example starts with </>;lwm2m=1.1).
+        links: list[Link] = [Link("/", (("lwm2m", "1.1"),))]
         wanted = None if path.is_root else path.object_id
         for iid, sec in sorted(self.provisioning.security.items()):
             if wanted in (None, SECURITY):
@@ -588,7 +590,7 @@ class BootstrapHandler:
             elif not entry.instances:
                 links.append(Link(f"/{oid}"))
             links.extend(Link(f"/{oid}/{iid}") for iid in sorted(entry.instances))
-        if wanted is not None and len(links) == 0 and wanted not in (SECURITY, SERVER):
+        if wanted is not None and len(links) == 1 and wanted not in (SECURITY, SERVER):
             return _reply(op, where, Code.NOT_FOUND)
         return _reply(op, where, Code.CONTENT, linkformat.encode(links), ContentFormat.LINK_FORMAT)
 

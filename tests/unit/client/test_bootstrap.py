@@ -206,7 +206,7 @@ def test_discover_lists_ssid_and_uri() -> None:
     assert by_target["/1/0"].get("ssid") == "1"
     assert by_target["/3"].get("ver") == "1.1" and "/3/0" in by_target
     one = handler.handle(request(Code.GET, "/1", accept=ContentFormat.LINK_FORMAT))
-    assert [link.target for link in linkformat.decode(one.response.payload)] == ["/1/0"]
+    assert [link.target for link in linkformat.decode(one.response.payload)] == ["/", "/1/0"]
     deep = handler.handle(request(Code.GET, "/1/0", accept=ContentFormat.LINK_FORMAT))
     assert deep.response.code == Code.BAD_REQUEST
 
@@ -217,6 +217,22 @@ def test_discover_quotes_the_server_uri() -> None:
     handler = BootstrapHandler(factory())
     reply = handler.handle(request(Code.GET, "/0", accept=ContentFormat.LINK_FORMAT))
     assert b';uri="coap://10.0.0.1:5683"' in reply.response.payload
+
+
+def test_discover_of_one_object_starts_with_the_enabler_version() -> None:
+    # Core 1.1.1 §6.1.7.3: the answer holds the LwM2M Enabler Version whatever
+    # the target; the spec's Discover /0 example starts with </>;lwm2m=1.1.
+    handler = BootstrapHandler(factory(), {3: ObjectEntry("1.1", (0,))})
+    for target, expected in [
+        ("/0", ["/", "/0/0", "/0/1"]),
+        ("/3", ["/", "/3", "/3/0"]),
+    ]:
+        reply = handler.handle(request(Code.GET, target, accept=ContentFormat.LINK_FORMAT))
+        links = linkformat.decode(reply.response.payload)
+        assert [link.target for link in links] == expected
+        assert links[0].params == (("lwm2m", "1.1"),)
+    absent = handler.handle(request(Code.GET, "/5", accept=ContentFormat.LINK_FORMAT))
+    assert absent.response.code == Code.NOT_FOUND
 
 
 @pytest.mark.parametrize("cf", VALUE_FORMATS, ids=lambda c: c.name)
