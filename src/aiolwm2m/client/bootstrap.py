@@ -208,12 +208,25 @@ class Provisioning:
         Every Server instance needs a Security instance whose Short Server ID
         (/0/x/10) matches its /1/x/0, with a valid ``coap``/``coaps`` URI whose
         scheme agrees with the Security Mode, and credentials the mode needs.
-        There must be at least one such account. Raises
+        There must be at least one such account, and at most one
+        Bootstrap-Server account: a Bootstrap-Server replacing its account
+        must have the previous one gone by Finish, else the answer is 4.06
+        and the previous account stays the only one active (Core 1.1.1 §5.2,
+        Client Initiated Bootstrap, step 3); which of two would be kept is
+        not for the client to guess. Raises
         :class:`InconsistentConfiguration` saying what is wrong.
         """
+        bootstrap_iids = [
+            iid
+            for iid, sec in sorted(self.security.items())
+            if _as_bool(sec.get(SEC_BOOTSTRAP), False)
+        ]
+        if len(bootstrap_iids) > 1:
+            listed = ", ".join(f"/0/{iid}" for iid in bootstrap_iids)
+            raise InconsistentConfiguration(f"more than one Bootstrap-Server account: {listed}")
         by_ssid: dict[int, tuple[int, Instance]] = {}
         for iid, sec in sorted(self.security.items()):
-            if _as_bool(sec.get(SEC_BOOTSTRAP), False):
+            if iid in bootstrap_iids:
                 continue
             if SEC_SSID not in sec:
                 raise InconsistentConfiguration(f"/0/{iid} has no Short Server ID (/0/{iid}/10)")

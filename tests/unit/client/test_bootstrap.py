@@ -292,6 +292,27 @@ def test_finish_rejects_inconsistent_configuration(
     assert before.bootstrap_instance() == handler.provisioning.bootstrap_instance()
 
 
+def test_finish_with_a_second_bootstrap_account_is_not_acceptable() -> None:
+    # Core 1.1.1 §5.2 (Client Initiated Bootstrap, step 3): a replaced
+    # Bootstrap-Server account must be gone by Finish, else 4.06 and the
+    # previous account stays the only one active.
+    handler = _only_bootstrap()
+    found = handler.provisioning.bootstrap_instance()
+    assert found is not None
+    write(handler, "/0/0", security_records(0, 9, "coap://x:1"), ContentFormat.TLV)
+    write(handler, "/1/0", server_records(0, 9), ContentFormat.TLV)
+    second = [*security_records(7, 9, "coap://10.0.0.8:5683")[:-1]]
+    second[1] = Record(Path.of(0, 7, 1), True)
+    write(handler, "/0/7", second, ContentFormat.TLV)
+    code, payload, accounts = finish(handler)
+    assert code == Code.NOT_ACCEPTABLE and accounts is None
+    assert b"more than one Bootstrap-Server account" in payload
+    assert f"/0/{found[0]}, /0/7".encode() in payload
+    # The server may fix it and finish again.
+    assert handler.handle(request(Code.DELETE, "/0/7")).response.code == Code.DELETED
+    assert finish(handler)[0] == Code.CHANGED
+
+
 def test_psk_account_is_converted() -> None:
     handler = _only_bootstrap()
     records = security_records(0, 4, "coaps://x:5684", mode=0)
