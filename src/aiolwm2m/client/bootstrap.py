@@ -24,7 +24,9 @@ Operations (LwM2M Core TS 1.1.1 §5.2.7 and §6.1.7):
   Security instances and ``ssid`` on Server instances (Core 1.1.1 §6.1.7.3).
 * Bootstrap-Delete (DELETE) on ``/``, ``/0``, ``/1``, ``/0/x``, ``/1/x``. The
   Bootstrap-Server's own Security instance (resource 1 true) is never deleted:
-  wider deletes skip it, a delete of exactly that instance is 4.00.
+  wider deletes skip it, a delete of exactly that instance is 4.00. The
+  application's objects are left alone (2.02); an object the client lacks
+  is 4.00.
 * Bootstrap-Finish (POST ``/bs``): :meth:`Provisioning.accounts` checks the
   result; an inconsistent configuration is answered 4.06 Not Acceptable with
   a plain-text diagnostic payload.
@@ -611,6 +613,12 @@ class BootstrapHandler:
         op, where = Operation.DELETE, str(path)
         if path.level > 2:
             return _reply(op, where, Code.BAD_REQUEST, b"Bootstrap-Delete is for /, /oid, /oid/iid")
+        known = (SECURITY, SERVER, *self.other_objects)
+        if not path.is_root and path.object_id not in known:
+            # Bootstrap-Delete targets objects the client supports (Core 1.1.1
+            # §6.1.7.6); its only error is 4.00 "Bad or unknown URI provided"
+            # (no 4.04 in the Bootstrap interface; Leshan's client answers so).
+            return _reply(op, where, Code.BAD_REQUEST, b"no such object on this client")
         bs = self.provisioning.bootstrap_instance()
         bs_iid = bs[0] if bs else None
         if path.is_root or path.object_id == SECURITY:

@@ -192,6 +192,19 @@ def test_delete_never_removes_the_bootstrap_account() -> None:
     assert handler.handle(request(Code.DELETE, "/1/0/1")).response.code == Code.BAD_REQUEST
 
 
+def test_delete_of_an_object_the_client_lacks_is_bad_request() -> None:
+    # Core 1.1.1 §6.1.7.6: Delete targets objects the client supports; the
+    # Bootstrap interface answers an unknown URI with 4.00, never 4.04.
+    prov = factory()
+    handler = BootstrapHandler(prov, {3: ObjectEntry("1.1", (0,)), 3303: ObjectEntry()})
+    for path in ("/77", "/77/0", "/21"):
+        assert handler.handle(request(Code.DELETE, path)).response.code == Code.BAD_REQUEST
+    # The application's own objects: accepted and left alone.
+    for path in ("/3303", "/3303/0", "/3/0"):
+        assert handler.handle(request(Code.DELETE, path)).response.code == Code.DELETED
+    assert handler.provisioning == prov
+
+
 def test_discover_lists_ssid_and_uri() -> None:
     handler = BootstrapHandler(factory(), {3: ObjectEntry("1.1", (0,)), 1: ObjectEntry()})
     reply = handler.handle(request(Code.GET, "/", accept=ContentFormat.LINK_FORMAT))
