@@ -590,13 +590,21 @@ class BootstrapHandler:
         # (Core 1.1.1 §6.1.7.3: its Discover /0 example starts with </>;lwm2m=1.1).
         links: list[Link] = [Link("/", (("lwm2m", "1.1"),))]
         wanted = None if path.is_root else path.object_id
-        for iid, sec in sorted(self.provisioning.security.items()):
-            if wanted in (None, SECURITY):
-                links.append(Link(f"/0/{iid}", _security_attributes(sec)))
-        for iid, srv in sorted(self.provisioning.server.items()):
-            if wanted in (None, SERVER):
+        # An object without instances (/1 after a Delete of /) is still listed,
+        # as </1>: the client supports it (§6.1.7.3 lists </5>,</4> so).
+        if wanted in (None, SECURITY):
+            security = self.provisioning.security
+            links.extend(
+                Link(f"/0/{i}", _security_attributes(security[i])) for i in sorted(security)
+            )
+            if not security:
+                links.append(Link("/0"))
+        if wanted in (None, SERVER):
+            for iid, srv in sorted(self.provisioning.server.items()):
                 ssid = srv.get(SRV_SSID)
                 links.append(Link(f"/1/{iid}", (("ssid", str(ssid)),) if ssid is not None else ()))
+            if not self.provisioning.server:
+                links.append(Link("/1"))
         for oid, entry in sorted(self.other_objects.items()):
             if wanted not in (None, oid):
                 continue

@@ -248,6 +248,17 @@ def test_discover_of_one_object_starts_with_the_enabler_version() -> None:
     assert absent.response.code == Code.NOT_FOUND
 
 
+def test_discover_lists_the_server_object_without_instances() -> None:
+    # Core 1.1.1 §6.1.7.3: a supported object with no instance is still
+    # listed (the spec's </5>,</4>); after Delete / that is /1.
+    handler = _only_bootstrap()
+    root = handler.handle(request(Code.GET, "/", accept=ContentFormat.LINK_FORMAT))
+    assert "/1" in [link.target for link in linkformat.decode(root.response.payload)]
+    one = handler.handle(request(Code.GET, "/1", accept=ContentFormat.LINK_FORMAT))
+    assert one.response.code == Code.CONTENT
+    assert [link.target for link in linkformat.decode(one.response.payload)] == ["/", "/1"]
+
+
 @pytest.mark.parametrize("cf", VALUE_FORMATS, ids=lambda c: c.name)
 def test_bootstrap_read_of_server_object(cf: ContentFormat) -> None:
     handler = BootstrapHandler(factory())
