@@ -432,6 +432,7 @@ def test_discover_levels_and_attributes(ops: OperationHandler) -> None:
         ("/3303/0/5700", ("pmin=10", "pmax=5"), Code.BAD_REQUEST),
         ("/3303/0/5701", ("gt=1",), Code.BAD_REQUEST),  # string resource
         ("/3303/0", ("gt=1",), Code.BAD_REQUEST),
+        ("/3/0/4", ("pmin=10",), Code.METHOD_NOT_ALLOWED),  # Execute: not readable (§5.1.2)
         ("/3303/0/5700", ("dim=2",), Code.BAD_REQUEST),
         ("/3303/9", ("pmin=1",), Code.NOT_FOUND),
         ("/", ("pmin=1",), Code.METHOD_NOT_ALLOWED),

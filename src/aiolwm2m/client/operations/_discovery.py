@@ -107,6 +107,12 @@ class Discovery:
         model = self._model
         model.tree.check_exists(path)
         model.require(ssid, path, Right.READ)
+        resource = model.tree.resource_def(path) if path.level >= PathLevel.RESOURCE else None
+        if resource is not None and not resource.operations.readable:
+            # Every notification attribute applies to readable resources only (Core
+            # §5.1.2, Table 5.1.2-2): an Execute resource cannot be observed, so
+            # attributes on it would be stored, and shown by Discover, for nothing.
+            raise Reply(Code.METHOD_NOT_ALLOWED, f"{path} is not readable: no attributes")
         update = parse_query(request.uri_query)
         stored = model.stored_attributes(ssid)
         rtype = model.tree.type_of(path) if path.level >= PathLevel.RESOURCE else None
