@@ -562,6 +562,21 @@ def test_default_pmax_from_server_object() -> None:
     assert ops.attributes(1, Path.parse("/3/0/0")).pmax == 30
 
 
+def test_default_periods_written_apply_to_running_observations(ops: OperationHandler) -> None:
+    """The server rewrites its Default Minimum/Maximum Period (/1/0/2, /1/0/3) while
+    observing: the observation follows them, as after a Write-Attributes (§5.1.2)."""
+    answer(ops, request(Code.GET, "/3303/0/5700", observe=0, token=b"d"), now=0.0)
+    assert answer(ops, request(Code.PUT, "/1/0/2", b"10", cf=0), now=0.0).code == Code.CHANGED
+    ops.tree.set("/3303/0/5700", 2.0)
+    assert ops.take_notifications(1.0) == []  # held back by the new default pmin
+    assert ops.next_timer() == 10.0
+    (note,) = ops.take_notifications(10.0)
+    assert note.message.payload == b"2.0"
+    assert answer(ops, request(Code.PUT, "/1/0/3", b"30", cf=0), now=11.0).code == Code.CHANGED
+    assert ops.take_notifications(11.0) == []
+    assert ops.next_timer() == 40.0  # the new default pmax, from the last notification
+
+
 # ---------------------------------------------------------------- Server object
 
 

@@ -43,7 +43,13 @@ from aiolwm2m.lwm2m.objects import (
     ServerCallbacks,
     add_server_instances,
 )
-from aiolwm2m.lwm2m.objects.server import MUTE_SEND, SERVER_OBJECT
+from aiolwm2m.lwm2m.objects.server import (
+    DEFAULT_PMAX,
+    DEFAULT_PMIN,
+    MUTE_SEND,
+    SERVER_OBJECT,
+    SHORT_SERVER_ID,
+)
 from aiolwm2m.lwm2m.path import Path, PathLevel
 from aiolwm2m.lwm2m.tree import NotFoundError, ObjectTree
 from aiolwm2m.lwm2m.values import Record
@@ -216,8 +222,30 @@ class OperationHandler:
         return notes
 
     def _feed_changes(self, now: float) -> None:
-        for path in self.tree.take_changes():
+        changes = self.tree.take_changes()
+        for path in changes:
+            ids = path.ids
+            if ids and ids[0] == SERVER_OBJECT:  # rare: /1 is written by its server
+                self._server_changed(path, now)
+        for path in changes:
             self.observer.value_changed(path, now)
+
+    def _server_changed(self, path: Path, now: float) -> None:
+        """A Default Minimum/Maximum Period (/1/x/2, /1/x/3) governs that server's
+        observations that set no pmin/pmax (Core §5.1.2), like the attributes a
+        Write-Attributes stores, so running observations follow the new value.
+
+        Done before the value changes of the same batch are fed, so a change
+        reported with the new period is already held back by it.
+        """
+        ids = path.ids
+        if len(ids) < 2 or (len(ids) > 2 and ids[2] not in (DEFAULT_PMIN, DEFAULT_PMAX)):
+            return
+        node = self.tree.objects.get(SERVER_OBJECT)
+        inst = node.instances.get(ids[1]) if node is not None else None
+        ssid = inst.values.get(SHORT_SERVER_ID) if inst is not None else None
+        if isinstance(ssid, int):
+            self.observer.attributes_changed(ssid, now)
 
     def next_timer(self) -> float | None:
         return self.observer.next_timer()
