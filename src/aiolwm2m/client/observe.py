@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import functools
 import heapq
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -322,35 +322,45 @@ class Observer:
             self._forget(key)
 
     # ------------------------------------------------------------------ inputs
-    def value_changed(self, path: Path, now: float) -> None:
-        """The application changed ``path``; observations on it, above or below it react."""
-        ids = path.ids
-        keys: Sequence[tuple[int, bytes]]
-        if len(ids) >= 2:
-            index = self._index
-            keys = index.get(ids[:2], ())
-            above = (index.get(ids[:1]), index.get(()))
-            if above != (None, None):  # the object or the root is observed too: rare
-                keys = [*keys, *(above[0] or ()), *(above[1] or ())]
-            if len(keys) > 1:
-                keys = sorted(set(keys))  # sorted: notifications in a reproducible order
-        else:  # an object or the root changed (instances created/deleted): rare
-            keys = sorted(self._obs)
-        for key in keys:
-            state = self._obs.get(key)
-            if state is None:
-                continue
-            paths = state.obs.paths
-            if len(paths) == 1:
-                observed = paths[0]
-                bits = 1 if observed.contains(path) or path.contains(observed) else 0
-            else:
-                bits = 0
-                for i, observed in enumerate(paths):
-                    if observed.contains(path) or path.contains(observed):
-                        bits |= 1 << i
-            if bits:
-                state.dirty |= bits
+    def values_changed(self, paths: Sequence[Path], now: float) -> None:
+        """The application changed ``paths`` (what one poll collected); observations on them,
+        above or below them react, each once: a Write of several resources of an observed
+        instance, or a Create under an observed object, is one notification, not one per
+        path (each would carry the same values)."""
+        obs = self._obs
+        index = self._index
+        touched: list[tuple[int, bytes]] = []
+        for path in paths:
+            ids = path.ids
+            keys: Iterable[tuple[int, bytes]]
+            if len(ids) >= 2:
+                keys = index.get(ids[:2], ())
+                above = (index.get(ids[:1]), index.get(()))
+                if above != (None, None):  # the object or the root is observed too: rare
+                    keys = [*keys, *(above[0] or ()), *(above[1] or ())]
+            else:  # an object or the root changed (instances created/deleted): rare
+                keys = obs
+            for key in keys:
+                state = obs.get(key)
+                if state is None:
+                    continue
+                observed_paths = state.obs.paths
+                if len(observed_paths) == 1:
+                    observed = observed_paths[0]
+                    bits = 1 if observed.contains(path) or path.contains(observed) else 0
+                else:
+                    bits = 0
+                    for i, observed in enumerate(observed_paths):
+                        if observed.contains(path) or path.contains(observed):
+                            bits |= 1 << i
+                if bits:
+                    state.dirty |= bits
+                    touched.append(key)
+        if len(touched) > 1:
+            touched = sorted(set(touched))  # sorted: notifications in a reproducible order
+        for key in touched:
+            state = obs.get(key)
+            if state is not None:  # not ended by another's step
                 self._step(state, now)
 
     def attributes_changed(self, ssid: int, now: float) -> None:

@@ -109,7 +109,7 @@ class Harness:
     def set(self, path: Path, value: Value, at: float) -> None:
         self.run_until(at)
         self.sampler.values[path] = value
-        self.observer.value_changed(path, at)
+        self.observer.values_changed([path], at)
         self.collect()
 
     def collect(self) -> None:
@@ -443,7 +443,7 @@ def test_path_gone_sends_404_without_observe_and_ends_the_observation(h: Harness
 def test_path_gone_while_notifying_a_change(h: Harness) -> None:
     h.observe(TEMP)
     del h.sampler.values[TEMP]
-    h.observer.value_changed(TEMP, 1.0)
+    h.observer.values_changed([TEMP], 1.0)
     h.collect()
     assert [n.message.code for n in h.sent] == [Code.NOT_FOUND]
     assert h.observer.remove(1, b"\x01") is False
@@ -471,7 +471,7 @@ def test_drop_ends_every_observation_of_a_server_and_its_unsent_notifications(
     h.observe(TEMP, ssid=1, token=b"\x02")
     h.observe(TEMP, ssid=2)
     h.sampler.values[TEMP] = 11.0
-    h.observer.value_changed(TEMP, 1.0)  # notifications produced, not yet taken
+    h.observer.values_changed([TEMP], 1.0)  # notifications produced, not yet taken
     h.observer.drop(1)
     h.collect()
     assert [n.ssid for n in h.sent] == [2]
@@ -496,11 +496,11 @@ def test_value_changed_reaches_observations_above_and_below_the_path(h: Harness)
     h.sent.clear()
     # A whole instance changed (e.g. replaced by Write): its resources' observations react.
     h.sampler.values[other_instance] = 2.0
-    h.observer.value_changed(Path.of(3303, 1), 2.0)
+    h.observer.values_changed([Path.of(3303, 1)], 2.0)
     h.collect()
     assert sorted(n.token for n in h.sent) == [b"obj", b"other", b"root"]
     h.sent.clear()
-    h.observer.value_changed(Path(), 3.0)
+    h.observer.values_changed([Path()], 3.0)
     h.collect()
     assert len(h.sent) == 6
 

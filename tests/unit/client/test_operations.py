@@ -542,6 +542,21 @@ def test_observe_composite_and_deleted_path(ops: OperationHandler) -> None:
     assert gone.message.code == Code.NOT_FOUND
 
 
+def test_changes_collected_together_notify_an_observation_once(ops: OperationHandler) -> None:
+    """Two resources of an observed instance changed before the next poll (a server's
+    Write of both, or the application setting both): one notification with both
+    values, not two carrying the same instance."""
+    answer(ops, request(Code.GET, "/3303/0", observe=0, token=b"i", accept=110), now=0.0)
+    answer(ops, request(Code.GET, "/3303/0/5700", observe=0, token=b"r"), now=0.0)
+    ops.tree.set("/3303/0/5700", 25.0)
+    ops.tree.set("/3303/0/5750", "outdoor")
+    notes = ops.take_notifications(1.0)
+    assert sorted(n.token for n in notes) == [b"i", b"r"]
+    (whole,) = (n for n in notes if n.token == b"i")
+    got = values(whole.message, "/3303/0")
+    assert (got[Path.parse("/3303/0/5700")], got[Path.parse("/3303/0/5750")]) == (25.0, "outdoor")
+
+
 def test_observe_errors_and_drop(ops: OperationHandler) -> None:
     assert answer(ops, request(Code.GET, "/3/0/4", observe=0)).code == Code.METHOD_NOT_ALLOWED
     assert answer(ops, request(Code.GET, "/3/5", observe=0)).code == Code.NOT_FOUND

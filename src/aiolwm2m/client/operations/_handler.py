@@ -227,8 +227,7 @@ class OperationHandler:
             ids = path.ids
             if ids and ids[0] == SERVER_OBJECT:  # rare: /1 is written by its server
                 self._server_changed(path, now)
-        for path in changes:
-            self.observer.value_changed(path, now)
+        self.observer.values_changed(changes, now)
 
     def _server_changed(self, path: Path, now: float) -> None:
         """A Default Minimum/Maximum Period (/1/x/2, /1/x/3) governs that server's
