@@ -259,6 +259,7 @@ class Registration:
         if payload is None:
             return
         srv.announced = {"lt": lifetime, **params}
+        srv.unconfirmed = None  # a Register says everything
         msg = Message(
             type=MessageType.CON,
             code=Code.POST,
@@ -282,13 +283,33 @@ class Registration:
         if now < srv.rate_limited_until:
             srv.next = Scheduled(srv.rate_limited_until, Step.UPDATE)
             return
+        self._repeat_unconfirmed(srv)
         with_objects = srv.objects_changed
+        before = srv.announced
         msg = self._update_message(srv, now)
         if msg is None:
             return
         srv.objects_changed = False
+        srv.unconfirmed = (before, with_objects)
         self.s.emit(ev.UpdateSent(now, srv.ssid, with_objects))
         self.request(srv, RequestKind.UPDATE, msg, now)
+
+    @staticmethod
+    def _repeat_unconfirmed(srv: ServerSession) -> None:
+        """The last Update was not accepted (refused, timed out, its link lost): what it
+        carried counts as changed again.
+
+        Core 1.1.1 §6.2.2: an Update carries what changed since the server last
+        heard; a 4.29 answered Update repeated after Max-Age (recovery §7) or
+        one resumed over a new DTLS session (recovery §10) would otherwise
+        drop a new lifetime, binding or object list for good.
+        """
+        if srv.unconfirmed is None:
+            return
+        announced, with_objects = srv.unconfirmed
+        srv.unconfirmed = None
+        srv.announced = announced
+        srv.objects_changed = srv.objects_changed or with_objects
 
     def _update_message(self, srv: ServerSession, now: float) -> Message | None:
         """The Update: the object list if it changed, lifetime and binding if they did."""
@@ -417,6 +438,7 @@ class Registration:
         if kind is RequestKind.REGISTER:
             self._registered(srv, resp, now)
         elif kind is RequestKind.UPDATE:
+            srv.unconfirmed = None
             self._renewed(srv, now)
             resumed = srv.state is ServerState.RESUMING
             if resumed:

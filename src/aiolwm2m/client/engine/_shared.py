@@ -85,6 +85,9 @@ class ServerSession:
     # Registration parameters (lt, b, Q) as last sent in Register/Update: an
     # Update repeats what changed, a change only Register carries registers again.
     announced: dict[str, str | None] | None = None
+    # The Update not yet accepted: ``announced`` before it and whether it carried the
+    # object list. Unless the server accepts it, the next Update says it all again.
+    unconfirmed: tuple[dict[str, str | None] | None, bool] | None = None
     # Queue mode: the server held the registration while the link slept; the
     # link that opens next resumes it with this request instead of a Register.
     resume: RequestKind | None = None
