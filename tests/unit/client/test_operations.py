@@ -1349,3 +1349,49 @@ def test_observe_composite_of_the_root_notifies_any_change() -> None:
 
 def test_plain_read_of_the_root_stays_method_not_allowed() -> None:
     assert answer(make_ops(), request(Code.GET, "/")).code == Code.METHOD_NOT_ALLOWED
+
+
+def _valve_ops() -> OperationHandler:
+    """An object with a mandatory writable resource (0), an optional one (1) and a
+    mandatory read-only one (2), creatable by servers."""
+    from aiolwm2m.lwm2m.model import ObjectDef, Operations, ResourceDef, ResourceType
+
+    valve = ObjectDef(
+        32769,
+        "Valve",
+        {
+            0: ResourceDef(0, "Setpoint", ResourceType.INTEGER, Operations.RW, mandatory=True),
+            1: ResourceDef(1, "Label", ResourceType.STRING, Operations.RW),
+            2: ResourceDef(2, "State", ResourceType.INTEGER, Operations.R, mandatory=True),
+        },
+        multiple=True,
+    )
+    ops = make_ops()
+    ops.tree.add_object(32769, factory=lambda iid: Instance({2: 0}), definition=valve)
+    return ops
+
+
+def test_create_without_a_mandatory_writable_resource_is_4_00() -> None:
+    """DM&SE response codes, Create: 4.00 "Mandatory Resources are not specified". A
+    mandatory read-only resource is the client's to give (here the factory's)."""
+    ops = _valve_ops()
+    base = Path.parse("/32769")
+    missing = senml_json.encode([Record(Path.parse("/32769/0/1"), "a")], base)
+    resp = answer(ops, request(Code.POST, "/32769", missing, cf=ContentFormat.SENML_JSON))
+    assert resp.code == Code.BAD_REQUEST
+    assert not ops.tree.exists(Path.parse("/32769/0"))
+    empty = answer(ops, request(Code.POST, "/32769", b"", cf=ContentFormat.TLV))
+    assert empty.code == Code.BAD_REQUEST
+    given = senml_json.encode([Record(Path.parse("/32769/0/0"), 5)], base)
+    resp = answer(ops, request(Code.POST, "/32769", given, cf=ContentFormat.SENML_JSON))
+    assert resp.code == Code.CREATED and resp.location_path == ["32769", "0"]
+    assert ops.tree.get(Path.parse("/32769/0/0")) == 5
+
+
+def test_create_of_several_instances_is_refused_if_one_lacks_a_mandatory_resource() -> None:
+    ops = _valve_ops()
+    records = [Record(Path.parse("/32769/1/0"), 1), Record(Path.parse("/32769/2/1"), "b")]
+    payload = senml_json.encode(records, Path.parse("/32769"))
+    resp = answer(ops, request(Code.POST, "/32769", payload, cf=ContentFormat.SENML_JSON))
+    assert resp.code == Code.BAD_REQUEST
+    assert ops.tree.instance_ids()[32769] == []
