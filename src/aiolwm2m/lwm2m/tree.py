@@ -85,7 +85,8 @@ class BadArgumentsError(TreeError):
     """Execute arguments do not follow the Core §5.4.5 syntax (4.00)."""
 
 
-# arg = DIGIT [ "=" "'" *CHAR "'" ], CHAR excluding the quote; args separated by ",".
+# arg = DIGIT [ "=" "'" *CHAR "'" ], CHAR excluding the quote (a comma is a CHAR);
+# args separated by ",".
 _ARGUMENT = re.compile(r"([0-9])(?:='([!#-&(-\[\]-~ ]*)')?")
 
 
@@ -107,19 +108,29 @@ class BlockSink(Protocol):
 
 
 def parse_execute_arguments(text: str) -> ExecuteArguments:
-    """Parse ``2='10',3`` into ``{2: "10", 3: None}``; an empty payload is no argument."""
+    """Parse ``2='10',3`` into ``{2: "10", 3: None}``; an empty payload is no argument.
+
+    Scanned argument by argument, not split on ",": the grammar's CHAR
+    includes the comma (Core 1.1.1 §6.3.5), so ``0='a,b'`` is one argument.
+    """
     if text == "":
         return {}
     out: ExecuteArguments = {}
-    for piece in text.split(","):
-        match = _ARGUMENT.fullmatch(piece)
+    pos = 0
+    while True:
+        match = _ARGUMENT.match(text, pos)
         if match is None:
-            raise BadArgumentsError(f"invalid execute argument {piece[:20]!r}")
+            raise BadArgumentsError(f"invalid execute argument {text[pos : pos + 20]!r}")
         digit = int(match.group(1))
         if digit in out:
             raise BadArgumentsError(f"execute argument {digit} given twice")
         out[digit] = match.group(2)
-    return out
+        pos = match.end()
+        if pos == len(text):
+            return out
+        if text[pos] != ",":
+            raise BadArgumentsError(f"invalid execute argument {text[match.start() : pos + 20]!r}")
+        pos += 1
 
 
 def is_awaitable(value: object) -> bool:

@@ -318,6 +318,8 @@ def test_execute_with_arguments_and_errors() -> None:
     ops = make_ops(on_reboot=calls.append)
     assert answer(ops, request(Code.POST, "/3/0/4", b"0='a b',3")).code == Code.CHANGED
     assert calls == [{0: "a b", 3: None}]
+    assert answer(ops, request(Code.POST, "/3/0/4", b"1,0='x,y'")).code == Code.CHANGED
+    assert calls[-1] == {1: None, 0: "x,y"}  # a comma inside a value is a CHAR
     assert answer(ops, request(Code.POST, "/3/0/4")).code == Code.CHANGED
     assert calls[-1] == {}
     for bad in (b"x", b"12", b"1='a", b"1,1", b"\xff"):

@@ -140,13 +140,18 @@ def test_user_ddf(tree: ObjectTree) -> None:
         ("5", {5: None}),
         ("2='10',3", {2: "10", 3: None}),
         ("0='',9='a b=c'", {0: "", 9: "a b=c"}),
+        # CHAR includes "," (%x28-5B): a value may hold commas (Core 1.1.1 §6.3.5).
+        ("0='a,b'", {0: "a,b"}),
+        ("2,0='coap://h/p?x=1,2',3", {2: None, 0: "coap://h/p?x=1,2", 3: None}),
     ],
 )
 def test_execute_arguments(text: str, expected: dict[int, str | None]) -> None:
     assert parse_execute_arguments(text) == expected
 
 
-@pytest.mark.parametrize("text", ["a", "10", "1=2", "1='x", "1,1", ",", "1='a'b'", " 1"])
+@pytest.mark.parametrize(
+    "text", ["a", "10", "1=2", "1='x", "1,1", ",", "1='a'b'", " 1", "1,", "1='a,b", "1='a'2"]
+)
 def test_execute_arguments_rejected(text: str) -> None:
     with pytest.raises(BadArgumentsError):
         parse_execute_arguments(text)
