@@ -183,6 +183,10 @@ class ServerAccount:
     certificate_usage: int = 3
     # Bootstrap-Server accounts only: Client Hold Off Time (/0/x/11), seconds.
     client_hold_off_time: float = 0.0
+    # Bootstrap-Server accounts only: Bootstrap-Server Account Timeout (/0/x/12),
+    # seconds; the account is purged that long after a successful Bootstrap-Finish
+    # that left it in place (0: kept for ever).
+    bootstrap_account_timeout: int = 0
     # The Security (/0/x) and Server (/1/x) instance ids a Bootstrap-Server wrote the
     # account under; kept so every later /1/x request and the Register payload use
     # them (None: the lowest free ids, in account order; see place_instances()).
@@ -196,7 +200,13 @@ class ServerAccount:
             raise ConfigError("lifetime must be a whole number of seconds")  # it goes in lt=
         if not 1 <= self.lifetime <= MAX_INTEGER:
             raise ConfigError(f"lifetime must be 1..{MAX_INTEGER} s (Server /1/x/1 is an Integer)")
-        for name in ("default_pmin", "default_pmax", "registration_priority", "disable_timeout"):
+        for name in (
+            "default_pmin",
+            "default_pmax",
+            "registration_priority",
+            "disable_timeout",
+            "bootstrap_account_timeout",
+        ):
             value = getattr(self, name)
             if value is not None and not 0 <= value <= MAX_INTEGER:
                 raise ConfigError(f"{name} must be 0..{MAX_INTEGER}")

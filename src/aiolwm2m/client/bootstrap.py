@@ -299,6 +299,8 @@ def _security_instance(account: ServerAccount, *, bootstrap: bool) -> Instance:
     }
     if bootstrap:
         inst[SEC_HOLD_OFF] = int(account.client_hold_off_time)
+        if account.bootstrap_account_timeout:  # 0 is "not instantiated": infinite
+            inst[SEC_BS_ACCOUNT_TIMEOUT] = account.bootstrap_account_timeout
     else:
         inst[SEC_SSID] = account.short_server_id
     return inst
@@ -374,6 +376,9 @@ def _account_from(
         hold_off = sec.get(SEC_HOLD_OFF)
         if isinstance(hold_off, int) and not isinstance(hold_off, bool) and hold_off >= 0:
             kwargs["client_hold_off_time"] = float(hold_off)
+        timeout = sec.get(SEC_BS_ACCOUNT_TIMEOUT)
+        if timeout is not None:
+            kwargs["bootstrap_account_timeout"] = _as_int(timeout, "/0/x/12")
     else:
         assert srv is not None
         kwargs.update(_server_settings(srv))

@@ -23,6 +23,7 @@ from aiolwm2m.client.states import ServerState
 
 __all__ = [
     "AllConnectionsFailed",
+    "BootstrapAccountPurged",
     "BootstrapStarted",
     "Bootstrapped",
     "Deregistered",
@@ -157,6 +158,18 @@ class BootstrapStarted(Event):
 class Bootstrapped(Event):
     name: ClassVar[str] = "bootstrapped"
     servers: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class BootstrapAccountPurged(Event):
+    """The Bootstrap-Server Account Timeout (/0/x/12) ran out: the account is gone.
+
+    Reported because it changes what recovery can do: from now on a failure
+    that would bootstrap gives up instead, as without a Bootstrap-Server account.
+    """
+
+    name: ClassVar[str] = "bootstrap_account_purged"
+    uri: str
 
 
 @dataclass(frozen=True, slots=True)

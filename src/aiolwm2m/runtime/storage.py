@@ -3,7 +3,8 @@
 What is kept (see :class:`~aiolwm2m.client.engine.Snapshot`): Security/Server
 accounts a bootstrap provisioned, each server's registration (location,
 registration time, lifetime, LwM2M version) and the stored notifications in
-order, plus a schema version. The firmware update record (what
+order, the Bootstrap-Server Account Timeout's deadline or purge (a ``meta``
+row that older stores simply lack), plus a schema version. The firmware update record (what
 ``FirmwareUpdate.record()`` returns: states, results, the download's saved
 offset and ETag) is one more ``meta`` row, written on its own
 (:meth:`Store.save_firmware`), so a firmware checkpoint never rewrites the
@@ -154,6 +155,7 @@ class Store:
             self._db.close()
             raise
         self._provisioning: str | None = None
+        self._purge: str | None = None
         self._registrations: tuple[RegistrationRecord, ...] = ()
         self._rows: dict[int, tuple[Notification, int]] = {}  # id(note) -> (note, seq)
         self._time_offset = 0.0
@@ -232,12 +234,17 @@ class Store:
         except sqlite3.Error as exc:
             raise _read_error(exc, self.path) from exc
         provisioning = meta.get("provisioning")
+        purge = meta.get("bootstrap_purge")
+        purge_at, purged = self._decode_purge(purge)
         snapshot = Snapshot(
             provisioning=None if provisioning is None else self._decode_provisioning(provisioning),
             registrations=tuple(self._decode_registration(row) for row in reg_rows),
             notifications=tuple(self._decode_notification(row) for row in note_rows),
+            bootstrap_purge_at=purge_at,
+            bootstrap_purged=purged,
         )
         self._provisioning = provisioning
+        self._purge = purge
         self._registrations = snapshot.registrations
         self._rows = {
             id(note): (note, row[0])
@@ -291,6 +298,21 @@ class Store:
             raise InvalidStoredCredentials(f"store {self.path}: unusable accounts: {exc}") from exc
         return data
 
+    def _decode_purge(self, text: str | None) -> tuple[float | None, bool]:
+        """The ``bootstrap_purge`` row: ``{"at": time}`` or ``{"purged": true}``."""
+        if text is None:
+            return None, False
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+        if data == {"purged": True}:
+            return None, True
+        at = data.get("at") if isinstance(data, dict) and len(data) == 1 else None
+        if isinstance(at, bool) or not isinstance(at, int | float):
+            raise CorruptStore(f"store {self.path}: bootstrap_purge row {text!r} is malformed")
+        return float(at), False
+
     def _decode_registration(self, row: tuple[Any, ...]) -> RegistrationRecord:
         ssid, uri, location, registered_at, lifetime, version = row
         try:
@@ -338,12 +360,17 @@ class Store:
             if snapshot.provisioning is None
             else json.dumps(snapshot.provisioning, sort_keys=True)
         )
+        purge = _purge_row(snapshot, time_offset)
         keep, new_rows = self._notification_diff(snapshot.notifications, offset_changed)
         with self._transaction():
             if provisioning != self._provisioning:
                 self._db.execute("DELETE FROM meta WHERE key = 'provisioning'")
                 if provisioning is not None:
                     self._db.execute("INSERT INTO meta VALUES ('provisioning', ?)", (provisioning,))
+            if purge != self._purge:
+                self._db.execute("DELETE FROM meta WHERE key = 'bootstrap_purge'")
+                if purge is not None:
+                    self._db.execute("INSERT INTO meta VALUES ('bootstrap_purge', ?)", (purge,))
             if snapshot.registrations != self._registrations or offset_changed:
                 self._db.execute("DELETE FROM registrations")
                 self._db.executemany(
@@ -378,6 +405,7 @@ class Store:
                 assert cursor.lastrowid is not None
                 written[id(note)] = (note, cursor.lastrowid)
         self._provisioning = provisioning
+        self._purge = purge
         self._registrations = snapshot.registrations
         self._rows = {key: self._rows[key] for key in keep} | written
         self._time_offset = time_offset
@@ -417,8 +445,18 @@ class Store:
             for table in ("meta", "registrations", "notifications"):
                 self._db.execute(f"DELETE FROM {table}")
         self._provisioning = None
+        self._purge = None
         self._registrations = ()
         self._rows = {}
+
+
+def _purge_row(snapshot: Snapshot, time_offset: float) -> str | None:
+    """The ``bootstrap_purge`` meta row for ``snapshot`` (its deadline on the stored clock)."""
+    if snapshot.bootstrap_purged:
+        return json.dumps({"purged": True})
+    if snapshot.bootstrap_purge_at is not None:
+        return json.dumps({"at": snapshot.bootstrap_purge_at + time_offset})
+    return None
 
 
 def _files(path: Path) -> list[Path]:

@@ -294,6 +294,7 @@ class BootstrapFlow:
         bs = self.bs
         assert bs.handler is not None
         self.adopt_account(bs.handler.provisioning)
+        self._arm_purge(now)
         self._stop(_B.FINISHED, now)
         bs.failures = 0
         old = self.s.servers
@@ -328,6 +329,48 @@ class BootstrapFlow:
         if account is not None and account.security_instance != theirs[0]:
             account = replace(account, security_instance=theirs[0])
         self.s.bootstrap_account = account
+
+    def _arm_purge(self, now: float) -> None:
+        """Start the Bootstrap-Server Account Timeout (/0/x/12) from this Finish.
+
+        Core 1.1.1 §5.2 (Client Initiated Bootstrap, step 3) purges the account
+        "after" the timeout once bootstrapping succeeded, i.e. from the Finish
+        answered 2.04, as Anjay does; each successful Finish starts it anew
+        (0 or absent: never, and an earlier deadline is dropped). A factory
+        account's configured timeout starts here too, never before a bootstrap.
+        """
+        account = self.s.bootstrap_account
+        timeout = account.bootstrap_account_timeout if account is not None else 0
+        self.bs.purge = Scheduled(now + timeout, Step.BOOTSTRAP_PURGE) if timeout > 0 else None
+
+    def restore_purge(self, purge_at: float | None, purged: bool) -> None:
+        """Take back the timeout's state from a snapshot (see ``Snapshot``)."""
+        if purged:
+            # Purged for good: the configured account does not come back either.
+            self.s.bootstrap_account = None
+            self.bs.purged = True
+        elif purge_at is not None:
+            self.bs.purge = Scheduled(purge_at, Step.BOOTSTRAP_PURGE)
+
+    def purge_if_due(self, now: float) -> None:
+        """Step BOOTSTRAP_PURGE, if due: the account goes; a bootstrap still using it fails.
+
+        Afterwards (B) never holds again (as with no account configured), and
+        the purge is persisted so a restart does not bring the account back.
+        """
+        bs = self.bs
+        if bs.purge is None or bs.purge.when > now:
+            return
+        bs.purge = None
+        account = self.s.bootstrap_account
+        if account is None:
+            return
+        self.s.bootstrap_account = None
+        bs.purged = True
+        self.s.changed()
+        self.s.emit(ev.BootstrapAccountPurged(now, account.uri))
+        if bs.running:
+            self.failed(now)
 
     def failed(self, now: float) -> None:
         """This attempt failed: (B) stops holding until the outer loop retries."""

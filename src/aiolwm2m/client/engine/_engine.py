@@ -42,6 +42,7 @@ from aiolwm2m.client.engine._registration import Registration
 from aiolwm2m.client.engine._sending import Sending
 from aiolwm2m.client.engine._shared import (
     BootstrapSession,
+    Scheduled,
     ServerSession,
     Shared,
     Step,
@@ -178,7 +179,7 @@ class ClientEngine:
         """The earliest of every scheduled action, link timer and data-model timer."""
         # Runs after every input: a plain scan, no lists built (thousands of devices).
         s = self._shared
-        best = s.reconnect.when if s.reconnect is not None else None
+        best = _earliest(s.reconnect, s.bs.purge)
         owners: tuple[ServerSession | BootstrapSession, ...] = (*s.servers.values(), s.bs)
         for owner in owners:
             scheduled = owner.deadline
@@ -203,18 +204,7 @@ class ClientEngine:
         self._collect_notifications(now)
         if s.reconnect is not None and s.reconnect.when <= now:
             s.recovery.reconnect_due(now)
-        bs = s.bs
-        if bs.channel.layer is not None:
-            bs.channel.layer.handle_timer(now)
-            s.bootstrap.flush(now)
-        deadline = bs.deadline
-        if deadline is not None and deadline.when <= now:
-            bs.deadline = None
-            _BOOTSTRAP_STEPS[deadline.what](s, now)
-        step = bs.next
-        if step is not None and step.when <= now:
-            bs.next = None
-            _BOOTSTRAP_STEPS[step.what](s, now)
+        _fire_bootstrap(s, now)
         for srv in list(s.servers.values()):
             if srv.channel.layer is not None:
                 srv.channel.layer.handle_timer(now)
@@ -257,6 +247,8 @@ class ClientEngine:
                 if srv.location and srv.registered_at is not None
             ),
             notifications=tuple(note for srv in s.servers.values() for note in srv.stored),
+            bootstrap_purge_at=s.bs.purge.when if s.bs.purge is not None else None,
+            bootstrap_purged=s.bs.purged,
         )
 
     def restore(self, snapshot: Snapshot) -> None:
@@ -275,6 +267,7 @@ class ClientEngine:
             s.set_accounts(tuple(provisioning.accounts()))
             s.accounts_replaced()
             s.bootstrap.adopt_account(provisioning)
+        s.bootstrap.restore_purge(snapshot.bootstrap_purge_at, snapshot.bootstrap_purged)
         for record in snapshot.registrations:
             srv = s.servers.get(record.ssid)
             if srv is not None and srv.account.uri == record.uri:
@@ -301,6 +294,7 @@ class ClientEngine:
                 s.move(srv, Trigger.INVALID, now)
             s.emit(ev.Error(now, ev.ErrorCode.INVALID_PARAMETERS, detail=str(exc)))
             return
+        s.bootstrap.purge_if_due(now)  # a restored deadline that passed while stopped
         s.registration.start_servers(now)
         if not s.servers and s.bootstrap_account is not None:
             # Factory state with only a Bootstrap-Server account: bootstrap first.
@@ -646,6 +640,30 @@ for _name in _INPUTS:
 def _lifetime_left(registered_at: float, until: float | None) -> int:
     """The lifetime a registration was renewed for; 0 once the server refused it."""
     return 0 if until is None else round(until - registered_at)
+
+
+def _fire_bootstrap(s: Shared, now: float) -> None:
+    """The Bootstrap-Server's timers: the account's purge, its link, deadline, next action."""
+    bs = s.bs
+    s.bootstrap.purge_if_due(now)
+    if bs.channel.layer is not None:
+        bs.channel.layer.handle_timer(now)
+        s.bootstrap.flush(now)
+    deadline = bs.deadline
+    if deadline is not None and deadline.when <= now:
+        bs.deadline = None
+        _BOOTSTRAP_STEPS[deadline.what](s, now)
+    step = bs.next
+    if step is not None and step.when <= now:
+        bs.next = None
+        _BOOTSTRAP_STEPS[step.what](s, now)
+
+
+def _earliest(a: Scheduled | None, b: Scheduled | None) -> float | None:
+    """When the earlier of two optional scheduled actions is due (None: neither is)."""
+    if a is None or (b is not None and b.when < a.when):
+        a = b
+    return None if a is None else a.when
 
 
 def _ssid_of(link: int) -> int | None:

@@ -55,6 +55,7 @@ class Step(enum.Enum):
     REGISTRATION_DEADLINE = "registration_deadline"  # no registration within the timeout
     BOOTSTRAP_REQUEST = "bootstrap_request"  # hold-off (or a Max-Age) over
     BOOTSTRAP_DEADLINE = "bootstrap_deadline"  # no Bootstrap-Finish within EXCHANGE_LIFETIME
+    BOOTSTRAP_PURGE = "bootstrap_purge"  # Bootstrap-Server Account Timeout (/0/x/12) over
     RECONNECT = "reconnect"  # the outer loop's next attempt (spec §2)
 
 
@@ -130,6 +131,10 @@ class BootstrapSession:
     failures: int = 0  # failed attempts since the last success: doubles the hold-off
     factor: float | None = None  # the hold-off's random factor, drawn once
     handler: BootstrapHandler | None = None
+    # Bootstrap-Server Account Timeout (/0/x/12): when the account goes. It outlives
+    # attempts (set by a successful Finish), so it is neither ``next`` nor ``deadline``.
+    purge: Scheduled | None = None
+    purged: bool = False  # the timeout purged the account: never bootstrap again
 
     @property
     def running(self) -> bool:

@@ -137,13 +137,18 @@ class Snapshot:
     ``provisioning`` (:meth:`Provisioning.to_dict`, JSON-able and opaque to
     the store) is None while the servers are those of the factory
     configuration, so editing the config file takes effect until a bootstrap
-    provisions other accounts. Times are on the caller's clock; :meth:`shifted`
-    moves them to another one (the runtime stores wall-clock seconds).
+    provisions other accounts. ``bootstrap_purge_at`` is when the
+    Bootstrap-Server Account Timeout (/0/x/12) purges the account, and
+    ``bootstrap_purged`` says it did: the configured account stays gone.
+    Times are on the caller's clock; :meth:`shifted` moves them to another one
+    (the runtime stores wall-clock seconds).
     """
 
     provisioning: dict[str, Any] | None = None
     registrations: tuple[RegistrationRecord, ...] = ()
     notifications: tuple[Notification, ...] = ()
+    bootstrap_purge_at: float | None = None
+    bootstrap_purged: bool = False
 
     def shifted(self, delta: float) -> Snapshot:
         """The same state with every time moved by ``delta`` seconds."""
@@ -155,6 +160,9 @@ class Snapshot:
                 replace(r, registered_at=r.registered_at + delta) for r in self.registrations
             ),
             notifications=tuple(replace(n, created=n.created + delta) for n in self.notifications),
+            bootstrap_purge_at=(
+                None if self.bootstrap_purge_at is None else self.bootstrap_purge_at + delta
+            ),
         )
 
 

@@ -118,6 +118,10 @@ class BootstrapConfig:
     first_instance_id: int = 0
     content_format: int | None = None  # None: the client's pct, else TLV
     faults: list[BootstrapFault] = field(default_factory=list)
+    # Bootstrap-Server Account Timeout to write as /0/x/12 of the client's own
+    # Bootstrap-Server instance (the one Discover lists without an ssid) before
+    # Finish; None writes nothing. Python only: it exists to test clients' purge.
+    account_timeout: int | None = None
 
     def servers_for(self, endpoint: str) -> tuple[ProvisionedServer, ...] | None:
         """Accounts for ``endpoint``; None if it is unknown and there is no default."""

@@ -190,6 +190,9 @@ class BootstrapCore:
         self._next(addr, now)
 
     def _add_writes(self, session: _Session, taken: set[int]) -> None:
+        """Write each account, then ``account_timeout`` into the client's own
+        Bootstrap-Server instances (``taken``, found by Discover), then Finish."""
+        own = sorted(taken)
         iid = self.config.first_instance_id
         chosen = {s.security_instance for s in session.servers if s.security_instance is not None}
         taken = taken | chosen  # numbered accounts go around the chosen ids
@@ -202,6 +205,11 @@ class BootstrapCore:
             session.steps.append(self._write(f"/1/{srv}", server.server_records(srv), session))
             if server.security_instance is None:
                 iid += 1
+        timeout = self.config.account_timeout
+        if timeout is not None:
+            for bs_iid in own:
+                record = Record(Path.of(0, bs_iid, 12), timeout)
+                session.steps.append(self._write(f"/0/{bs_iid}/12", [record], session))
         session.steps.append((BootstrapStep.FINISH, _request(Code.POST, "/bs")))
 
     def _write(
