@@ -42,7 +42,6 @@ from aiolwm2m.client.engine._registration import Registration
 from aiolwm2m.client.engine._sending import Sending
 from aiolwm2m.client.engine._shared import (
     BootstrapSession,
-    Scheduled,
     ServerSession,
     Shared,
     Step,
@@ -179,7 +178,10 @@ class ClientEngine:
         """The earliest of every scheduled action, link timer and data-model timer."""
         # Runs after every input: a plain scan, no lists built (thousands of devices).
         s = self._shared
-        best = _earliest(s.reconnect, s.bs.purge)
+        best = s.reconnect.when if s.reconnect is not None else None
+        purge = s.bs.purge  # the Bootstrap-Server Account Timeout, rarely set
+        if purge is not None and (best is None or purge.when < best):
+            best = purge.when
         owners: tuple[ServerSession | BootstrapSession, ...] = (*s.servers.values(), s.bs)
         for owner in owners:
             scheduled = owner.deadline
@@ -657,13 +659,6 @@ def _fire_bootstrap(s: Shared, now: float) -> None:
     if step is not None and step.when <= now:
         bs.next = None
         _BOOTSTRAP_STEPS[step.what](s, now)
-
-
-def _earliest(a: Scheduled | None, b: Scheduled | None) -> float | None:
-    """When the earlier of two optional scheduled actions is due (None: neither is)."""
-    if a is None or (b is not None and b.when < a.when):
-        a = b
-    return None if a is None else a.when
 
 
 def _ssid_of(link: int) -> int | None:

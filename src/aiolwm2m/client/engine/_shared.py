@@ -112,10 +112,6 @@ class ServerSession:
     def public_state(self) -> ServerState:
         return self.state.public
 
-    def due(self) -> list[Scheduled]:
-        """What is scheduled, the deadline first (it was set earlier)."""
-        return [s for s in (self.deadline, self.next) if s is not None]
-
 
 @dataclass(slots=True)
 class BootstrapSession:
@@ -139,9 +135,6 @@ class BootstrapSession:
     @property
     def running(self) -> bool:
         return self.phase not in (BootstrapPhase.IDLE, BootstrapPhase.FAILED)
-
-    def due(self) -> list[Scheduled]:
-        return [s for s in (self.deadline, self.next) if s is not None]
 
     def move(self, trigger: BootstrapTrigger) -> None:
         self.phase = next_bootstrap_phase(self.phase, trigger)
