@@ -146,6 +146,8 @@ class LayerStats:
     sent: int = 0
     retransmissions: int = 0
     received: int = 0
+    # Datagrams refused unread: undecodable, reserved codes, or responses with a
+    # critical option we do not know (RFC 7252 §5.4.1).
     malformed: int = 0
     duplicates: int = 0
     unmatched: int = 0
@@ -520,6 +522,12 @@ class MessageLayer:
             # request or a reserved code class, is rejected by silently ignoring it.
             self.stats.malformed += 1
             return
+        if msg.code != Code.EMPTY and msg.unknown_critical_options():
+            # RFC 7252 §5.4.1: a piggybacked response carrying a critical option
+            # we do not know is rejected, i.e. ignored (§4.2): the request is
+            # retransmitted as if no ACK had come.
+            self.stats.malformed += 1
+            return
         key = self._by_mid.get(msg.mid)
         ex = self._out.get(key) if key is not None else None
         if ex is None or ex.state != _State.WAIT_ACK:
@@ -554,6 +562,14 @@ class MessageLayer:
             self.stats.unmatched += 1
             # Unknown token: reject so the peer stops (this is also how an
             # unwanted notification cancels its observation, RFC 7641 §3.6).
+            self._reply_reset(msg, now)
+            return
+        if msg.unknown_critical_options():
+            # RFC 7252 §5.4.1: a separate response (or notification) with a
+            # critical option we do not know is rejected with RST (§4.2, §4.3);
+            # the exchange waits on as if it had not come, and a Reset
+            # notification ends its observation at the peer (RFC 7641 §3.6).
+            self.stats.malformed += 1
             self._reply_reset(msg, now)
             return
         if msg.type == MessageType.CON:

@@ -1062,3 +1062,54 @@ def test_known_or_elective_options_are_accepted(number: int) -> None:
     assert layer.datagrams_to_send() == []
     layer.respond(req.key, Message(code=Code.CONTENT), START)
     assert sent(layer)[0].code == Code.CONTENT
+
+
+def test_piggybacked_response_with_unknown_critical_option_is_ignored() -> None:
+    """RFC 7252 §5.4.1: rejected (§4.2: silently ignored), so the request goes on as unanswered."""
+    layer, _ = make_layer()
+    key, req = start_request(layer)
+    answer = piggyback(req)
+    answer.add(9, b"\x01")
+    feed(layer, answer, START + 0.3)
+    assert events(layer) == []
+    assert layer.datagrams_to_send() == []
+    assert layer.stats.malformed == 1
+    layer.handle_timer(layer.next_timer() or START)
+    assert sent(layer)[0].mid == req.mid  # retransmitted: that ACK did not count
+    feed(layer, piggyback(req), START + 5)
+    assert one_result(layer).key == key
+
+
+@pytest.mark.parametrize("mtype", [MessageType.CON, MessageType.NON])
+def test_separate_response_with_unknown_critical_option_is_reset(mtype: MessageType) -> None:
+    """RFC 7252 §5.4.1: a CON or NON response with such an option is rejected with RST."""
+    layer, _ = make_layer()
+    key, req = start_request(layer)
+    feed(layer, empty(MessageType.ACK, req.mid), START + 0.2)
+    late = Message(mtype, Code.CONTENT, 0x4242, TOKEN, payload=b"late")
+    late.add(2049, b"\x01")
+    feed(layer, late, START + 1)
+    assert sent(layer) == [empty(MessageType.RST, 0x4242)]
+    assert events(layer) == []
+    feed(layer, Message(mtype, Code.CONTENT, 0x4243, TOKEN, payload=b"good"), START + 2)
+    result = one_result(layer)
+    assert result.key == key and result.response is not None
+    assert result.response.payload == b"good"
+
+
+def test_notification_with_unknown_critical_option_is_reset_and_not_delivered() -> None:
+    layer, _ = make_layer()
+    layer.send_request(
+        Message(code=Code.GET, token=TOKEN, options=make_options(path=["3", "0"], observe=0)),
+        START,
+        keep_open=True,
+    )
+    (req,) = sent(layer)
+    feed(layer, notification_ack(req, 1), START + 0.1)
+    one_result(layer)
+    odd = notification(2, MessageType.NON)
+    odd.mid = 600
+    odd.add(13, b"\x01")
+    feed(layer, odd, START + 5)
+    assert sent(layer) == [empty(MessageType.RST, 600)]
+    assert events(layer) == []
