@@ -160,6 +160,19 @@ def test_register_internal_error_unparseable_location_aborts_registration(
     assert not client.engine.registered()
 
 
+def test_register_created_without_location_aborts_registration(
+    net: SimNetwork, make_client: MakeClient
+) -> None:
+    """Core 1.1.1 §6.2.1: no Location-Path, nowhere to send Update or De-register."""
+    ScriptedServer(net, ADDR, Script(register=Message(code=Code.CREATED)))
+    client = start(make_client)
+    net.clock.run_for(1)
+    err = only_error(client)
+    assert (err.code, err.action) == (ev.ErrorCode.RESPONSE_PARSE_FAILED, "abort_registration")
+    assert "Location-Path" in err.detail
+    assert not client.engine.registered()
+
+
 def test_register_internal_error_object_list_unbuildable_aborts_registration(
     net: SimNetwork, make_client: MakeClient
 ) -> None:

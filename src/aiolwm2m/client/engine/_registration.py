@@ -457,9 +457,14 @@ class Registration:
         try:
             location = resp.location_path
         except CoapDecodeError:
+            location = []
+        if not location:
+            # Core 1.1.1 §6.2.1: the 2.01 names the registration in Location-Path;
+            # without a readable one no Update or De-register could reach it.
             pending = Pending(RequestKind.REGISTER, False)
             code = ev.ErrorCode.RESPONSE_PARSE_FAILED
-            self.s.recovery.fail(srv, pending, Failure.INTERNAL, code, now)
+            detail = "Register answered 2.01 without a readable Location-Path"
+            self.s.recovery.fail(srv, pending, Failure.INTERNAL, code, now, detail=detail)
             return
         if srv.location and (
             self.s.config.registration.resume_with_update or location != srv.location
