@@ -20,6 +20,7 @@ from simkit import (
 )
 
 from aiolwm2m.accounts import ServerAccount
+from aiolwm2m.client.actions import CancelObserve
 from aiolwm2m.client.config import ClientConfig
 from aiolwm2m.client.engine import ServerState
 from aiolwm2m.client.events import ErrorCode, SendFinished
@@ -515,6 +516,38 @@ def test_observe_notify_and_cancel(ops: OperationHandler) -> None:
     assert cancel.code == Code.CONTENT and cancel.observe is None
     ops.tree.set("/3303/0/5700", 23.0)
     assert ops.take_notifications(3.0) == []
+
+
+def test_a_refused_re_observe_ends_the_observation_of_its_token(ops: OperationHandler) -> None:
+    """The server re-registers its token and gets an error: for it that token's
+    observation is over (RFC 7641 §3.2), so the client drops it too, and tells the
+    engine (its queued and stored notifications are not sent)."""
+    answer(ops, request(Code.GET, "/3303/0/5700", observe=0, token=b"o1"), now=0.0)
+    ops.take_actions()
+    again = answer(ops, request(Code.GET, "/3303/0/9", observe=0, token=b"o1"), now=1.0)
+    assert again.code == Code.NOT_FOUND
+    assert ops.take_actions() == [CancelObserve(1, b"o1")]
+    ops.tree.set("/3303/0/5700", 22.0)
+    assert ops.take_notifications(2.0) == []
+
+
+async def test_a_re_observe_refused_after_an_async_hook_ends_the_observation() -> None:
+    ops = make_ops()
+    answer(ops, request(Code.GET, "/3303/0/5700", observe=0, token=b"o1"), now=0.0)
+    ops.take_actions()
+
+    async def broken() -> float:
+        raise RuntimeError("sensor gone")
+
+    ops.tree.instance(3303, 0).on_read[5700] = broken
+    assert (
+        ops.handle_request(1, request(Code.GET, "/3303/0/5700", observe=0, token=b"o1"), 1.0)
+        is None
+    )
+    (job,) = ops.take_jobs()
+    assert (await job.coroutine).code == Code.INTERNAL_SERVER_ERROR
+    assert ops.take_actions() == [CancelObserve(1, b"o1")]
+    assert ops.cancel_observation(1, b"o1", "reset") is False, "already gone"
 
 
 def test_observe_pmin_from_write_attributes_and_reset_cancel(ops: OperationHandler) -> None:

@@ -17,7 +17,15 @@ from typing import Any
 from aiolwm2m.accounts import ServerAccount
 from aiolwm2m.client.engine import Notification
 from aiolwm2m.client.observe import ObservedPathGone, Observer, ObserveSettings, SamplePending
-from aiolwm2m.client.operations._answers import HANDLED, HookFailed, Reply, Result, error, later
+from aiolwm2m.client.operations._answers import (
+    HANDLED,
+    Deferred,
+    HookFailed,
+    Reply,
+    Result,
+    error,
+    later,
+)
 from aiolwm2m.client.operations._blockwise import BlockwiseSettings, Transfers
 from aiolwm2m.client.operations._discovery import Discovery
 from aiolwm2m.client.operations._instances import Instances
@@ -31,7 +39,7 @@ from aiolwm2m.client.operations._types import (
     SendError,
 )
 from aiolwm2m.client.operations._writing import Writer
-from aiolwm2m.coap.message import Code, Message
+from aiolwm2m.coap.message import Code, Message, is_success
 from aiolwm2m.lwm2m import linkformat
 from aiolwm2m.lwm2m.attributes import Attributes
 from aiolwm2m.lwm2m.formats import ContentFormat, encode
@@ -189,13 +197,30 @@ class OperationHandler:
         try:
             result = self._transfers.around(ssid, request, now, self._dispatch)
         except HANDLED as exc:
+            self._refused(ssid, request)
             return error(exc)
         finally:
             self._busy = False
         if isinstance(result, Message):
             return result
-        self._jobs.append(Job(ssid, request, later(result)))
+        self._jobs.append(Job(ssid, request, self._later(ssid, request, result)))
         return None
+
+    async def _later(self, ssid: int, request: Message, deferred: Deferred) -> Message:
+        response = await later(deferred)
+        if not is_success(response.code):
+            self._refused(ssid, request)
+        return response
+
+    def _refused(self, ssid: int, request: Message) -> None:
+        """An Observe (re-)registration answered with an error ends the observation by its token.
+
+        The server takes the error as the end of that token's observation (RFC
+        7641 §3.2); notifying it under an observation it re-registered would
+        only draw Resets.
+        """
+        if request.observe == 0:
+            self._reader.cancel(ssid, request.token)
 
     def drop_observations(self, ssid: int) -> None:
         self.observer.drop(ssid)

@@ -221,7 +221,7 @@ class Reader:
             collected = self.collect(ssid, path)
             return maybe_later(collected, observe_finish)
         if observe == 1:
-            self._cancel(ssid, request.token)
+            self.cancel(ssid, request.token)
         collected = self.collect(ssid, path)
 
         def finish(values: list[Any]) -> Message:
@@ -243,7 +243,7 @@ class Reader:
         assert accept is not None
         collected, found = self._collect_found(ssid, paths)
         if observe == 1:
-            self._cancel(ssid, request.token)
+            self.cancel(ssid, request.token)
 
         def finish(values: list[Any]) -> Message:
             records = self.finish_read(resolved(collected, values))
@@ -258,7 +258,7 @@ class Reader:
 
         return maybe_later(collected, finish)
 
-    def _cancel(self, ssid: int, token: bytes) -> None:
+    def cancel(self, ssid: int, token: bytes) -> None:
         """Cancel-Observe: the observation ends here, and in the engine (see ``_cancelled``)."""
         if self._observer.remove(ssid, token):
             self._cancelled(ssid, token)
