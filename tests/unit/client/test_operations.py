@@ -276,6 +276,9 @@ def test_write_multiple_resource_replace_vs_partial(ops: OperationHandler) -> No
         (Code.PUT, "/3/0/15", b"\xff\x00", ContentFormat.TLV, Code.BAD_REQUEST),
         (Code.PUT, "/3/0/15", b"{", ContentFormat.SENML_JSON, Code.BAD_REQUEST),
         (Code.PUT, "/3/0/15", b"\x9f", ContentFormat.SENML_CBOR, Code.BAD_REQUEST),
+        # A SenML pack of a version above 10 (RFC 8428 §4.4), JSON and CBOR.
+        (Code.PUT, "/3/0/15", b'[{"bver":11,"n":"/3/0/15","vs":"X"}]', 110, Code.BAD_REQUEST),
+        (Code.PUT, "/3/0/15", b"\x81\xa3 \x0b\x00g/3/0/15\x03aX", 112, Code.BAD_REQUEST),
         (Code.PUT, "/3/7/15", b"x", 0, Code.NOT_FOUND),
         (Code.PUT, "/3/0/777", b"x", 0, Code.NOT_FOUND),
         (Code.PUT, "/3", b"x", 0, Code.METHOD_NOT_ALLOWED),

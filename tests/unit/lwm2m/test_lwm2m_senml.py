@@ -206,6 +206,28 @@ def test_malformed_cbor(entries: Any) -> None:
         senml_cbor.decode(cbor2.dumps(entries), Path(3), REGISTRY.type_of)
 
 
+@pytest.mark.parametrize("bver", [11, 1000, 10.0, "10", True, None])
+def test_bver_above_10_or_not_an_integer_refused(bver: object) -> None:
+    # RFC 8428 §4.4: a pack of a version higher than the receiver's (10) must
+    # not be used; a version is an integer.
+    with pytest.raises(SenmlJsonError):
+        senml_json.decode(json.dumps([{"bver": bver, "n": "/3/0/9", "v": 1}]).encode(), Path(3))
+    with pytest.raises(SenmlCborError):
+        senml_cbor.decode(cbor2.dumps([{-1: bver, 0: "/3/0/9", 2: 1}]), Path(3))
+    with pytest.raises(SenmlCborError):  # in a later record, with the text label
+        senml_cbor.decode(cbor2.dumps([{0: "/3/0/9", 2: 1}, {"bver": bver, 2: 2}]), Path(3))
+    with pytest.raises(SenmlJsonError):  # a Read-Composite request body too
+        senml_json.decode_paths(json.dumps([{"bver": bver, "n": "/3/0/9"}]).encode())
+
+
+@pytest.mark.parametrize("bver", [10, 5])
+def test_bver_up_to_10_accepted(bver: int) -> None:
+    expected = [Record(Path(3, 0, 9), 1)]
+    payload = json.dumps([{"bver": bver, "n": "/3/0/9", "v": 1}]).encode()
+    assert senml_json.decode(payload, Path(3)) == expected
+    assert senml_cbor.decode(cbor2.dumps([{-1: bver, 0: "/3/0/9", 2: 1}]), Path(3)) == expected
+
+
 def test_unknown_integer_labels_ignored() -> None:
     payload = cbor2.dumps([{0: "/3/0/9", 2: 100, 99: "ignored"}])
     assert senml_cbor.decode(payload, Path(3)) == [Record(Path(3, 0, 9), 100)]

@@ -9,7 +9,9 @@ labels, base64 vs byte strings), so the LwM2M rules live here once:
 * time is ``bt + t``, stored as :attr:`Record.time`; values of ``bt + t`` below
   2**28 are relative to "now" per RFC 8428, which we pass through unchanged
   because sans-IO code has no clock (the engine decides what to do with them);
-* labels ending in ``_`` are must-understand extensions and are refused.
+* labels ending in ``_`` are must-understand extensions and are refused, and so
+  is a base version ``bver`` above 10 or not an integer (RFC 8428 §4.4: a
+  receiver must not use a pack of a version it does not understand).
 
 Each codec works on its own labels (text for JSON, the RFC's integers for
 CBOR) through a :class:`Labels` table, so entries are never re-keyed between
@@ -50,11 +52,13 @@ __all__ = [
     "records_to_entries",
 ]
 
-# What the walker does with a label (RFC 8428 §4: base name/time/value, name,
-# time, and the five LwM2M value fields).
-_BN, _BT, _BV, _N, _T, _V, _VS, _VB, _VD, _VLO = range(10)
+# What the walker does with a label (RFC 8428 §4: base name/time/value/version,
+# name, time, and the five LwM2M value fields). The value fields come last.
+_BN, _BT, _BV, _BVER, _N, _T, _V, _VS, _VB, _VD, _VLO = range(11)
 _VALUE_ROLES = (_V, _VS, _VB, _VD, _VLO)
-_ROLE_NAMES = ("bn", "bt", "bv", "n", "t", "v", "vs", "vb", "vd", "vlo")
+_ROLE_NAMES = ("bn", "bt", "bv", "bver", "n", "t", "v", "vs", "vb", "vd", "vlo")
+#: RFC 8428 §4.4: the SenML version this decoder understands.
+_SENML_VERSION = 10
 _TEXT_ROLES: dict[object, int] = {name: role for role, name in enumerate(_ROLE_NAMES)}
 
 
@@ -89,7 +93,19 @@ CBOR_LABELS = Labels(
     ValueLabels(4, 3, 8, "vlo", number=2, time=6),
     -2,
     0,
-    {**_TEXT_ROLES, -2: _BN, -3: _BT, -5: _BV, 0: _N, 6: _T, 2: _V, 3: _VS, 4: _VB, 8: _VD},
+    {
+        **_TEXT_ROLES,
+        -1: _BVER,
+        -2: _BN,
+        -3: _BT,
+        -5: _BV,
+        0: _N,
+        6: _T,
+        2: _V,
+        3: _VS,
+        4: _VB,
+        8: _VD,
+    },
 )
 
 
@@ -214,6 +230,11 @@ class _Walker:
                 if not isinstance(item, str):
                     raise error("bn must be a string")
                 self.base_name = item
+            elif this == _BVER:
+                # RFC 8428 §4.4: a newer version may change what fields mean,
+                # so such a pack must not be used at all.
+                if type(item) is not int or item > _SENML_VERSION:
+                    raise error(f"unsupported SenML version bver={item!r}")
             elif not _number(item):
                 raise error(f"{_ROLE_NAMES[this]} must be a number")
             elif this == _BT:
