@@ -22,6 +22,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from .formats.errors import FormatEncodeError, LinkFormatError
 from .path import Path, PathError
@@ -90,7 +91,13 @@ class Link:
 
 
 def format_value(value: object) -> str:
-    """Attribute values as LwM2M writes them: ints plain, integral floats without ``.0``."""
+    """Attribute values as LwM2M writes them: ints plain, integral floats without ``.0``.
+
+    Other floats are plain decimals, never ``1e-05``: gt/lt/st are Float
+    attributes written as decimal numbers (Core 1.1.1 §5.1.2). The digits are
+    those of ``repr`` (the shortest that read back to the same float), so
+    ``1.2345e30`` is ``12345`` and zeros, not ``int()``'s binary expansion.
+    """
     if isinstance(value, bool):
         return "1" if value else "0"
     if isinstance(value, float):
@@ -98,7 +105,7 @@ def format_value(value: object) -> str:
             raise FormatEncodeError(f"cannot format {value!r} as a link attribute")
         if value.is_integer() and abs(value) < 1e15:
             return str(int(value))
-        return repr(value)
+        return format(Decimal(repr(value)), "f")
     return str(value)
 
 

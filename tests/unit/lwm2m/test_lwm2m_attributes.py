@@ -159,6 +159,13 @@ def test_query_round_trip() -> None:
     assert attributes.as_dict()["gt"] == 20.5
 
 
+def test_query_round_trip_small_floats() -> None:
+    # Written as plain decimals (Core 1.1.1 §5.1.2), not 1e-05 that parse_query refuses.
+    attributes = Attributes(gt=1e-05, lt=-1.5e-10, st=2.5e-7)
+    assert attributes.to_query() == ["gt=0.00001", "lt=-0.00000000015", "st=0.00000025"]
+    assert parse_query(attributes.to_query()).values == attributes
+
+
 @settings(max_examples=300)
 @given(st.text(alphabet="pmaxingtlse=&.-0123456789", max_size=40))
 def test_random_queries_raise_only_invalid_attributes(query: str) -> None:

@@ -65,6 +65,34 @@ def test_discover_payload() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (1e-05, "0.00001"),
+        (-2.5e-7, "-0.00000025"),
+        (1e20, "100000000000000000000"),
+        (1.2345e30, "1234500000000000000000000000000"),  # not int()'s binary expansion
+        (1e16 + 2, "10000000000000002"),
+        (12.5, "12.5"),
+        (0.1, "0.1"),
+        (3.0, "3"),
+        (-0.0, "0"),
+    ],
+)
+def test_float_attributes_written_as_plain_decimals(value: float, text: str) -> None:
+    # Core 1.1.1 §5.1.2: gt/lt/st are Float values written as decimal numbers.
+    assert linkformat.format_value(value) == text
+    links = linkformat.discover_links([(Path(3303, 0, 5700), {"gt": value})])
+    assert linkformat.encode(links) == f"</3303/0/5700>;gt={text}".encode()
+    assert float(text) == value
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_float_attributes_exact_without_exponent(value: float) -> None:
+    text = linkformat.format_value(value)
+    assert float(text) == value and "e" not in text.lower()
+
+
 def test_decode_quoted_strings_with_separators() -> None:
     payload = b'</3/0/1>;pmin=10;dim=3;title="a,b;c\\"d\\\\";obs , </a>;rt="x y";ct=40\n'
     assert linkformat.decode(payload) == [
