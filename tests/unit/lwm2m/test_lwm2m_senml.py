@@ -198,6 +198,9 @@ def test_malformed_json(payload: bytes) -> None:
         [{0: "/3/0/0", 2: 1, 1.5: 1}],
         [{0: "/3/0/0", 2: 1, "n": "/3/0/1"}],  # same label twice (int and text)
         [{0: "/3/0/0", 2: cbor2.CBORTag(1234, 1)}],
+        [{0: "/3/0/9", 2: cbor2.CBORTag(4, [1, "x"])}],  # malformed decimal fraction
+        [{0: "/3/0/9", 2: cbor2.CBORTag(4, [1])}],
+        [{0: "/3/0/9", 2: cbor2.CBORTag(4, [1.5, 3])}],
         [{0: "/3/0/0", True: 1}],
     ],
 )
@@ -226,6 +229,39 @@ def test_bver_up_to_10_accepted(bver: int) -> None:
     payload = json.dumps([{"bver": bver, "n": "/3/0/9", "v": 1}]).encode()
     assert senml_json.decode(payload, Path(3)) == expected
     assert senml_cbor.decode(cbor2.dumps([{-1: bver, 0: "/3/0/9", 2: 1}]), Path(3)) == expected
+
+
+def fraction(exponent: int, mantissa: int) -> cbor2.CBORTag:
+    """A CBOR decimal fraction, mantissa × 10**exponent (RFC 8949 §3.4.4, tag 4)."""
+    return cbor2.CBORTag(4, [exponent, mantissa])
+
+
+def test_decimal_fractions_decode_as_floats() -> None:
+    payload = cbor2.dumps(
+        [
+            {-2: "/3303/0/5700", -3: fraction(0, 1_700_000_000), -5: fraction(-1, 5), 2: 1234},
+            {6: fraction(-1, 25), 2: fraction(-2, 1234)},
+            {-2: "/3303/1/5700", 2: cbor2.CBORTag(5, [-1, 3])},  # a bigfloat, 3 × 2**-1
+        ]
+    )
+    records = senml_cbor.decode(payload, Path(3303))
+    assert records == [
+        Record(Path(3303, 0, 5700), 1234.5, 1_700_000_000.0),
+        Record(Path(3303, 0, 5700), 12.84, 1_700_000_002.5),
+        Record(Path(3303, 1, 5700), 2.0, 1_700_000_000.0),
+    ]
+    assert all(type(record.value) is float for record in records)
+    typed = senml_cbor.decode(
+        cbor2.dumps([{0: "/3/0/9", 2: fraction(1, 5)}]), Path(3), REGISTRY.type_of
+    )
+    assert typed == [Record(Path(3, 0, 9), 50)]  # an Integer resource
+
+
+@pytest.mark.parametrize("label", [2, 6, -3, -5])
+def test_decimal_fraction_out_of_float_range_refused(label: int) -> None:
+    entry = {0: "/3303/0/5700", 2: 1.5, label: fraction(400, 1)}  # 10**400 (label 2: as v)
+    with pytest.raises(SenmlCborError):
+        senml_cbor.decode(cbor2.dumps([entry]), Path(3303))
 
 
 def test_unknown_integer_labels_ignored() -> None:

@@ -9,6 +9,9 @@ labels, base64 vs byte strings), so the LwM2M rules live here once:
 * time is ``bt + t``, stored as :attr:`Record.time`; values of ``bt + t`` below
   2**28 are relative to "now" per RFC 8428, which we pass through unchanged
   because sans-IO code has no clock (the engine decides what to do with them);
+* numbers may be CBOR decimal fractions or bigfloats (RFC 8949 §3.4.4), which
+  cbor2 hands over as :class:`~decimal.Decimal`; they are read as the float
+  they stand for, since LwM2M numbers are ints and floats;
 * labels ending in ``_`` are must-understand extensions and are refused, and so
   is a base version ``bver`` above 10 or not an integer (RFC 8428 §4.4: a
   receiver must not use a pack of a version it does not understand).
@@ -24,6 +27,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from ..model import (
@@ -235,12 +239,10 @@ class _Walker:
                 # so such a pack must not be used at all.
                 if type(item) is not int or item > _SENML_VERSION:
                     raise error(f"unsupported SenML version bver={item!r}")
-            elif not _number(item):
-                raise error(f"{_ROLE_NAMES[this]} must be a number")
             elif this == _BT:
-                self.base_time = item
+                self.base_time = item if _number(item) else self.fraction(item, "bt")
             else:
-                self.base_value = item
+                self.base_value = item if _number(item) else self.fraction(item, "bv")
         if not isinstance(name, str):
             raise error("n must be a string")
         full_name = self.base_name + name
@@ -254,7 +256,7 @@ class _Walker:
             return path, role, raw, None
         offset = 0 if time is None else time
         if not _number(offset):
-            raise error("t must be a number")
+            offset = self.fraction(offset, "t")
         try:
             when = float((self.base_time or 0) + offset)  # type: ignore[operator]
         except OverflowError:
@@ -262,6 +264,20 @@ class _Walker:
         if not math.isfinite(when):
             raise error("time is not finite")
         return path, role, raw, when
+
+    def fraction(self, item: object, label: str) -> float:
+        """``item``, a number that is neither int nor float, as a float.
+
+        Only a CBOR decimal fraction (tag 4) or bigfloat (tag 5) gets here:
+        cbor2 decodes both to a :class:`~decimal.Decimal`, and LwM2M numbers
+        are ints and floats. Kept off the int/float path, which is the hot one.
+        """
+        if not isinstance(item, Decimal):
+            raise self.error(f"{label} must be a number")
+        number = float(item) if item.is_finite() else math.inf
+        if not math.isfinite(number):
+            raise self.error(f"{label} out of the range of a float")
+        return number
 
     def value(self, role: int, raw: object, decode_data: Callable[[object], bytes]) -> Value:
         error = self.error
@@ -271,7 +287,7 @@ class _Walker:
             return raw
         if role == _V:
             if not _number(raw):
-                raise error("v must be a number")
+                raw = self.fraction(raw, "v")
             if self.base_value is not None:
                 try:
                     raw = raw + self.base_value  # type: ignore[operator]
