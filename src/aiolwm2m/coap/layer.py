@@ -517,15 +517,15 @@ class MessageLayer:
             self._emit(Message(type=MessageType.RST, code=Code.EMPTY, mid=mid))
 
     def _on_ack_or_reset(self, msg: Message, now: float) -> None:
-        if msg.code != Code.EMPTY and (msg.type == MessageType.RST or not is_response(msg.code)):
+        if msg.code != Code.EMPTY and (
+            msg.type == MessageType.RST
+            or not is_response(msg.code)
+            or msg.unknown_critical_options()
+        ):
             # RFC 7252 §4.2: a Reset that is not Empty, or an ACK carrying a
-            # request or a reserved code class, is rejected by silently ignoring it.
-            self.stats.malformed += 1
-            return
-        if msg.code != Code.EMPTY and msg.unknown_critical_options():
-            # RFC 7252 §5.4.1: a piggybacked response carrying a critical option
-            # we do not know is rejected, i.e. ignored (§4.2): the request is
-            # retransmitted as if no ACK had come.
+            # request, a reserved code class or (§5.4.1) a critical option we do
+            # not know, is rejected by silently ignoring it: a request goes on
+            # being retransmitted as if no ACK had come.
             self.stats.malformed += 1
             return
         key = self._by_mid.get(msg.mid)

@@ -57,9 +57,9 @@ __all__ = [
 ]
 
 # What the walker does with a label (RFC 8428 §4: base name/time/value/version,
-# name, time, and the five LwM2M value fields). The value fields come last.
+# name, time, and the five LwM2M value fields). The value fields come last
+# (the walker tests ``role >= _V``).
 _BN, _BT, _BV, _BVER, _N, _T, _V, _VS, _VB, _VD, _VLO = range(11)
-_VALUE_ROLES = (_V, _VS, _VB, _VD, _VLO)
 _ROLE_NAMES = ("bn", "bt", "bv", "bver", "n", "t", "v", "vs", "vb", "vd", "vlo")
 #: RFC 8428 §4.4: the SenML version this decoder understands.
 _SENML_VERSION = 10
