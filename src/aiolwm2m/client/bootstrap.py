@@ -20,7 +20,8 @@ Operations (LwM2M Core TS 1.1.1 §5.2.7 and §6.1.7):
 * Bootstrap-Read (GET) on ``/1`` or ``/1/x`` (LwM2M 1.1 allows /1 and /2; this
   client has no Access Control object, so ``/2`` is 4.04); anything else 4.00.
 * Bootstrap-Discover (GET, Accept 40) on ``/`` or ``/oid``: link-format that
-  starts with ``</>;lwm2m=1.1`` (for ``/oid`` too), ``ssid``/``uri`` on
+  starts with ``</>;lwm2m=`` and the enabler version the client is configured
+  for, the one its Register announces (for ``/oid`` too), ``ssid``/``uri`` on
   Security instances and ``ssid`` on Server instances (Core 1.1.1 §6.1.7.3).
 * Bootstrap-Delete (DELETE) on ``/``, ``/0``, ``/1``, ``/0/x``, ``/1/x``. The
   Bootstrap-Server's own Security instance (resource 1 true) is never deleted:
@@ -51,7 +52,7 @@ from aiolwm2m.accounts import (
     parse_server_uri,
     place_instances,
 )
-from aiolwm2m.client.config import ClientConfig
+from aiolwm2m.client.config import ClientConfig, RegistrationConfig
 from aiolwm2m.coap.message import CoapDecodeError, Code, Message, OptionNumber, encode_uint
 from aiolwm2m.errors import ConfigError, Lwm2mError, StorageError
 from aiolwm2m.lwm2m import (
@@ -513,15 +514,20 @@ class BootstrapHandler:
     """Answers Bootstrap-Server requests against a working copy of the provisioning.
 
     Never raises on what the server sends: every malformed request becomes a
-    4.xx answer.
+    4.xx answer. ``lwm2m_version`` is the enabler version Discover announces:
+    the engine passes the configured one, which Register announces too, so the
+    Bootstrap-Server and the LwM2M Server are told the same version.
     """
 
     def __init__(
         self,
         provisioning: Provisioning,
         other_objects: Mapping[int, ObjectEntry] | None = None,
+        *,
+        lwm2m_version: str = RegistrationConfig.lwm2m_version,
     ) -> None:
         self.provisioning = provisioning.copy()
+        self.lwm2m_version = lwm2m_version
         self.other_objects = {
             oid: e for oid, e in (other_objects or {}).items() if oid not in (SECURITY, SERVER)
         }
@@ -592,8 +598,9 @@ class BootstrapHandler:
         if path.level > 1:
             return _reply(op, where, Code.BAD_REQUEST, b"Bootstrap-Discover is for / or /oid")
         # The enabler version heads every answer, for / and for /oid alike
-        # (Core 1.1.1 §6.1.7.3: its Discover /0 example starts with </>;lwm2m=1.1).
-        links: list[Link] = [Link("/", (("lwm2m", "1.1"),))]
+        # (Core 1.1.1 §6.1.7.3: its Discover /0 example starts with </>;lwm2m=1.1),
+        # and it is the version the client supports, so a 1.0 client says 1.0.
+        links: list[Link] = [Link("/", (("lwm2m", self.lwm2m_version),))]
         wanted = None if path.is_root else path.object_id
         # An object without instances (/1 after a Delete of /) is still listed,
         # as </1>: the client supports it (§6.1.7.3 lists </5>,</4> so).

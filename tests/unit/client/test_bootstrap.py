@@ -18,9 +18,10 @@ from aiolwm2m.client.bootstrap import (
     Provisioning,
 )
 from aiolwm2m.client.bootstrap import Operation as BsOp
-from aiolwm2m.client.config import ClientConfig
+from aiolwm2m.client.config import ClientConfig, RegistrationConfig
 from aiolwm2m.client.engine import BootstrapPhase, ServerState
 from aiolwm2m.coap.message import Code, Message, MessageType, make_options
+from aiolwm2m.coap.message import decode as decode_coap
 from aiolwm2m.coap.params import TransmissionParameters
 from aiolwm2m.errors import StorageError
 from aiolwm2m.lwm2m import ContentFormat, Path, Record, decode, encode, linkformat, load_builtin
@@ -246,6 +247,15 @@ def test_discover_of_one_object_starts_with_the_enabler_version() -> None:
         assert links[0].params == (("lwm2m", "1.1"),)
     absent = handler.handle(request(Code.GET, "/5", accept=ContentFormat.LINK_FORMAT))
     assert absent.response.code == Code.NOT_FOUND
+
+
+def test_discover_announces_the_enabler_version_it_is_given() -> None:
+    # Core 1.1.1 §6.1.7.3: the answer holds the LwM2M Enabler Version the
+    # client supports; a client of LwM2M 1.0 must not claim 1.1.
+    handler = BootstrapHandler(factory(), lwm2m_version="1.0")
+    for target in ("/", "/0"):
+        reply = handler.handle(request(Code.GET, target, accept=ContentFormat.LINK_FORMAT))
+        assert linkformat.decode(reply.response.payload)[0].params == (("lwm2m", "1.0"),)
 
 
 def test_discover_lists_the_server_object_without_instances() -> None:
@@ -500,6 +510,27 @@ def test_register_never_answered_runs_retry_procedure_then_bootstraps(world: Wor
     (started,) = client.named("bootstrap_started")
     assert started.time == pytest.approx(62 + 10 + 62, abs=0.1)
     assert client.engine.server_states() == {2: ServerState.REGISTERED}
+
+
+def test_a_1_0_client_discovers_as_1_0_as_it_registers(world: World) -> None:
+    # The Discover answer and the Register take the enabler version from the
+    # same configuration: a client configured for 1.0 says 1.0 to both servers.
+    world.net.trace = []
+    config = ClientConfig(
+        endpoint="dev-1",
+        bootstrap=BS_ACCOUNT,
+        coap=EXACT_COAP,
+        registration=RegistrationConfig(lwm2m_version="1.0"),
+    )
+    client = SimClient(world.net, config, rng=random.Random(3))
+    client.start()
+    assert world.net.clock.run_until_true(registered_to(client, 2), 30)
+    assert world.net.trace is not None
+    answers = [decode_coap(data) for _, _, dst, data in world.net.trace if dst == BS_ADDR]
+    (discovered,) = [m for m in answers if m.content_format == ContentFormat.LINK_FORMAT]
+    assert linkformat.decode(discovered.payload)[0].params == (("lwm2m", "1.0"),)
+    (register,) = [m for _, m in requests_to(world.net, B_ADDR) if m.uri_path == ["rd"]]
+    assert "lwm2m=1.0" in register.uri_query
 
 
 def test_network_error_on_update_bootstraps(world: World) -> None:

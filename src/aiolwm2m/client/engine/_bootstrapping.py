@@ -76,7 +76,10 @@ class BootstrapFlow:
             self.failed(now)
             return
         bs.account, bs.uri = account, uri
-        bs.handler = BootstrapHandler(self.s.provisioning(), self._object_entries())
+        version = self.s.config.registration.lwm2m_version  # what Register announces too
+        bs.handler = BootstrapHandler(
+            self.s.provisioning(), self._object_entries(version), lwm2m_version=version
+        )
         bs.move(_B.BEGIN)
         self.s.emit(ev.BootstrapStarted(now, str(uri)))
         bs.channel.connect(uri, account)
@@ -108,10 +111,10 @@ class BootstrapFlow:
         ):
             self.begin(now)
 
-    def _object_entries(self) -> dict[int, ObjectEntry]:
+    def _object_entries(self, lwm2m_version: str) -> dict[int, ObjectEntry]:
         """The application's objects, for Bootstrap-Discover (from its Register payload)."""
         try:
-            payload = self.s.model.registration_payload("1.1")
+            payload = self.s.model.registration_payload(lwm2m_version)
             return dict(linkformat.parse_registration(linkformat.decode(payload)).objects)
         except Exception:  # the object tree's problem must not stop a bootstrap
             return {}
