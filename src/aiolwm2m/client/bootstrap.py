@@ -29,8 +29,9 @@ Operations (LwM2M Core TS 1.1.1 §5.2.7 and §6.1.7):
   application's objects are left alone (2.02); an object the client lacks
   is 4.00.
 * Bootstrap-Finish (POST ``/bs``): :meth:`Provisioning.accounts` checks the
-  result; an inconsistent configuration is answered 4.06 Not Acceptable with
-  a plain-text diagnostic payload.
+  result, a rewritten Bootstrap-Server account included; an inconsistent
+  configuration is answered 4.06 Not Acceptable with a plain-text diagnostic
+  payload.
 """
 
 from __future__ import annotations
@@ -205,31 +206,22 @@ class Provisioning:
         value = found[1].get(SEC_HOLD_OFF) if found else None
         return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
 
-    def accounts(self) -> list[ServerAccount]:
+    def accounts(self, *, before: Provisioning | None = None) -> list[ServerAccount]:
         """The LwM2M Server accounts; the Bootstrap-Finish consistency check.
 
         Every Server instance needs a Security instance whose Short Server ID
         (/0/x/10) matches its /1/x/0, with a valid ``coap``/``coaps`` URI whose
         scheme agrees with the Security Mode, and credentials the mode needs.
         There must be at least one such account, and at most one
-        Bootstrap-Server account: a Bootstrap-Server replacing its account
-        must have the previous one gone by Finish, else the answer is 4.06
-        and the previous account stays the only one active (Core 1.1.1 §5.2,
-        Client Initiated Bootstrap, step 3); which of two would be kept is
-        not for the client to guess. Raises
+        Bootstrap-Server account, usable if the bootstrap rewrote it (see
+        :meth:`_check_bootstrap`; ``before`` is the provisioning a bootstrap
+        started from, which Finish passes). Raises
         :class:`InconsistentConfiguration` saying what is wrong.
         """
-        bootstrap_iids = [
-            iid
-            for iid, sec in sorted(self.security.items())
-            if _as_bool(sec.get(SEC_BOOTSTRAP), False)
-        ]
-        if len(bootstrap_iids) > 1:
-            listed = ", ".join(f"/0/{iid}" for iid in bootstrap_iids)
-            raise InconsistentConfiguration(f"more than one Bootstrap-Server account: {listed}")
+        bs_iid = self._check_bootstrap(before)
         by_ssid: dict[int, tuple[int, Instance]] = {}
         for iid, sec in sorted(self.security.items()):
-            if iid in bootstrap_iids:
+            if iid == bs_iid:
                 continue
             if SEC_SSID not in sec:
                 raise InconsistentConfiguration(f"/0/{iid} has no Short Server ID (/0/{iid}/10)")
@@ -259,6 +251,43 @@ class Provisioning:
         if not accounts:
             raise InconsistentConfiguration("no LwM2M Server account (Server + Security instance)")
         return accounts
+
+    def _check_bootstrap(self, before: Provisioning | None) -> int | None:
+        """The Bootstrap-Server account's instance id, once it passed the Finish checks.
+
+        At most one: a Bootstrap-Server replacing its account must have the
+        previous one gone by Finish, else the answer is 4.06 and the previous
+        account stays the only one active (Core 1.1.1 §5.2, Client Initiated
+        Bootstrap, step 3); which of two would be kept is not for the client
+        to guess. One the bootstrap rewrote (it differs from ``before``'s)
+        must make a usable account (URI, Security Mode and its credentials,
+        Account Timeout /0/x/12 an integer >= 0), else Finish would answer
+        2.04 while the engine, unable to use the rewrite, quietly kept the
+        previous account, and the Bootstrap-Server would believe a
+        replacement that never happened (Core 1.1.1, Bootstrap and
+        Configuration Consistency: an inconsistency is reported in the answer
+        to Finish). One left as it was is the configured account, which may
+        hold what /0 cannot say (certificate files): it is not checked again.
+        """
+        bootstrap_iids = [
+            iid
+            for iid, sec in sorted(self.security.items())
+            if _as_bool(sec.get(SEC_BOOTSTRAP), False)
+        ]
+        if len(bootstrap_iids) > 1:
+            listed = ", ".join(f"/0/{iid}" for iid in bootstrap_iids)
+            raise InconsistentConfiguration(f"more than one Bootstrap-Server account: {listed}")
+        if not bootstrap_iids:
+            return None
+        (iid,) = bootstrap_iids
+        previous = None if before is None else before.bootstrap_instance()
+        if before is None or (previous is not None and previous[1] == self.security[iid]):
+            return iid
+        try:
+            _account_from(self.security[iid], None, bootstrap=True, security_instance=iid)
+        except InconsistentConfiguration as exc:
+            raise InconsistentConfiguration(f"Bootstrap-Server account /0/{iid}: {exc}") from exc
+        return iid
 
     # -- persistence -----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -527,6 +556,7 @@ class BootstrapHandler:
         lwm2m_version: str = RegistrationConfig.lwm2m_version,
     ) -> None:
         self.provisioning = provisioning.copy()
+        self.started_from = provisioning.copy()  # what Finish tells rewritten from kept
         self.lwm2m_version = lwm2m_version
         self.other_objects = {
             oid: e for oid, e in (other_objects or {}).items() if oid not in (SECURITY, SERVER)
@@ -658,7 +688,7 @@ class BootstrapHandler:
 
     def _finish(self) -> BootstrapReply:
         try:
-            accounts = self.provisioning.accounts()
+            accounts = self.provisioning.accounts(before=self.started_from)
         except InconsistentConfiguration as exc:
             return _reply(
                 Operation.FINISH, "/bs", Code.NOT_ACCEPTABLE, str(exc).encode(), ContentFormat.TEXT

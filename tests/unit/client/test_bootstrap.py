@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pathlib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -24,7 +25,16 @@ from aiolwm2m.coap.message import Code, Message, MessageType, make_options
 from aiolwm2m.coap.message import decode as decode_coap
 from aiolwm2m.coap.params import TransmissionParameters
 from aiolwm2m.errors import StorageError
-from aiolwm2m.lwm2m import ContentFormat, Path, Record, decode, encode, linkformat, load_builtin
+from aiolwm2m.lwm2m import (
+    ContentFormat,
+    Path,
+    Record,
+    Value,
+    decode,
+    encode,
+    linkformat,
+    load_builtin,
+)
 from aiolwm2m.lwm2m.linkformat import ObjectEntry
 from aiolwm2m.runtime.sim import SimClient, SimNetwork
 from aiolwm2m.testbed.bootstrap import BootstrapConfig, BootstrapFault, ProvisionedServer
@@ -344,6 +354,78 @@ def test_finish_with_a_second_bootstrap_account_is_not_acceptable() -> None:
     assert f"/0/{found[0]}, /0/7".encode() in payload
     # The server may fix it and finish again.
     assert handler.handle(request(Code.DELETE, "/0/7")).response.code == Code.DELETED
+    assert finish(handler)[0] == Code.CHANGED
+
+
+def _rewrite_bootstrap_account(handler: BootstrapHandler, changes: dict[int, Value | None]) -> int:
+    """Bootstrap-Write the Bootstrap-Server's own instance with ``changes`` (None drops
+    a resource); its instance id."""
+    found = handler.provisioning.bootstrap_instance()
+    assert found is not None
+    iid, inst = found[0], {**found[1], **changes}
+    records = [
+        Record(Path.of(0, iid, rid), v)
+        for rid, v in sorted(inst.items())
+        if v is not None and not isinstance(v, dict)
+    ]
+    assert write(handler, f"/0/{iid}", records, ContentFormat.TLV) == Code.CHANGED
+    return iid
+
+
+@pytest.mark.parametrize(
+    ("changes", "diagnostic"),
+    [
+        ({12: -5}, "bootstrap_account_timeout"),
+        ({0: None}, "no LwM2M Server URI"),
+        ({0: "http://10.0.0.9:80"}, "coap://"),
+        ({0: "coaps://10.0.0.9:5684", 2: 0}, "psk_identity"),
+    ],
+    ids=["negative-timeout", "no-uri", "bad-uri", "psk-without-credentials"],
+)
+def test_finish_refuses_an_unusable_rewritten_bootstrap_account(
+    changes: dict[int, Value | None], diagnostic: str
+) -> None:
+    # Core 1.1.1, Bootstrap and Configuration Consistency: an inconsistency in
+    # what was loaded is answered at Finish with an error (4.06, as for two
+    # Bootstrap-Server accounts); the client used to answer 2.04 and quietly
+    # keep its previous account.
+    handler = BootstrapHandler(factory())
+    iid = _rewrite_bootstrap_account(handler, changes)
+    code, payload, accounts = finish(handler)
+    assert (code, accounts) == (Code.NOT_ACCEPTABLE, None)
+    assert f"Bootstrap-Server account /0/{iid}: ".encode() in payload
+    assert diagnostic in payload.decode()
+    # The server may fix it and finish again.
+    _rewrite_bootstrap_account(handler, {0: BS_URI, 2: 3, 12: 30})
+    assert finish(handler)[0] == Code.CHANGED
+
+
+def test_finish_refuses_a_bootstrap_account_timeout_that_is_not_an_integer() -> None:
+    # A typed Write of such a value is already 4.00; Finish does not rely on it.
+    handler = BootstrapHandler(factory())
+    found = handler.provisioning.bootstrap_instance()
+    assert found is not None
+    found[1][12] = "soon"
+    code, payload, accounts = finish(handler)
+    assert (code, accounts) == (Code.NOT_ACCEPTABLE, None)
+    assert b"/0/x/12 must be an integer" in payload
+
+
+def test_finish_keeps_an_untouched_certificate_bootstrap_account(tmp_path: pathlib.Path) -> None:
+    # The configured account may hold what /0 cannot say (certificate files):
+    # left as it was, it is not checked again, so Finish still succeeds.
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    cert.write_bytes(b"-"), key.write_bytes(b"-")
+    bootstrap = ServerAccount(
+        uri="coaps://10.0.0.9:5684", certificate=str(cert), private_key=str(key)
+    )
+    config = ClientConfig(
+        endpoint="dev",
+        servers=(ServerAccount(uri="coap://10.0.0.1:5683", short_server_id=1),),
+        bootstrap=bootstrap,
+    )
+    handler = BootstrapHandler(Provisioning.from_config(config))
+    assert write(handler, "/1/0", server_records(0, 1, 60), ContentFormat.TLV) == Code.CHANGED
     assert finish(handler)[0] == Code.CHANGED
 
 

@@ -163,6 +163,19 @@ def test_before_the_deadline_the_same_failure_still_bootstraps() -> None:
     assert purges(client) == []
 
 
+def test_a_negative_timeout_written_by_the_bootstrap_server_is_refused_at_finish() -> None:
+    # Core 1.1.1, Bootstrap and Configuration Consistency: an unusable value is
+    # reported in the answer to Finish (4.06), and the account keeps the values
+    # it had (§5.2 step 3); it used to be answered 2.04.
+    world = make_world(account_timeout=-5)
+    client = world.client()
+    world.net.clock.run_for(30)
+    assert "finish_rejected" in world.bs.kinds()
+    assert client.named("bootstrapped") == []
+    assert client.engine.bootstrap_account is not None
+    assert client.engine.bootstrap_account.bootstrap_account_timeout == 0
+
+
 @pytest.mark.parametrize("written", [None, 0], ids=["absent", "zero"])
 def test_an_absent_or_zero_timeout_never_purges(written: int | None) -> None:
     world = make_world(account_timeout=written)
