@@ -216,6 +216,16 @@ def test_delete_of_an_object_the_client_lacks_is_bad_request() -> None:
     assert handler.provisioning == prov
 
 
+def test_delete_of_an_instance_that_is_not_there_is_deleted() -> None:
+    # Core 1.1.1 §6.1.7.6 names no error for an absent instance of a supported
+    # object; a clean-up Delete before a Write must not fail (Anjay: 2.02 too).
+    prov = factory()
+    handler = BootstrapHandler(prov)
+    for path in ("/0/7", "/1/7"):
+        assert handler.handle(request(Code.DELETE, path)).response.code == Code.DELETED
+    assert handler.provisioning == prov
+
+
 def test_discover_lists_ssid_and_uri() -> None:
     handler = BootstrapHandler(factory(), {3: ObjectEntry("1.1", (0,)), 1: ObjectEntry()})
     reply = handler.handle(request(Code.GET, "/", accept=ContentFormat.LINK_FORMAT))
