@@ -9,7 +9,7 @@ only has to store one ``{Path: Attributes}`` mapping per server.
 Rules enforced (spec and draft-ietf-core-dynlink):
 
 * pmin, pmax, epmin, epmax are non-negative integers (seconds);
-  gt, lt, st are decimal numbers, st non-negative;
+  gt, lt, st are plain decimal numbers (:mod:`.decimal_text`), st non-negative;
 * gt/lt/st only on resources or resource instances, and only numeric ones;
 * pmin <= pmax, epmin <= epmax, lt < gt, lt + 2*st < gt within one level;
 * effective values inherit object -> instance -> resource -> resource instance
@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 
 from aiolwm2m.errors import DecodeError
 
+from .decimal_text import parse_decimal
 from .model import ResourceType
 from .path import Path, PathLevel
 
@@ -46,9 +47,6 @@ _VALUE_ATTRIBUTES = frozenset({"gt", "lt", "st"})
 READ_ONLY_ATTRIBUTES = frozenset({"dim", "ver", "ssid", "uri", "lwm2m"})
 
 _UNSIGNED_TEXT = re.compile(r"[0-9]{1,10}")
-# The spec's ABNF is 1*DIGIT ["." 1*DIGIT]; a leading minus is accepted for gt/lt
-# because negative thresholds are meaningful (OMA_LwM2M_for_Developers issue 563).
-_DECIMAL_TEXT = re.compile(r"-?[0-9]{1,15}(?:\.[0-9]{1,15})?")
 
 
 class InvalidAttributesError(DecodeError):
@@ -180,9 +178,10 @@ def parse_query(query: str | Sequence[str]) -> AttributeUpdate:
                 )
             values[name] = int(text)
         else:
-            if _DECIMAL_TEXT.fullmatch(text) is None:
-                raise InvalidAttributesError(f"{name} must be a decimal number: {text[:20]!r}")
-            number = float(text)
+            try:
+                number = parse_decimal(text)
+            except ValueError as exc:
+                raise InvalidAttributesError(f"{name}: {exc}") from None
             if name == "st" and number < 0:
                 raise InvalidAttributesError("st must not be negative")
             values[name] = number

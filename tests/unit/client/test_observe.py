@@ -24,7 +24,7 @@ from aiolwm2m.client.observe import (
 from aiolwm2m.client.operations import default_objects
 from aiolwm2m.coap.message import Code, MessageType, OptionNumber
 from aiolwm2m.errors import ConfigError
-from aiolwm2m.lwm2m.attributes import Attributes, effective_attributes
+from aiolwm2m.lwm2m.attributes import Attributes, effective_attributes, parse_query
 from aiolwm2m.lwm2m.model import Value
 from aiolwm2m.lwm2m.path import Path
 from aiolwm2m.lwm2m.tree import Instance
@@ -232,6 +232,16 @@ def test_gt_and_lt_together_fire_on_either(h: Harness) -> None:
     for t, v in enumerate([10.0, 35.0, 20.0, -2.0, 15.0], start=1):
         h.set(TEMP, v, at=float(t))
     assert h.times() == [2.0, 3.0, 4.0, 5.0]
+
+
+def test_negative_thresholds_from_a_query_notify_on_crossing(h: Harness) -> None:
+    # Core §5.1.2: gt and lt are Floats, so a server may set them below zero.
+    h.observe(TEMP, attrs=parse_query("gt=-2.5&lt=-100000000000000000000").values)
+    for t, v in enumerate([-1.0, -3.0, -2.5, -2.0, -2e20, -1e19], start=1):
+        h.set(TEMP, v, at=float(t))
+    # 10 -> -1 stays above gt, -1 -> -3 crosses it down, -2.5 is not > -2.5,
+    # -2.5 -> -2 up again; -2e20 falls below lt and -1e19 rises back over it.
+    assert h.times() == [2.0, 4.0, 5.0, 6.0]
 
 
 def test_st_measures_from_the_last_notified_value(h: Harness) -> None:

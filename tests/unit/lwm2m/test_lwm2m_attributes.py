@@ -47,6 +47,18 @@ def test_parse_query_string_and_options() -> None:
         "pmin=abc",
         "gt=1e3",  # not in the spec's number syntax
         "gt=abc",
+        "gt=inf",
+        "gt=-inf",
+        "gt=nan",
+        "gt=1.",
+        "gt=.5",
+        "gt=+1",
+        "gt= 1",
+        "gt=--1",
+        "gt=1_0",
+        "gt=\u0663",  # an Arabic-Indic digit, which float() would take
+        "gt=1" + "0" * 309,  # a plain decimal, but beyond the float range
+        "lt=-0." + "0" * 397 + "1",  # 401 characters: over the length bound
         "st=-1",
         "dim=3",  # read-only
         "ver=1.1",
@@ -164,6 +176,53 @@ def test_query_round_trip_small_floats() -> None:
     attributes = Attributes(gt=1e-05, lt=-1.5e-10, st=2.5e-7)
     assert attributes.to_query() == ["gt=0.00001", "lt=-0.00000000015", "st=0.00000025"]
     assert parse_query(attributes.to_query()).values == attributes
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        5e-324,  # the smallest subnormal: "0." and 323 zeros before the 5
+        2.2250738585072014e-308,
+        1e-05,
+        0.1,
+        1e20,  # 21 digits, over the old 15-digit limit
+        1e16 + 2,
+        1.7976931348623157e308,  # the largest double, 309 digits
+        -5e-324,
+        -1.5,
+        -1e20,
+        -1.7976931348623157e308,
+        0.0,
+        -7.0,
+        1e15,
+        123456789012345678.0,
+    ],
+)
+def test_query_round_trip_edge_values(value: float) -> None:
+    # Whatever to_query writes for a float (a plain decimal, Core 1.1.1 §5.1.2)
+    # parse_query takes back as the same float, negative values included.
+    for attributes in (Attributes(gt=value), Attributes(lt=value), Attributes(st=abs(value))):
+        assert parse_query(attributes.to_query()).values == attributes
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_query_round_trip_any_finite_float(value: float) -> None:
+    attributes = Attributes(gt=value, st=abs(value))
+    assert parse_query(attributes.to_query()).values == attributes
+
+
+def test_decimal_length_bound() -> None:
+    longest = "-0." + "0" * 323 + "5" + "0" * 73  # 400 characters, the bound
+    assert parse_query(["lt=" + longest]).values.lt == -5e-324
+    assert parse_query(["gt=" + "0" * 399 + "1"]).values.gt == 1.0
+
+
+def test_negative_thresholds_are_written_and_checked() -> None:
+    update = parse_query("gt=-2.5&lt=-100000000000000000000")
+    assert update.values == Attributes(gt=-2.5, lt=-1e20)
+    assert write_attributes(Attributes(), update, TEMPERATURE, ResourceType.FLOAT) == update.values
+    with pytest.raises(InvalidAttributesError):  # lt must stay below gt when both are negative
+        write_attributes(Attributes(), parse_query("gt=-20&lt=-2.5"), TEMPERATURE)
 
 
 @settings(max_examples=300)
