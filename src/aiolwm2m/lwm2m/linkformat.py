@@ -22,8 +22,8 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 
+from .decimal_text import plain_decimal
 from .formats.errors import FormatEncodeError, LinkFormatError
 from .path import Path, PathError
 
@@ -94,9 +94,7 @@ def format_value(value: object) -> str:
     """Attribute values as LwM2M writes them: ints plain, integral floats without ``.0``.
 
     Other floats are plain decimals, never ``1e-05``: gt/lt/st are Float
-    attributes written as decimal numbers (Core 1.1.1 §5.1.2). The digits are
-    those of ``repr`` (the shortest that read back to the same float), so
-    ``1.2345e30`` is ``12345`` and zeros, not ``int()``'s binary expansion.
+    attributes written as decimal numbers (Core 1.1.1 §5.1.2).
     """
     if isinstance(value, bool):
         return "1" if value else "0"
@@ -105,7 +103,7 @@ def format_value(value: object) -> str:
             raise FormatEncodeError(f"cannot format {value!r} as a link attribute")
         if value.is_integer() and abs(value) < 1e15:
             return str(int(value))
-        return format(Decimal(repr(value)), "f")
+        return plain_decimal(value)
     return str(value)
 
 

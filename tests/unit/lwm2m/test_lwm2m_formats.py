@@ -63,13 +63,42 @@ def test_text_encodings(value: Value, wire: bytes) -> None:
 
 
 @pytest.mark.parametrize(
+    ("value", "wire"),
+    [
+        (6.667e-11, b"0.00000000006667"),  # Core 1.1.1 Table C.2's own example
+        (1e-05, b"0.00001"),
+        (-2.5e-7, b"-0.00000025"),
+        (1e20, b"100000000000000000000"),
+        (-1.2345e30, b"-1234500000000000000000000000000"),  # repr's digits, not int()'s
+        (5e-324, b"0." + b"0" * 323 + b"5"),
+        (0.1, b"0.1"),
+        (3.0, b"3.0"),
+        (-0.0, b"-0.0"),
+    ],
+)
+def test_text_floats_are_plain_decimals(value: float, wire: bytes) -> None:
+    # Core 1.1.1 Appendix C, Table C.2: a Float is text without exponent.
+    assert text.encode_value(value) == wire
+    assert text.decode_value(wire, ResourceType.FLOAT) == value
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_text_any_float_without_exponent(value: float) -> None:
+    wire = text.encode_value(value)
+    assert b"e" not in wire.lower()
+    assert text.decode_value(wire, ResourceType.FLOAT) == value
+
+
+@pytest.mark.parametrize(
     ("wire", "rtype", "value"),
     [
         (b"100", ResourceType.INTEGER, 100),
         (b"+5", ResourceType.INTEGER, 5),
         (b"18446744073709551615", ResourceType.UNSIGNED, 2**64 - 1),
         (b"1", ResourceType.BOOLEAN, True),
-        (b"1.5e3", ResourceType.FLOAT, 1500.0),
+        (b"1.5e3", ResourceType.FLOAT, 1500.0),  # exponents still read: Table C.2 has no grammar
+        (b"1.0E-5", ResourceType.FLOAT, 1e-05),  # as Java's Float.toString writes it
+        (b"-.5", ResourceType.FLOAT, -0.5),
         (b"7", ResourceType.FLOAT, 7.0),
         (b"1367491215", ResourceType.TIME, datetime.fromtimestamp(1367491215, UTC)),
         (b"65535:65535", ResourceType.OBJLNK, ObjLnk(65535, 65535)),
@@ -95,6 +124,8 @@ def test_text_decodings(wire: bytes, rtype: ResourceType | None, value: Value) -
         (b"nan", ResourceType.FLOAT),
         (b"inf", ResourceType.FLOAT),
         (b"1e999", ResourceType.FLOAT),
+        (b"1" * 401, ResourceType.FLOAT),  # over the length bound
+        (b" 1.5", ResourceType.FLOAT),
         (b"\xd9\xa3", ResourceType.INTEGER),  # Arabic-Indic digit, which int() would take
         (b"1:", ResourceType.OBJLNK),
         (b"AAAA", ResourceType.OPAQUE),  # opaque is never text in 1.1

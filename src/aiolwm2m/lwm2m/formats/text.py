@@ -1,8 +1,11 @@
 """text/plain (content format 0): one resource (instance) value as UTF-8 text.
 
 Per LwM2M 1.1 booleans are ``0``/``1``, Time is decimal Unix seconds, object
-links are ``obj:inst``. Opaque values are refused in both directions: 1.1
-moved them to application/octet-stream (42) instead of 1.0's base64 text.
+links are ``obj:inst``, and floats are plain decimals, ``0.00000000006667``
+not ``6.667e-11`` (Core 1.1.1 Appendix C, Table C.2); exponents are still
+read, as the table gives no grammar and some servers write them. Opaque
+values are refused in both directions: 1.1 moved them to
+application/octet-stream (42) instead of 1.0's base64 text.
 
 Text is not self-describing ("1" could be a string, an integer or a boolean),
 so decoding needs the resource type; without one the value stays a ``str``.
@@ -15,6 +18,7 @@ import re
 from collections.abc import Sequence
 from datetime import datetime
 
+from ..decimal_text import parse_decimal, plain_decimal
 from ..model import (
     INT64_MAX,
     INT64_MIN,
@@ -35,9 +39,6 @@ __all__ = ["decode", "decode_value", "encode", "encode_value"]
 
 _INTEGER = re.compile(r"[+-]?[0-9]{1,20}")
 _UNSIGNED = re.compile(r"\+?[0-9]{1,20}")
-# No "nan", "inf", underscores or surrounding blanks, all of which float() takes.
-_FLOAT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,4})?")
-_MAX_FLOAT_TEXT = 400
 
 
 def encode_value(value: Value) -> bytes:
@@ -45,7 +46,7 @@ def encode_value(value: Value) -> bytes:
     if isinstance(value, float):  # first: the usual notified value (no bool or int is one)
         if not math.isfinite(value):
             raise FormatEncodeError(f"text/plain cannot carry {value!r}")
-        return repr(value).encode("ascii")
+        return plain_decimal(value).encode("ascii")
     if isinstance(value, bool):
         return b"1" if value else b"0"
     if isinstance(value, int):
@@ -98,12 +99,10 @@ def decode_value(payload: bytes, rtype: ResourceType | None) -> Value:
             raise TextError(f"unsigned integer out of range: {text[:40]!r}")
         return number
     if rtype is ResourceType.FLOAT:
-        if len(text) > _MAX_FLOAT_TEXT or _FLOAT.fullmatch(text) is None:
-            raise TextError(f"not a decimal number: {text[:40]!r}")
-        number_f = float(text)
-        if not math.isfinite(number_f):
-            raise TextError(f"float out of range: {text[:40]!r}")
-        return number_f
+        try:
+            return parse_decimal(text, exponent=True)
+        except ValueError as exc:
+            raise TextError(str(exc)) from None
     if rtype is ResourceType.OBJLNK:
         try:
             return ObjLnk.parse(text)
