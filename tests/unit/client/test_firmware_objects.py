@@ -122,6 +122,25 @@ def test_plain_writes_and_executes_reach_the_control() -> None:
     assert reply is not None and reply.code == Code.METHOD_NOT_ALLOWED
 
 
+def test_text_plain_opaque_is_base64_both_ways() -> None:
+    # Core 1.1.1 Appendix C, Table C.2: an Opaque value in text/plain is base64.
+    ops, control, _ = model()
+    reply = ops.handle_request(1, put("/10252/0/1", b"AQIDBAU=", cf=ContentFormat.TEXT), 0.0)
+    assert reply is not None and reply.code == Code.CHANGED
+    assert control.calls == [("manifest", b"\x01\x02\x03\x04\x05")]
+    for bad in (b"AQIDBAU", b"AQIDBAV=", b"AQID BAU=", b"AQIDBAU=\n"):
+        reply = ops.handle_request(1, put("/10252/0/1", bad, cf=ContentFormat.TEXT, mid=2), 0.0)
+        assert reply is not None and reply.code == Code.BAD_REQUEST, bad
+    assert len(control.calls) == 1
+    ops.tree.instance(10252, 0).set(5, b"\xfb\xff")
+    read = Message(code=Code.GET, mid=3, token=b"r")
+    for seg in ("10252", "0", "5"):
+        read.add(OptionNumber.URI_PATH, seg.encode())
+    read.add(OptionNumber.ACCEPT, encode_uint(ContentFormat.TEXT))
+    reply = ops.handle_request(1, read, 0.0)
+    assert reply is not None and reply.code == Code.CONTENT and reply.payload == b"+/8="
+
+
 def test_show_notifies_changed_values_only() -> None:
     ops, _, inst = model()
     ops.tree.take_changes()

@@ -3,9 +3,10 @@
 Per LwM2M 1.1 booleans are ``0``/``1``, Time is decimal Unix seconds, object
 links are ``obj:inst``, and floats are plain decimals, ``0.00000000006667``
 not ``6.667e-11`` (Core 1.1.1 Appendix C, Table C.2); exponents are still
-read, as the table gives no grammar and some servers write them. Opaque
-values are refused in both directions: 1.1 moved them to
-application/octet-stream (42) instead of 1.0's base64 text.
+read, as the table gives no grammar and some implementations write them. Opaque
+values are base64 (RFC 4648 §4, padded: the same table's example is
+``AQIDBAU=``), read strictly: anything but the canonical encoding of some bytes
+is refused, since a lenient decoder would store bytes the server never meant.
 
 Text is not self-describing ("1" could be a string, an integer or a boolean),
 so decoding needs the resource type; without one the value stays a ``str``.
@@ -13,6 +14,7 @@ so decoding needs the resource type; without one the value stays a ``str``.
 
 from __future__ import annotations
 
+import base64
 import math
 import re
 from collections.abc import Sequence
@@ -42,7 +44,7 @@ _UNSIGNED = re.compile(r"\+?[0-9]{1,20}")
 
 
 def encode_value(value: Value) -> bytes:
-    """The text form of one value; opaque values and non-finite floats are refused."""
+    """The text form of one value; non-finite floats are refused."""
     if isinstance(value, float):  # first: the usual notified value (no bool or int is one)
         if not math.isfinite(value):
             raise FormatEncodeError(f"text/plain cannot carry {value!r}")
@@ -61,7 +63,7 @@ def encode_value(value: Value) -> bytes:
         except InvalidValueError as exc:
             raise FormatEncodeError(str(exc)) from exc
     if isinstance(value, bytes):
-        raise FormatEncodeError("opaque values use application/octet-stream (42), not text")
+        return base64.b64encode(value)
     raise FormatEncodeError(f"unsupported value type {type(value).__name__}")
 
 
@@ -109,8 +111,24 @@ def decode_value(payload: bytes, rtype: ResourceType | None) -> Value:
         except InvalidValueError as exc:
             raise TextError(str(exc)) from None
     if rtype is ResourceType.OPAQUE:
-        raise TextError("opaque resources cannot be written as text/plain")
+        return _opaque(text)
     raise TextError("executable resources carry no value")
+
+
+def _opaque(text: str) -> bytes:
+    """The bytes ``text`` is the canonical padded base64 of (else :class:`TextError`).
+
+    ``validate`` refuses characters outside the alphabet and wrong padding;
+    encoding back catches what it lets through (non-zero pad bits, ``AB==``),
+    which RFC 4648 §3.5 allows a decoder to refuse.
+    """
+    try:
+        data = base64.b64decode(text, validate=True)
+    except ValueError:  # binascii.Error, or a non-ASCII str
+        raise TextError(f"opaque value is not base64: {text[:40]!r}") from None
+    if base64.b64encode(data).decode("ascii") != text:
+        raise TextError(f"opaque value is not canonical base64: {text[:40]!r}")
+    return data
 
 
 def encode(records: Sequence[Record], base: Path) -> bytes:
