@@ -16,6 +16,7 @@ from .attributes import (
     AttributeUpdate,
     InvalidAttributesError,
     effective_attributes,
+    inherited_attributes,
     parse_query,
     write_attributes,
 )
@@ -72,6 +73,7 @@ __all__ = [
     "decode",
     "effective_attributes",
     "encode",
+    "inherited_attributes",
     "load_builtin",
     "load_ddf",
     "parse_query",

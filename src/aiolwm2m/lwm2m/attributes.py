@@ -36,6 +36,7 @@ __all__ = [
     "Attributes",
     "InvalidAttributesError",
     "effective_attributes",
+    "inherited_attributes",
     "parse_query",
     "write_attributes",
 ]
@@ -218,22 +219,14 @@ def write_attributes(
     return result
 
 
-def effective_attributes(
-    path: Path,
-    stored: Mapping[Path, Attributes],
-    *,
-    default_pmin: int | None = None,
-    default_pmax: int | None = None,
-) -> Attributes:
-    """The attributes that govern notifications for ``path``.
+def inherited_attributes(path: Path, stored: Mapping[Path, Attributes]) -> Attributes:
+    """The attributes attached to ``path`` and inherited from the levels above it.
 
-    Levels are overlaid from the object down to ``path`` itself, so the most
-    specific level wins per attribute. Unset pmin falls back to the server's
-    Default Minimum Period (resource 1/x/2, 0 when absent) and unset pmax to
-    its Default Maximum Period (1/x/3, none when absent). A pmax (epmax)
-    smaller than the effective pmin (epmin) can arise from different levels;
-    it is dropped because the minimum is the rate limit the server asked
-    for, and honouring both is impossible.
+    Levels are overlaid from the object down to ``path`` itself, so the closest
+    level wins per attribute (Core 1.1.1 §5.1.1); gt, lt and st belong to
+    resources and are not inherited from an object or instance. What a
+    Discover of a resource shows, as Wakaama's and Zephyr's clients do, and
+    what :func:`effective_attributes` completes with the server's defaults.
     """
     result = Attributes()
     for ancestor in path.ancestors():
@@ -245,6 +238,26 @@ def effective_attributes(
         if ancestor.level < PathLevel.RESOURCE:
             level_attrs = replace(level_attrs, gt=None, lt=None, st=None)
         result = result.overlay(level_attrs)
+    return result
+
+
+def effective_attributes(
+    path: Path,
+    stored: Mapping[Path, Attributes],
+    *,
+    default_pmin: int | None = None,
+    default_pmax: int | None = None,
+) -> Attributes:
+    """The attributes that govern notifications for ``path``.
+
+    The :func:`inherited_attributes` of ``path``; then unset pmin falls back
+    to the server's Default Minimum Period (resource 1/x/2, 0 when absent)
+    and unset pmax to its Default Maximum Period (1/x/3, none when absent).
+    A pmax (epmax) smaller than the effective pmin (epmin) can arise from
+    different levels; it is dropped because the minimum is the rate limit
+    the server asked for, and honouring both is impossible.
+    """
+    result = inherited_attributes(path, stored)
     if result.pmin is None:
         result = replace(result, pmin=default_pmin if default_pmin is not None else 0)
     if result.pmax is None and default_pmax is not None:

@@ -431,6 +431,34 @@ def test_discover_levels_and_attributes(ops: OperationHandler) -> None:
     assert other.payload == b"</3303/0/5700>"
 
 
+def test_discover_of_a_resource_shows_inherited_attributes(ops: OperationHandler) -> None:
+    """The targeted resource's link carries what it inherits from its instance and object
+    (the closest level wins, Core 1.1.1 §5.1.1), as Wakaama's and Zephyr's clients show it;
+    the other links of a Discover show only what is attached to them."""
+    for target, query in [
+        ("/3303", ("pmin=10", "pmax=90")),
+        ("/3303/0", ("pmax=60",)),
+        ("/3303/0/5700", ("pmin=5", "gt=30")),
+        ("/4/0", ("pmin=7",)),
+    ]:
+        assert answer(ops, request(Code.PUT, target, query=query)).code == Code.CHANGED
+
+    def discover(path: str) -> dict[str, dict[str, str]]:
+        resp = answer(ops, request(Code.GET, path, accept=40))
+        assert resp.code == Code.CONTENT
+        return {link.target: dict(link.params) for link in linkformat.decode(resp.payload)}
+
+    assert discover("/3303/0/5700") == {"/3303/0/5700": {"pmin": "5", "pmax": "60", "gt": "30"}}
+    on_instance = discover("/3303/0")
+    assert on_instance["/3303/0"] == {"pmax": "60"}
+    assert on_instance["/3303/0/5700"] == {"pmin": "5", "gt": "30"}
+    assert discover("/3303/0/5701") == {"/3303/0/5701": {"pmin": "10", "pmax": "60"}}
+    multiple = discover("/4/0/4")
+    assert multiple["/4/0/4"] == {"dim": "2", "pmin": "7"}
+    assert multiple["/4/0/4/0"] == {}
+    assert discover("/4/0/4/1") == {"/4/0/4/1": {"pmin": "7"}}
+
+
 @pytest.mark.parametrize(
     ("path", "query", "code"),
     [

@@ -16,6 +16,7 @@ from aiolwm2m.lwm2m import linkformat
 from aiolwm2m.lwm2m.attributes import (
     Attributes,
     effective_attributes,
+    inherited_attributes,
     parse_query,
     write_attributes,
 )
@@ -52,7 +53,13 @@ class Discovery:
         entries: list[tuple[Path, dict[str, object]]] = []
 
         def attrs(p: Path, **extra: object) -> dict[str, object]:
-            found = stored.get(p)
+            # The link of the resource (instance) a Discover targets shows what it
+            # inherits too; every other link only what is attached to it.
+            found = (
+                inherited_attributes(p, stored)
+                if p == path and p.level >= PathLevel.RESOURCE
+                else stored.get(p)
+            )
             return {**extra, **(found.as_dict() if found else {})}
 
         if path.is_object:
