@@ -12,10 +12,10 @@ from typing import Any
 
 from aiolwm2m.client.operations._answers import HookFailed, Reply, Result, call, maybe_later
 from aiolwm2m.client.operations._model import Model
-from aiolwm2m.client.operations._writing import Writer
+from aiolwm2m.client.operations._writing import Writer, require_mandatory
 from aiolwm2m.coap.message import Code, Message, OptionNumber
 from aiolwm2m.lwm2m.formats import ContentFormat, ContentFormatError
-from aiolwm2m.lwm2m.model import ObjectDef, ResourceType
+from aiolwm2m.lwm2m.model import ResourceType
 from aiolwm2m.lwm2m.objects import Right
 from aiolwm2m.lwm2m.objects.access_control import CREATE_TARGET
 from aiolwm2m.lwm2m.path import Path
@@ -62,7 +62,7 @@ class Instances:
             if iid in node.instances:
                 raise Reply(Code.BAD_REQUEST, f"{path.child(iid)} already exists")
             checked = self._create_values(found)
-            _require_mandatory(node.definition, path.child(iid), checked)
+            require_mandatory(node.definition, path.child(iid), checked, "Create")
             planned.append((iid, checked))
         pending: list[Awaitable[Any]] = []
         factory = node.factory
@@ -122,25 +122,3 @@ class Instances:
         model.forget_attributes(path)
         model.tree.mark_changed(path)
         return Message(code=Code.DELETED)
-
-
-def _require_mandatory(
-    definition: ObjectDef, instance: Path, values: Sequence[tuple[Path, ResourceValue]]
-) -> None:
-    """4.00 unless the Create gives every mandatory writable resource of the new instance.
-
-    The DM&SE response codes answer a Create whose "Mandatory Resources are not
-    specified" with 4.00 Bad Request: the server, not the client, chooses those
-    values, so an instance without them would be one no Read could answer in
-    full. Mandatory read-only resources are the client's own to fill in (the
-    factory's instance), so their absence from the payload is no error.
-    """
-    given = {rpath.resource_id for rpath, _ in values}
-    missing = [
-        rid
-        for rid, rdef in sorted(definition.resources.items())
-        if rdef.mandatory and rdef.operations.writable and rid not in given
-    ]
-    if missing:
-        names = ", ".join(str(instance.child(rid)) for rid in missing)
-        raise Reply(Code.BAD_REQUEST, f"Create does not specify the mandatory {names}")

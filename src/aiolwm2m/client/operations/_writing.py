@@ -15,6 +15,7 @@ from aiolwm2m.client.operations._model import Model
 from aiolwm2m.client.operations._reading import COMPOSITE_FORMATS
 from aiolwm2m.coap.message import Code, Message
 from aiolwm2m.lwm2m.formats import VALUE_FORMATS, decode
+from aiolwm2m.lwm2m.model import ObjectDef
 from aiolwm2m.lwm2m.objects import Right
 from aiolwm2m.lwm2m.path import Path, PathLevel
 from aiolwm2m.lwm2m.tree import (
@@ -25,7 +26,7 @@ from aiolwm2m.lwm2m.tree import (
 )
 from aiolwm2m.lwm2m.values import Record
 
-__all__ = ["Writer"]
+__all__ = ["Writer", "require_mandatory"]
 
 
 class Writer:
@@ -188,3 +189,28 @@ class Writer:
         result = call(inst.execute, rid, arguments)
         pending = [(path, result)] if is_awaitable(result) else []
         return maybe_later(pending, lambda _: Message(code=Code.CHANGED))
+
+
+def require_mandatory(
+    definition: ObjectDef,
+    instance: Path,
+    values: Sequence[tuple[Path, ResourceValue]],
+    operation: str,
+) -> None:
+    """4.00 unless ``values`` give every mandatory writable resource of ``instance``.
+
+    The DM&SE response codes answer a Create whose "Mandatory Resources are not
+    specified" with 4.00 Bad Request: the server, not the client, chooses those
+    values, so an instance without them would be one no Read could answer in
+    full. Mandatory read-only resources are the client's own to fill in (the
+    factory's instance), so their absence from the payload is no error.
+    """
+    given = {rpath.resource_id for rpath, _ in values}
+    missing = [
+        rid
+        for rid, rdef in sorted(definition.resources.items())
+        if rdef.mandatory and rdef.operations.writable and rid not in given
+    ]
+    if missing:
+        names = ", ".join(str(instance.child(rid)) for rid in missing)
+        raise Reply(Code.BAD_REQUEST, f"{operation} does not specify the mandatory {names}")
