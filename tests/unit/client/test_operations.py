@@ -1185,16 +1185,23 @@ def test_write_replace_of_an_instance_drops_unwritten_optional_resources(
     assert answer(ops, post).code == Code.CHANGED and device.values[15] == "Europe/Paris"
 
 
-def test_replace_keeps_mandatory_resources(ops: OperationHandler) -> None:
+def test_replace_of_a_server_instance_needs_its_mandatory_writable_resources(
+    ops: OperationHandler,
+) -> None:
+    """Lifetime, Notification Storing and Binding (/1/x/1, 6, 7) are mandatory and
+    writable: a replace without them is refused; Short Server ID (0) is read-only."""
     server = ops.tree.instance(1, 0)
-    payload = encode(ContentFormat.TLV, [Record(Path.parse("/1/0/2"), 5)], Path.parse("/1/0"))
+    base = Path.parse("/1/0")
+    payload = encode(ContentFormat.TLV, [Record(base.child(2), 5)], base)
+    assert answer(ops, request(Code.PUT, "/1/0", payload, cf=11542)).code == Code.BAD_REQUEST
+    assert server.values[1] == 300 and server.values[7] == "U"
+    assert server.account.default_pmin == 0
+    records = [Record(base.child(rid), v) for rid, v in ((1, 60), (2, 5), (6, True), (7, "U"))]
+    payload = encode(ContentFormat.TLV, records, base)
     assert answer(ops, request(Code.PUT, "/1/0", payload, cf=11542)).code == Code.CHANGED
-    assert server.values[1] == 300 and server.values[7] == "U"  # mandatory: kept
+    assert server.account.default_pmin == 5 and server.account.lifetime == 60
     assert 5 not in server.values  # Disable Timeout: optional, not written
-    assert server.account.default_pmin == 5
-    payload = encode(ContentFormat.TLV, [Record(Path.parse("/1/0/1"), 60)], Path.parse("/1/0"))
-    assert answer(ops, request(Code.PUT, "/1/0", payload, cf=11542)).code == Code.CHANGED
-    assert server.account.default_pmin == 0 and server.account.lifetime == 60
+    assert server.values[0] == 1  # Short Server ID: read-only, kept
 
 
 def test_discover_respects_access_rights() -> None:
@@ -1461,3 +1468,42 @@ def test_create_of_several_instances_is_refused_if_one_lacks_a_mandatory_resourc
     resp = answer(ops, request(Code.POST, "/32769", payload, cf=ContentFormat.SENML_JSON))
     assert resp.code == Code.BAD_REQUEST
     assert ops.tree.instance_ids()[32769] == []
+
+
+@pytest.mark.parametrize(
+    "fmt",
+    [
+        ContentFormat.TLV,
+        ContentFormat.SENML_JSON,
+        ContentFormat.SENML_CBOR,
+        ContentFormat.LWM2M_CBOR,
+        ContentFormat.OMA_JSON,
+    ],
+)
+def test_write_replace_without_a_mandatory_writable_resource_is_4_00(
+    fmt: ContentFormat,
+) -> None:
+    """A replace (PUT) of an instance replaces all of it (Core 1.1.1 §6.3.3), so, as a
+    Create, it must give every mandatory writable resource: 4.00 and nothing written
+    otherwise, in every format that carries an instance. The mandatory read-only
+    resource (2) is the client's and need not be sent; an optional one left out (1)
+    goes. A partial update (POST) and a replace of one resource are not concerned."""
+    ops = _valve_ops()
+    ops.tree.add_instance(32769, 0, Instance({0: 5, 1: "a", 2: 3}))
+    inst = ops.tree.instance(32769, 0)
+    base = Path.parse("/32769/0")
+
+    def put(*records: Record) -> Code:
+        payload = encode(fmt, list(records), base)
+        return answer(ops, request(Code.PUT, "/32769/0", payload, cf=fmt)).code
+
+    assert put(Record(base.child(1), "b")) == Code.BAD_REQUEST
+    assert inst.values == {0: 5, 1: "a", 2: 3}
+    assert put(Record(base.child(0), 7)) == Code.CHANGED
+    assert inst.values == {0: 7, 2: 3}
+    label = encode(fmt, [Record(base.child(1), "c")], base)
+    assert answer(ops, request(Code.POST, "/32769/0", label, cf=fmt)).code == Code.CHANGED
+    assert inst.values == {0: 7, 1: "c", 2: 3}
+    one = encode(fmt, [Record(base.child(1), "d")], base.child(1))
+    assert answer(ops, request(Code.PUT, "/32769/0/1", one, cf=fmt)).code == Code.CHANGED
+    assert inst.values == {0: 7, 1: "d", 2: 3}

@@ -52,6 +52,8 @@ class Writer:
         merge = not replace or path.is_resource_instance
         changes = self._prepare_writes(ssid, records, merge=merge)
         if replace and path.is_instance:
+            definition = tree.node(path.object_id).definition
+            require_mandatory(definition, path, changes, "Write replace")
             self._clear_unwritten(path, {rpath.resource_id for rpath, _ in changes})
         return self.apply_writes(changes, Code.CHANGED)
 
@@ -68,11 +70,12 @@ class Writer:
         return self.apply_writes(changes, Code.CHANGED)
 
     def _clear_unwritten(self, path: Path, written: set[int | None]) -> None:
-        """Replace of an instance: writable optional resources not in the payload go away.
+        """Replace of an instance: writable resources not in the payload go away.
 
-        The Write replaces the instance with what the server sent (Core, Write
-        operation); mandatory resources cannot be absent, so a missing one
-        keeps its value, and read-only resources belong to the client.
+        The Write replaces the instance with what the server sent (Core 1.1.1
+        §6.3.3, Write operation). Only optional ones can be missing here: a
+        replace without a mandatory writable resource was refused
+        (:func:`require_mandatory`), and read-only resources belong to the client.
         """
         assert path.object_id is not None and path.instance_id is not None
         tree = self._model.tree
@@ -80,7 +83,7 @@ class Writer:
         definition = tree.node(path.object_id).definition
         for rid in sorted(set(inst.resource_ids()) - written):
             rdef = definition.resource(rid)
-            if rdef is None or rdef.mandatory or not rdef.operations.writable:
+            if rdef is None or not rdef.operations.writable:
                 continue
             call(inst.remove, rid)
             tree.mark_changed(path.child(rid))
@@ -199,11 +202,16 @@ def require_mandatory(
 ) -> None:
     """4.00 unless ``values`` give every mandatory writable resource of ``instance``.
 
-    The DM&SE response codes answer a Create whose "Mandatory Resources are not
-    specified" with 4.00 Bad Request: the server, not the client, chooses those
-    values, so an instance without them would be one no Read could answer in
-    full. Mandatory read-only resources are the client's own to fill in (the
-    factory's instance), so their absence from the payload is no error.
+    Both a Create and a Write replace of an instance (Core 1.1.1 §6.3.3) leave
+    an instance that holds only what the server sent in its writable
+    resources. The server, not the client, chooses those values, so one
+    without a mandatory resource would be an instance no Read could answer
+    in full: the DM&SE response codes answer a Create whose "Mandatory
+    Resources are not specified" with 4.00 Bad Request, and a replace is
+    refused the same way (as Leshan's client does), before anything is
+    written. Mandatory read-only resources are the client's own to fill in (a
+    factory's new instance, the existing one's values), so their absence from
+    the payload is no error.
     """
     given = {rpath.resource_id for rpath, _ in values}
     missing = [
