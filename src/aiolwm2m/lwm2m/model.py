@@ -240,7 +240,10 @@ def coerce(value: object, rtype: ResourceType) -> Value:
     # Already canonical, the case of nearly every value: settled in one lookup.
     kind = type(value)
     if _CANONICAL.get(rtype) is kind:
-        if kind is not int:
+        if kind is float:
+            if math.isfinite(value):  # type: ignore[arg-type]
+                return value  # type: ignore[return-value]
+        elif kind is not int:
             return value  # type: ignore[return-value]
         low, high = (0, UINT64_MAX) if rtype is _UNSIGNED else (INT64_MIN, INT64_MAX)
         if low <= value <= high:  # type: ignore[operator]
@@ -263,9 +266,16 @@ def coerce(value: object, rtype: ResourceType) -> Value:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise InvalidValueError(f"float expected, got {value!r}")
         try:
-            return float(value)
+            number_f = float(value)
         except OverflowError as exc:
             raise InvalidValueError(f"float out of range: {value!r}") from exc
+        if not math.isfinite(number_f):
+            # text/plain, SenML JSON and OMA JSON cannot carry NaN or infinity, and
+            # the server picks the format: a value stored here would fail a Read in
+            # those (4.06) and stop every notification of it. Refused at the source
+            # instead: the application's set() raises, a server's Write gets 4.00.
+            raise InvalidValueError(f"float must be finite, got {value!r}")
+        return number_f
     if rtype is ResourceType.BOOLEAN:
         if isinstance(value, bool):
             return value

@@ -40,6 +40,7 @@ from aiolwm2m.coap.message import encode as coap_encode
 from aiolwm2m.errors import ConfigError, NotAllowedError
 from aiolwm2m.lwm2m import ContentFormat, Path, decode, encode, linkformat, load_builtin
 from aiolwm2m.lwm2m.formats import senml_cbor, senml_json, tlv
+from aiolwm2m.lwm2m.model import InvalidValueError
 from aiolwm2m.lwm2m.objects import DeviceInfo, FixedHost, Right, build_default_tree
 from aiolwm2m.lwm2m.tree import Instance
 from aiolwm2m.lwm2m.values import Record, records_to_dict
@@ -305,8 +306,6 @@ def test_write_is_all_or_nothing(ops: OperationHandler) -> None:
 
 
 def test_write_hook_can_refuse_a_value(ops: OperationHandler) -> None:
-    from aiolwm2m.lwm2m.model import InvalidValueError
-
     def refuse(value: object) -> None:
         raise InvalidValueError("no")
 
@@ -547,6 +546,23 @@ def test_observe_notify_and_cancel(ops: OperationHandler) -> None:
     assert cancel.code == Code.CONTENT and cancel.observe is None
     ops.tree.set("/3303/0/5700", 23.0)
     assert ops.take_notifications(3.0) == []
+
+
+def test_a_non_finite_float_is_refused_where_it_is_set(ops: OperationHandler) -> None:
+    """NaN or infinity, which text/plain and JSON cannot carry, never reaches an
+    observation: set() raises a typed error, the value stays, nothing is notified,
+    and the next value is notified as usual (the notification path used to raise
+    FormatEncodeError out of set() with the NaN stored)."""
+    first = answer(ops, request(Code.GET, "/3303/0/5700", observe=0, token=b"o1"), now=0.0)
+    assert first.payload == b"21.5"
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(InvalidValueError, match="finite"):
+            ops.tree.set("/3303/0/5700", bad)
+    assert ops.tree.get(Path.parse("/3303/0/5700")) == 21.5
+    assert ops.take_notifications(1.0) == []
+    ops.tree.set("/3303/0/5700", 22.0)
+    (note,) = ops.take_notifications(2.0)
+    assert note.message.payload == b"22.0"
 
 
 def test_a_refused_re_observe_ends_the_observation_of_its_token(ops: OperationHandler) -> None:

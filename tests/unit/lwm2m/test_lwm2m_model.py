@@ -62,6 +62,9 @@ def test_coerce_accepts(value: object, rtype: ResourceType, expected: object) ->
         (UINT64_MAX + 1, ResourceType.UNSIGNED),
         ("1.0", ResourceType.FLOAT),
         (10**400, ResourceType.FLOAT),
+        (float("nan"), ResourceType.FLOAT),  # no text or JSON format can carry these
+        (float("inf"), ResourceType.FLOAT),
+        (-float("inf"), ResourceType.FLOAT),
         (1, ResourceType.BOOLEAN),
         ("ab", ResourceType.OPAQUE),
         (datetime(2020, 1, 1), ResourceType.TIME),  # naive
