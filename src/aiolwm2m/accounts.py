@@ -215,7 +215,7 @@ class ServerAccount:
         if self.binding not in ("U", "UQ"):
             raise ConfigError("binding must be 'U' or 'UQ' (UDP, optionally queue mode)")
         if self.client_hold_off_time < 0:
-            raise ConfigError("client_hold_off_time must be >= 0 s")
+            raise ConfigError("client_hold_off_time (Security /0/x/11) must be >= 0 s")
         for name in ("security_instance", "server_instance"):
             iid = getattr(self, name)
             if iid is not None and (

@@ -200,12 +200,6 @@ class Provisioning:
         except (InconsistentConfiguration, ConfigError):
             return None
 
-    def hold_off(self) -> float:
-        """Client Hold Off Time (/0/x/11) of the Bootstrap-Server account, seconds."""
-        found = self.bootstrap_instance()
-        value = found[1].get(SEC_HOLD_OFF) if found else None
-        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
-
     def accounts(self, *, before: Provisioning | None = None) -> list[ServerAccount]:
         """The LwM2M Server accounts; the Bootstrap-Finish consistency check.
 
@@ -261,7 +255,8 @@ class Provisioning:
         Bootstrap, step 3); which of two would be kept is not for the client
         to guess. One the bootstrap rewrote (it differs from ``before``'s)
         must make a usable account (URI, Security Mode and its credentials,
-        Account Timeout /0/x/12 an integer >= 0), else Finish would answer
+        Client Hold Off Time /0/x/11 and Account Timeout /0/x/12 integers
+        >= 0), else Finish would answer
         2.04 while the engine, unable to use the rewrite, quietly kept the
         previous account, and the Bootstrap-Server would believe a
         replacement that never happened (Core 1.1.1, Bootstrap and
@@ -404,8 +399,8 @@ def _account_from(
         ssid_ok = isinstance(raw_ssid, int) and not isinstance(raw_ssid, bool)
         kwargs["short_server_id"] = raw_ssid if ssid_ok else BOOTSTRAP_ACCOUNT_SSID
         hold_off = sec.get(SEC_HOLD_OFF)
-        if isinstance(hold_off, int) and not isinstance(hold_off, bool) and hold_off >= 0:
-            kwargs["client_hold_off_time"] = float(hold_off)
+        if hold_off is not None:  # ServerAccount refuses a negative one
+            kwargs["client_hold_off_time"] = float(_as_int(hold_off, "/0/x/11"))
         timeout = sec.get(SEC_BS_ACCOUNT_TIMEOUT)
         if timeout is not None:
             kwargs["bootstrap_account_timeout"] = _as_int(timeout, "/0/x/12")

@@ -386,11 +386,12 @@ def _rewrite_bootstrap_account(handler: BootstrapHandler, changes: dict[int, Val
     ("changes", "diagnostic"),
     [
         ({12: -5}, "bootstrap_account_timeout"),
+        ({11: -5}, "client_hold_off_time (Security /0/x/11) must be >= 0"),
         ({0: None}, "no LwM2M Server URI"),
         ({0: "http://10.0.0.9:80"}, "coap://"),
         ({0: "coaps://10.0.0.9:5684", 2: 0}, "psk_identity"),
     ],
-    ids=["negative-timeout", "no-uri", "bad-uri", "psk-without-credentials"],
+    ids=["negative-timeout", "negative-hold-off", "no-uri", "bad-uri", "psk-without-credentials"],
 )
 def test_finish_refuses_an_unusable_rewritten_bootstrap_account(
     changes: dict[int, Value | None], diagnostic: str
@@ -406,19 +407,41 @@ def test_finish_refuses_an_unusable_rewritten_bootstrap_account(
     assert f"Bootstrap-Server account /0/{iid}: ".encode() in payload
     assert diagnostic in payload.decode()
     # The server may fix it and finish again.
-    _rewrite_bootstrap_account(handler, {0: BS_URI, 2: 3, 12: 30})
+    _rewrite_bootstrap_account(handler, {0: BS_URI, 2: 3, 11: 0, 12: 30})
     assert finish(handler)[0] == Code.CHANGED
 
 
-def test_finish_refuses_a_bootstrap_account_timeout_that_is_not_an_integer() -> None:
+@pytest.mark.parametrize(
+    ("rid", "value"), [(12, "soon"), (11, "soon"), (11, 2.5)], ids=["timeout", "hold-off", "float"]
+)
+def test_finish_refuses_a_bootstrap_account_resource_that_is_not_an_integer(
+    rid: int, value: Value
+) -> None:
     # A typed Write of such a value is already 4.00; Finish does not rely on it.
+    # /0/x/11 and /0/x/12 are Integer resources: the client used to take a bad
+    # hold-off for 0 and answer 2.04.
     handler = BootstrapHandler(factory())
     found = handler.provisioning.bootstrap_instance()
     assert found is not None
-    found[1][12] = "soon"
+    found[1][rid] = value
     code, payload, accounts = finish(handler)
     assert (code, accounts) == (Code.NOT_ACCEPTABLE, None)
-    assert b"/0/x/12 must be an integer" in payload
+    assert f"Bootstrap-Server account /0/{found[0]}: ".encode() in payload
+    assert f"/0/x/{rid} must be an integer".encode() in payload
+
+
+def test_a_rewritten_bootstrap_account_keeps_its_hold_off_through_the_store() -> None:
+    # The stored form is rebuilt from the account (ServerAccount), so what Finish
+    # accepted comes back after a restart, a configured fraction of a second as
+    # whole seconds (/0/x/11 is an Integer).
+    handler = BootstrapHandler(factory())
+    _rewrite_bootstrap_account(handler, {11: 7})
+    assert finish(handler)[0] == Code.CHANGED
+    adopted = handler.provisioning.bootstrap_account()
+    assert adopted is not None and adopted.client_hold_off_time == 7
+    stored = Provisioning.from_accounts((), replace(adopted, client_hold_off_time=2.5))
+    restored = Provisioning.from_dict(stored.to_dict()).bootstrap_account()
+    assert restored is not None and restored.client_hold_off_time == 2
 
 
 def test_finish_keeps_an_untouched_certificate_bootstrap_account(tmp_path: pathlib.Path) -> None:
