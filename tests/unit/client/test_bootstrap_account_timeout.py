@@ -139,18 +139,22 @@ def test_after_the_purge_a_failure_that_would_bootstrap_gives_up() -> None:
     assert client.named("all_connections_failed")
 
 
-def test_after_the_purge_the_bootstrap_request_trigger_starts_nothing() -> None:
+def test_after_the_purge_the_bootstrap_request_trigger_is_4_05() -> None:
+    # The client is now one without a Bootstrap-Server account, which answers
+    # the Execute 4.05 (docs/bootstrap.md); it used to answer 2.04, the Server
+    # object having been built from a configuration with an account.
     world = make_world()
     client = world.client()
     finished = world.bootstrapped(client)
     world.net.clock.run_until(finished + TIMEOUT)
+    assert purges(client)
     result = operate(world.net, world.b, execute_request("/1/0/9"))
     world.net.clock.run_for(30)
-    # Answered by the Server object (built with an account), refused by the engine.
-    assert result.code == Code.CHANGED
-    (refused,) = client.errors(ev.ErrorCode.NOT_ALLOWED)
-    assert refused.detail is not None and "Bootstrap-Server account" in refused.detail
+    assert result.code == Code.METHOD_NOT_ALLOWED
+    assert b"no Bootstrap-Server account" in result.payload
+    assert client.errors(ev.ErrorCode.NOT_ALLOWED) == []  # refused by the Execute
     assert len(client.named("bootstrap_started")) == 1
+    assert client.engine.registered(2)
 
 
 def test_before_the_deadline_the_same_failure_still_bootstraps() -> None:
@@ -269,6 +273,7 @@ def test_a_purge_survives_a_restart(tmp_path: Path) -> None:
     assert purges(second) == []  # reported once, when it happened
     # The configured account stays gone too.
     assert second.engine.bootstrap_account is None
+    assert operate(world.net, world.b, execute_request("/1/0/9")).code == Code.METHOD_NOT_ALLOWED
     update_reset_then_wait(world, second)
     assert second.named("bootstrap_started") == []
 

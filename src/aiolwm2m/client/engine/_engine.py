@@ -113,6 +113,12 @@ class ClientEngine:
         s.registration = Registration(s)
         s.bootstrap = BootstrapFlow(s)
         s.recovery = Recovery(s)
+        # The data model asks whether there is a Bootstrap-Server account (/1/x/9 is
+        # 4.05 without one) of the engine, whose account a purge or a bootstrap
+        # changes, not of the configuration it was built from (optional hook).
+        follow = getattr(objects, "follow_bootstrap_account", None)
+        if follow is not None:
+            follow(lambda: s.bootstrap_account is not None)
 
     # ------------------------------------------------------------------ queries
     def all_connections_failed(self) -> bool:

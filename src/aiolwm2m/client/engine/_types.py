@@ -167,7 +167,12 @@ class Snapshot:
 
 
 class DataModel(Protocol):
-    """What the engine needs from the data model (see ``aiolwm2m.client.operations``)."""
+    """What the engine needs from the data model (see ``aiolwm2m.client.operations``).
+
+    Optional hooks, called when the model has them: ``accounts_changed(accounts)``
+    (the server set changed) and ``follow_bootstrap_account(present)`` (how to ask
+    whether the engine has a Bootstrap-Server account now).
+    """
 
     def registration_payload(self, lwm2m_version: str) -> bytes:
         """CoRE link-format list of objects and instances for Register/Update."""

@@ -19,7 +19,7 @@ from aiolwm2m.client.operations._types import (
 )
 from aiolwm2m.lwm2m.ddf import ObjectRegistry
 from aiolwm2m.lwm2m.objects import DeviceInfo, HostInfo, ServerCallbacks, build_default_tree
-from aiolwm2m.lwm2m.tree import ExecuteHook
+from aiolwm2m.lwm2m.tree import ExecuteHook, OperationNotAllowedError
 
 __all__ = ["default_objects"]
 
@@ -48,7 +48,7 @@ def default_objects(
         account_changed=actions.account_changed,
         update_trigger=actions.update_trigger,
         disable=actions.disable,
-        bootstrap_request=actions.bootstrap_request if config.bootstrap is not None else None,
+        bootstrap_request=actions.bootstrap_request,
     )
     built = build_default_tree(
         config.servers,
@@ -90,4 +90,9 @@ class _ActionQueue:
         self._queue(DisableServer(ssid, timeout))
 
     def bootstrap_request(self, ssid: int) -> None:
+        """4.05 while the engine has no Bootstrap-Server account (none configured, or
+        purged since): the request would start nothing, and the Execute says so."""
+        assert self.handler is not None, "the handler is set as soon as it is built"
+        if not self.handler.bootstrap_account_present():
+            raise OperationNotAllowedError("no Bootstrap-Server account to bootstrap from")
         self._queue(RequestBootstrap(ssid))

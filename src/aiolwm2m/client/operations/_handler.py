@@ -103,6 +103,11 @@ class OperationHandler:
         self.access = access if access is not None else AccessControl(tree, enabled=False)
         #: What new /1 instances call back into (set by :func:`default_objects`).
         self.server_callbacks = ServerCallbacks()
+        #: Whether the client has a Bootstrap-Server account now, asked at each
+        #: Execute of the Bootstrap-Request Trigger (/1/x/9, 4.05 without one): the
+        #: engine's, once one drives this handler (:meth:`follow_bootstrap_account`);
+        #: without an engine nothing could carry the bootstrap out, so none.
+        self.bootstrap_account_present: Callable[[], bool] = lambda: False
         self.observer = Observer(self, observe)
         self.blockwise = blockwise if blockwise is not None else BlockwiseSettings()
         model = Model(tree, self.access)
@@ -174,6 +179,16 @@ class OperationHandler:
         for iid in self.tree.instance_ids().get(SERVER_OBJECT, []):
             self.tree.remove_instance(SERVER_OBJECT, iid)
         add_server_instances(self.tree, self.access, accounts, self.server_callbacks)
+
+    def follow_bootstrap_account(self, present: Callable[[], bool]) -> None:
+        """The engine says whether it has a Bootstrap-Server account (``present()``).
+
+        Asked, not copied: the engine's account is the one source of truth, and
+        it changes after the configuration this handler was built from (a
+        bootstrap rewrites it, the Account Timeout /0/x/12 purges it, invalid
+        parameters drop it), so /1/x/9 answers as the client is now.
+        """
+        self.bootstrap_account_present = present
 
     def registration_payload(self, lwm2m_version: str) -> bytes:
         """The Register/Update object list; as 1.1 it opens with the root link announcing

@@ -47,7 +47,9 @@ class ServerCallbacks:
     account_changed: Callable[[ServerAccount], None] | None = None
     update_trigger: Callable[[int], None] | None = None
     disable: Callable[[int, float], None] | None = None
-    # None: the client has no Bootstrap-Server account (/1/x/9 answers 4.05).
+    # None: /1/x/9 answers 4.05 (no Bootstrap-Server account). The client's default
+    # objects always set one; it refuses (OperationNotAllowedError, 4.05) while the
+    # engine has no Bootstrap-Server account.
     bootstrap_request: Callable[[int], None] | None = None
 
 

@@ -8,9 +8,11 @@ the instance keeps the updated :class:`ServerAccount` in :attr:`account` and
 reports it through ``on_account_changed``; Registration Update Trigger
 (/1/x/8), Disable (/1/x/4) and Bootstrap-Request Trigger (/1/x/9) go to
 ``on_update_trigger`` / ``on_disable`` / ``on_bootstrap_request``; without the
-last (no Bootstrap-Server account) /1/x/9 answers 4.05.
+last (no Bootstrap-Server account) /1/x/9 answers 4.05, and so does a callback
+that refuses with :class:`OperationNotAllowedError`.
 The client wires those callbacks to the engine (an Update carrying the new
-lifetime, disabling the server), so this module stays free of engine state.
+lifetime, disabling the server; the Bootstrap-Request Trigger refused while the
+engine has no Bootstrap-Server account), so this module stays free of engine state.
 
 The Security object (/0) is never built here: it holds keys and is visible
 to the bootstrap server only.
