@@ -56,6 +56,14 @@ from aiolwm2m.testbed.operations import (
 from aiolwm2m.testbed.sim import SimServer
 
 TYPES = load_builtin().type_of
+#: The content formats that can carry a whole object instance.
+INSTANCE_FORMATS = [
+    ContentFormat.TLV,
+    ContentFormat.SENML_JSON,
+    ContentFormat.SENML_CBOR,
+    ContentFormat.LWM2M_CBOR,
+    ContentFormat.OMA_JSON,
+]
 T0 = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
@@ -132,16 +140,7 @@ def test_read_single_resource_defaults_to_text(ops: OperationHandler) -> None:
     assert resp.payload == b"aiolwm2m"
 
 
-@pytest.mark.parametrize(
-    "fmt",
-    [
-        ContentFormat.TLV,
-        ContentFormat.SENML_JSON,
-        ContentFormat.SENML_CBOR,
-        ContentFormat.LWM2M_CBOR,
-        ContentFormat.OMA_JSON,
-    ],
-)
+@pytest.mark.parametrize("fmt", INSTANCE_FORMATS)
 def test_read_instance_in_every_format(ops: OperationHandler, fmt: ContentFormat) -> None:
     resp = answer(ops, request(Code.GET, "/3/0", accept=fmt))
     assert resp.code == Code.CONTENT and resp.content_format == fmt
@@ -220,16 +219,7 @@ def test_read_hook_returning_wrong_type_is_500(ops: OperationHandler) -> None:
 
 def test_write_replace_resource_every_format(ops: OperationHandler) -> None:
     base = Path.parse("/3/0/15")
-    for n, fmt in enumerate(
-        [
-            ContentFormat.TEXT,
-            ContentFormat.TLV,
-            ContentFormat.SENML_JSON,
-            ContentFormat.SENML_CBOR,
-            ContentFormat.LWM2M_CBOR,
-            ContentFormat.OMA_JSON,
-        ]
-    ):
+    for n, fmt in enumerate([ContentFormat.TEXT, *INSTANCE_FORMATS]):
         zone = f"Zone/{n}"
         payload = encode(fmt, [Record(base, zone)], base)
         resp = answer(ops, request(Code.PUT, "/3/0/15", payload, cf=fmt))
@@ -1486,16 +1476,7 @@ def test_create_of_several_instances_is_refused_if_one_lacks_a_mandatory_resourc
     assert ops.tree.instance_ids()[32769] == []
 
 
-@pytest.mark.parametrize(
-    "fmt",
-    [
-        ContentFormat.TLV,
-        ContentFormat.SENML_JSON,
-        ContentFormat.SENML_CBOR,
-        ContentFormat.LWM2M_CBOR,
-        ContentFormat.OMA_JSON,
-    ],
-)
+@pytest.mark.parametrize("fmt", INSTANCE_FORMATS)
 def test_write_replace_without_a_mandatory_writable_resource_is_4_00(
     fmt: ContentFormat,
 ) -> None:
