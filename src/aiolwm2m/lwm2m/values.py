@@ -9,7 +9,8 @@ in tests. Nesting is recomputed by the formats that need it (TLV, LwM2M CBOR).
 Single-instance resources use a 3-component path (``/3/0/9``); each instance of
 a multiple-instance resource is one record with a 4-component path
 (``/3/0/6/0``). Empty containers (an object instance or a multiple resource
-with no values) produce no record.
+with no values) produce no record; a multiple resource with no instance at all
+is named in :attr:`Records.empty` instead, where a payload can say so.
 """
 
 from __future__ import annotations
@@ -22,7 +23,15 @@ from typing import TYPE_CHECKING
 from .model import InvalidValueError, ObjLnk, ResourceType, TypeLookup, Value, coerce
 from .path import Path
 
-__all__ = ["Record", "apply_types", "records_from_mapping", "records_to_dict", "trusted_record"]
+__all__ = [
+    "Record",
+    "Records",
+    "apply_types",
+    "empty_resources",
+    "records_from_mapping",
+    "records_to_dict",
+    "trusted_record",
+]
 
 _VALUE_TYPES = (str, int, float, bytes, ObjLnk, datetime)
 
@@ -93,6 +102,34 @@ _new = tuple.__new__
 def trusted_record(path: Path, value: Value, time: float | None = None) -> Record:
     """A record whose fields the caller already checked (a decoder's typed values)."""
     return _new(Record, (path, value, time))
+
+
+class Records(list[Record]):
+    """Records, and the multiple resources that hold no instance (``empty``).
+
+    A multiple resource with zero instances is a value of its own: a Write
+    replace of it leaves the resource empty, and TLV must send it as a
+    Multiple Resource entry whatever its number of instances, 0 included
+    (Core 1.1.1 §7.4.3). It has no record, since a record is one value, and
+    a sentinel record would be a value every format, filter and consumer of
+    records would have to skip. So the resource paths ride alongside: the
+    formats that can express an empty multiple resource (TLV, LwM2M CBOR)
+    fill ``empty`` when decoding and write it when encoding; the others, and
+    every consumer that has no use for it, see a plain list of records.
+    Equality is the list's (``empty`` is not compared).
+    """
+
+    __slots__ = ("empty",)
+
+    def __init__(self, records: Iterable[Record] = (), empty: Iterable[Path] = ()) -> None:
+        super().__init__(records)
+        #: Resource paths (3 components) of multiple resources with no instance.
+        self.empty: frozenset[Path] = frozenset(empty)
+
+
+def empty_resources(records: Iterable[Record]) -> frozenset[Path]:
+    """The multiple resources ``records`` gives with no instance (see :class:`Records`)."""
+    return records.empty if isinstance(records, Records) else frozenset()
 
 
 def records_from_mapping(values: Mapping[Path, Value]) -> list[Record]:

@@ -1504,3 +1504,69 @@ def test_write_replace_without_a_mandatory_writable_resource_is_4_00(
     one = encode(fmt, [Record(base.child(1), "d")], base.child(1))
     assert answer(ops, request(Code.PUT, "/32769/0/1", one, cf=fmt)).code == Code.CHANGED
     assert inst.values == {0: 7, 1: "d", 2: 3}
+
+
+def _lists_ops() -> OperationHandler:
+    """An object with a mandatory writable multiple resource (0), an optional one
+    (1) and a single one (2); instance 0 holds instances in both lists."""
+    from aiolwm2m.lwm2m.model import ObjectDef, Operations, ResourceDef, ResourceType
+
+    rw = Operations.RW
+    lists = ObjectDef(
+        32770,
+        "Lists",
+        {
+            0: ResourceDef(0, "Targets", ResourceType.INTEGER, rw, mandatory=True, multiple=True),
+            1: ResourceDef(1, "Labels", ResourceType.STRING, rw, multiple=True),
+            2: ResourceDef(2, "Mode", ResourceType.INTEGER, rw),
+        },
+        multiple=True,
+    )
+    ops = make_ops()
+    ops.tree.add_object(32770, factory=lambda iid: Instance(), definition=lists)
+    ops.tree.add_instance(32770, 0, Instance({0: {0: 1, 1: 2}, 1: {0: "a"}, 2: 3}))
+    return ops
+
+
+def test_write_replace_of_a_multiple_resource_with_no_instance_empties_it() -> None:
+    """PUT /X/Y/R with a Multiple Resource TLV of length 0: the new value is "no
+    instances" (Core 1.1.1 §6.3.3 replace; §7.4.3 TLV for 0, 1 or more instances),
+    answered 2.04; a partial update (POST) of the instance adds no instance."""
+    ops = _lists_ops()
+    inst = ops.tree.instance(32770, 0)
+    empty = bytes.fromhex("8000")
+    assert answer(ops, request(Code.PUT, "/32770/0/0", empty, cf=11542)).code == Code.CHANGED
+    assert inst.values[0] == {}
+    assert Path.parse("/32770/0/0") in ops.tree.take_changes()
+    labels = bytes.fromhex("8001")
+    assert answer(ops, request(Code.POST, "/32770/0", labels, cf=11542)).code == Code.CHANGED
+    assert inst.values[1] == {0: "a"}
+    # A Multiple Resource TLV for a single resource is refused, as with instances.
+    mode = bytes.fromhex("8002")
+    assert answer(ops, request(Code.PUT, "/32770/0/2", mode, cf=11542)).code == Code.NOT_FOUND
+    assert inst.values[2] == 3
+
+
+def test_write_replace_of_an_instance_with_empty_multiple_resources() -> None:
+    """A replace of the instance that gives the mandatory multiple resource with no
+    instance (a Multiple Resource TLV of length 0) gives it: 2.04, and it is left
+    empty; an optional one sent empty is left empty too, not removed."""
+    ops = _lists_ops()
+    inst = ops.tree.instance(32770, 0)
+    payload = bytes.fromhex("8000 8001 C10207")
+    assert answer(ops, request(Code.PUT, "/32770/0", payload, cf=11542)).code == Code.CHANGED
+    assert inst.values == {0: {}, 1: {}, 2: 7}
+    # Not sending the mandatory one at all is still refused.
+    assert answer(ops, request(Code.PUT, "/32770/0", bytes.fromhex("8001"), cf=11542)).code == (
+        Code.BAD_REQUEST
+    )
+    assert inst.values == {0: {}, 1: {}, 2: 7}
+
+
+def test_create_with_an_empty_mandatory_multiple_resource() -> None:
+    """Create counts a mandatory multiple resource sent with no instance as given."""
+    ops = _lists_ops()
+    payload = bytes.fromhex("0205 8000")  # object instance 5 holding /32770/5/0 empty
+    resp = answer(ops, request(Code.POST, "/32770", payload, cf=11542))
+    assert resp.code == Code.CREATED and resp.location_path == ["32770", "5"]
+    assert ops.tree.instance(32770, 5).values == {0: {}}

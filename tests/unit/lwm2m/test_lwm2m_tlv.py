@@ -16,7 +16,7 @@ from aiolwm2m.lwm2m.formats import tlv
 from aiolwm2m.lwm2m.formats.errors import FormatEncodeError, TlvError
 from aiolwm2m.lwm2m.model import ObjLnk, ResourceType
 from aiolwm2m.lwm2m.path import Path
-from aiolwm2m.lwm2m.values import Record
+from aiolwm2m.lwm2m.values import Record, empty_resources
 
 REGISTRY = load_builtin()
 
@@ -100,6 +100,21 @@ def test_spec_single_resource_and_multiple_resource() -> None:
     assert tlv.decode(hexbytes("41 01 05"), Path(3, 0, 6, 1), REGISTRY.type_of) == [records[1]]
     # Bare resource instances for a multiple resource are tolerated.
     assert tlv.decode(hexbytes("41 00 01 41 01 05"), Path(3, 0, 6), REGISTRY.type_of) == records
+
+
+def test_multiple_resource_with_no_instance_is_named_empty() -> None:
+    """A Multiple Resource TLV of length 0 is the resource with zero instances
+    (Core 1.1.1 §7.4.3: that TLV is used "whatever the number of Instances (0, 1
+    or more)"): no record, but the resource path in ``empty``, at every level."""
+    typed = REGISTRY.type_of
+    resource = tlv.decode(hexbytes("80 06"), Path(3, 0, 6), typed)
+    assert resource == [] and empty_resources(resource) == {Path(3, 0, 6)}
+    instance = tlv.decode(hexbytes("80 06 C1 09 64 80 07"), Path(3, 0), typed)
+    assert instance == [Record(Path(3, 0, 9), 100)]
+    assert empty_resources(instance) == {Path(3, 0, 6), Path(3, 0, 7)}
+    wrapped = tlv.decode(hexbytes("02 00 80 06"), Path(3), typed)
+    assert wrapped == [] and empty_resources(wrapped) == {Path(3, 0, 6)}
+    assert empty_resources(tlv.decode(DEVICE, Path(3, 0), typed)) == frozenset()
 
 
 # Core spec appendix: Read /2 with two Access Control instances; the ACL of the

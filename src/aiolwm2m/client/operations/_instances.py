@@ -20,7 +20,7 @@ from aiolwm2m.lwm2m.objects import Right
 from aiolwm2m.lwm2m.objects.access_control import CREATE_TARGET
 from aiolwm2m.lwm2m.path import Path
 from aiolwm2m.lwm2m.tree import Instance, ResourceValue
-from aiolwm2m.lwm2m.values import Record
+from aiolwm2m.lwm2m.values import Record, empty_resources
 
 __all__ = ["Instances"]
 
@@ -49,7 +49,11 @@ class Instances:
         if not model.access.allowed(ssid, path.object_id, CREATE_TARGET, Right.CREATE):
             raise Reply(Code.UNAUTHORIZED, f"server {ssid} may not create in {path}")
         records = self._decode_create(request, path, node.free_instance_id())
+        empty = empty_resources(records)
         by_instance: dict[int, list[Record]] = {}
+        for rpath in empty:
+            assert rpath.instance_id is not None
+            by_instance.setdefault(rpath.instance_id, [])
         for record in records:
             assert record.path.instance_id is not None
             by_instance.setdefault(record.path.instance_id, []).append(record)
@@ -61,7 +65,7 @@ class Instances:
         for iid, found in sorted(by_instance.items()):
             if iid in node.instances:
                 raise Reply(Code.BAD_REQUEST, f"{path.child(iid)} already exists")
-            checked = self._create_values(found)
+            checked = self._create_values(found, [p for p in empty if p.instance_id == iid])
             require_mandatory(node.definition, path.child(iid), checked, "Create")
             planned.append((iid, checked))
         pending: list[Awaitable[Any]] = []
@@ -81,10 +85,17 @@ class Instances:
                 created.add(OptionNumber.LOCATION_PATH, segment.encode())
         return maybe_later([(Path(), a) for a in pending], lambda _: created)
 
-    def _create_values(self, records: Sequence[Record]) -> list[tuple[Path, ResourceValue]]:
-        """Validated ``(resource path, value)`` of one instance to create."""
+    def _create_values(
+        self, records: Sequence[Record], empty: Sequence[Path]
+    ) -> list[tuple[Path, ResourceValue]]:
+        """Validated ``(resource path, value)`` of one instance to create; the multiple
+        resources in ``empty`` were sent with no instance and start with none."""
         tree = self._model.tree
         values: dict[Path, dict[int, object] | object] = {}
+        for rpath in empty:
+            if not tree.resource_def(rpath).multiple:
+                raise Reply(Code.BAD_REQUEST, f"{rpath} is single-instance")
+            values[rpath] = {}
         for record in records:
             rpath = Path.of(*record.path.ids[:3])
             rdef = tree.resource_def(rpath)

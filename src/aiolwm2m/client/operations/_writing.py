@@ -15,7 +15,7 @@ from aiolwm2m.client.operations._model import Model
 from aiolwm2m.client.operations._reading import COMPOSITE_FORMATS
 from aiolwm2m.coap.message import Code, Message
 from aiolwm2m.lwm2m.formats import VALUE_FORMATS, decode
-from aiolwm2m.lwm2m.model import ObjectDef
+from aiolwm2m.lwm2m.model import ObjectDef, ResourceDef
 from aiolwm2m.lwm2m.objects import Right
 from aiolwm2m.lwm2m.path import Path, PathLevel
 from aiolwm2m.lwm2m.tree import (
@@ -24,7 +24,7 @@ from aiolwm2m.lwm2m.tree import (
     is_awaitable,
     parse_execute_arguments,
 )
-from aiolwm2m.lwm2m.values import Record
+from aiolwm2m.lwm2m.values import Record, empty_resources
 
 __all__ = ["Writer", "require_mandatory"]
 
@@ -47,10 +47,11 @@ class Writer:
             tree.resource_def(path)
         self._model.require(ssid, path, Right.WRITE)
         records = self.decode_payload(request, path)
-        if not records:
+        empty = empty_resources(records)
+        if not records and not empty:
             raise Reply(Code.BAD_REQUEST, "Write without values")
         merge = not replace or path.is_resource_instance
-        changes = self._prepare_writes(ssid, records, merge=merge)
+        changes = self._prepare_writes(ssid, records, merge=merge, empty=empty)
         if replace and path.is_instance:
             definition = tree.node(path.object_id).definition
             require_mandatory(definition, path, changes, "Write replace")
@@ -102,17 +103,24 @@ class Writer:
         return records
 
     def _prepare_writes(
-        self, ssid: int, records: Iterable[Record], *, merge: bool
+        self,
+        ssid: int,
+        records: Iterable[Record],
+        *,
+        merge: bool,
+        empty: Iterable[Path] = (),
     ) -> list[tuple[Path, ResourceValue]]:
         """Validate every record first (all-or-nothing): ``[(resource path, new value)]``.
 
         Multiple resources are replaced by the written instances unless
-        ``merge`` (partial update, composite, resource-instance writes).
+        ``merge`` (partial update, composite, resource-instance writes); those
+        in ``empty``, sent with no instance, are replaced by none (a merge adds
+        none and keeps them as they are).
         """
         tree = self._model.tree
         out: list[tuple[Path, ResourceValue]] = []
         by_instance: dict[tuple[int, int], dict[int, ResourceValue]] = {}
-        for rpath, raw in self._grouped(ssid, records).items():
+        for rpath, raw in self._grouped(ssid, records, empty).items():
             value = tree.validate(rpath, raw)
             assert rpath.object_id is not None and rpath.instance_id is not None
             assert rpath.resource_id is not None
@@ -131,20 +139,19 @@ class Writer:
         return out
 
     def _grouped(
-        self, ssid: int, records: Iterable[Record]
+        self, ssid: int, records: Iterable[Record], empty: Iterable[Path]
     ) -> dict[Path, dict[int, object] | object]:
-        """The written raw values by resource path (resource instances gathered in a dict),
-        after the checks that need no value: existence, Access Control, writability."""
-        tree = self._model.tree
+        """The written raw values by resource path (resource instances gathered in a dict,
+        empty for the multiple resources in ``empty``), after the checks that need no
+        value: existence, Access Control, writability."""
         grouped: dict[Path, dict[int, object] | object] = {}
+        for rpath in empty:
+            if not self._writable(ssid, rpath).multiple:
+                raise NotFoundError(f"{rpath} is single-instance")
+            grouped[rpath] = {}
         for record in records:
             rpath = Path.of(*record.path.ids[:3])
-            assert rpath.object_id is not None and rpath.instance_id is not None
-            tree.instance(rpath.object_id, rpath.instance_id)
-            rdef = tree.resource_def(rpath)
-            self._model.require(ssid, rpath, Right.WRITE)
-            if not rdef.operations.writable:
-                raise Reply(Code.METHOD_NOT_ALLOWED, f"{rpath} is not writable")
+            rdef = self._writable(ssid, rpath)
             if record.path.resource_instance_id is not None:
                 if not rdef.multiple:
                     raise NotFoundError(f"{rpath} is single-instance")
@@ -156,6 +163,17 @@ class Writer:
             else:
                 grouped[rpath] = record.value
         return grouped
+
+    def _writable(self, ssid: int, rpath: Path) -> ResourceDef:
+        """The definition of resource ``rpath`` once it exists and this server may write it."""
+        assert rpath.object_id is not None and rpath.instance_id is not None
+        tree = self._model.tree
+        tree.instance(rpath.object_id, rpath.instance_id)
+        rdef = tree.resource_def(rpath)
+        self._model.require(ssid, rpath, Right.WRITE)
+        if not rdef.operations.writable:
+            raise Reply(Code.METHOD_NOT_ALLOWED, f"{rpath} is not writable")
+        return rdef
 
     def apply_writes(self, changes: Sequence[tuple[Path, ResourceValue]], code: Code) -> Result:
         """Write validated values; answer ``code`` once every (async) write hook is done."""

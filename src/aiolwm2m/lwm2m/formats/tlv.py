@@ -40,7 +40,7 @@ from ..model import (
     time_to_seconds,
 )
 from ..path import Path, PathError, interned_path
-from ..values import Record, trusted_record
+from ..values import Record, Records, trusted_record
 from .errors import FormatEncodeError, TlvError
 
 __all__ = ["Kind", "Tlv", "decode", "decode_value", "encode", "encode_value", "parse", "serialize"]
@@ -397,7 +397,11 @@ def _record(path: Path, data: bytes, types: TypeLookup | None) -> Record:
     return trusted_record(path, decode_value(data, rtype))
 
 
-def _from_resources(items: list[_Item], instance: Path, types: TypeLookup | None) -> list[Record]:
+def _from_resources(
+    items: list[_Item], instance: Path, types: TypeLookup | None, empty: list[Path]
+) -> list[Record]:
+    """Records of the resources below ``instance``; multiple resources without
+    instances are added to ``empty`` (see :class:`~aiolwm2m.lwm2m.values.Records`)."""
     out: list[Record] = []
     prefix = instance.ids
     for kind, ident, body in items:
@@ -406,6 +410,8 @@ def _from_resources(items: list[_Item], instance: Path, types: TypeLookup | None
             value = decode_value(body, types(path) if types is not None else None)
             out.append(_new_record(Record, (path, value, None)))
         elif kind == _MULTIPLE_RESOURCE:
+            if not body:
+                empty.append(path)
             out.extend(_from_instances(body, path, types))
         else:
             raise TlvError(f"expected a resource below {instance}, got {_KINDS[kind].name}")
@@ -490,7 +496,9 @@ def decode(payload: bytes, base: Path, types: TypeLookup | None = None) -> list[
     resources (or one object instance wrapping them, with the same id, as
     some servers send for Write/Create); resource -> that resource as a value
     or multiple resource (or bare resource instances); resource instance ->
-    one resource instance.
+    one resource instance. A Multiple Resource TLV of length 0 (the resource
+    holds no instance) is named in the result's
+    :attr:`~aiolwm2m.lwm2m.values.Records.empty`.
     """
     try:
         data = bytes(payload)
@@ -498,14 +506,18 @@ def decode(payload: bytes, base: Path, types: TypeLookup | None = None) -> list[
             flat = _flat_resources(data, base.ids, types)
             if flat is not None:
                 return flat
-        return _decode_items(_scan(data, 0, len(data), _TOP), base, types)
+        empty: list[Path] = []
+        records = _decode_items(_scan(data, 0, len(data), _TOP), base, types, empty)
+        return Records(records, empty)
     except PathError as exc:
         raise TlvError(f"invalid identifier: {exc}") from None
     except InvalidValueError as exc:
         raise TlvError(str(exc)) from None
 
 
-def _decode_items(items: list[_Item], base: Path, types: TypeLookup | None) -> list[Record]:
+def _decode_items(
+    items: list[_Item], base: Path, types: TypeLookup | None, empty: list[Path]
+) -> list[Record]:
     level = len(base.ids)
     if level == 0:
         raise TlvError("TLV payloads need at least an object path")
@@ -518,14 +530,14 @@ def _decode_items(items: list[_Item], base: Path, types: TypeLookup | None) -> l
             if ident in seen:
                 raise TlvError(f"object instance {ident} appears twice")
             seen.add(ident)
-            out.extend(_from_resources(body, base.child(ident), types))
+            out.extend(_from_resources(body, base.child(ident), types, empty))
         return out
     if level == 2:
         if len(items) == 1 and items[0][0] == _OBJECT_INSTANCE:
             if items[0][1] != base.instance_id:
                 raise TlvError(f"object instance {items[0][1]} sent for {base}")
             items = items[0][2]
-        return _from_resources(items, base, types)
+        return _from_resources(items, base, types, empty)
     if level == 3:
         if items and all(kind == _RESOURCE_INSTANCE for kind, _, _ in items):
             return _from_instances(items, base, types)
@@ -536,6 +548,8 @@ def _decode_items(items: list[_Item], base: Path, types: TypeLookup | None) -> l
             raise TlvError(f"resource {ident} sent for {base}")
         if kind == _RESOURCE:
             return [_record(base, body, types)]
+        if not body:
+            empty.append(base)
         return _from_instances(body, base, types)
     if len(items) != 1 or items[0][0] != _RESOURCE_INSTANCE:
         raise TlvError(f"expected one resource instance for {base}")
