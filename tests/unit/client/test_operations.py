@@ -1570,3 +1570,17 @@ def test_create_with_an_empty_mandatory_multiple_resource() -> None:
     resp = answer(ops, request(Code.POST, "/32770", payload, cf=11542))
     assert resp.code == Code.CREATED and resp.location_path == ["32770", "5"]
     assert ops.tree.instance(32770, 5).values == {0: {}}
+
+
+def test_write_replace_with_an_empty_lwm2m_cbor_map_empties_a_multiple_resource() -> None:
+    """LwM2M CBOR says "no instance" with an empty map: {R: {}} (resource or instance)."""
+    import cbor2
+
+    ops = _lists_ops()
+    inst = ops.tree.instance(32770, 0)
+    resource = cbor2.dumps({32770: {0: {1: {}}}})
+    assert answer(ops, request(Code.PUT, "/32770/0/1", resource, cf=11544)).code == Code.CHANGED
+    assert inst.values[1] == {}
+    instance = cbor2.dumps({32770: {0: {0: {}, 2: 4}}})
+    assert answer(ops, request(Code.PUT, "/32770/0", instance, cf=11544)).code == Code.CHANGED
+    assert inst.values == {0: {}, 2: 4}

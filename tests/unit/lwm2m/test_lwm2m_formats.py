@@ -38,7 +38,7 @@ from aiolwm2m.lwm2m.formats import (
 )
 from aiolwm2m.lwm2m.model import ObjLnk, ResourceType, Value
 from aiolwm2m.lwm2m.path import Path
-from aiolwm2m.lwm2m.values import Record
+from aiolwm2m.lwm2m.values import Record, empty_resources
 
 REGISTRY = load_builtin()
 
@@ -280,6 +280,20 @@ def test_lwm2m_cbor_array_keys_and_tagged_time() -> None:
         Record(Path(3, 0, 9), 100),
         Record(Path(3, 0, 13), datetime.fromtimestamp(1367491215, UTC)),
     ]
+
+
+def test_lwm2m_cbor_empty_map_is_a_multiple_resource_with_no_instance() -> None:
+    payload = cbor2.dumps({3: {0: {6: {}, 9: 100}}})
+    records = lwm2m_cbor.decode(payload, Path(3, 0), REGISTRY.type_of)
+    assert records == [Record(Path(3, 0, 9), 100)]
+    assert empty_resources(records) == {Path(3, 0, 6)}
+    resource = lwm2m_cbor.decode(cbor2.dumps({(3, 0, 6): {}}), Path(3, 0, 6), REGISTRY.type_of)
+    assert resource == [] and empty_resources(resource) == {Path(3, 0, 6)}
+    for contradicting in ({3: {0: {6: {}}}, (3, 0, 6, 0): 1}, {3: {0: {6: {}}}, (3, 0, 6): 1}):
+        with pytest.raises(Lwm2mCborError):
+            lwm2m_cbor.decode(cbor2.dumps(contradicting), Path(3), REGISTRY.type_of)
+    with pytest.raises(Lwm2mCborError):  # outside the request path
+        lwm2m_cbor.decode(cbor2.dumps({3: {0: {6: {}}}}), Path(3, 0, 7), REGISTRY.type_of)
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,8 @@ decode and do not emit. Values: text strings (String, Corelnk, Objlnk as
 ``"3:0"``), integers (Integer, Unsigned, Time), floats, booleans, byte
 strings (Opaque); Time is written as plain integer seconds and also accepted
 as a tag-1 epoch value. Timestamps are not representable and are dropped.
+A multiple resource with no instance is an empty map (``{6: {}}``), read
+into and written from :attr:`~aiolwm2m.lwm2m.values.Records.empty`.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import cbor2
 
 from ..model import InvalidValueError, ObjLnk, TypeLookup, Value, time_to_seconds
 from ..path import Path, PathError
-from ..values import Record, apply_types
+from ..values import Record, Records, apply_types
 from .errors import ContentFormatError, FormatEncodeError, Lwm2mCborError
 
 __all__ = ["decode", "dumps", "encode", "leaf_value", "wire_value"]
@@ -81,7 +83,9 @@ def encode(records: Sequence[Record], base: Path) -> bytes:
     return dumps(tree, "LwM2M CBOR")
 
 
-def _walk(node: object, prefix: tuple[int, ...], out: list[Record]) -> None:
+def _walk(node: object, prefix: tuple[int, ...], out: list[Record], empty: list[Path]) -> None:
+    """Records of the values below ``prefix``; an empty map at resource depth is a
+    multiple resource with no instance, added to ``empty``."""
     if not isinstance(node, dict):
         raise Lwm2mCborError("expected a map")
     for key, value in node.items():
@@ -99,7 +103,9 @@ def _walk(node: object, prefix: tuple[int, ...], out: list[Record]) -> None:
         if len(ids) > 4:
             raise Lwm2mCborError(f"path deeper than a resource instance: {ids}")
         if isinstance(value, dict):
-            _walk(value, ids, out)
+            if not value and len(ids) == 3:
+                empty.append(Path.of(*ids))
+            _walk(value, ids, out, empty)
             continue
         if len(ids) < 3:
             raise Lwm2mCborError(f"value at {ids}, above resource level")
@@ -113,8 +119,9 @@ def decode(payload: bytes, base: Path, types: TypeLookup | None = None) -> list[
     except Exception as exc:  # cbor2 raises assorted exception types on hostile input
         raise Lwm2mCborError(f"invalid CBOR: {exc}") from None
     records: list[Record] = []
+    empty: list[Path] = []
     try:
-        _walk(document, (), records)
+        _walk(document, (), records, empty)
         seen: set[Path] = set()
         for record in records:
             if record.path in seen:
@@ -122,6 +129,12 @@ def decode(payload: bytes, base: Path, types: TypeLookup | None = None) -> list[
             seen.add(record.path)
             if not base.contains(record.path):
                 raise Lwm2mCborError(f"{record.path} is not below the request path {base}")
-        return apply_types(records, types)
+        given = {Path.of(*path.ids[:3]) for path in seen} if empty else set()
+        for path in empty:
+            if path in given:  # {6: {}} and values of /.../6 under an array key
+                raise Lwm2mCborError(f"{path} given more than once")
+            if not base.contains(path):
+                raise Lwm2mCborError(f"{path} is not below the request path {base}")
+        return Records(apply_types(records, types), empty)
     except (PathError, InvalidValueError) as exc:
         raise Lwm2mCborError(str(exc)) from None
