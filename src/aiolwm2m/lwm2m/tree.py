@@ -35,7 +35,7 @@ from aiolwm2m.errors import Lwm2mError
 from .ddf import ObjectRegistry, ResourceTypes, load_builtin
 from .model import InvalidValueError, ObjectDef, Operations, ResourceDef, ResourceType, Value
 from .path import MAX_ID, Path
-from .values import Record, trusted_record
+from .values import Record, Records, trusted_record
 
 __all__ = [
     "BlockSink",
@@ -523,9 +523,14 @@ class ObjectTree:
 
         ``value`` is one :meth:`validate` or :meth:`coerce` returned: its types
         are checked, so the records are built without checking them again
-        (this runs for every value read and notified).
+        (this runs for every value read and notified). A multiple resource
+        with no instance has no record and is named in
+        :attr:`~aiolwm2m.lwm2m.values.Records.empty`, for the formats that
+        send it (TLV, LwM2M CBOR).
         """
         if isinstance(value, dict):
+            if not value:
+                return Records(empty=(path,))
             return [trusted_record(path.child(riid), v) for riid, v in sorted(value.items())]
         return [trusted_record(path, value)]
 

@@ -1584,3 +1584,42 @@ def test_write_replace_with_an_empty_lwm2m_cbor_map_empties_a_multiple_resource(
     instance = cbor2.dumps({32770: {0: {0: {}, 2: 4}}})
     assert answer(ops, request(Code.PUT, "/32770/0", instance, cf=11544)).code == Code.CHANGED
     assert inst.values == {0: {}, 2: 4}
+
+
+def test_read_of_a_multiple_resource_with_no_instance() -> None:
+    """TLV sends it as a Multiple Resource TLV of length 0 "whatever the number of
+    Instances (0, 1 or more)" (Core 1.1.1 §7.4.3), also within the instance, and
+    LwM2M CBOR as an empty map; SenML has no record for it (an empty pack). Its
+    instance 0 does not exist (4.04) and Discover shows dim=0."""
+    import cbor2
+
+    ops = _lists_ops()
+    ops.tree.set("/32770/0/0", {})
+    resp = answer(ops, request(Code.GET, "/32770/0/0"))
+    assert (resp.code, resp.content_format, resp.payload) == (Code.CONTENT, 11542, b"\x80\x00")
+    resp = answer(ops, request(Code.GET, "/32770/0", accept=11542))
+    assert resp.payload == bytes.fromhex("8000 830141 0061 C10203")  # /0 empty, /1, /2
+    resp = answer(ops, request(Code.GET, "/32770/0/0", accept=11544))
+    assert cbor2.loads(resp.payload) == {32770: {0: {0: {}}}}
+    resp = answer(ops, request(Code.GET, "/32770/0/0", accept=110))
+    assert (resp.code, resp.payload) == (Code.CONTENT, b"[]")
+    assert answer(ops, request(Code.GET, "/32770/0/0/0")).code == Code.NOT_FOUND
+    resp = answer(ops, request(Code.GET, "/32770/0/0", accept=40))
+    assert resp.payload == b"</32770/0/0>;dim=0"
+
+
+def test_notifications_of_a_multiple_resource_emptied() -> None:
+    """A notification carries the empty resource as a Read does: TLV's Multiple
+    Resource TLV of length 0, an empty map in an LwM2M CBOR Observe-Composite."""
+    import cbor2
+
+    ops = _lists_ops()
+    observe = request(Code.GET, "/32770/0/0", accept=11542, observe=0, token=b"t")
+    assert answer(ops, observe).code == Code.CONTENT
+    paths = senml_json.encode_paths([Path.parse("/32770/0/0"), Path.parse("/32770/0/2")])
+    composite = request(Code.FETCH, "/", paths, cf=110, accept=11544, observe=0, token=b"c")
+    assert answer(ops, composite).code == Code.CONTENT
+    ops.tree.set("/32770/0/0", {})
+    notes = {note.token: note.message.payload for note in ops.take_notifications(1.0)}
+    assert notes[b"t"] == b"\x80\x00"
+    assert cbor2.loads(notes[b"c"]) == {32770: {0: {0: {}, 2: 3}}}

@@ -38,7 +38,7 @@ from aiolwm2m.lwm2m.formats import (
 )
 from aiolwm2m.lwm2m.model import ObjLnk, ResourceType, Value
 from aiolwm2m.lwm2m.path import Path
-from aiolwm2m.lwm2m.values import Record, empty_resources
+from aiolwm2m.lwm2m.values import Record, Records, empty_resources
 
 REGISTRY = load_builtin()
 
@@ -294,6 +294,8 @@ def test_lwm2m_cbor_empty_map_is_a_multiple_resource_with_no_instance() -> None:
             lwm2m_cbor.decode(cbor2.dumps(contradicting), Path(3), REGISTRY.type_of)
     with pytest.raises(Lwm2mCborError):  # outside the request path
         lwm2m_cbor.decode(cbor2.dumps({3: {0: {6: {}}}}), Path(3, 0, 7), REGISTRY.type_of)
+    written = lwm2m_cbor.encode(Records([Record(Path(3, 0, 9), 100)], [Path(3, 0, 6)]), Path(3))
+    assert cbor2.loads(written) == {3: {0: {6: {}, 9: 100}}}
 
 
 @pytest.mark.parametrize(

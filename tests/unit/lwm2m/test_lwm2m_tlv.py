@@ -16,7 +16,7 @@ from aiolwm2m.lwm2m.formats import tlv
 from aiolwm2m.lwm2m.formats.errors import FormatEncodeError, TlvError
 from aiolwm2m.lwm2m.model import ObjLnk, ResourceType
 from aiolwm2m.lwm2m.path import Path
-from aiolwm2m.lwm2m.values import Record, empty_resources
+from aiolwm2m.lwm2m.values import Record, Records, empty_resources
 
 REGISTRY = load_builtin()
 
@@ -115,6 +115,26 @@ def test_multiple_resource_with_no_instance_is_named_empty() -> None:
     wrapped = tlv.decode(hexbytes("02 00 80 06"), Path(3), typed)
     assert wrapped == [] and empty_resources(wrapped) == {Path(3, 0, 6)}
     assert empty_resources(tlv.decode(DEVICE, Path(3, 0), typed)) == frozenset()
+
+
+def test_empty_multiple_resources_are_encoded_as_multiple_resource_tlvs_of_length_0() -> None:
+    """What the decoder reads back: in resource id order among the records."""
+    typed = REGISTRY.type_of
+    resource = Records(empty=[Path(3, 0, 6)])
+    assert tlv.encode(resource, Path(3, 0, 6)) == hexbytes("80 06")
+    instance = Records([Record(Path(3, 0, 0), "A"), Record(Path(3, 0, 9), 100)], [Path(3, 0, 6)])
+    payload = tlv.encode(instance, Path(3, 0))
+    assert payload == hexbytes("C1 00 41 80 06 C1 09 64")
+    assert empty_resources(tlv.decode(payload, Path(3, 0), typed)) == {Path(3, 0, 6)}
+    only_empty = Records(empty=[Path(3, 1, 7)])
+    assert tlv.encode(only_empty, Path(3)) == hexbytes("02 01 80 07")
+    for wrong, base in (
+        (Records([Record(Path(3, 0, 6, 0), 1)], [Path(3, 0, 6)]), Path(3, 0)),
+        (Records(empty=[Path(3, 0, 6)]), Path(3, 0, 7)),
+        (Records(empty=[Path(3, 0, 6)]), Path(3, 0, 6, 0)),
+    ):
+        with pytest.raises(FormatEncodeError):
+            tlv.encode(wrong, base)
 
 
 # Core spec appendix: Read /2 with two Access Control instances; the ACL of the

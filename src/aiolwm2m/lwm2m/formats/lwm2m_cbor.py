@@ -23,7 +23,7 @@ import cbor2
 
 from ..model import InvalidValueError, ObjLnk, TypeLookup, Value, time_to_seconds
 from ..path import Path, PathError
-from ..values import Record, Records, apply_types
+from ..values import Record, Records, apply_types, empty_resources
 from .errors import ContentFormatError, FormatEncodeError, Lwm2mCborError
 
 __all__ = ["decode", "dumps", "encode", "leaf_value", "wire_value"]
@@ -65,22 +65,30 @@ def leaf_value(value: object, where: object, error: type[ContentFormatError]) ->
 
 
 def encode(records: Sequence[Record], base: Path) -> bytes:
-    """Encode records below ``base`` as nested maps rooted at the object id."""
+    """Encode records below ``base`` as nested maps rooted at the object id, and the
+    multiple resources of :attr:`~aiolwm2m.lwm2m.values.Records.empty` as empty maps."""
     tree: dict[int, Any] = {}
     for record in records:
-        if not base.contains(record.path):
-            raise FormatEncodeError(f"{record.path} is not below the request path {base}")
-        *parents, leaf = record.path.ids
-        node = tree
-        for component in parents:
-            child = node.setdefault(component, {})
-            if not isinstance(child, dict):
-                raise FormatEncodeError(f"{record.path} is below a single-value resource")
-            node = child
-        if leaf in node:
-            raise FormatEncodeError(f"{record.path} given more than once (or is a container)")
-        node[leaf] = wire_value(record.value)
+        _place(tree, base, record.path, wire_value(record.value))
+    for path in sorted(empty_resources(records)):
+        _place(tree, base, path, {})
     return dumps(tree, "LwM2M CBOR")
+
+
+def _place(tree: dict[int, Any], base: Path, path: Path, value: object) -> None:
+    """Put ``value`` at ``path`` in the nested maps of ``tree``."""
+    if not base.contains(path):
+        raise FormatEncodeError(f"{path} is not below the request path {base}")
+    *parents, leaf = path.ids
+    node = tree
+    for component in parents:
+        child = node.setdefault(component, {})
+        if not isinstance(child, dict):
+            raise FormatEncodeError(f"{path} is below a single-value resource")
+        node = child
+    if leaf in node:
+        raise FormatEncodeError(f"{path} given more than once (or is a container)")
+    node[leaf] = value
 
 
 def _walk(node: object, prefix: tuple[int, ...], out: list[Record], empty: list[Path]) -> None:

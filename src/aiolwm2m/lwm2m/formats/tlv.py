@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Sequence
+from bisect import insort
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import IntEnum
@@ -40,7 +41,7 @@ from ..model import (
     time_to_seconds,
 )
 from ..path import Path, PathError, interned_path
-from ..values import Record, Records, trusted_record
+from ..values import Record, Records, empty_resources, trusted_record
 from .errors import FormatEncodeError, TlvError
 
 __all__ = ["Kind", "Tlv", "decode", "decode_value", "encode", "encode_value", "parse", "serialize"]
@@ -303,11 +304,12 @@ def _tlv(kind: int, identifier: int, body: bytes) -> bytes:
     return _header(_KINDS[kind], identifier, length) + body
 
 
-def _resources(records: Sequence[Record], depth: int) -> bytes:
-    """TLVs for records grouped by resource id (component ``depth`` of the path)."""
-    singles: set[int] = set()
+def _resources(records: Sequence[Record], depth: int, empty: Collection[int] = ()) -> bytes:
+    """TLVs for records grouped by resource id (component ``depth`` of the path),
+    and a Multiple Resource TLV of length 0 for each id in ``empty``."""
+    singles: dict[int, bytes] = {}  # id -> the encoded resource
     multiples: dict[int, list[tuple[int, bytes]]] = {}
-    order: list[int | bytes] = []  # the encoded single, or the id of a multiple
+    order: list[int] = []  # resource ids as first met
     for record in records:
         path, value, _ = record
         ids = path.ids
@@ -315,8 +317,8 @@ def _resources(records: Sequence[Record], depth: int) -> bytes:
         if len(ids) == depth + 1:
             if resource_id in singles or resource_id in multiples:
                 raise FormatEncodeError(f"resource {path} given more than once")
-            singles.add(resource_id)
-            order.append(_tlv(_RESOURCE, resource_id, encode_value(value)))
+            singles[resource_id] = _tlv(_RESOURCE, resource_id, encode_value(value))
+            order.append(resource_id)
             continue
         if resource_id in singles:
             raise FormatEncodeError(f"resource {record.path.parent} is both single and multiple")
@@ -329,11 +331,16 @@ def _resources(records: Sequence[Record], depth: int) -> bytes:
             raise FormatEncodeError(f"resource instance {record.path} given more than once")
         value = encode_value(record.value)
         instances.append((instance_id, _tlv(_RESOURCE_INSTANCE, instance_id, value)))
+    for resource_id in sorted(empty):
+        if resource_id in singles or resource_id in multiples:
+            raise FormatEncodeError(f"resource {resource_id} given both empty and with values")
+        multiples[resource_id] = []
+        insort(order, resource_id)  # in id order among records read in id order
     return b"".join(
-        item
-        if isinstance(item, bytes)
-        else _tlv(_MULTIPLE_RESOURCE, item, b"".join(body for _, body in multiples[item]))
-        for item in order
+        singles[rid]
+        if rid in singles
+        else _tlv(_MULTIPLE_RESOURCE, rid, b"".join(body for _, body in multiples[rid]))
+        for rid in order
     )
 
 
@@ -341,27 +348,42 @@ def encode(records: Sequence[Record], base: Path) -> bytes:
     """Encode records below ``base`` (an object, instance, resource or resource instance).
 
     Records keep their order; timestamps are dropped (TLV has no time field).
+    The multiple resources in :attr:`~aiolwm2m.lwm2m.values.Records.empty` are
+    Multiple Resource TLVs of length 0, placed in resource id order: Core
+    1.1.1 §7.4.3 sends a multiple resource as that TLV "whatever the number of
+    Instances (0, 1 or more)".
     """
     mine = base.ids
     depth = len(mine)
-    if depth == 2:  # the usual instance Read: one pass, if it is flat
+    empty = empty_resources(records)
+    if depth == 2 and not empty:  # the usual instance Read: one pass, if it is flat
         flat = _flat_encode(records, mine)
         if flat is not None:
             return flat
     for record in records:
         if record.path.ids[:depth] != mine:
             raise FormatEncodeError(f"{record.path} is not below the request path {base}")
+    for path in empty:
+        if path.ids[:depth] != mine or len(path.ids) != 3:
+            raise FormatEncodeError(f"empty resource {path} is not a resource below {base}")
     if depth == 0:
         raise FormatEncodeError("TLV cannot encode from the root path")
     if depth == 1:
         by_instance: dict[int, list[Record]] = {}
         for record in records:
             by_instance.setdefault(record.path.ids[1], []).append(record)
+        for path in sorted(empty):
+            by_instance.setdefault(path.ids[1], [])
         return b"".join(
-            _tlv(_OBJECT_INSTANCE, iid, _resources(group, 2)) for iid, group in by_instance.items()
+            _tlv(
+                _OBJECT_INSTANCE,
+                iid,
+                _resources(group, 2, [p.ids[2] for p in empty if p.ids[1] == iid]),
+            )
+            for iid, group in by_instance.items()
         )
     if depth < 4:
-        return _resources(records, 2)
+        return _resources(records, 2, [path.ids[2] for path in empty])
     if len(records) != 1:
         raise FormatEncodeError(f"exactly one value expected at {base}")
     return _tlv(_RESOURCE_INSTANCE, mine[3], encode_value(records[0].value))
