@@ -147,7 +147,7 @@ class LayerStats:
     retransmissions: int = 0
     received: int = 0
     # Datagrams refused unread: undecodable, reserved codes, or responses with a
-    # critical option we do not know (RFC 7252 §5.4.1).
+    # critical option we do not recognise (RFC 7252 §5.4.1, §5.4.3).
     malformed: int = 0
     duplicates: int = 0
     unmatched: int = 0
@@ -334,13 +334,16 @@ class MessageLayer:
             self._remember_reply(req, data, now)
 
     def refuse_unknown_critical(self, request: IncomingRequest, now: float) -> list[int]:
-        """RFC 7252 §5.4.1: refuse a request carrying a critical option we do not know.
+        """RFC 7252 §5.4.1: refuse a request carrying a critical option we do not recognise.
 
-        A CON request is answered 4.02 Bad Option (naming the options in the
+        Unrecognised: an unknown number, or (§5.4.3) a known one whose value
+        length is outside its range (a 300-byte Uri-Path, an empty Uri-Host). A
+        CON request is answered 4.02 Bad Option (naming the options in the
         diagnostic payload), a NON one is rejected with RST. Returns the
         option numbers (empty: the request is fine and nothing was sent), so
         every endpoint built on this layer checks requests the same way before
-        handling them.
+        handling them. An elective option outside its range never gets here:
+        decoding already dropped it (§5.4.1: ignored).
         """
         unknown = request.message.unknown_critical_options()
         if unknown:
@@ -523,8 +526,8 @@ class MessageLayer:
             or msg.unknown_critical_options()
         ):
             # RFC 7252 §4.2: a Reset that is not Empty, or an ACK carrying a
-            # request, a reserved code class or (§5.4.1) a critical option we do
-            # not know, is rejected by silently ignoring it: a request goes on
+            # request, a reserved code class or (§5.4.1, §5.4.3) a critical option
+            # we do not recognise, is rejected by silently ignoring it: a request goes on
             # being retransmitted as if no ACK had come.
             self.stats.malformed += 1
             return
@@ -566,7 +569,7 @@ class MessageLayer:
             return
         if msg.unknown_critical_options():
             # RFC 7252 §5.4.1: a separate response (or notification) with a
-            # critical option we do not know is rejected with RST (§4.2, §4.3);
+            # critical option we do not recognise is rejected with RST (§4.2, §4.3);
             # the exchange waits on as if it had not come, and a Reset
             # notification ends its observation at the peer (RFC 7641 §3.6).
             self.stats.malformed += 1

@@ -5,7 +5,11 @@ format error raises :class:`CoapDecodeError`) and lenient on *option values*:
 options are kept as raw bytes in wire order so that an unknown or odd option
 can still be answered correctly (4.02 Bad Option for an unrecognised critical
 option) by the layer that understands the request, instead of the whole
-datagram being dropped here.
+datagram being dropped here. A known option whose value length is outside its
+range (:data:`OPTION_LENGTHS`) is unrecognised too (§5.4.3): an elective one is
+dropped while decoding, so no accessor ever reads it, and a critical one is
+kept for :meth:`Message.unknown_critical_options` to report. :func:`encode`
+never sends one (:class:`~aiolwm2m.errors.EncodeError`).
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 
-from aiolwm2m.errors import DecodeError
+from aiolwm2m.errors import DecodeError, EncodeError
 
 __all__ = [
     "KNOWN_OPTIONS",
+    "OPTION_LENGTHS",
     "PAYLOAD_MARKER",
     "VERSION",
     "Block",
@@ -160,9 +165,57 @@ def is_critical(number: int) -> bool:
     return bool(number & 1)
 
 
+#: Length range (bytes, inclusive) of each option's value: RFC 7252 §5.10 Table 4,
+#: Observe RFC 7641 §2, Block1/Block2 RFC 7959 §2.1, Size2 RFC 7959 §4,
+#: No-Response RFC 7967 §2. The only definition of the ranges: a received value
+#: outside its range is an unrecognised option (§5.4.3), so a too-long Max-Age or
+#: Observe is never read; :func:`encode` refuses to send one.
+OPTION_LENGTHS: dict[int, tuple[int, int]] = {
+    OptionNumber.IF_MATCH: (0, 8),
+    OptionNumber.URI_HOST: (1, 255),
+    OptionNumber.ETAG: (1, 8),
+    OptionNumber.IF_NONE_MATCH: (0, 0),
+    OptionNumber.OBSERVE: (0, 3),
+    OptionNumber.URI_PORT: (0, 2),
+    OptionNumber.LOCATION_PATH: (0, 255),
+    OptionNumber.URI_PATH: (0, 255),
+    OptionNumber.CONTENT_FORMAT: (0, 2),
+    OptionNumber.MAX_AGE: (0, 4),
+    OptionNumber.URI_QUERY: (0, 255),
+    OptionNumber.ACCEPT: (0, 2),
+    OptionNumber.LOCATION_QUERY: (0, 255),
+    OptionNumber.BLOCK2: (0, 3),
+    OptionNumber.BLOCK1: (0, 3),
+    OptionNumber.SIZE2: (0, 4),
+    OptionNumber.PROXY_URI: (1, 1034),
+    OptionNumber.PROXY_SCHEME: (1, 255),
+    OptionNumber.SIZE1: (0, 4),
+    OptionNumber.NO_RESPONSE: (0, 1),
+}
+
 # Options this implementation understands; a request carrying any other critical
 # option must be rejected with 4.02 (RFC 7252 §5.4.1).
-KNOWN_OPTIONS = frozenset(int(o) for o in OptionNumber)
+KNOWN_OPTIONS = frozenset(OPTION_LENGTHS)
+
+
+def _out_of_range(number: int, length: int) -> bool:
+    """A known option's value length outside :data:`OPTION_LENGTHS` (an unknown one: never)."""
+    bounds = OPTION_LENGTHS.get(number)
+    return bounds is not None and not bounds[0] <= length <= bounds[1]
+
+
+# _out_of_range() precomputed for the lengths of a one-byte option header (0-12),
+# the common case, so the codec's loops pay a tuple index and a set lookup per
+# option instead of a call: for each such length, the options it is outside the
+# range of.
+_SHORT_OUT_OF_RANGE = tuple(
+    frozenset(int(n) for n in OPTION_LENGTHS if _out_of_range(n, length)) for length in range(13)
+)
+# What decode() drops on the spot: an unrecognised elective option is ignored
+# (§5.4.1). Critical ones stay, for unknown_critical_options() to report.
+_ELECTIVE_SHORT_OUT_OF_RANGE = tuple(
+    frozenset(n for n in numbers if not is_critical(n)) for numbers in _SHORT_OUT_OF_RANGE
+)
 
 
 def encode_uint(value: int) -> bytes:
@@ -304,8 +357,18 @@ class Message:
         return None if raw is None else Block.decode(raw)
 
     def unknown_critical_options(self) -> list[int]:
-        """Critical option numbers this implementation does not know (RFC 7252 §5.4.1)."""
-        return sorted({n for n, _ in self.options if n & 1 and n not in KNOWN_OPTIONS})
+        """Critical options this implementation does not recognise (RFC 7252 §5.4.1).
+
+        An unknown number, or (§5.4.3) a known one whose value length is outside
+        :data:`OPTION_LENGTHS`: both are refused the same way by the message layer.
+        """
+        return sorted(
+            {
+                n
+                for n, v in self.options
+                if n & 1 and (n not in KNOWN_OPTIONS or _out_of_range(n, len(v)))
+            }
+        )
 
     def describe(self) -> str:
         """Compact one-line rendering for logs."""
@@ -369,7 +432,11 @@ def encode(msg: Message) -> bytes:
 def encode_fields(
     mtype: int, code: int, mid: int, token: bytes, options: Sequence[Option], payload: bytes
 ) -> bytes:
-    """:func:`encode` of a message given by its fields (no Message object needed)."""
+    """:func:`encode` of a message given by its fields (no Message object needed).
+
+    Raises :class:`~aiolwm2m.errors.EncodeError` (a ValueError) for an option
+    value outside its :data:`OPTION_LENGTHS` range.
+    """
     if len(token) > 8:
         raise ValueError("token longer than 8 bytes")
     if not 0 <= mid <= 0xFFFF:
@@ -384,12 +451,17 @@ def encode_fields(
     if count > 2 or (count == 2 and options[0][0] > options[1][0]):
         options = sorted(options, key=_NUMBER)
     last = 0
+    short_out_of_range = _SHORT_OUT_OF_RANGE
     for number, value in options:
         delta = number - last
         length = len(value)
         if delta < 13 and length < 13:  # the common option: one header byte
+            if number in short_out_of_range[length]:
+                raise _length_error(number, length)
             out.append(delta << 4 | length)
         else:
+            if _out_of_range(number, length):
+                raise _length_error(number, length)
             delta_nib, delta_ext = _ext(delta)
             len_nib, len_ext = _ext(length)
             out.append((delta_nib << 4) | len_nib)
@@ -401,6 +473,13 @@ def encode_fields(
         out.append(PAYLOAD_MARKER)
         out += payload
     return bytes(out)
+
+
+def _length_error(number: int, length: int) -> EncodeError:
+    """Why :func:`encode` sends nothing: the peer would have to treat the option as
+    unrecognised (RFC 7252 §5.4.3), e.g. refuse a request with 4.02."""
+    low, high = OPTION_LENGTHS[number]
+    return EncodeError(f"option {number} of {length} bytes is outside its range {low}..{high}")
 
 
 def with_mid(data: bytes, mid: int) -> bytes:
@@ -452,6 +531,7 @@ def decode(data: bytes) -> Message:
     options: list[Option] = []
     number = 0
     payload = b""
+    elective_short_out_of_range = _ELECTIVE_SHORT_OUT_OF_RANGE
     while pos < end:
         byte = data[pos]
         pos += 1
@@ -464,11 +544,15 @@ def decode(data: bytes) -> Message:
         length = byte & 0x0F
         if delta >= 13:
             delta, pos = _read_ext(data, pos, delta, "delta")
-        if length >= 13:
+        number += delta
+        if length < 13:
+            keep = number not in elective_short_out_of_range[length]
+        else:
             length, pos = _read_ext(data, pos, length, "length")
+            keep = is_critical(number) or not _out_of_range(number, length)
         if pos + length > end:
             raise CoapDecodeError("truncated option value")
-        number += delta
-        options.append((number, data[pos : pos + length]))
+        if keep:  # an elective option outside its range is ignored (§5.4.3)
+            options.append((number, data[pos : pos + length]))
         pos += length
     return Message(mtype, code, mid, token, options, payload)

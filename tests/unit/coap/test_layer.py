@@ -23,7 +23,9 @@ from aiolwm2m.coap.message import (
     make_options,
 )
 from aiolwm2m.coap.params import TransmissionParameters
-from aiolwm2m.errors import ConfigError
+from aiolwm2m.errors import ConfigError, EncodeError
+
+from .forge import forge
 
 DEFAULTS = TransmissionParameters()
 SEED = 20240611
@@ -1113,3 +1115,122 @@ def test_notification_with_unknown_critical_option_is_reset_and_not_delivered() 
     feed(layer, odd, START + 5)
     assert sent(layer) == [empty(MessageType.RST, 600)]
     assert events(layer) == []
+
+
+# -- option value lengths (RFC 7252 §5.4.3: outside its range is unrecognised) ---------
+
+
+def bare(mtype: MessageType = MessageType.CON, code: int = Code.GET) -> Message:
+    return Message(type=mtype, code=code, mid=0x0A0A, token=b"\x99")
+
+
+@pytest.mark.parametrize(
+    ("number", "value"),
+    [
+        (int(OptionNumber.URI_PATH), b"a" * 300),  # the encoding allows it, Table 4 does not
+        (int(OptionNumber.URI_QUERY), b"q" * 256),
+        (int(OptionNumber.URI_HOST), b""),
+        (int(OptionNumber.BLOCK2), b"\x01\x02\x03\x04"),
+        (int(OptionNumber.ACCEPT), b"\x01\x02\x03"),
+    ],
+)
+def test_con_request_with_a_critical_option_out_of_range_gets_4_02(
+    number: int, value: bytes
+) -> None:
+    layer, _ = make_layer()
+    layer.receive(forge(bare(), (number, value)), START)
+    assert layer.refuse_unknown_critical(one_request(layer), START) == [number]
+    (resp,) = sent(layer)
+    assert (resp.type, resp.code, resp.mid) == (MessageType.ACK, Code.BAD_OPTION, 0x0A0A)
+    assert str(number).encode() in resp.payload
+
+
+def test_non_request_with_a_critical_option_out_of_range_is_reset() -> None:
+    layer, _ = make_layer()
+    layer.receive(forge(bare(MessageType.NON), (int(OptionNumber.URI_PATH), b"a" * 256)), START)
+    assert layer.refuse_unknown_critical(one_request(layer), START) == [11]
+    assert sent(layer) == [empty(MessageType.RST, 0x0A0A)]
+
+
+@pytest.mark.parametrize(
+    ("number", "value"),
+    [
+        (int(OptionNumber.CONTENT_FORMAT), b"\x01" * 5),
+        (int(OptionNumber.OBSERVE), b"\x01" * 4),
+        (int(OptionNumber.ETAG), b"e" * 9),
+        (int(OptionNumber.ETAG), b""),
+    ],
+)
+def test_request_with_an_elective_option_out_of_range_is_served_without_it(
+    number: int, value: bytes
+) -> None:
+    layer, _ = make_layer()
+    layer.receive(forge(incoming(), (number, value)), START)
+    req = one_request(layer)
+    assert layer.refuse_unknown_critical(req, START) == []
+    assert req.message.options == [(11, b"3")]
+    assert (req.message.content_format, req.message.observe) == (None, None)
+
+
+def test_a_notification_with_a_4_byte_observe_is_a_plain_response() -> None:
+    """RFC 7641 §2: Observe is 0-3 bytes; one longer is ignored, so the answer ends
+    the exchange like any response instead of opening an observation (before, reading
+    it raised CoapDecodeError out of receive())."""
+    layer, _ = make_layer()
+    key = layer.send_request(
+        Message(code=Code.GET, token=TOKEN, options=make_options(path=["3", "0"], observe=0)),
+        START,
+        keep_open=True,
+    )
+    (req,) = sent(layer)
+    answer = piggyback(req)
+    layer.receive(forge(answer, (int(OptionNumber.OBSERVE), b"\x01\x02\x03\x04")), START + 0.1)
+    result = one_result(layer)
+    assert (result.key, result.outcome) == (key, Outcome.RESPONSE)
+    assert result.response is not None and result.response.observe is None
+    assert layer.pending() == 0
+
+
+def test_a_response_with_a_5_byte_max_age_reads_as_without_one() -> None:
+    layer, _ = make_layer()
+    _, req = start_request(layer)
+    answer = piggyback(req, Code.SERVICE_UNAVAILABLE, b"")
+    layer.receive(forge(answer, (int(OptionNumber.MAX_AGE), b"\xff" * 5)), START + 0.1)
+    result = one_result(layer)
+    assert result.response is not None and result.response.max_age is None
+
+
+def test_piggybacked_response_with_a_critical_option_out_of_range_is_ignored() -> None:
+    layer, _ = make_layer()
+    key, req = start_request(layer)
+    layer.receive(forge(piggyback(req), (int(OptionNumber.BLOCK2), b"\x00" * 4)), START + 0.3)
+    assert events(layer) == []
+    assert layer.stats.malformed == 1
+    layer.handle_timer(layer.next_timer() or START)
+    assert sent(layer)[0].mid == req.mid  # retransmitted: that ACK did not count
+    feed(layer, piggyback(req), START + 5)
+    assert one_result(layer).key == key
+
+
+def test_separate_response_with_a_critical_option_out_of_range_is_reset() -> None:
+    layer, _ = make_layer()
+    _, req = start_request(layer)
+    feed(layer, empty(MessageType.ACK, req.mid), START + 0.2)
+    late = Message(MessageType.CON, Code.CONTENT, 0x4242, TOKEN)
+    layer.receive(forge(late, (int(OptionNumber.URI_PATH), b"x" * 256)), START + 1)
+    assert sent(layer) == [empty(MessageType.RST, 0x4242)]
+    assert events(layer) == []
+
+
+def test_a_request_with_an_option_out_of_range_is_refused_before_it_is_queued() -> None:
+    layer, _ = make_layer()
+    query = ["ep=" + "e" * 253]  # 256 bytes: one Uri-Query is 0-255
+    with pytest.raises(EncodeError):
+        layer.send_request(
+            Message(code=Code.POST, options=make_options(path=["rd"], query=query)), START
+        )
+    with pytest.raises(EncodeError):
+        layer.send_message(notification(1 << 24, MessageType.CON), START)  # a 4-byte Observe
+    assert layer.pending() == 0
+    assert layer.datagrams_to_send() == []
+    assert layer.next_timer() is None

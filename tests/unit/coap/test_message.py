@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aiolwm2m.coap.message import (
+    OPTION_LENGTHS,
     Block,
     CoapDecodeError,
     Code,
@@ -29,7 +30,9 @@ from aiolwm2m.coap.message import (
     is_success,
     make_options,
 )
-from aiolwm2m.errors import DecodeError
+from aiolwm2m.errors import DecodeError, EncodeError
+
+from .forge import forge
 
 TOKEN = bytes.fromhex("cafebabe")
 
@@ -138,19 +141,20 @@ def test_extended_delta_boundaries(delta: int, header: bytes) -> None:
 @pytest.mark.parametrize(
     ("length", "header"),
     [
-        (12, bytes([0x1C])),
-        (13, bytes([0x1D, 0])),
-        (268, bytes([0x1D, 255])),
-        (269, bytes([0x1E, 0, 0])),
-        (1034, bytes([0x1E, 0x02, 0xFD])),
+        (12, bytes([0x2C])),
+        (13, bytes([0x2D, 0])),
+        (268, bytes([0x2D, 255])),
+        (269, bytes([0x2E, 0, 0])),
+        (1034, bytes([0x2E, 0x02, 0xFD])),
     ],
 )
 def test_extended_length_boundaries(length: int, header: bytes) -> None:
+    # Option 2: unassigned, so no range of its own limits the length.
     value = bytes(range(256)) * (length // 256) + bytes(range(length % 256))
-    msg = Message(code=Code.GET, options=[(1, value)])
+    msg = Message(code=Code.GET, options=[(2, value)])
     data = encode(msg)
     assert data == b"\x40\x01\x00\x00" + header + value
-    assert decode(data).options == [(1, value)]
+    assert decode(data).options == [(2, value)]
 
 
 def test_encode_sorts_options_stably() -> None:
@@ -210,6 +214,97 @@ def test_critical_and_unknown_options() -> None:
     assert not is_critical(OptionNumber.OBSERVE) and not is_critical(OptionNumber.SIZE2)
     msg = Message(code=Code.GET, options=[(11, b"x"), (2001, b""), (2002, b""), (9, b"")])
     assert msg.unknown_critical_options() == [9, 2001]
+
+
+# -- option value lengths (RFC 7252 §5.10 Table 4, §5.4.3) ------------------------
+
+#: RFC 7252 §5.10 Table 4, RFC 7641 §2, RFC 7959 §2.1/§4, RFC 7967 §2, copied by hand.
+TABLE_4 = {
+    1: (0, 8),
+    3: (1, 255),
+    4: (1, 8),
+    5: (0, 0),
+    6: (0, 3),
+    7: (0, 2),
+    8: (0, 255),
+    11: (0, 255),
+    12: (0, 2),
+    14: (0, 4),
+    15: (0, 255),
+    17: (0, 2),
+    20: (0, 255),
+    23: (0, 3),
+    27: (0, 3),
+    28: (0, 4),
+    35: (1, 1034),
+    39: (1, 255),
+    60: (0, 4),
+    258: (0, 1),
+}
+
+
+def test_option_lengths_are_table_4_for_every_known_option() -> None:
+    assert OPTION_LENGTHS == TABLE_4
+    assert set(OPTION_LENGTHS) == {int(o) for o in OptionNumber}
+
+
+def _lengths(low: int, high: int) -> list[int]:
+    """Both sides of each bound, both sides of the one-byte header's 12, long ones."""
+    return sorted({n for n in (0, 1, low, high, high + 1, 12, 13, 300, 1035) if n >= 0})
+
+
+@pytest.mark.parametrize(("number", "bounds"), TABLE_4.items())
+def test_decode_treats_a_length_outside_the_range_as_unrecognised(
+    number: int, bounds: tuple[int, int]
+) -> None:
+    """§5.4.3: an elective option is ignored (not read: a 5-byte Max-Age is no huge
+    number), a critical one is kept and reported with the unknown ones (4.02)."""
+    low, high = bounds
+    for length in _lengths(low, high):
+        value = bytes([0x61]) * length
+        msg = decode(forge(Message(code=Code.GET, token=b"t"), (number, value)))
+        recognised = low <= length <= high
+        if recognised or is_critical(number):
+            assert msg.options == [(number, value)], length
+        else:
+            assert msg.options == [], length
+        assert msg.unknown_critical_options() == (
+            [] if recognised or not is_critical(number) else [number]
+        )
+
+
+def test_out_of_range_uint_options_read_as_absent() -> None:
+    extra = [(6, b"\x01" * 4), (12, b"\x01" * 3), (14, b"\xff" * 5), (28, b"\x01" * 5)]
+    msg = decode(forge(Message(code=Code.CONTENT, token=b"t"), *extra))
+    assert (msg.observe, msg.content_format, msg.max_age) == (None, None, None)
+    assert msg.get_uint(OptionNumber.SIZE2) is None
+    assert msg.options == []
+
+
+def test_only_the_option_out_of_range_is_dropped() -> None:
+    base = Message(code=Code.CONTENT, token=b"t", options=[(6, b"\x05")], payload=b"p")
+    msg = decode(forge(base, (12, b"\x00\x00\x00"), (14, b"\x3c")))
+    assert msg.options == [(6, b"\x05"), (14, b"\x3c")]
+    assert (msg.observe, msg.max_age, msg.payload) == (5, 60, b"p")
+
+
+@pytest.mark.parametrize(("number", "bounds"), TABLE_4.items())
+def test_encode_refuses_a_length_outside_the_range(number: int, bounds: tuple[int, int]) -> None:
+    low, high = bounds
+    for length in _lengths(low, high):
+        msg = Message(code=Code.GET, options=[(11, b"a"), (number, b"\x01" * length)])
+        if low <= length <= high:
+            assert decode(encode(msg)).options == sorted(msg.options, key=lambda o: o[0])
+        else:
+            with pytest.raises(EncodeError, match=f"option {number} of {length} bytes"):
+                encode(msg)
+
+
+def test_a_uri_query_over_255_bytes_is_not_sent() -> None:
+    msg = Message(code=Code.POST, options=make_options(path=["rd"], query=["ep=" + "e" * 253]))
+    with pytest.raises(EncodeError):
+        encode(msg)
+    assert isinstance(EncodeError("x"), ValueError)  # every caller's ``except ValueError``
 
 
 # -- option values ---------------------------------------------------------------
@@ -353,9 +448,22 @@ def test_decode_accepts_bytearray_and_memoryview() -> None:
 
 # -- properties ------------------------------------------------------------------
 
+
+def fits(number: int, value: bytes) -> bool:
+    low, high = OPTION_LENGTHS.get(number, (0, len(value)))
+    return low <= len(value) <= high
+
+
+def in_range(option: tuple[int, bytes]) -> tuple[int, bytes]:
+    """The option cut to its length range (every lower bound is 0 or 1): encode() sends no other."""
+    number, value = option
+    low, high = OPTION_LENGTHS.get(number, (0, len(value)))
+    return number, value[:high] or bytes(low)
+
+
 option_values = st.binary(max_size=20) | st.binary(min_size=250, max_size=400)
 option_numbers = st.integers(0, 30) | st.integers(0, 65535)
-options = st.lists(st.tuples(option_numbers, option_values), max_size=12).map(
+options = st.lists(st.tuples(option_numbers, option_values).map(in_range), max_size=12).map(
     lambda opts: sorted(opts, key=lambda o: o[0])  # stable: repeats keep their order
 )
 
@@ -396,15 +504,28 @@ def test_roundtrip_with_unsorted_input(msg: Message, rnd: Any) -> None:
     assert decode(encode(scrambled)) == msg
 
 
-@settings(max_examples=400)
-@given(st.binary(max_size=64))
-def test_random_bytes_only_raise_coap_decode_error(data: bytes) -> None:
+def assert_reencodes(data: bytes) -> None:
+    """An accepted datagram is canonical: re-encoding gives the same bytes, less the
+    elective options outside their range that decode() ignored; a critical one outside
+    its range is kept (for a 4.02) and never sent."""
     try:
         msg = decode(data)
     except CoapDecodeError:
         return
-    # Every accepted encoding is canonical: re-encoding gives the same bytes.
-    assert encode(msg) == data
+    if not all(fits(n, v) for n, v in msg.options):
+        assert msg.unknown_critical_options()
+        with pytest.raises(EncodeError):
+            encode(msg)
+        return
+    again = encode(msg)
+    assert decode(again) == msg
+    assert again == data or len(again) < len(data)
+
+
+@settings(max_examples=400)
+@given(st.binary(max_size=64))
+def test_random_bytes_only_raise_coap_decode_error(data: bytes) -> None:
+    assert_reencodes(data)
 
 
 @settings(max_examples=300)
@@ -415,12 +536,8 @@ def test_mutated_valid_messages_only_raise_coap_decode_error(msg: Message, data:
         pos = data.draw(st.integers(0, len(raw) - 1))
         raw[pos] = data.draw(st.integers(0, 255))
     cut = data.draw(st.integers(0, len(raw)))
-    for candidate in (bytes(raw), bytes(raw[:cut])):
-        try:
-            back = decode(candidate)
-        except CoapDecodeError:
-            continue
-        assert encode(back) == candidate
+    assert_reencodes(bytes(raw))
+    assert_reencodes(bytes(raw[:cut]))
 
 
 # -- cross-check with aiocoap ----------------------------------------------------
@@ -445,7 +562,7 @@ def _value_for(number: int) -> st.SearchStrategy[bytes]:
 
 
 _typed_option = (st.sampled_from([int(o) for o in OptionNumber]) | st.integers(0, 65535)).flatmap(
-    lambda n: _value_for(n).map(lambda v: (n, v))
+    lambda n: _value_for(n).map(lambda v: in_range((n, v)))
 )
 
 
