@@ -40,6 +40,10 @@ __all__ = [
 ]
 
 MAX_NAME_LENGTH = 64
+#: ``ep=<name>`` travels in one Uri-Query option, 0-255 bytes (RFC 7252 §5.10
+#: Table 4, ``coap.message.OPTION_LENGTHS``, which this leaf module cannot
+#: import): 64 characters of 4-byte UTF-8 are more.
+_MAX_EP_QUERY_BYTES = 255
 #: Largest LwM2M Integer (signed 64 bits): the bound of every integer Server resource.
 MAX_INTEGER = 2**63 - 1
 #: Largest Object Instance ID (Core §7.2: 65535 is reserved).
@@ -136,6 +140,11 @@ def check_endpoint_name(name: str) -> None:
         raise InvalidParameters(f"endpoint name must be 1..{MAX_NAME_LENGTH} characters")
     if any(c in name for c in "&?#/ ") or not name.isprintable():
         raise InvalidParameters(f"endpoint name {name!r} has characters a URI query cannot carry")
+    if len(f"ep={name}".encode()) > _MAX_EP_QUERY_BYTES:
+        raise InvalidParameters(
+            f"endpoint name {name!r} is over {_MAX_EP_QUERY_BYTES - 3} bytes of UTF-8: "
+            f"ep=<name> must fit one CoAP Uri-Query option ({_MAX_EP_QUERY_BYTES} bytes)"
+        )
 
 
 @dataclass(frozen=True)

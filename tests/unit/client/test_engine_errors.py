@@ -11,10 +11,11 @@ from __future__ import annotations
 import pytest
 from simkit import MakeClient, ScriptedServer, account
 
-from aiolwm2m.accounts import RetrySettings
+from aiolwm2m.accounts import InvalidParameters, RetrySettings, check_endpoint_name
 from aiolwm2m.client import events as ev
 from aiolwm2m.client.config import RegistrationConfig
 from aiolwm2m.client.engine import ServerState
+from aiolwm2m.coap.message import OPTION_LENGTHS, OptionNumber
 from aiolwm2m.runtime.sim import SimNetwork
 from aiolwm2m.testbed.sim import SimServer
 
@@ -91,6 +92,37 @@ def test_endpoint_name_over_64_characters_is_invalid(
     net.clock.run_for(DAY)
     assert [e.code for e in client.errors()] == [ev.ErrorCode.INVALID_PARAMETERS]
     assert not server.core.registrations
+
+
+#: 63 and 64 characters of 4-byte UTF-8: ``ep=`` and 252 bytes is the longest Uri-Query.
+FITS, TOO_LONG = "\U0001f600" * 63, "\U0001f600" * 64
+
+
+def test_endpoint_name_must_fit_one_uri_query_option() -> None:
+    """RFC 7252 §5.10: a Uri-Query is at most 255 bytes, and ep=<name> is one."""
+    assert len(f"ep={FITS}".encode()) == OPTION_LENGTHS[OptionNumber.URI_QUERY][1]
+    check_endpoint_name(FITS)
+    with pytest.raises(InvalidParameters, match="Uri-Query"):
+        check_endpoint_name(TOO_LONG)
+
+
+def test_endpoint_name_too_long_for_its_uri_query_is_invalid_not_an_internal_error(
+    net: SimNetwork, server: SimServer, make_client: MakeClient
+) -> None:
+    """Refused at start, like a name over 64 characters: the Register could never be
+    encoded (before, it was sent with a 259-byte Uri-Query)."""
+    client = make_client(endpoint=TOO_LONG)
+    net.clock.run_for(DAY)
+    assert [e.code for e in client.errors()] == [ev.ErrorCode.INVALID_PARAMETERS]
+    assert not server.core.registrations
+
+
+def test_an_endpoint_name_filling_the_uri_query_registers(
+    net: SimNetwork, server: SimServer, make_client: MakeClient
+) -> None:
+    make_client(endpoint=FITS)
+    net.clock.run_for(1)
+    assert FITS in server.core.registrations
 
 
 def test_network_error_while_registered_ends_in_the_schedule_then_resumes(
