@@ -15,7 +15,7 @@ is named in :attr:`Records.empty` instead, where a payload can say so.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from operator import itemgetter
 from typing import TYPE_CHECKING
@@ -28,6 +28,7 @@ __all__ = [
     "Records",
     "apply_types",
     "empty_resources",
+    "joined_records",
     "records_from_mapping",
     "records_to_dict",
     "trusted_record",
@@ -130,6 +131,17 @@ class Records(list[Record]):
 def empty_resources(records: Iterable[Record]) -> frozenset[Path]:
     """The multiple resources ``records`` gives with no instance (see :class:`Records`)."""
     return records.empty if isinstance(records, Records) else frozenset()
+
+
+def joined_records(parts: Iterable[Sequence[Record]]) -> list[Record]:
+    """The records of ``parts`` one after the other, keeping the multiple resources
+    they give with no instance (a :class:`Records` then, else a plain list)."""
+    records: list[Record] = []
+    empty: list[Path] = []
+    for part in parts:
+        records.extend(part)
+        empty.extend(empty_resources(part))
+    return Records(records, empty) if empty else records
 
 
 def records_from_mapping(values: Mapping[Path, Value]) -> list[Record]:

@@ -60,7 +60,7 @@ from aiolwm2m.lwm2m.objects.server import (
 )
 from aiolwm2m.lwm2m.path import Path, PathLevel
 from aiolwm2m.lwm2m.tree import NotFoundError, ObjectTree
-from aiolwm2m.lwm2m.values import Record, Records, empty_resources
+from aiolwm2m.lwm2m.values import Record, joined_records
 
 __all__ = ["ANNOUNCED_FORMATS", "SEND_FORMATS", "OperationHandler"]
 
@@ -304,11 +304,7 @@ class OperationHandler:
             if len(paths) == 1:
                 records = reader.sample(ssid, paths[0], fresh)
                 return encode(content_format, records, paths[0]), records
-            samples = [reader.sample(ssid, path, fresh) for path in paths]
-            records = Records(
-                (r for found in samples for r in found),
-                (p for found in samples for p in empty_resources(found)),
-            )
+            records = joined_records(reader.sample(ssid, path, fresh) for path in paths)
             return encode(content_format, records, Path()), records
         except (NotFoundError, Reply, HookFailed) as exc:
             raise ObservedPathGone(str(exc)) from exc

@@ -37,7 +37,7 @@ from aiolwm2m.lwm2m.model import InvalidValueError, ResourceDef
 from aiolwm2m.lwm2m.objects import Right
 from aiolwm2m.lwm2m.path import Path
 from aiolwm2m.lwm2m.tree import Instance, NotFoundError, is_awaitable
-from aiolwm2m.lwm2m.values import Record, Records, empty_resources
+from aiolwm2m.lwm2m.values import Record, joined_records
 
 __all__ = ["AWAITING", "COMPOSITE_FORMATS", "AwaitHook", "Fresh", "Reader", "hook_answer"]
 
@@ -188,13 +188,7 @@ class Reader:
         """The records of collected values, each checked against its resource's type,
         and the multiple resources that hold no instance
         (:meth:`~aiolwm2m.lwm2m.tree.ObjectTree.to_records`)."""
-        records: list[Record] = []
-        empty: list[Path] = []
-        for path, value in collected:
-            found = self._records(path, value)
-            records.extend(found)
-            empty.extend(empty_resources(found))
-        return Records(records, empty) if empty else records
+        return joined_records(self._records(path, value) for path, value in collected)
 
     def _records(self, path: Path, value: Any, rdef: ResourceDef | None = None) -> list[Record]:
         """The records of one collected value, checked against its resource's type
