@@ -19,6 +19,7 @@ from aiolwm2m.client.operations._types import (
 )
 from aiolwm2m.lwm2m.ddf import ObjectRegistry
 from aiolwm2m.lwm2m.objects import DeviceInfo, HostInfo, ServerCallbacks, build_default_tree
+from aiolwm2m.lwm2m.objects.server import NO_BOOTSTRAP_ACCOUNT
 from aiolwm2m.lwm2m.tree import ExecuteHook, OperationNotAllowedError
 
 __all__ = ["default_objects"]
@@ -94,5 +95,5 @@ class _ActionQueue:
         purged since): the request would start nothing, and the Execute says so."""
         assert self.handler is not None, "the handler is set as soon as it is built"
         if not self.handler.bootstrap_account_present():
-            raise OperationNotAllowedError("no Bootstrap-Server account to bootstrap from")
+            raise OperationNotAllowedError(NO_BOOTSTRAP_ACCOUNT)
         self._queue(RequestBootstrap(ssid))

@@ -48,6 +48,8 @@ NOTIFICATION_STORING = 6
 BINDING = 7
 UPDATE_TRIGGER = 8
 BOOTSTRAP_REQUEST_TRIGGER = 9
+#: Why /1/x/9 is refused (4.05), whether no callback was given or the client's refuses.
+NO_BOOTSTRAP_ACCOUNT = "no Bootstrap-Server account to bootstrap from"
 MUTE_SEND = 23
 
 #: Disable Timeout when the server never wrote one (the DDF's default, 1 day).
@@ -157,5 +159,5 @@ class ServerInstance(Instance):
     def _bootstrap_request(self, arguments: ExecuteArguments) -> None:
         """Client-initiated bootstrap on request; 4.05 when there is no Bootstrap-Server."""
         if self._on_bootstrap_request is None:
-            raise OperationNotAllowedError("no Bootstrap-Server account to bootstrap from")
+            raise OperationNotAllowedError(NO_BOOTSTRAP_ACCOUNT)
         self._on_bootstrap_request(self.account.short_server_id)
