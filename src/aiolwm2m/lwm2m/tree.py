@@ -355,8 +355,7 @@ class ObjectTree:
         node = self.objects.get(object_id)
         inst = node.instances.get(instance_id) if node is not None else None
         if inst is None:
-            self._node(object_id)  # the object's own 4.04 first
-            raise NotFoundError(f"/{object_id}/{instance_id} does not exist")
+            raise self._no_instance(object_id, instance_id)
         return inst
 
     def resource_def(self, path: Path) -> ResourceDef:
@@ -366,8 +365,25 @@ class ObjectTree:
             raise NotFoundError(f"{path} is not a resource path")
         found = self._node(ids[0]).definition.resources.get(ids[2])
         if found is None:
-            raise NotFoundError(f"object {ids[0]} defines no resource {ids[2]}")
+            raise _no_resource(ids)
         return found
+
+    def _resource(self, ids: tuple[int, ...]) -> tuple[Instance, ResourceDef]:
+        """The instance and resource definition of resource path ``ids`` (3 or 4 of them).
+
+        One walk down the dicts for :meth:`set` and :meth:`lookup`, which run
+        for every value set and read, instead of :meth:`instance` then
+        :meth:`resource_def` walking to the object twice. The errors are
+        theirs, in their order: object, instance, then resource.
+        """
+        node = self.objects.get(ids[0])
+        inst = node.instances.get(ids[1]) if node is not None else None
+        if inst is None or node is None:
+            raise self._no_instance(ids[0], ids[1])
+        rdef = node.definition.resources.get(ids[2])
+        if rdef is None:
+            raise _no_resource(ids)
+        return inst, rdef
 
     @property
     def type_of(self) -> ResourceTypes:
@@ -399,10 +415,9 @@ class ObjectTree:
         if depth == 1:
             self._node(ids[0])
             return None, None
-        inst = self.instance(ids[0], ids[1])
         if depth == 2:
-            return inst, None
-        rdef = self.resource_def(path)
+            return self.instance(ids[0], ids[1]), None
+        inst, rdef = self._resource(ids)
         rid = ids[2]
         if type(inst) is Instance:  # its resource_ids() would build three sets to ask
             present = rid in inst.values or rid in inst.on_read or rid in inst.on_execute
@@ -483,8 +498,8 @@ class ObjectTree:
         ids = path.ids
         if len(ids) < 3:
             raise NotFoundError(f"{path} is not a resource path")
-        inst = self.instance(ids[0], ids[1])
-        checked = self.validate(path, value)
+        inst, rdef = self._resource(ids)
+        checked = self.coerce(path, rdef, value)
         if len(ids) == 4:
             current = inst.values.get(ids[2])
             merged = dict(current) if isinstance(current, dict) else {}
@@ -541,6 +556,11 @@ class ObjectTree:
             raise NotFoundError(f"object {object_id} does not exist")
         return node
 
+    def _no_instance(self, object_id: int, instance_id: int) -> NotFoundError:
+        """The 4.04 for a missing ``/oid/iid``: the object's own when it is missing too."""
+        self._node(object_id)
+        return NotFoundError(f"/{object_id}/{instance_id} does not exist")
+
     def _changed(self, path: Path) -> None:
         self._changes.append(path)
         if self._listener is not None:
@@ -548,6 +568,10 @@ class ObjectTree:
 
 
 _NONE = ResourceType.NONE
+
+
+def _no_resource(ids: tuple[int, ...]) -> NotFoundError:
+    return NotFoundError(f"object {ids[0]} defines no resource {ids[2]}")
 
 
 def _riid(key: object) -> int:

@@ -36,7 +36,7 @@ from aiolwm2m.lwm2m.formats import (
 from aiolwm2m.lwm2m.model import InvalidValueError, ResourceDef
 from aiolwm2m.lwm2m.objects import Right
 from aiolwm2m.lwm2m.path import Path
-from aiolwm2m.lwm2m.tree import Instance, NotFoundError, is_awaitable
+from aiolwm2m.lwm2m.tree import Instance, NotFoundError, ObjectTree, is_awaitable
 from aiolwm2m.lwm2m.values import Record, joined_records
 
 __all__ = ["AWAITING", "COMPOSITE_FORMATS", "AwaitHook", "Fresh", "Reader", "hook_answer"]
@@ -111,7 +111,8 @@ class Reader:
         tree = self._model.tree
         ids = path.ids
         if len(ids) == 3:  # one resource (a value's Read): no lists
-            value = self._resource(ssid, path, sync, fresh)[1]
+            inst = self._readable(ssid, path)[0]
+            value = _read_value(inst, ids[2], sync, path, fresh)
             return [] if value is None else [(path, value)]
         if not ids:
             raise Reply(Code.METHOD_NOT_ALLOWED, "Read of the root path; use Read-Composite")
@@ -165,24 +166,31 @@ class Reader:
         with ``sync`` and ``fresh``, see :meth:`collect`.
 
         One resource (nearly every observation) skips the lists in between and
-        the second definition lookup: this runs for every notification.
+        the second definition lookup: this runs for every notification. A
+        plain :class:`Instance`'s stored value without a read hook is not
+        checked again: the tree checked it when it was stored (``set``, a
+        server's Write, ``add_instance``), so it becomes its records directly.
         """
         if len(path.ids) != 3:
             return self.finish_read(self.collect_composite(ssid, path, sync=True, fresh=fresh))
-        rdef, value = self._resource(ssid, path, True, fresh)
+        inst, rdef = self._readable(ssid, path)
+        rid = path.ids[2]
+        if not fresh and type(inst) is Instance and rid not in inst.on_read:
+            stored = inst.values.get(rid)
+            if stored is not None:
+                return ObjectTree.to_records(path, stored)
+        value = _read_value(inst, rid, True, path, fresh)
         return [] if value is None else self._records(path, value, rdef)
 
-    def _resource(
-        self, ssid: int, path: Path, sync: bool, fresh: Fresh | None
-    ) -> tuple[ResourceDef, Any]:
-        """The definition of the one resource at ``path`` and what reading it gives
-        (see :func:`_read_value`), once this server may read it."""
+    def _readable(self, ssid: int, path: Path) -> tuple[Instance, ResourceDef]:
+        """The instance and definition of the one resource at ``path``, once this
+        server may read it (4.04, 4.01 or 4.05 otherwise)."""
         inst, rdef = self._model.tree.lookup(path)
         assert inst is not None and rdef is not None
         self._model.require(ssid, path, Right.READ)
         if not rdef.operations.readable:
             raise Reply(Code.METHOD_NOT_ALLOWED, f"{path} is not readable")
-        return rdef, _read_value(inst, path.ids[2], sync, path, fresh)
+        return inst, rdef
 
     def finish_read(self, collected: Sequence[tuple[Path, Any]]) -> list[Record]:
         """The records of collected values, each checked against its resource's type,
