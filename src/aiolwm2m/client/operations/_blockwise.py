@@ -318,7 +318,9 @@ class Transfers:
         if len(self._observed) > count:
             alive = {(o.ssid, o.token) for o in live()}
             self._observed = {k: v for k, v in self._observed.items() if k in alive}
-        for note in notes:
-            key = self._observed.get((note.ssid, note.token))
-            if key is not None and len(note.message.payload) > self.settings.block_size:
-                note.message = self.sliced(key, note.message, None, False, now)
+        block_size = self.settings.block_size
+        for note in notes:  # the size first: nearly every notification fits in one block
+            if len(note.message.payload) > block_size:
+                key = self._observed.get((note.ssid, note.token))
+                if key is not None:
+                    note.message = self.sliced(key, note.message, None, False, now)

@@ -99,13 +99,13 @@ _CODECS: dict[int, tuple[_Encoder, _Decoder]] = {
 VALUE_FORMATS: frozenset[ContentFormat] = frozenset(ContentFormat(cf) for cf in _CODECS)
 
 
-def _codec(content_format: int) -> tuple[_Encoder, _Decoder]:
-    # IntEnum members hash and compare as their numbers: a plain int finds them
-    # (calling ContentFormat(...) first would cost more than some encodings).
-    codec = _CODECS.get(content_format) if type(content_format) in (int, ContentFormat) else None
-    if codec is None:
-        raise UnsupportedFormatError(f"content format {content_format} carries no values")
-    return codec
+#: The types a Content-Format number may have: IntEnum members hash and compare as
+#: their numbers, so a plain int finds them, but so would ``False`` or ``0.0``.
+_NUMBERS = (int, ContentFormat)
+
+
+def _unsupported(content_format: object) -> UnsupportedFormatError:
+    return UnsupportedFormatError(f"content format {content_format} carries no values")
 
 
 def encode(content_format: int, records: Sequence[Record], base: Path) -> bytes:
@@ -115,8 +115,11 @@ def encode(content_format: int, records: Sequence[Record], base: Path) -> bytes:
     (several values in text/plain, a non-bytes value as opaque, ...) and
     :class:`UnsupportedFormatError` for unknown numbers.
     """
-    encoder, _ = _codec(content_format)
-    return encoder(records, base)
+    # One dict lookup, not ContentFormat(...): that would cost more than some encodings.
+    codec = _CODECS.get(content_format) if type(content_format) in _NUMBERS else None
+    if codec is None:
+        raise _unsupported(content_format)
+    return codec[0](records, base)
 
 
 def decode(
@@ -126,5 +129,7 @@ def decode(
 
     Raises only :class:`ContentFormatError` subclasses (one per format).
     """
-    _, decoder = _codec(content_format)
-    return decoder(payload, base, types)
+    codec = _CODECS.get(content_format) if type(content_format) in _NUMBERS else None
+    if codec is None:
+        raise _unsupported(content_format)
+    return codec[1](payload, base, types)
