@@ -364,7 +364,7 @@ class ValueRange:
 
 @functools.lru_cache(maxsize=512)
 def _value_range(text: str) -> ValueRange | None:
-    """Parsed once per distinct text: every validated write would parse it again."""
+    """Parsed once per distinct text: the registry defines many resources with the same."""
     return ValueRange.parse(text)
 
 
@@ -384,18 +384,23 @@ class ResourceDef:
     range_enumeration: str = ""
     units: str = ""
     description: str = ""
+    # Derived once from the fields above: asked for every value set, read or notified.
+    #: The machine-checkable part of ``range_enumeration`` (None: nothing to check).
+    value_range: ValueRange | None = field(init=False, repr=False, compare=False)
+    #: Whether a Read may return this resource (``operations`` is R or RW).
+    readable: bool = field(init=False, repr=False, compare=False)
 
-    @property
-    def value_range(self) -> ValueRange | None:
-        return _value_range(self.range_enumeration) if self.range_enumeration else None
+    def __post_init__(self) -> None:
+        text = self.range_enumeration
+        object.__setattr__(self, "value_range", _value_range(text) if text else None)
+        object.__setattr__(self, "readable", self.operations.readable)
 
     def validate(self, value: object) -> Value:
         """Coerce ``value`` to this resource's type and check the declared range."""
         coerced = coerce(value, self.type)
-        if self.range_enumeration:  # most resources have none: no property call then
-            value_range = _value_range(self.range_enumeration)
-            if value_range is not None:
-                value_range.check(coerced, self.type)
+        value_range = self.value_range
+        if value_range is not None:
+            value_range.check(coerced, self.type)
         return coerced
 
 

@@ -188,7 +188,7 @@ class Reader:
         inst, rdef = self._model.tree.lookup(path)
         assert inst is not None and rdef is not None
         self._model.require(ssid, path, Right.READ)
-        if not rdef.operations.readable:
+        if not rdef.readable:
             raise Reply(Code.METHOD_NOT_ALLOWED, f"{path} is not readable")
         return inst, rdef
 
