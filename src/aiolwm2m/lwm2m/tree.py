@@ -410,13 +410,12 @@ class ObjectTree:
         """
         ids = path.ids
         depth = len(ids)
-        if depth == 0:
+        if depth < 3:  # a resource (a notification's usual path) is asked first
+            if depth == 2:
+                return self.instance(ids[0], ids[1]), None
+            if depth == 1:
+                self._node(ids[0])
             return None, None
-        if depth == 1:
-            self._node(ids[0])
-            return None, None
-        if depth == 2:
-            return self.instance(ids[0], ids[1]), None
         inst, rdef = self._resource(ids)
         rid = ids[2]
         if type(inst) is Instance:  # its resource_ids() would build three sets to ask
@@ -496,11 +495,12 @@ class ObjectTree:
         """
         path = Path.parse(path) if isinstance(path, str) else path
         ids = path.ids
-        if len(ids) < 3:
+        depth = len(ids)
+        if depth < 3:
             raise NotFoundError(f"{path} is not a resource path")
         inst, rdef = self._resource(ids)
         checked = self.coerce(path, rdef, value)
-        if len(ids) == 4:
+        if depth == 4:
             current = inst.values.get(ids[2])
             merged = dict(current) if isinstance(current, dict) else {}
             merged[ids[3]] = cast(Value, checked)
