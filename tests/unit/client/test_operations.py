@@ -1623,3 +1623,27 @@ def test_notifications_of_a_multiple_resource_emptied() -> None:
     notes = {note.token: note.message.payload for note in ops.take_notifications(1.0)}
     assert notes[b"t"] == b"\x80\x00"
     assert cbor2.loads(notes[b"c"]) == {32770: {0: {0: {}, 2: 3}}}
+
+
+def test_notifications_of_stored_values_and_of_read_hooks() -> None:
+    """A plain instance's stored value is notified as the tree stored (and checked) it,
+    a multiple resource with no instance left included; a read hook's value is checked
+    on every sample, and an invalid one ends the observation."""
+    ops = make_ops()
+    ops.tree.remove_instance(4, 0)
+    bearers = ops.tree.add_instance(4, 0, Instance({1: {0: 0, 1: 21}}))
+    tlv_accept = ContentFormat.TLV
+    first = answer(ops, request(Code.GET, "/4/0/1", observe=0, token=b"o1", accept=tlv_accept))
+    assert values(first, "/4/0/1") == {Path.of(4, 0, 1, 0): 0, Path.of(4, 0, 1, 1): 21}
+    bearers.set(1, {})
+    (note,) = ops.take_notifications(1.0)
+    # An empty Multiple Resource TLV of resource 1 (Core §7.4.3), not an empty payload.
+    assert note.message.payload == bytes([0b10000000, 1])
+    hooked: list[object] = [1.5]
+    ops.tree.add_instance(3303, 1, Instance(on_read={5700: lambda: hooked[0]}))
+    answer(ops, request(Code.GET, "/3303/1/5700", observe=0, token=b"o2"))
+    hooked[0] = "warm"
+    ops.tree.mark_changed("/3303/1/5700")
+    (ended,) = ops.take_notifications(2.0)
+    assert ended.token == b"o2" and ended.message.code == Code.NOT_FOUND
+    assert len(ops.observer) == 1  # the hooked one ended, the stored one runs on
