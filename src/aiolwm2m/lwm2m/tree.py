@@ -35,7 +35,7 @@ from aiolwm2m.errors import Lwm2mError
 from .ddf import ObjectRegistry, ResourceTypes, load_builtin
 from .model import InvalidValueError, ObjectDef, Operations, ResourceDef, ResourceType, Value
 from .path import MAX_ID, Path
-from .values import Record, Records, trusted_record
+from .values import Record, Records
 
 __all__ = [
     "BlockSink",
@@ -546,8 +546,9 @@ class ObjectTree:
         if isinstance(value, dict):
             if not value:
                 return Records(empty=(path,))
-            return [trusted_record(path.child(riid), v) for riid, v in sorted(value.items())]
-        return [trusted_record(path, value)]
+            items = sorted(value.items())
+            return [_record(Record, (path.child(riid), v, None)) for riid, v in items]
+        return [_record(Record, (path, value, None))]
 
     # -- internals -----------------------------------------------------------------------
     def _node(self, object_id: int) -> ObjectNode:
@@ -568,6 +569,9 @@ class ObjectTree:
 
 
 _NONE = ResourceType.NONE
+#: How :func:`~aiolwm2m.lwm2m.values.trusted_record` builds a record, without its
+#: call: :meth:`ObjectTree.to_records` runs for every value notified.
+_record = tuple.__new__
 
 
 def _no_resource(ids: tuple[int, ...]) -> NotFoundError:
