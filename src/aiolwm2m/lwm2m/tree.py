@@ -368,14 +368,16 @@ class ObjectTree:
             raise _no_resource(ids)
         return found
 
-    def _resource(self, ids: tuple[int, ...]) -> tuple[Instance, ResourceDef]:
-        """The instance and resource definition of resource path ``ids`` (3 or 4 of them).
+    def resource(self, path: Path) -> tuple[Instance, ResourceDef]:
+        """The instance and definition of the resource at a resource (or resource-instance)
+        path, whether or not it holds a value (:meth:`lookup` checks that too).
 
-        One walk down the dicts for :meth:`set` and :meth:`lookup`, which run
-        for every value set and read, instead of :meth:`instance` then
-        :meth:`resource_def` walking to the object twice. The errors are
-        theirs, in their order: object, instance, then resource.
+        One walk down the dicts for :meth:`set`, :meth:`lookup` and observation
+        sampling, which run for every value set and notified, instead of
+        :meth:`instance` then :meth:`resource_def` walking to the object twice.
+        The errors are theirs, in their order: object, instance, then resource.
         """
+        ids = path.ids
         node = self.objects.get(ids[0])
         inst = node.instances.get(ids[1]) if node is not None else None
         if inst is None or node is None:
@@ -416,7 +418,7 @@ class ObjectTree:
             if depth == 1:
                 self._node(ids[0])
             return None, None
-        inst, rdef = self._resource(ids)
+        inst, rdef = self.resource(path)
         rid = ids[2]
         if type(inst) is Instance:  # its resource_ids() would build three sets to ask
             present = rid in inst.values or rid in inst.on_read or rid in inst.on_execute
@@ -498,7 +500,7 @@ class ObjectTree:
         depth = len(ids)
         if depth < 3:
             raise NotFoundError(f"{path} is not a resource path")
-        inst, rdef = self._resource(ids)
+        inst, rdef = self.resource(path)
         checked = self.coerce(path, rdef, value)
         if depth == 4:
             current = inst.values.get(ids[2])

@@ -173,24 +173,30 @@ class Reader:
         """
         if len(path.ids) != 3:
             return self.finish_read(self.collect_composite(ssid, path, sync=True, fresh=fresh))
-        inst, rdef = self._readable(ssid, path)
+        inst, rdef = self._model.tree.resource(path)
         rid = path.ids[2]
         if not fresh and type(inst) is Instance and rid not in inst.on_read:
             stored = inst.values.get(rid)
-            if stored is not None:
+            if stored is not None:  # present: what lookup() checks first holds
+                self._may_read(ssid, path, rdef)
                 return ObjectTree.to_records(path, stored)
+        inst, rdef = self._readable(ssid, path)
         value = _read_value(inst, rid, True, path, fresh)
         return [] if value is None else self._records(path, value, rdef)
 
     def _readable(self, ssid: int, path: Path) -> tuple[Instance, ResourceDef]:
-        """The instance and definition of the one resource at ``path``, once this
-        server may read it (4.04, 4.01 or 4.05 otherwise)."""
+        """The instance and definition of the one resource at ``path``, once it exists
+        and this server may read it (4.04, 4.01 or 4.05 otherwise)."""
         inst, rdef = self._model.tree.lookup(path)
         assert inst is not None and rdef is not None
+        self._may_read(ssid, path, rdef)
+        return inst, rdef
+
+    def _may_read(self, ssid: int, path: Path, rdef: ResourceDef) -> None:
+        """4.01 unless this server may read ``path``, then 4.05 unless it is readable."""
         self._model.require(ssid, path, Right.READ)
         if not rdef.readable:
             raise Reply(Code.METHOD_NOT_ALLOWED, f"{path} is not readable")
-        return inst, rdef
 
     def finish_read(self, collected: Sequence[tuple[Path, Any]]) -> list[Record]:
         """The records of collected values, each checked against its resource's type,
