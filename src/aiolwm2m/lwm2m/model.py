@@ -230,6 +230,113 @@ def _integral(value: object, what: str) -> int:
     raise InvalidValueError(f"{what} expected, got {value!r}")
 
 
+# One coercer per resource type, each settling the canonical value (nearly every
+# value) first. A ResourceDef keeps its type's coercer (ResourceDef.validate), so
+# a value set or written costs one call, not a dispatch on the type per value.
+
+
+def _to_string(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    raise InvalidValueError(f"string expected, got {type(value).__name__}")
+
+
+def _to_corelnk(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    raise InvalidValueError(f"corelnk expected, got {type(value).__name__}")
+
+
+def _to_integer(value: object) -> int:
+    if type(value) is int and INT64_MIN <= value <= INT64_MAX:
+        return value
+    number = _integral(value, "integer")
+    if not INT64_MIN <= number <= INT64_MAX:
+        raise InvalidValueError(f"integer out of 64-bit range: {number}")
+    return number
+
+
+def _to_unsigned(value: object) -> int:
+    if type(value) is int and 0 <= value <= UINT64_MAX:
+        return value
+    number = _integral(value, "unsigned integer")
+    if not 0 <= number <= UINT64_MAX:
+        raise InvalidValueError(f"unsigned integer out of range: {number}")
+    return number
+
+
+_INF = math.inf
+_NEG_INF = -math.inf
+
+
+def _to_float(value: object) -> float:
+    # Chained comparisons are False for NaN: a finite float passes without a call.
+    if type(value) is float and _NEG_INF < value < _INF:
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidValueError(f"float expected, got {value!r}")
+    try:
+        number = float(value)
+    except OverflowError as exc:
+        raise InvalidValueError(f"float out of range: {value!r}") from exc
+    if not math.isfinite(number):
+        # text/plain, SenML JSON and OMA JSON cannot carry NaN or infinity, and
+        # the server picks the format: a value stored here would fail a Read in
+        # those (4.06) and stop every notification of it. Refused at the source
+        # instead: the application's set() raises, a server's Write gets 4.00.
+        raise InvalidValueError(f"float must be finite, got {value!r}")
+    return number
+
+
+def _to_boolean(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise InvalidValueError(f"boolean expected, got {value!r}")
+
+
+def _to_opaque(value: object) -> bytes:
+    if type(value) is bytes:
+        return value
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    raise InvalidValueError(f"opaque expected, got {type(value).__name__}")
+
+
+def _to_time(value: object) -> datetime:
+    if isinstance(value, datetime):
+        return seconds_to_time(time_to_seconds(value))
+    seconds = _integral(value, "time")
+    if not INT64_MIN <= seconds <= INT64_MAX:
+        raise InvalidValueError(f"time out of 64-bit range: {seconds}")
+    return seconds_to_time(seconds)
+
+
+def _to_objlnk(value: object) -> ObjLnk:
+    if isinstance(value, ObjLnk):
+        return value
+    if isinstance(value, str):
+        return ObjLnk.parse(value)
+    raise InvalidValueError(f"object link expected, got {value!r}")
+
+
+def _no_value(value: object) -> Value:
+    raise InvalidValueError("resources of type 'none' (executable) carry no value")
+
+
+_COERCERS: dict[ResourceType, Callable[[object], Value]] = {
+    ResourceType.STRING: _to_string,
+    ResourceType.CORELNK: _to_corelnk,
+    ResourceType.INTEGER: _to_integer,
+    ResourceType.UNSIGNED: _to_unsigned,
+    ResourceType.FLOAT: _to_float,
+    ResourceType.BOOLEAN: _to_boolean,
+    ResourceType.OPAQUE: _to_opaque,
+    ResourceType.TIME: _to_time,
+    ResourceType.OBJLNK: _to_objlnk,
+    ResourceType.NONE: _no_value,
+}
+
+
 def coerce(value: object, rtype: ResourceType) -> Value:
     """Convert ``value`` to the canonical Python type for ``rtype`` or raise.
 
@@ -237,81 +344,7 @@ def coerce(value: object, rtype: ResourceType) -> Value:
     differ (integral floats for integers, ints for floats, int seconds or
     ``"1:2"`` strings for Time/Objlnk); everything else is an error.
     """
-    # Already canonical, the case of nearly every value: settled in one lookup.
-    kind = type(value)
-    if _CANONICAL.get(rtype) is kind:
-        if kind is float:
-            if math.isfinite(value):  # type: ignore[arg-type]
-                return value  # type: ignore[return-value]
-        elif kind is not int:
-            return value  # type: ignore[return-value]
-        low, high = (0, UINT64_MAX) if rtype is _UNSIGNED else (INT64_MIN, INT64_MAX)
-        if low <= value <= high:  # type: ignore[operator]
-            return value  # type: ignore[return-value]
-    if rtype in (ResourceType.STRING, ResourceType.CORELNK):
-        if isinstance(value, str):
-            return value
-        raise InvalidValueError(f"{rtype.value} expected, got {type(value).__name__}")
-    if rtype is ResourceType.INTEGER:
-        number = _integral(value, "integer")
-        if not INT64_MIN <= number <= INT64_MAX:
-            raise InvalidValueError(f"integer out of 64-bit range: {number}")
-        return number
-    if rtype is ResourceType.UNSIGNED:
-        number = _integral(value, "unsigned integer")
-        if not 0 <= number <= UINT64_MAX:
-            raise InvalidValueError(f"unsigned integer out of range: {number}")
-        return number
-    if rtype is ResourceType.FLOAT:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise InvalidValueError(f"float expected, got {value!r}")
-        try:
-            number_f = float(value)
-        except OverflowError as exc:
-            raise InvalidValueError(f"float out of range: {value!r}") from exc
-        if not math.isfinite(number_f):
-            # text/plain, SenML JSON and OMA JSON cannot carry NaN or infinity, and
-            # the server picks the format: a value stored here would fail a Read in
-            # those (4.06) and stop every notification of it. Refused at the source
-            # instead: the application's set() raises, a server's Write gets 4.00.
-            raise InvalidValueError(f"float must be finite, got {value!r}")
-        return number_f
-    if rtype is ResourceType.BOOLEAN:
-        if isinstance(value, bool):
-            return value
-        raise InvalidValueError(f"boolean expected, got {value!r}")
-    if rtype is ResourceType.OPAQUE:
-        if isinstance(value, bytes | bytearray | memoryview):
-            return bytes(value)
-        raise InvalidValueError(f"opaque expected, got {type(value).__name__}")
-    if rtype is ResourceType.TIME:
-        if isinstance(value, datetime):
-            return seconds_to_time(time_to_seconds(value))
-        seconds = _integral(value, "time")
-        if not INT64_MIN <= seconds <= INT64_MAX:
-            raise InvalidValueError(f"time out of 64-bit range: {seconds}")
-        return seconds_to_time(seconds)
-    if rtype is ResourceType.OBJLNK:
-        if isinstance(value, ObjLnk):
-            return value
-        if isinstance(value, str):
-            return ObjLnk.parse(value)
-        raise InvalidValueError(f"object link expected, got {value!r}")
-    raise InvalidValueError("resources of type 'none' (executable) carry no value")
-
-
-_UNSIGNED = ResourceType.UNSIGNED
-#: The one Python type each resource type's values have (Time: see coerce).
-_CANONICAL: dict[ResourceType, type] = {
-    ResourceType.STRING: str,
-    ResourceType.CORELNK: str,
-    ResourceType.INTEGER: int,
-    ResourceType.UNSIGNED: int,
-    ResourceType.FLOAT: float,
-    ResourceType.BOOLEAN: bool,
-    ResourceType.OPAQUE: bytes,
-    ResourceType.OBJLNK: ObjLnk,
-}
+    return _COERCERS.get(rtype, _no_value)(value)
 
 
 # -- ranges -------------------------------------------------------------------
@@ -389,18 +422,38 @@ class ResourceDef:
     value_range: ValueRange | None = field(init=False, repr=False, compare=False)
     #: Whether a Read may return this resource (``operations`` is R or RW).
     readable: bool = field(init=False, repr=False, compare=False)
+    #: ``validate(value)``: ``value`` coerced to this resource's type (see :func:`coerce`)
+    #: and checked against the declared range, or :class:`InvalidValueError`. A
+    #: function chosen once for the type and range, as every value set or
+    #: written is checked: the type's coercer itself when there is no range.
+    validate: Callable[[object], Value] = field(init=False, repr=False, compare=False)
+    #: Whether the resource holds one value (single-instance, not executable): a
+    #: 3-component path's value is then checked by :attr:`validate` alone.
+    single_value: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         text = self.range_enumeration
-        object.__setattr__(self, "value_range", _value_range(text) if text else None)
+        value_range = _value_range(text) if text else None
+        coercer = _COERCERS.get(self.type, _no_value)
+        validate = coercer if value_range is None else _InRange(coercer, value_range, self.type)
+        object.__setattr__(self, "value_range", value_range)
         object.__setattr__(self, "readable", self.operations.readable)
+        object.__setattr__(self, "validate", validate)
+        single = not self.multiple and self.type is not ResourceType.NONE
+        object.__setattr__(self, "single_value", single)
 
-    def validate(self, value: object) -> Value:
-        """Coerce ``value`` to this resource's type and check the declared range."""
-        coerced = coerce(value, self.type)
-        value_range = self.value_range
-        if value_range is not None:
-            value_range.check(coerced, self.type)
+
+@dataclass(frozen=True, slots=True)
+class _InRange:
+    """:attr:`ResourceDef.validate` of a resource with a declared range."""
+
+    coercer: Callable[[object], Value]
+    value_range: ValueRange
+    rtype: ResourceType
+
+    def __call__(self, value: object) -> Value:
+        coerced = self.coercer(value)
+        self.value_range.check(coerced, self.rtype)
         return coerced
 
 

@@ -33,7 +33,7 @@ from typing import Protocol, TypeAlias, TypeVar, cast, runtime_checkable
 from aiolwm2m.errors import Lwm2mError
 
 from .ddf import ObjectRegistry, ResourceTypes, load_builtin
-from .model import InvalidValueError, ObjectDef, Operations, ResourceDef, ResourceType, Value
+from .model import InvalidValueError, ObjectDef, Operations, ResourceDef, Value
 from .path import MAX_ID, Path
 from .values import Record, Records
 
@@ -458,6 +458,8 @@ class ObjectTree:
 
     def coerce(self, path: Path, rdef: ResourceDef, value: object) -> ResourceValue:
         """:meth:`validate` with the resource's definition ``rdef`` already looked up."""
+        if rdef.single_value and len(path.ids) == 3:  # one value: the usual case
+            return rdef.validate(value)
         if len(path.ids) == 4:
             if not rdef.multiple:
                 raise NotFoundError(f"{path}: resource is single-instance")
@@ -466,9 +468,7 @@ class ObjectTree:
             if not isinstance(value, Mapping):
                 raise InvalidValueError(f"{path} is a multiple resource: give {{riid: value}}")
             return {_riid(k): rdef.validate(v) for k, v in value.items()}
-        if rdef.type is _NONE:
-            raise InvalidValueError(f"{path} is executable and holds no value")
-        return rdef.validate(value)
+        raise InvalidValueError(f"{path} is executable and holds no value")
 
     def get(self, path: Path) -> ResourceValue:
         """Current value of a resource / resource instance (stored or from a sync read hook)."""
@@ -501,6 +501,10 @@ class ObjectTree:
         if depth < 3:
             raise NotFoundError(f"{path} is not a resource path")
         inst, rdef = self.resource(path)
+        if rdef.single_value and depth == 3:  # nearly every set: coerce()'s first case
+            inst.values[ids[2]] = rdef.validate(value)
+            self._changed(path)
+            return
         checked = self.coerce(path, rdef, value)
         if depth == 4:
             current = inst.values.get(ids[2])
@@ -570,7 +574,6 @@ class ObjectTree:
             self._listener()
 
 
-_NONE = ResourceType.NONE
 #: How :func:`~aiolwm2m.lwm2m.values.trusted_record` builds a record, without its
 #: call: :meth:`ObjectTree.to_records` runs for every value notified.
 _record = tuple.__new__
