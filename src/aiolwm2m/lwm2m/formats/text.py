@@ -41,14 +41,18 @@ __all__ = ["decode", "decode_value", "encode", "encode_value"]
 
 _INTEGER = re.compile(r"[+-]?[0-9]{1,20}")
 _UNSIGNED = re.compile(r"\+?[0-9]{1,20}")
+_INF = math.inf
+_NEG_INF = -math.inf
 
 
 def encode_value(value: Value) -> bytes:
     """The text form of one value; non-finite floats are refused."""
     if isinstance(value, float):  # first: the usual notified value (no bool or int is one)
-        if not math.isfinite(value):
+        # Comparisons, not a math.isfinite call (NaN compares False); ASCII text
+        # is its own UTF-8, which str.encode() writes without an argument to parse.
+        if not _NEG_INF < value < _INF:
             raise FormatEncodeError(f"text/plain cannot carry {value!r}")
-        return plain_decimal(value).encode("ascii")
+        return plain_decimal(value).encode()
     if isinstance(value, bool):
         return b"1" if value else b"0"
     if isinstance(value, int):
