@@ -109,6 +109,10 @@ class OperationHandler:
         #: without an engine nothing could carry the bootstrap out, so none.
         self.bootstrap_account_present: Callable[[], bool] = lambda: False
         self.observer = Observer(self, observe)
+        # Asked at every poll: a live view of the observations (how many, whether
+        # any) and the bound method listing them, made once instead of per poll.
+        self._observed = self.observer.keys()
+        self._observations = self.observer.observations
         self.blockwise = blockwise if blockwise is not None else BlockwiseSettings()
         model = Model(tree, self.access)
         self._model = model
@@ -128,7 +132,9 @@ class OperationHandler:
         # that cannot reach its server re-sends the same list with every Register.
         self._payload: tuple[tuple[str, int], bytes] | None = None
         # The initial state is no change: the object list goes out with Register.
-        tree.take_structure_changed()
+        # Objects and instances added or removed since show as a new structure
+        # version, compared at every poll (no call while it stays the same).
+        self._structure_seen = tree.structure_version
         tree.take_changes()
         tree.set_listener(self._tree_changed)
 
@@ -148,7 +154,9 @@ class OperationHandler:
         return out
 
     def take_actions(self) -> list[ClientAction]:
-        if self.tree.take_structure_changed():
+        version = self.tree.structure_version
+        if version != self._structure_seen:
+            self._structure_seen = version
             self._actions.append(ObjectsChanged())
         out, self._actions = self._actions, []
         return out
@@ -244,7 +252,7 @@ class OperationHandler:
         return self.observer.remove(ssid, token)
 
     def take_notifications(self, now: float) -> list[Notification]:
-        if not self.observer.busy:
+        if not self._observed and not self.observer.busy:
             # Nothing observed: a change concerns nobody (an Observe starting later
             # must not count it either), and there is nothing to sample.
             self.tree.take_changes()
@@ -258,7 +266,7 @@ class OperationHandler:
             if not fresh:
                 self._fresh = None
         notes = self.observer.take_notifications(now)
-        self._transfers.first_blocks(notes, self.observer.observations, len(self.observer), now)
+        self._transfers.first_blocks(notes, self._observations, len(self._observed), now)
         return notes
 
     def _feed_changes(self, now: float) -> None:
