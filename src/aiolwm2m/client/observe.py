@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import functools
 import heapq
+import itertools
 from collections.abc import Iterable, KeysView, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -235,13 +236,8 @@ class _Obs:
         self.simple = self.ids is not None and not rules.threshold_mask
 
     def matches(self, path: Path) -> int:
-        """The bits of the observed paths at, above or below the changed ``path``."""
-        ids = path.ids
-        mine = self.ids
-        if mine is not None:  # one observed path, nearly always the changed one itself
-            if ids == mine or ids[: len(mine)] == mine or mine[: len(ids)] == ids:
-                return 1
-            return 0
+        """The bits of the observed paths at, above or below the changed ``path``
+        (a composite's: one path is matched by :meth:`Observer.values_changed` itself)."""
         bits = 0
         for i, observed in enumerate(self.obs.paths):
             if observed.contains(path) or path.contains(observed):
@@ -306,7 +302,13 @@ class Observer:
         # Observations stopped by SamplePending, until resume(); None while there are
         # none (most devices never have any: a fleet pays nothing for it).
         self._waiting: list[tuple[int, bytes]] | None = None
-        self._sequence = settings.initial_sequence
+        # The Observe values: one counter for every observation of this client,
+        # taken modulo 24 bits. Shared rather than per observation so a token
+        # re-used after Cancel (or a replaced observation) never repeats or goes
+        # back in numbers the server may still hold (RFC 7641 §3.4 freshness);
+        # with thousands of devices per process it also saves a field per
+        # observation. A C iterator: taking a value costs no Python call.
+        self._sequence = itertools.count(settings.initial_sequence)
 
     # ------------------------------------------------------------------ queries
     def __len__(self) -> int:
@@ -349,7 +351,7 @@ class Observer:
         if any(len(bucket) < 2 for bucket in buckets):
             self._shallow += 1
         self._schedule(state)
-        return self._next_sequence()
+        return next(self._sequence) % SEQUENCE_MODULUS
 
     def remove(self, ssid: int, token: bytes) -> bool:
         """End one observation (Cancel-Observe, Reset, failure); False if unknown."""
@@ -383,9 +385,15 @@ class Observer:
             else:  # an object or the root changed (instances created/deleted): rare
                 states = self._obs.values()
             for state in states:
-                bits = state.matches(path)
-                if not bits:
-                    continue
+                mine = state.ids
+                if mine is not None:  # one observed path, nearly always the changed one itself
+                    if not (ids == mine or ids[: len(mine)] == mine or mine[: len(ids)] == ids):
+                        continue
+                    bits = 1
+                else:
+                    bits = state.matches(path)
+                    if not bits:
+                        continue
                 state.dirty |= bits
                 if first is None:
                     first = state
@@ -474,18 +482,6 @@ class Observer:
         return out
 
     # ------------------------------------------------------------------ internals
-    def _next_sequence(self) -> int:
-        """One counter for every observation of this client, wrapping at 24 bits.
-
-        Shared rather than per observation so a token re-used after Cancel
-        (or a replaced observation) never repeats or goes back in numbers the
-        server may still hold (RFC 7641 §3.4 freshness); with thousands of
-        devices per process it also saves a field per observation.
-        """
-        value = self._sequence
-        self._sequence = (value + 1) % SEQUENCE_MODULUS
-        return value
-
     def _read_rules(self, obs: Observation) -> _Rules:
         return _rules(tuple(self._sampler.attributes(obs.ssid, p) for p in obs.paths))
 
@@ -647,7 +643,8 @@ class Observer:
         if confirmable:
             state.last_con = now
         # Observe (6) then Content-Format (12): already in option order.
-        options = [(_OBSERVE, encode_uint(self._next_sequence())), state.content_format]
+        sequence = next(self._sequence) % SEQUENCE_MODULUS
+        options = [(_OBSERVE, encode_uint(sequence)), state.content_format]
         message = Message(_CON if confirmable else _NON, _CONTENT, 0, obs.token, options, payload)
         self._outbox.append(Notification(obs.ssid, obs.token, state.label, message, now))
 

@@ -136,7 +136,6 @@ class OperationHandler:
         # version, compared at every poll (no call while it stays the same).
         self._structure_seen = tree.structure_version
         tree.take_changes()
-        tree.set_listener(self._tree_changed)
 
     # ------------------------------------------------------------------ runtime side
     def attach_host(self, host: HostInfo) -> None:
@@ -162,18 +161,20 @@ class OperationHandler:
         return out
 
     def set_wakeup(self, callback: Callable[[], None] | None) -> None:
-        """``callback`` runs when the application changed a value (outside a request)."""
+        """``callback`` runs when the application changed a value (outside a request).
+
+        It is the tree's listener itself, nothing in between (it runs for every
+        value set); :meth:`handle_request` takes it away while a request runs.
+        """
         self._wakeup = callback
+        if not self._busy:
+            self.tree.set_listener(callback)
 
     def queue_action(self, action: ClientAction) -> None:
         self._actions.append(action)
 
     def _observation_cancelled(self, ssid: int, token: bytes) -> None:
         self._actions.append(CancelObserve(ssid, token))
-
-    def _tree_changed(self) -> None:
-        if not self._busy and self._wakeup is not None:
-            self._wakeup()
 
     # ------------------------------------------------------------------ engine protocol
     def accounts_changed(self, accounts: Sequence[ServerAccount]) -> None:
@@ -217,6 +218,7 @@ class OperationHandler:
         # Changes made before this request must not count against observations it starts.
         self._feed_changes(now)
         self._busy = True
+        self.tree.set_listener(None)  # what the request changes is collected after it
         try:
             result = self._transfers.around(ssid, request, now, self._dispatch)
         except HANDLED as exc:
@@ -224,6 +226,7 @@ class OperationHandler:
             return error(exc)
         finally:
             self._busy = False
+            self.tree.set_listener(self._wakeup)
         if isinstance(result, Message):
             return result
         self._jobs.append(Job(ssid, request, self._later(ssid, request, result)))
@@ -310,8 +313,9 @@ class OperationHandler:
         fresh = self._fresh if self._fresh is not None else _NOTHING_AWAITED
         try:
             if len(paths) == 1:
-                records = reader.sample(ssid, paths[0], fresh)
-                return encode(content_format, records, paths[0]), records
+                path = paths[0]
+                records = reader.sample(ssid, path, fresh)
+                return encode(content_format, records, path), records
             records = joined_records(reader.sample(ssid, path, fresh) for path in paths)
             return encode(content_format, records, Path()), records
         except (NotFoundError, Reply, HookFailed) as exc:
