@@ -113,6 +113,10 @@ class OperationHandler:
         # any) and the bound method listing them, made once instead of per poll.
         self._observed = self.observer.keys()
         self._observations = self.observer.observations
+        #: The engine's timer protocol is the observer's own: ``next_timer`` is asked
+        #: after every input, so no method stands in between.
+        self.next_timer: Callable[[], float | None] = self.observer.next_timer
+        self.handle_timer: Callable[[float], None] = self.observer.handle_timer
         self.blockwise = blockwise if blockwise is not None else BlockwiseSettings()
         model = Model(tree, self.access)
         self._model = model
@@ -296,12 +300,6 @@ class OperationHandler:
         ssid = inst.values.get(SHORT_SERVER_ID) if inst is not None else None
         if isinstance(ssid, int):
             self.observer.attributes_changed(ssid, now)
-
-    def next_timer(self) -> float | None:
-        return self.observer.next_timer()
-
-    def handle_timer(self, now: float) -> None:
-        self.observer.handle_timer(now)
 
     # ------------------------------------------------------------------ Sampler protocol
     def sample(
