@@ -183,7 +183,7 @@ def _rules(attrs: tuple[Attributes, ...]) -> _Rules:
 
 
 class _Obs:
-    """Mutable per-observation state; slots keep it near 180 bytes."""
+    """Mutable per-observation state; slots keep it near 160 bytes."""
 
     __slots__ = (
         "content_format",
@@ -344,7 +344,7 @@ class Observer:
             self._forget(key)
         state = _Obs(obs, self._read_rules(obs), now)
         self._baseline(state, records)
-        self._obs[key] = state
+        self._obs[state.key] = state  # the key the state holds: one tuple, not two
         buckets = {p.ids[:2] for p in obs.paths}
         for bucket in buckets:
             self._index.setdefault(bucket, []).append(state)
