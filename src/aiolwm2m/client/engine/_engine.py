@@ -72,12 +72,15 @@ def _input(method: _Input) -> _Input:
     Every input can make the data model ask something of the engine (a server's
     Execute arrives as a datagram; an application's new instance is seen at the
     next poll), so each one ends by taking those requests; the input's ``now``
-    is found by name.
+    is found by name. Any input may move the engine's timers: the next
+    :meth:`ClientEngine.next_timer` scans them again (marked first, so an input
+    that raises half-way is covered too).
     """
     at = list(inspect.signature(method).parameters).index("now") - 1  # without self
 
     @functools.wraps(method)
     def run(self: ClientEngine, *args: Any, **kwargs: Any) -> Any:
+        self._timer_stale = True
         result = method(self, *args, **kwargs)
         _carry_out_model_actions(self, kwargs["now"] if len(args) <= at else args[at])
         return result
@@ -97,7 +100,7 @@ class ClientEngine:
     (a server's Execute of Registration Update Trigger…): see ``_INPUTS``.
     """
 
-    __slots__ = ("_shared", "config", "objects")
+    __slots__ = ("_shared", "_timer", "_timer_stale", "config", "objects")
 
     def __init__(self, config: ClientConfig, objects: DataModel, *, rng: random.Random) -> None:
         self.config = config
@@ -106,6 +109,9 @@ class ClientEngine:
         if config.registration.connection_error_is_registration_failure:
             table = table.with_connect_errors_aborting_registration()
         s = self._shared = Shared(config, objects, rng, table)
+        # The earliest of the engine's own timers, kept between inputs: see next_timer().
+        self._timer: float | None = None
+        self._timer_stale = True
         s.set_accounts(config.servers)
         s.store = NotificationStore(s)
         s.links = ServerLinks(s)
@@ -181,8 +187,26 @@ class ClientEngine:
         return events.pop(0) if events else None
 
     def next_timer(self) -> float | None:
-        """The earliest of every scheduled action, link timer and data-model timer."""
-        # Runs after every input: a plain scan, no lists built (thousands of devices).
+        """The earliest of every scheduled action, link timer and data-model timer.
+
+        Runs after every input and every poll. The engine's own timers (the
+        scan of :meth:`_own_timer`) move only in an input or in a poll that did
+        more than send NON notifications, so the scan is kept until one of
+        those marks it stale; the data model's timer (pmin/pmax) moves with
+        every value set, so it is asked each time.
+        """
+        if self._timer_stale:
+            self._timer = self._own_timer()
+            self._timer_stale = False
+        best = self._timer
+        when = self.objects.next_timer()
+        if when is not None and (best is None or when < best):
+            best = when
+        return best
+
+    def _own_timer(self) -> float | None:
+        """The earliest scheduled action or link timer (all but the data model's)."""
+        # A plain scan, no lists built (thousands of devices).
         s = self._shared
         best = s.reconnect.when if s.reconnect is not None else None
         purge = s.bs.purge  # the Bootstrap-Server Account Timeout, rarely set
@@ -200,9 +224,6 @@ class ClientEngine:
             when = layer.next_timer() if layer is not None else None
             if when is not None and (best is None or when < best):
                 best = when
-        when = self.objects.next_timer()
-        if when is not None and (best is None or when < best):
-            best = when
         return best
 
     def handle_timer(self, now: float) -> None:
@@ -269,6 +290,7 @@ class ClientEngine:
         s = self._shared
         if s.started:
             raise NotAllowedError("restore() after start()")
+        self._timer_stale = True  # a restored purge deadline
         if snapshot.provisioning is not None:
             # Validated when the store read it (an unusable one is never restored).
             provisioning = Provisioning.from_dict(snapshot.provisioning)
@@ -569,14 +591,24 @@ class ClientEngine:
 
         Also an input (see :func:`_input`): what the data model asked of the
         engine is carried out, and the notifications that produced collected too.
+        Unlike the other inputs, a poll that only sent NON notifications leaves
+        the engine's timers as they were (see :meth:`next_timer`).
         """
-        self._collect_notifications(now)
+        moved = self._collect_notifications(now)
         if _carry_out_model_actions(self, now):
             self._collect_notifications(now)
+            moved = True
+        if moved:
+            self._timer_stale = True
 
-    def _collect_notifications(self, now: float) -> None:
+    def _collect_notifications(self, now: float) -> bool:
+        """Send, store or drop the data model's notifications; whether a timer may have moved."""
+        store = self._shared.store
+        moved = False
         for note in self.objects.take_notifications(now):
-            self._shared.store.notify(note, now)
+            if store.notify(note, now):
+                moved = True
+        return moved
 
     # ------------------------------------------------------------------ helpers
     def _require(self, ssid: int) -> ServerSession:
