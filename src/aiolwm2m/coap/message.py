@@ -483,13 +483,16 @@ def encode_fields(
     short = _SHORT_HEADERS
     for number, value in options:
         length = len(value)
-        header = short.get((last, number, length))
-        if header is None:
+        try:
+            header = short[last, number, length]
+        except KeyError:  # long, unknown or out of range
             header = _option_header(number - last, number, length)
-        parts += (header, value)
+        parts.append(header)
+        parts.append(value)
         last = number
     if payload:
-        parts += (_MARKER, payload)
+        parts.append(_MARKER)
+        parts.append(payload)
     return b"".join(parts)
 
 
