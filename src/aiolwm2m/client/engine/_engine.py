@@ -109,8 +109,7 @@ class ClientEngine:
         if config.registration.connection_error_is_registration_failure:
             table = table.with_connect_errors_aborting_registration()
         s = self._shared = Shared(config, objects, rng, table)
-        # The earliest of the engine's own timers, kept between inputs: see next_timer().
-        self._timer: float | None = None
+        self._timer: float | None = None  # the engine's own, kept: see next_timer()
         self._timer_stale = True
         s.set_accounts(config.servers)
         s.store = NotificationStore(s)
@@ -189,41 +188,16 @@ class ClientEngine:
     def next_timer(self) -> float | None:
         """The earliest of every scheduled action, link timer and data-model timer.
 
-        Runs after every input and every poll. The engine's own timers (the
-        scan of :meth:`_own_timer`) move only in an input or in a poll that did
-        more than send NON notifications, so the scan is kept until one of
-        those marks it stale; the data model's timer (pmin/pmax) moves with
-        every value set, so it is asked each time.
+        The engine's own (:func:`_own_timer`) move only in an input or a poll that did
+        more than send NON notifications: rescanned then; the data model's, every time.
         """
         if self._timer_stale:
-            self._timer = self._own_timer()
+            self._timer = _own_timer(self._shared)
             self._timer_stale = False
         best = self._timer
         when = self.objects.next_timer()
         if when is not None and (best is None or when < best):
             best = when
-        return best
-
-    def _own_timer(self) -> float | None:
-        """The earliest scheduled action or link timer (all but the data model's)."""
-        # A plain scan, no lists built (thousands of devices).
-        s = self._shared
-        best = s.reconnect.when if s.reconnect is not None else None
-        purge = s.bs.purge  # the Bootstrap-Server Account Timeout, rarely set
-        if purge is not None and (best is None or purge.when < best):
-            best = purge.when
-        owners: tuple[ServerSession | BootstrapSession, ...] = (*s.servers.values(), s.bs)
-        for owner in owners:
-            scheduled = owner.deadline
-            if scheduled is not None and (best is None or scheduled.when < best):
-                best = scheduled.when
-            scheduled = owner.next
-            if scheduled is not None and (best is None or scheduled.when < best):
-                best = scheduled.when
-            layer = owner.channel.layer
-            when = layer.next_timer() if layer is not None else None
-            if when is not None and (best is None or when < best):
-                best = when
         return best
 
     def handle_timer(self, now: float) -> None:
@@ -591,8 +565,7 @@ class ClientEngine:
 
         Also an input (see :func:`_input`): what the data model asked of the
         engine is carried out, and the notifications that produced collected too.
-        Unlike the other inputs, a poll that only sent NON notifications leaves
-        the engine's timers as they were (see :meth:`next_timer`).
+        One that only sent NON notifications leaves the timers (:meth:`next_timer`).
         """
         moved = self._collect_notifications(now)
         if _carry_out_model_actions(self, now):
@@ -606,8 +579,7 @@ class ClientEngine:
         store = self._shared.store
         moved = False
         for note in self.objects.take_notifications(now):
-            if store.notify(note, now):
-                moved = True
+            moved = store.notify(note, now) or moved
         return moved
 
     # ------------------------------------------------------------------ helpers
@@ -675,6 +647,28 @@ _INPUTS = (
 )
 for _name in _INPUTS:
     setattr(ClientEngine, _name, _input(getattr(ClientEngine, _name)))
+
+
+def _own_timer(s: Shared) -> float | None:
+    """The earliest scheduled action or link timer (all but the data model's)."""
+    # A plain scan, no lists built (thousands of devices).
+    best = s.reconnect.when if s.reconnect is not None else None
+    purge = s.bs.purge  # the Bootstrap-Server Account Timeout, rarely set
+    if purge is not None and (best is None or purge.when < best):
+        best = purge.when
+    owners: tuple[ServerSession | BootstrapSession, ...] = (*s.servers.values(), s.bs)
+    for owner in owners:
+        scheduled = owner.deadline
+        if scheduled is not None and (best is None or scheduled.when < best):
+            best = scheduled.when
+        scheduled = owner.next
+        if scheduled is not None and (best is None or scheduled.when < best):
+            best = scheduled.when
+        layer = owner.channel.layer
+        when = layer.next_timer() if layer is not None else None
+        if when is not None and (best is None or when < best):
+            best = when
+    return best
 
 
 def _lifetime_left(registered_at: float, until: float | None) -> int:
