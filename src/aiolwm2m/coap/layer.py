@@ -186,10 +186,13 @@ class MessageLayer:
         self._by_mid: dict[int, int] = {}
         self._by_token: dict[bytes, int] = {}
         # NON messages that may still draw a Reset, by message id, oldest first
-        # (each expires NON_LIFETIME after it was sent): (key, expires, the
-        # caller's message, which the layer only reads). A dict keeps insertion
-        # order too, at half an empty OrderedDict's size.
-        self._non_sent: dict[int, tuple[int, float, Message]] = {}
+        # (each expires NON_LIFETIME after it was sent): (key, expires, the bytes
+        # sent). The bytes, not a Message: a busy client keeps thousands of
+        # these, and entries of plain bytes and numbers are left alone by the
+        # garbage collector (a Message with its option list is traversed at
+        # every collection); the rare Reset decodes them back. A dict keeps
+        # insertion order too, at half an empty OrderedDict's size.
+        self._non_sent: dict[int, tuple[int, float, bytes]] = {}
         # Lists, not deques: they hold a handful of items, and an empty deque costs
         # a 600-byte block per layer, which adds up with thousands of clients.
         self._queue: list[int] = []
@@ -262,8 +265,7 @@ class MessageLayer:
             self._pump(now)
         else:
             if report:
-                # The caller's message, copied only if a Reset ever names it.
-                self._non_sent[mid] = (key, now + self._non_lifetime, msg)
+                self._non_sent[mid] = (key, now + self._non_lifetime, data)
             self._tx.append(data)
         return key
 
@@ -536,8 +538,7 @@ class MessageLayer:
         if ex is None or ex.state != _State.WAIT_ACK:
             if msg.type == MessageType.RST and msg.mid in self._non_sent:
                 nkey, _, sent = self._non_sent.pop(msg.mid)
-                as_sent = _copy(sent, _NON, msg.mid, sent.token)
-                self._events.append(ExchangeResult(nkey, Outcome.RESET, as_sent, None))
+                self._events.append(ExchangeResult(nkey, Outcome.RESET, decode(sent), None))
             elif msg.type == MessageType.ACK and msg.code != Code.EMPTY:
                 self.stats.unmatched += 1
             return
