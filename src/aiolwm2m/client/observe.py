@@ -41,7 +41,8 @@ from __future__ import annotations
 
 import functools
 import heapq
-from collections.abc import Iterable, Sequence
+import itertools
+from collections.abc import Iterable, KeysView, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -182,12 +183,15 @@ def _rules(attrs: tuple[Attributes, ...]) -> _Rules:
 
 
 class _Obs:
-    """Mutable per-observation state; slots keep it near 150 bytes."""
+    """Mutable per-observation state; slots keep it near 160 bytes."""
 
     __slots__ = (
         "content_format",
         "deadline",
         "dirty",
+        "ids",
+        "immediate",
+        "key",
         "label",
         "last_con",
         "last_eval",
@@ -197,15 +201,19 @@ class _Obs:
         "prev",
         "rules",
         "sent",
+        "simple",
     )
 
     def __init__(self, obs: Observation, rules: _Rules, now: float) -> None:
         self.obs = obs
-        self.rules = rules
-        # What every notification repeats, made once: the Content-Format option
-        # and the path text events carry.
+        # What every notification and lookup repeats, made once: the key, the
+        # Content-Format option, the path text events carry, and the one
+        # observed path's ids (None for a composite) that a change is matched with.
+        self.key = (obs.ssid, obs.token)
         self.content_format = (_CONTENT_FORMAT, encode_uint(obs.content_format))
         self.label = _describe(obs)
+        self.ids = obs.paths[0].ids if len(obs.paths) == 1 else None
+        self.use(rules)
         self.last_notify = now  # the first 2.05 response counts as a notification
         self.last_con = now
         self.last_eval = now
@@ -219,6 +227,22 @@ class _Obs:
         # Per threshold path: the value in the last notification (for st).
         self.sent: list[float | None] = [None] * len(obs.paths)
         self.deadline: float | None = None
+
+    def use(self, rules: _Rules) -> None:
+        """Follow ``rules``; what every step asks of them is copied to plain attributes."""
+        self.rules = rules
+        self.immediate = rules.immediate
+        # One path without thresholds: a sample is its baseline as it is (no loop).
+        self.simple = self.ids is not None and not rules.threshold_mask
+
+    def matches(self, path: Path) -> int:
+        """The bits of the observed paths at, above or below the changed ``path``
+        (a composite's: one path is matched by :meth:`Observer.values_changed` itself)."""
+        bits = 0
+        for i, observed in enumerate(self.obs.paths):
+            if observed.contains(path) or path.contains(observed):
+                bits |= 1 << i
+        return bits
 
 
 def _numeric(records: Sequence[Record], path: Path) -> float | None:
@@ -260,19 +284,31 @@ class Observer:
 
     def __init__(self, sampler: Sampler, settings: ObserveSettings | None = None) -> None:
         self._sampler = sampler
-        self._settings = settings if settings is not None else ObserveSettings()
+        settings = settings if settings is not None else ObserveSettings()
+        # Read for every notification: plain attributes rather than two lookups each.
+        self._confirmable = settings.confirmable
+        self._max_non_interval = settings.max_non_interval
         self._obs: dict[tuple[int, bytes], _Obs] = {}
-        # Observation keys by the object instance their path lies in (shorter
-        # ids for object and root paths), so a resource change looks at a few
-        # lists instead of every observation. Lists, not sets: they hold one or
-        # two keys, and a set costs four times the memory.
-        self._index: dict[tuple[int, ...], list[tuple[int, bytes]]] = {}
+        # Observations by the object instance their path lies in (shorter ids
+        # for object and root paths), so a resource change looks at a few lists
+        # instead of every observation. Lists, not sets: they hold one or two
+        # observations, and a set costs four times the memory.
+        self._index: dict[tuple[int, ...], list[_Obs]] = {}
+        # How many observations have an object or root path (indexed by fewer
+        # than two ids): while none has, a resource change looks at one list.
+        self._shallow = 0
         self._heap: list[tuple[float, tuple[int, bytes]]] = []
         self._outbox: list[Notification] = []
         # Observations stopped by SamplePending, until resume(); None while there are
         # none (most devices never have any: a fleet pays nothing for it).
         self._waiting: list[tuple[int, bytes]] | None = None
-        self._sequence = self._settings.initial_sequence
+        # The Observe values: one counter for every observation of this client,
+        # taken modulo 24 bits. Shared rather than per observation so a token
+        # re-used after Cancel (or a replaced observation) never repeats or goes
+        # back in numbers the server may still hold (RFC 7641 §3.4 freshness);
+        # with thousands of devices per process it also saves a field per
+        # observation. A C iterator: taking a value costs no Python call.
+        self._sequence = itertools.count(settings.initial_sequence)
 
     # ------------------------------------------------------------------ queries
     def __len__(self) -> int:
@@ -282,6 +318,11 @@ class Observer:
     def busy(self) -> bool:
         """Something is observed, queued or timed: ``take_notifications`` may yield."""
         return bool(self._obs or self._outbox or self._heap)
+
+    def keys(self) -> KeysView[tuple[int, bytes]]:
+        """The (ssid, token) of every registered observation: a live view, for a caller
+        that asks how many there are or whether one is, at every poll, without a call."""
+        return self._obs.keys()
 
     def observations(self, ssid: int | None = None) -> list[Observation]:
         """The registered observations (of one server when ``ssid`` is given)."""
@@ -303,11 +344,14 @@ class Observer:
             self._forget(key)
         state = _Obs(obs, self._read_rules(obs), now)
         self._baseline(state, records)
-        self._obs[key] = state
-        for bucket in {p.ids[:2] for p in obs.paths}:
-            self._index.setdefault(bucket, []).append(key)
+        self._obs[state.key] = state  # the key the state holds: one tuple, not two
+        buckets = {p.ids[:2] for p in obs.paths}
+        for bucket in buckets:
+            self._index.setdefault(bucket, []).append(state)
+        if any(len(bucket) < 2 for bucket in buckets):
+            self._shallow += 1
         self._schedule(state)
-        return self._next_sequence()
+        return next(self._sequence) % SEQUENCE_MODULUS
 
     def remove(self, ssid: int, token: bytes) -> bool:
         """End one observation (Cancel-Observe, Reset, failure); False if unknown."""
@@ -327,40 +371,44 @@ class Observer:
         above or below them react, each once: a Write of several resources of an observed
         instance, or a Create under an observed object, is one notification, not one per
         path (each would carry the same values)."""
-        obs = self._obs
         index = self._index
-        touched: list[tuple[int, bytes]] = []
+        # The usual poll touches one observation: it runs without a list or a sort.
+        first: _Obs | None = None
+        more: dict[tuple[int, bytes], _Obs] | None = None
         for path in paths:
             ids = path.ids
-            keys: Iterable[tuple[int, bytes]]
+            states: Iterable[_Obs]
             if len(ids) >= 2:
-                keys = index.get(ids[:2], ())
-                above = (index.get(ids[:1]), index.get(()))
-                if above != (None, None):  # the object or the root is observed too: rare
-                    keys = [*keys, *(above[0] or ()), *(above[1] or ())]
+                states = index.get(ids[:2], ())
+                if self._shallow:  # the object or the root may be observed too: rare
+                    states = [*states, *index.get(ids[:1], ()), *index.get((), ())]
             else:  # an object or the root changed (instances created/deleted): rare
-                keys = obs
-            for key in keys:
-                state = obs.get(key)
-                if state is None:
-                    continue
-                observed_paths = state.obs.paths
-                if len(observed_paths) == 1:
-                    observed = observed_paths[0]
-                    bits = 1 if observed.contains(path) or path.contains(observed) else 0
+                states = self._obs.values()
+            for state in states:
+                mine = state.ids
+                if mine is not None:  # one observed path, nearly always the changed one itself
+                    if not (ids == mine or ids[: len(mine)] == mine or mine[: len(ids)] == ids):
+                        continue
+                    bits = 1
                 else:
-                    bits = 0
-                    for i, observed in enumerate(observed_paths):
-                        if observed.contains(path) or path.contains(observed):
-                            bits |= 1 << i
-                if bits:
-                    state.dirty |= bits
-                    touched.append(key)
-        if len(touched) > 1:
-            touched = sorted(set(touched))  # sorted: notifications in a reproducible order
-        for key in touched:
-            state = obs.get(key)
-            if state is not None:  # not ended by another's step
+                    bits = state.matches(path)
+                    if not bits:
+                        continue
+                state.dirty |= bits
+                if first is None:
+                    first = state
+                elif state is not first:
+                    if more is None:
+                        more = {first.key: first}
+                    more[state.key] = state
+        if more is None:
+            if first is not None:
+                self._step(first, now)
+            return
+        obs = self._obs
+        for key in sorted(more):  # sorted: notifications in a reproducible order
+            state = more[key]
+            if obs.get(key) is state:  # not ended by another's step
                 self._step(state, now)
 
     def attributes_changed(self, ssid: int, now: float) -> None:
@@ -374,7 +422,7 @@ class Observer:
         for state in [s for s in self._obs.values() if s.obs.ssid == ssid]:
             rules = self._read_rules(state.obs)
             rebaseline = rules.threshold_mask ^ state.rules.threshold_mask
-            state.rules = rules
+            state.use(rules)
             if rebaseline:
                 try:
                     _, records = self._sampler.sample(
@@ -423,50 +471,43 @@ class Observer:
     def _wait(self, state: _Obs) -> None:
         if self._waiting is None:
             self._waiting = []
-        self._waiting.append((state.obs.ssid, state.obs.token))
+        self._waiting.append(state.key)
 
     def take_notifications(self, now: float) -> list[Notification]:
         """Notifications produced so far, after running anything due at ``now``."""
-        self.handle_timer(now)
+        heap = self._heap
+        if heap and heap[0][0] <= now:
+            self.handle_timer(now)
         out, self._outbox = self._outbox, []
         return out
 
     # ------------------------------------------------------------------ internals
-    def _next_sequence(self) -> int:
-        """One counter for every observation of this client, wrapping at 24 bits.
-
-        Shared rather than per observation so a token re-used after Cancel
-        (or a replaced observation) never repeats or goes back in numbers the
-        server may still hold (RFC 7641 §3.4 freshness); with thousands of
-        devices per process it also saves a field per observation.
-        """
-        value = self._sequence
-        self._sequence = (value + 1) % SEQUENCE_MODULUS
-        return value
-
     def _read_rules(self, obs: Observation) -> _Rules:
         return _rules(tuple(self._sampler.attributes(obs.ssid, p) for p in obs.paths))
 
     def _forget(self, key: tuple[int, bytes]) -> None:
         state = self._obs.pop(key)
-        for bucket in {p.ids[:2] for p in state.obs.paths}:
-            keys = self._index[bucket]
-            keys.remove(key)
-            if not keys:
+        buckets = {p.ids[:2] for p in state.obs.paths}
+        for bucket in buckets:
+            states = self._index[bucket]
+            states.remove(state)
+            if not states:
                 del self._index[bucket]
+        if any(len(bucket) < 2 for bucket in buckets):
+            self._shallow -= 1
         if self._outbox:
             self._outbox = [n for n in self._outbox if (n.ssid, n.token) != key]
 
     def _step(self, state: _Obs, now: float) -> None:
         """Do whatever is due for one observation at ``now``, then reschedule it."""
-        rules = state.rules
         try:
-            if rules.immediate:  # what evaluating and pmin would conclude, without asking
+            if state.immediate:  # what evaluating and pmin would conclude, without asking
                 state.pending |= state.dirty
                 state.dirty = 0
                 if state.pending:
                     self._notify(state, now)
             else:
+                rules = state.rules
                 if state.dirty and now >= state.last_eval + rules.epmin:
                     self._evaluate(state, now, periodic=False)
                 elif rules.epmax is not None and now >= state.last_eval + rules.epmax:
@@ -479,7 +520,7 @@ class Observer:
         except SamplePending:
             self._wait(state)
             return
-        if not rules.immediate or state.deadline is not None:  # immediate: nothing is due later
+        if not state.immediate or state.deadline is not None:  # immediate: nothing is due later
             self._schedule(state)
 
     def _notify_due(self, state: _Obs, now: float) -> bool:
@@ -530,7 +571,7 @@ class Observer:
             heap[:] = [(s.deadline, k) for k, s in self._obs.items() if s.deadline is not None]
             heapq.heapify(heap)  # includes ``state``: its deadline is already set
             return
-        heapq.heappush(heap, (deadline, (state.obs.ssid, state.obs.token)))
+        heapq.heappush(heap, (deadline, state.key))
 
     def _evaluate(self, state: _Obs, now: float, *, periodic: bool) -> None:
         """Turn reported changes (``dirty``) and/or a fresh sample into triggers."""
@@ -578,10 +619,6 @@ class Observer:
         Only for the paths in ``mask`` (all by default).
         """
         obs = state.obs
-        if len(obs.paths) == 1 and not state.rules.threshold_mask:  # the usual one: no loop
-            state.prev[0] = records
-            state.sent[0] = None
-            return
         for i, path in enumerate(obs.paths):
             if not mask >> i & 1:
                 continue
@@ -595,15 +632,19 @@ class Observer:
     def _notify(self, state: _Obs, now: float) -> None:
         obs = state.obs
         payload, records = self._sampler.sample(obs.ssid, obs.paths, obs.content_format)
-        self._baseline(state, records)
+        if state.simple:  # the usual baseline, without a call and a loop
+            state.prev[0] = records
+            state.sent[0] = None
+        else:
+            self._baseline(state, records)
         state.last_notify = state.last_eval = now
         state.pending = state.dirty = 0
-        settings = self._settings
-        confirmable = settings.confirmable or now - state.last_con >= settings.max_non_interval
+        confirmable = self._confirmable or now - state.last_con >= self._max_non_interval
         if confirmable:
             state.last_con = now
         # Observe (6) then Content-Format (12): already in option order.
-        options = [(_OBSERVE, encode_uint(self._next_sequence())), state.content_format]
+        sequence = next(self._sequence) % SEQUENCE_MODULUS
+        options = [(_OBSERVE, encode_uint(sequence)), state.content_format]
         message = Message(_CON if confirmable else _NON, _CONTENT, 0, obs.token, options, payload)
         self._outbox.append(Notification(obs.ssid, obs.token, state.label, message, now))
 
@@ -614,7 +655,7 @@ class Observer:
         observation and a lost NON would leave the server waiting until pmax.
         """
         obs = state.obs
-        self._forget((obs.ssid, obs.token))
+        self._forget(state.key)
         message = Message(type=MessageType.CON, code=Code.NOT_FOUND, token=obs.token)
         self._outbox.append(Notification(obs.ssid, obs.token, state.label, message, now))
 

@@ -15,6 +15,7 @@ failure table is keyed on (response, timeout, reset, network error).
 from __future__ import annotations
 
 import enum
+import itertools
 import random
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -162,7 +163,7 @@ class MessageLayer:
         "_by_token",
         "_events",
         "_in",
-        "_next_key",
+        "_keys",
         "_next_mid",
         "_non_lifetime",
         "_non_sent",
@@ -181,15 +182,19 @@ class MessageLayer:
         self._non_lifetime = params.non_lifetime
         self._rng = rng
         self._next_mid = rng.randrange(0x10000)
-        self._next_key = 1
+        # Exchange keys 1, 2, ...: next() on a counter is one C call per message.
+        self._keys = itertools.count(1)
         self._out: dict[int, _Outgoing] = {}
         self._by_mid: dict[int, int] = {}
         self._by_token: dict[bytes, int] = {}
         # NON messages that may still draw a Reset, by message id, oldest first
-        # (each expires NON_LIFETIME after it was sent): (key, expires, the
-        # caller's message, which the layer only reads). A dict keeps insertion
-        # order too, at half an empty OrderedDict's size.
-        self._non_sent: dict[int, tuple[int, float, Message]] = {}
+        # (each expires NON_LIFETIME after it was sent): (key, expires, the bytes
+        # sent). The bytes, not a Message: a busy client keeps thousands of
+        # these, and entries of plain bytes and numbers are left alone by the
+        # garbage collector (a Message with its option list is traversed at
+        # every collection); the rare Reset decodes them back. A dict keeps
+        # insertion order too, at half an empty OrderedDict's size.
+        self._non_sent: dict[int, tuple[int, float, bytes]] = {}
         # Lists, not deques: they hold a handful of items, and an empty deque costs
         # a 600-byte block per layer, which adds up with thousands of clients.
         self._queue: list[int] = []
@@ -213,11 +218,6 @@ class MessageLayer:
             if token not in self._by_token:
                 return token
 
-    def _key(self) -> int:
-        key = self._next_key
-        self._next_key += 1
-        return key
-
     # -- outgoing --------------------------------------------------------------
     def send_request(self, msg: Message, now: float, *, keep_open: bool = False) -> int:
         """Queue a request (CON or NON); a token is assigned if it has none.
@@ -235,7 +235,7 @@ class MessageLayer:
         # Encoded now so a message that cannot be sent is refused here, not when
         # it leaves the queue; the message id is filled in then (with_mid).
         data = encode(own)
-        key = self._key()
+        key = next(self._keys)
         self._out[key] = _Outgoing(key, own, True, keep_open, True, data=data)
         self._by_token[token] = key
         self._queue.append(key)
@@ -254,7 +254,7 @@ class MessageLayer:
         mid = self.new_mid()
         # A ValueError here leaves no trace but a skipped message id.
         data = encode_fields(mtype, msg.code, mid, msg.token, msg.options, msg.payload)
-        key = self._key()
+        key = next(self._keys)
         if confirmable:
             own = _copy(msg, mtype, mid, msg.token)
             self._out[key] = _Outgoing(key, own, False, False, report, data=data)
@@ -262,8 +262,7 @@ class MessageLayer:
             self._pump(now)
         else:
             if report:
-                # The caller's message, copied only if a Reset ever names it.
-                self._non_sent[mid] = (key, now + self._non_lifetime, msg)
+                self._non_sent[mid] = (key, now + self._non_lifetime, data)
             self._tx.append(data)
         return key
 
@@ -396,7 +395,7 @@ class MessageLayer:
             return
         window.add(msg.mid, now)
         if is_request(msg.code):
-            key = self._key()
+            key = next(self._keys)
             inc = _Incoming(key, msg)
             if msg.type == MessageType.CON:
                 inc.ack_deadline = now + self.params.effective_piggyback_window
@@ -536,8 +535,7 @@ class MessageLayer:
         if ex is None or ex.state != _State.WAIT_ACK:
             if msg.type == MessageType.RST and msg.mid in self._non_sent:
                 nkey, _, sent = self._non_sent.pop(msg.mid)
-                as_sent = _copy(sent, _NON, msg.mid, sent.token)
-                self._events.append(ExchangeResult(nkey, Outcome.RESET, as_sent, None))
+                self._events.append(ExchangeResult(nkey, Outcome.RESET, decode(sent), None))
             elif msg.type == MessageType.ACK and msg.code != Code.EMPTY:
                 self.stats.unmatched += 1
             return

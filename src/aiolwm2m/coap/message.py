@@ -15,6 +15,7 @@ never sends one (:class:`~aiolwm2m.errors.EncodeError`).
 from __future__ import annotations
 
 import enum
+import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -51,6 +52,7 @@ __all__ = [
 
 VERSION = 1
 PAYLOAD_MARKER = 0xFF
+_MARKER = bytes((PAYLOAD_MARKER,))
 
 
 class CoapDecodeError(DecodeError):
@@ -204,17 +206,14 @@ def _out_of_range(number: int, length: int) -> bool:
     return bounds is not None and not bounds[0] <= length <= bounds[1]
 
 
-# _out_of_range() precomputed for the lengths of a one-byte option header (0-12),
-# the common case, so the codec's loops pay a tuple index and a set lookup per
-# option instead of a call: for each such length, the options it is outside the
-# range of.
-_SHORT_OUT_OF_RANGE = tuple(
-    frozenset(int(n) for n in OPTION_LENGTHS if _out_of_range(n, length)) for length in range(13)
-)
-# What decode() drops on the spot: an unrecognised elective option is ignored
-# (§5.4.1). Critical ones stay, for unknown_critical_options() to report.
+# What decode() drops on the spot, precomputed for the lengths of a one-byte
+# option header (0-12), the common case, so its loop pays a tuple index and a set
+# lookup per option instead of a call: for each such length, the elective options
+# it is outside the range of (an unrecognised elective option is ignored,
+# §5.4.1). Critical ones stay, for unknown_critical_options() to report.
 _ELECTIVE_SHORT_OUT_OF_RANGE = tuple(
-    frozenset(n for n in numbers if not is_critical(n)) for numbers in _SHORT_OUT_OF_RANGE
+    frozenset(int(n) for n in OPTION_LENGTHS if not is_critical(n) and _out_of_range(n, length))
+    for length in range(13)
 )
 
 
@@ -421,7 +420,36 @@ def _ext(value: int) -> tuple[int, bytes]:
     raise ValueError(f"option delta/length {value} too large")
 
 
+def _option_header(delta: int, number: int, length: int) -> bytes:
+    """An option's header bytes (nibbles and extended delta/length, RFC 7252 §3.1).
+
+    Raises :class:`~aiolwm2m.errors.EncodeError` for a known option whose
+    value length is outside its range.
+    """
+    if _out_of_range(number, length):
+        raise _length_error(number, length)
+    delta_nib, delta_ext = _ext(delta)
+    len_nib, len_ext = _ext(length)
+    return bytes(((delta_nib << 4) | len_nib,)) + delta_ext + len_ext
+
+
+# The one-byte header of every known option whose value length is in range and
+# short (0-12 bytes), keyed by (previous option number, number, length): the
+# encoder's common case is one dict lookup, range check included, per option.
+# Previous numbers are 0 and the known ones, so an unknown option (or a gap of
+# 13 or more) takes :func:`_option_header`.
+_SHORT_HEADERS: dict[tuple[int, int, int], bytes] = {
+    (last, number, length): bytes(((number - last) << 4 | length,))
+    for last in (0, *OPTION_LENGTHS)
+    for number in OPTION_LENGTHS
+    if 0 <= number - last < 13
+    for length in range(13)
+    if not _out_of_range(number, length)
+}
+
 _NUMBER = itemgetter(0)
+# Version, type and token length; code; message id (RFC 7252 §3).
+_HEADER = struct.Struct(">BBH").pack
 
 
 def encode(msg: Message) -> bytes:
@@ -437,42 +465,35 @@ def encode_fields(
     Raises :class:`~aiolwm2m.errors.EncodeError` (a ValueError) for an option
     value outside its :data:`OPTION_LENGTHS` range.
     """
-    if len(token) > 8:
+    tkl = len(token)
+    if tkl > 8:
         raise ValueError("token longer than 8 bytes")
-    if not 0 <= mid <= 0xFFFF:
-        raise ValueError("message id out of range")
-    if not 0 <= code <= 0xFF:
-        raise ValueError("code out of range")
-    out = bytearray((VERSION << 6 | mtype << 4 | len(token), code, mid >> 8, mid & 0xFF))
-    out += token
+    try:
+        head = _HEADER(VERSION << 6 | mtype << 4 | tkl, code, mid)
+    except struct.error:
+        bad = "message id" if not 0 <= mid <= 0xFFFF else "code"
+        raise ValueError(f"{bad} out of range") from None
     count = len(options)
     # None or one (an empty ACK or Reset) or two in order (a notification's
     # Observe and Content-Format, built in that order): nothing to sort.
     if count > 2 or (count == 2 and options[0][0] > options[1][0]):
         options = sorted(options, key=_NUMBER)
+    parts = [head, token]
     last = 0
-    short_out_of_range = _SHORT_OUT_OF_RANGE
+    short = _SHORT_HEADERS
     for number, value in options:
-        delta = number - last
         length = len(value)
-        if delta < 13 and length < 13:  # the common option: one header byte
-            if number in short_out_of_range[length]:
-                raise _length_error(number, length)
-            out.append(delta << 4 | length)
-        else:
-            if _out_of_range(number, length):
-                raise _length_error(number, length)
-            delta_nib, delta_ext = _ext(delta)
-            len_nib, len_ext = _ext(length)
-            out.append((delta_nib << 4) | len_nib)
-            out += delta_ext
-            out += len_ext
-        out += value
+        try:
+            header = short[last, number, length]
+        except KeyError:  # long, unknown or out of range
+            header = _option_header(number - last, number, length)
+        parts.append(header)
+        parts.append(value)
         last = number
     if payload:
-        out.append(PAYLOAD_MARKER)
-        out += payload
-    return bytes(out)
+        parts.append(_MARKER)
+        parts.append(payload)
+    return b"".join(parts)
 
 
 def _length_error(number: int, length: int) -> EncodeError:

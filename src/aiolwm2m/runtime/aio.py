@@ -97,8 +97,6 @@ class _AioDriver(EngineDriver):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._opening: dict[int, asyncio.Task[None]] = {}
         self._timer: asyncio.TimerHandle | None = None
-        #: Set once the engine is idle while :meth:`Client.close` waits for it.
-        self._idle: asyncio.Event | None = None
         # DTLS sessions kept across links, so a reconnect can resume one.
         self.dtls_sessions = DtlsSessions()
 
@@ -109,18 +107,6 @@ class _AioDriver(EngineDriver):
     @property
     def running(self) -> bool:
         return self._loop is not None and not self._stopped
-
-    def wait_idle(self) -> asyncio.Event:
-        """An event set as soon as nothing is in flight (now, or after a later input)."""
-        idle = self._idle = asyncio.Event()
-        if self.engine.idle:
-            idle.set()
-        return idle
-
-    def _pump(self, *, polled: bool = False) -> None:
-        super()._pump(polled=polled)
-        if self._idle is not None and self.engine.idle:
-            self._idle.set()
 
     def now(self) -> float:
         """The runtime clock (:mod:`aiolwm2m.runtime.clock`): event times are on it."""

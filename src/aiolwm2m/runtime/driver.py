@@ -83,6 +83,8 @@ class EngineDriver(ABC):
         # Copies of every datagram and link outcome (metrics); the -vv trace is always fed.
         self.wire_taps: list[WireTap] = []
         self._timer_at: float | None = None
+        #: Set once the engine is idle while :meth:`wait_idle` is waited for.
+        self._idle: asyncio.Event | None = None
         #: While a timer's work runs: how late the runtime ran it (what a fleet's
         #: Update lateness is); None otherwise.
         self.timer_lateness: float | None = None
@@ -257,18 +259,34 @@ class EngineDriver(ABC):
             link.close()
         self._links.clear()
 
+    def wait_idle(self) -> asyncio.Event:
+        """An event set as soon as nothing is in flight (now, or after a later input)."""
+        idle = self._idle = asyncio.Event()
+        if self.engine.idle:
+            idle.set()
+        return idle
+
     # ------------------------------------------------------------------ plumbing
     def _pump(self, *, polled: bool = False) -> None:
-        """Carry out the engine's link actions, deliver its events, re-arm its timer.
+        """Start the async hook jobs, carry out the engine's link actions, deliver
+        its events, re-arm its timer, and tell :meth:`wait_idle` once idle.
 
-        ``polled``: the engine was polled just before (a value changed), see
-        :meth:`_run_jobs`.
+        The engine is polled after the jobs (the data model's notifications),
+        except when it was ``polled`` just before (a value changed) and no job
+        started since: a second poll would find nothing (one poll per value set).
+        The engine carries out the data model's other requests itself.
         """
         if self._stopped:
             return
-        if self._data_model is not None:
-            self._run_jobs(self._data_model, polled)
-        for action in self.engine.link_actions():
+        engine = self.engine
+        model = self._data_model
+        if model is not None:
+            jobs = model.take_jobs()
+            for job in jobs:
+                self._start_job(job)
+            if jobs or not polled:
+                engine.poll(self.now())
+        for action in engine.link_actions():
             if type(action) is SendDatagram:  # nearly every action: no isinstance chain
                 link = self._links.get(action.link)
                 if link is not None:
@@ -279,14 +297,16 @@ class EngineDriver(ABC):
             elif isinstance(action, OpenLink):
                 self._close_link(action.link)
                 self._begin_open(action, self._generation[action.link])
-        while (event := self.engine.next_event()) is not None:
+        while (event := engine.next_event()) is not None:
             self.emit(event)
-        if self._store is not None and self.engine.state_version != self._saved_version:
+        if self._store is not None and engine.state_version != self._saved_version:
             self._save()
-        when = self.engine.next_timer()
+        when = engine.next_timer()
         if when != self._timer_at:
             self._timer_at = when
             self._set_timer(when)
+        if self._idle is not None and engine.idle:
+            self._idle.set()
 
     def _save(self) -> None:
         """Write the engine's state; a failure is reported and retried at the next change."""
@@ -296,19 +316,6 @@ class EngineDriver(ABC):
             self._store.save(self.engine.snapshot(), self._time_offset)
         except StoreWriteError as exc:
             self.emit(ev.Error(self.now(), exc.code, detail=str(exc)))
-
-    def _run_jobs(self, model: DataModelRuntime, polled: bool) -> None:
-        """Start the async hook jobs, then poll the engine for notifications.
-
-        The poll is skipped when the engine was ``polled`` just before and no
-        job started since: a second poll would find nothing (one poll per value
-        set). The engine carries out the data model's other requests itself.
-        """
-        jobs = model.take_jobs()
-        for job in jobs:
-            self._start_job(job)
-        if jobs or not polled:
-            self.engine.poll(self.now())
 
     def _start_job(self, job: Job) -> None:
         """Await an async hook on the running event loop, then send its response.

@@ -515,6 +515,43 @@ def test_value_changed_reaches_observations_above_and_below_the_path(h: Harness)
     assert len(h.sent) == 6
 
 
+def test_object_and_root_observations_are_reached_after_others_end(h: Harness) -> None:
+    # The observer counts the observations of an object or the root (a resource
+    # change looks for them only while there are some): ending, replacing or
+    # dropping some must leave the others reachable, and none when all ended.
+    h.observe(Path.of(3303), token=b"obj")
+    h.observe(Path(), token=b"root")
+    h.observe(Path.of(3303), token=b"obj")  # replaced: counted once
+    h.observe(Path.of(3303), ssid=2, token=b"server2")
+    h.observe(TEMP, token=b"res")
+    assert h.observer.remove(1, b"root")
+    h.observer.drop(2)
+    h.set(TEMP, 12.0, at=1.0)
+    assert sorted(n.token for n in h.sent) == [b"obj", b"res"]
+    h.sent.clear()
+    assert h.observer.remove(1, b"obj")
+    h.set(TEMP, 13.0, at=2.0)
+    assert [n.token for n in h.sent] == [b"res"]
+    h.sent.clear()
+    h.observe(Path(), token=b"root2")
+    h.set(TEMP, 14.0, at=3.0)
+    assert sorted(n.token for n in h.sent) == [b"res", b"root2"]
+
+
+def test_a_composite_reacts_once_to_changes_of_several_of_its_paths(h: Harness) -> None:
+    name = Path.of(3, 0, 0)
+    h.sampler.values[name] = "ACME"
+    h.observe(TEMP, name, token=b"both")
+    h.observe(Path.of(3303, 0), token=b"inst")
+    h.observer.values_changed([TEMP, name, Path.of(3, 0, 1)], 1.0)
+    h.collect()
+    assert [n.token for n in h.sent] == [b"both", b"inst"]  # once each, in key order
+    h.sent.clear()
+    h.observer.values_changed([Path.of(3, 1, 0)], 2.0)  # neither path
+    h.collect()
+    assert h.sent == []
+
+
 def test_composite_notifies_when_any_path_rule_fires(h: Harness) -> None:
     battery = Path.of(3, 0, 9)
     h.sampler.values[battery] = 80

@@ -790,6 +790,18 @@ def test_operations_is_a_data_model_runtime(ops: OperationHandler) -> None:
     assert woken == [1]
 
 
+def test_the_wakeup_comes_back_after_a_request_and_goes_when_unset(ops: OperationHandler) -> None:
+    woken: list[int] = []
+    ops.set_wakeup(lambda: woken.append(1))
+    answer(ops, request(Code.PUT, "/3/0/15", b"A", cf=0))  # held back inside
+    answer(ops, request(Code.GET, "/3/0/404"))  # an error answer restores it too
+    ops.tree.set("/3303/0/5700", 1.0)
+    assert woken == [1]
+    ops.set_wakeup(None)
+    ops.tree.set("/3303/0/5700", 2.0)
+    assert woken == [1]
+
+
 def test_never_crashes_on_garbage_options(ops: OperationHandler) -> None:
     msg = request(Code.GET, "/3/0/0")
     msg.add(OptionNumber.URI_PATH, b"\xff")

@@ -268,23 +268,30 @@ class Channel:
             if elapsed < self._params.ack_timeout:
                 self.round_trip = elapsed
 
-    def notify(self, note: Notification, now: float) -> None:
+    def notify(self, note: Notification, now: float) -> bool:
         """Send a notification; NON ones are tracked only for a late Reset.
 
-        Raises ValueError, with nothing sent or recorded, if it cannot be encoded.
+        Returns whether it is confirmable (the layer started its retransmission
+        timer). Raises ValueError, with nothing sent or recorded, if it cannot
+        be encoded.
         """
-        assert self.layer is not None
-        key = self.layer.send_message(note.message, now)  # encodes it, once
-        self.inflight[key] = Pending(RequestKind.NOTIFY, self.fresh, note)
-        if note.message.type is _NON:
+        layer = self.layer
+        assert layer is not None
+        message = note.message
+        key = layer.send_message(message, now)  # encodes it, once
+        inflight = self.inflight
+        inflight[key] = Pending(_NOTIFY, self.fresh, note)
+        if message.type is not _NON:
+            return True
+        if self.non_notes < NON_NOTIFICATIONS_TRACKED:
             self.non_notes += 1
-            if self.non_notes > NON_NOTIFICATIONS_TRACKED:  # forget the oldest NON one
-                inflight = self.inflight
-                for old, tracked in inflight.items():  # in sending order: usually the first
-                    if _is_non_notification(tracked):
-                        del inflight[old]  # and stop iterating at once
-                        break
-                self.non_notes -= 1
+            return False
+        # Forget the oldest NON one (the count stays at the limit).
+        for old, tracked in inflight.items():  # in sending order: usually the first
+            if _is_non_notification(tracked):
+                del inflight[old]  # and stop iterating at once
+                break
+        return False
 
     def pop(self, key: int) -> Pending | None:
         """Take a request out of flight (its exchange ended)."""
@@ -331,11 +338,12 @@ class Channel:
         """Hand the layer's datagrams to the runtime; whether there were any."""
         if not self.open or self.layer is None:
             return False
-        sent = False
-        for data in self.layer.datagrams_to_send():
-            sent = True
-            self._actions.append(SendDatagram(self.link, data))
-        return sent
+        datagrams = self.layer.datagrams_to_send()
+        link = self.link
+        actions = self._actions
+        for data in datagrams:
+            actions.append(SendDatagram(link, data))
+        return bool(datagrams)
 
     # ------------------------------------------------------------------ receiving
     def next_event(self) -> LayerEvent | None:
@@ -358,3 +366,4 @@ def _is_non_notification(pending: Pending) -> bool:
 
 
 _NON = MessageType.NON
+_NOTIFY = RequestKind.NOTIFY

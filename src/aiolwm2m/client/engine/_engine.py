@@ -72,12 +72,15 @@ def _input(method: _Input) -> _Input:
     Every input can make the data model ask something of the engine (a server's
     Execute arrives as a datagram; an application's new instance is seen at the
     next poll), so each one ends by taking those requests; the input's ``now``
-    is found by name.
+    is found by name. Any input may move the engine's timers: the next
+    :meth:`ClientEngine.next_timer` scans them again (marked first, so an input
+    that raises half-way is covered too).
     """
     at = list(inspect.signature(method).parameters).index("now") - 1  # without self
 
     @functools.wraps(method)
     def run(self: ClientEngine, *args: Any, **kwargs: Any) -> Any:
+        self._timer_stale = True
         result = method(self, *args, **kwargs)
         _carry_out_model_actions(self, kwargs["now"] if len(args) <= at else args[at])
         return result
@@ -97,7 +100,7 @@ class ClientEngine:
     (a server's Execute of Registration Update Trigger…): see ``_INPUTS``.
     """
 
-    __slots__ = ("_shared", "config", "objects")
+    __slots__ = ("_shared", "_timer", "_timer_stale", "config", "objects")
 
     def __init__(self, config: ClientConfig, objects: DataModel, *, rng: random.Random) -> None:
         self.config = config
@@ -106,6 +109,8 @@ class ClientEngine:
         if config.registration.connection_error_is_registration_failure:
             table = table.with_connect_errors_aborting_registration()
         s = self._shared = Shared(config, objects, rng, table)
+        self._timer: float | None = None  # the engine's own, kept: see next_timer()
+        self._timer_stale = True
         s.set_accounts(config.servers)
         s.store = NotificationStore(s)
         s.links = ServerLinks(s)
@@ -181,25 +186,15 @@ class ClientEngine:
         return events.pop(0) if events else None
 
     def next_timer(self) -> float | None:
-        """The earliest of every scheduled action, link timer and data-model timer."""
-        # Runs after every input: a plain scan, no lists built (thousands of devices).
-        s = self._shared
-        best = s.reconnect.when if s.reconnect is not None else None
-        purge = s.bs.purge  # the Bootstrap-Server Account Timeout, rarely set
-        if purge is not None and (best is None or purge.when < best):
-            best = purge.when
-        owners: tuple[ServerSession | BootstrapSession, ...] = (*s.servers.values(), s.bs)
-        for owner in owners:
-            scheduled = owner.deadline
-            if scheduled is not None and (best is None or scheduled.when < best):
-                best = scheduled.when
-            scheduled = owner.next
-            if scheduled is not None and (best is None or scheduled.when < best):
-                best = scheduled.when
-            layer = owner.channel.layer
-            when = layer.next_timer() if layer is not None else None
-            if when is not None and (best is None or when < best):
-                best = when
+        """The earliest of every scheduled action, link timer and data-model timer.
+
+        The engine's own (:func:`_own_timer`) move only in an input or a poll that did
+        more than send NON notifications: rescanned then; the data model's, every time.
+        """
+        if self._timer_stale:
+            self._timer = _own_timer(self._shared)
+            self._timer_stale = False
+        best = self._timer
         when = self.objects.next_timer()
         if when is not None and (best is None or when < best):
             best = when
@@ -269,6 +264,7 @@ class ClientEngine:
         s = self._shared
         if s.started:
             raise NotAllowedError("restore() after start()")
+        self._timer_stale = True  # a restored purge deadline
         if snapshot.provisioning is not None:
             # Validated when the store read it (an unusable one is never restored).
             provisioning = Provisioning.from_dict(snapshot.provisioning)
@@ -569,14 +565,22 @@ class ClientEngine:
 
         Also an input (see :func:`_input`): what the data model asked of the
         engine is carried out, and the notifications that produced collected too.
+        One that only sent NON notifications leaves the timers (:meth:`next_timer`).
         """
-        self._collect_notifications(now)
+        moved = self._collect_notifications(now)
         if _carry_out_model_actions(self, now):
             self._collect_notifications(now)
+            moved = True
+        if moved:
+            self._timer_stale = True
 
-    def _collect_notifications(self, now: float) -> None:
+    def _collect_notifications(self, now: float) -> bool:
+        """Send, store or drop the data model's notifications; whether a timer may have moved."""
+        store = self._shared.store
+        moved = False
         for note in self.objects.take_notifications(now):
-            self._shared.store.notify(note, now)
+            moved = store.notify(note, now) or moved
+        return moved
 
     # ------------------------------------------------------------------ helpers
     def _require(self, ssid: int) -> ServerSession:
@@ -643,6 +647,28 @@ _INPUTS = (
 )
 for _name in _INPUTS:
     setattr(ClientEngine, _name, _input(getattr(ClientEngine, _name)))
+
+
+def _own_timer(s: Shared) -> float | None:
+    """The earliest scheduled action or link timer (all but the data model's)."""
+    # A plain scan, no lists built (thousands of devices).
+    best = s.reconnect.when if s.reconnect is not None else None
+    purge = s.bs.purge  # the Bootstrap-Server Account Timeout, rarely set
+    if purge is not None and (best is None or purge.when < best):
+        best = purge.when
+    owners: tuple[ServerSession | BootstrapSession, ...] = (*s.servers.values(), s.bs)
+    for owner in owners:
+        scheduled = owner.deadline
+        if scheduled is not None and (best is None or scheduled.when < best):
+            best = scheduled.when
+        scheduled = owner.next
+        if scheduled is not None and (best is None or scheduled.when < best):
+            best = scheduled.when
+        layer = owner.channel.layer
+        when = layer.next_timer() if layer is not None else None
+        if when is not None and (best is None or when < best):
+            best = when
+    return best
 
 
 def _lifetime_left(registered_at: float, until: float | None) -> int:

@@ -51,12 +51,16 @@ class ServerLinks:
         channel.layer.network_error(now)
         self.flush(srv, now)
 
-    def flush(self, srv: ServerSession, now: float) -> None:
-        """Act on what the message layer reported, then hand its datagrams to the runtime."""
+    def flush(self, srv: ServerSession, now: float) -> bool:
+        """Act on what the message layer reported, then hand its datagrams to the runtime.
+
+        Returns whether that may have moved one of the engine's timers: an
+        event was handled, or queue mode's sleep deadline was set again.
+        """
         channel = srv.channel
         layer = channel.layer
         if layer is None:
-            return
+            return False
         active = False  # an exchange ended or a request came: queue mode stays awake
         while (event := layer.next_event()) is not None:
             active = True
@@ -65,12 +69,13 @@ class ServerLinks:
             elif isinstance(event, IncomingRequest):
                 self._request(srv, event, now)
             if channel.layer is not layer:  # the link was replaced while handling
-                return
+                return True
         if channel.new_malformed():
             self.s.malformed(now, srv.ssid, "server")
         sent = channel.send_datagrams()
         if channel.open and (sent or active):
-            self.s.registration.idle_from(srv, now)
+            return self.s.registration.idle_from(srv, now) or active
+        return active
 
     def _request(self, srv: ServerSession, req: IncomingRequest, now: float) -> None:
         layer = srv.channel.layer

@@ -23,6 +23,8 @@ from aiolwm2m.coap.message import MessageType
 
 __all__ = ["NotificationStore"]
 
+_ASLEEP, _REGISTERED = ServerState.ASLEEP, ServerState.REGISTERED
+
 
 class NotificationStore:
     __slots__ = ("s",)
@@ -30,23 +32,29 @@ class NotificationStore:
     def __init__(self, shared: Shared) -> None:
         self.s = shared
 
-    def notify(self, note: Notification, now: float) -> None:
-        """A notification from the data model: send, store or drop it."""
+    def notify(self, note: Notification, now: float) -> bool:
+        """A notification from the data model: send, store or drop it.
+
+        Returns whether that may have moved one of the engine's timers: only a
+        NON notification sent on an awake link (the common case) never does.
+        """
         srv = self.s.servers.get(note.ssid)
         if srv is None:
-            return
-        if srv.state is ServerState.ASLEEP:
+            return False
+        state = srv.state
+        if state is _ASLEEP:
             # Queue mode: not offline, just asleep: keep it (whatever /1/x/6 says)
             # and wake; it follows the Update, in order.
             self.keep(srv, note)
             self.s.registration.wake(srv, RequestKind.UPDATE, now)
-            return
-        if srv.state is ServerState.REGISTERED and srv.channel.layer is not None and not srv.stored:
-            self.send(srv, note, now)
-        elif srv.account.notification_storing:
+            return True
+        if state is _REGISTERED and srv.channel.layer is not None and not srv.stored:
+            return self.send(srv, note, now)
+        if srv.account.notification_storing:
             self._store(srv, note, now)
         else:
             srv.stored_dropped += 1
+        return False
 
     def _store(self, srv: ServerSession, note: Notification, now: float) -> None:
         """Keep a notification for later, dropping the oldest beyond the configured limit."""
@@ -73,9 +81,10 @@ class NotificationStore:
             self.s.changed()
             self.s.emit(ev.NotificationsFlushed(now, srv.ssid, count - len(srv.stored)))
 
-    def send(self, srv: ServerSession, note: Notification, now: float) -> None:
+    def send(self, srv: ServerSession, note: Notification, now: float) -> bool:
+        """Send one notification now; whether that may have moved one of the engine's timers."""
         try:
-            srv.channel.notify(note, now)  # encoded once, by the layer
+            confirmable = srv.channel.notify(note, now)  # encoded once, by the layer
         except ValueError as exc:
             # A notification that cannot be encoded (e.g. a token over 8 bytes)
             # is an internal error of the data model: the Notify column decides.
@@ -84,8 +93,8 @@ class NotificationStore:
             self.s.recovery.fail(
                 srv, pending, Failure.INTERNAL, ev.ErrorCode.MEMORY, now, detail=detail
             )
-            return
-        self.s.links.flush(srv, now)
+            return True
+        return self.s.links.flush(srv, now) or confirmable
 
     def drop_session(self, srv: ServerSession, now: float) -> None:
         """A new registration: the server forgot our observations, what was stored for them ends.

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from aiolwm2m.accounts import ServerAccount, ServerUri
 from aiolwm2m.client.actions import ClientAction
@@ -84,8 +84,14 @@ class CloseLink:
     link: int
 
 
-@dataclass(frozen=True)
-class SendDatagram:
+class SendDatagram(NamedTuple):
+    """Send ``data`` on ``link``.
+
+    A named tuple, not a frozen dataclass like the other actions: one is built
+    per datagram, and a tuple is built without a frozen dataclass's
+    ``object.__setattr__`` per field (immutable and comparable all the same).
+    """
+
     link: int
     data: bytes
 

@@ -109,6 +109,14 @@ class OperationHandler:
         #: without an engine nothing could carry the bootstrap out, so none.
         self.bootstrap_account_present: Callable[[], bool] = lambda: False
         self.observer = Observer(self, observe)
+        # Asked at every poll: a live view of the observations (how many, whether
+        # any) and the bound method listing them, made once instead of per poll.
+        self._observed = self.observer.keys()
+        self._observations = self.observer.observations
+        #: The engine's timer protocol is the observer's own: ``next_timer`` is asked
+        #: after every input, so no method stands in between.
+        self.next_timer: Callable[[], float | None] = self.observer.next_timer
+        self.handle_timer: Callable[[float], None] = self.observer.handle_timer
         self.blockwise = blockwise if blockwise is not None else BlockwiseSettings()
         model = Model(tree, self.access)
         self._model = model
@@ -128,9 +136,10 @@ class OperationHandler:
         # that cannot reach its server re-sends the same list with every Register.
         self._payload: tuple[tuple[str, int], bytes] | None = None
         # The initial state is no change: the object list goes out with Register.
-        tree.take_structure_changed()
+        # Objects and instances added or removed since show as a new structure
+        # version, compared at every poll (no call while it stays the same).
+        self._structure_seen = tree.structure_version
         tree.take_changes()
-        tree.set_listener(self._tree_changed)
 
     # ------------------------------------------------------------------ runtime side
     def attach_host(self, host: HostInfo) -> None:
@@ -148,24 +157,28 @@ class OperationHandler:
         return out
 
     def take_actions(self) -> list[ClientAction]:
-        if self.tree.take_structure_changed():
+        version = self.tree.structure_version
+        if version != self._structure_seen:
+            self._structure_seen = version
             self._actions.append(ObjectsChanged())
         out, self._actions = self._actions, []
         return out
 
     def set_wakeup(self, callback: Callable[[], None] | None) -> None:
-        """``callback`` runs when the application changed a value (outside a request)."""
+        """``callback`` runs when the application changed a value (outside a request).
+
+        It is the tree's listener itself, nothing in between (it runs for every
+        value set); :meth:`handle_request` takes it away while a request runs.
+        """
         self._wakeup = callback
+        if not self._busy:
+            self.tree.set_listener(callback)
 
     def queue_action(self, action: ClientAction) -> None:
         self._actions.append(action)
 
     def _observation_cancelled(self, ssid: int, token: bytes) -> None:
         self._actions.append(CancelObserve(ssid, token))
-
-    def _tree_changed(self) -> None:
-        if not self._busy and self._wakeup is not None:
-            self._wakeup()
 
     # ------------------------------------------------------------------ engine protocol
     def accounts_changed(self, accounts: Sequence[ServerAccount]) -> None:
@@ -209,6 +222,7 @@ class OperationHandler:
         # Changes made before this request must not count against observations it starts.
         self._feed_changes(now)
         self._busy = True
+        self.tree.set_listener(None)  # what the request changes is collected after it
         try:
             result = self._transfers.around(ssid, request, now, self._dispatch)
         except HANDLED as exc:
@@ -216,6 +230,7 @@ class OperationHandler:
             return error(exc)
         finally:
             self._busy = False
+            self.tree.set_listener(self._wakeup)
         if isinstance(result, Message):
             return result
         self._jobs.append(Job(ssid, request, self._later(ssid, request, result)))
@@ -244,7 +259,7 @@ class OperationHandler:
         return self.observer.remove(ssid, token)
 
     def take_notifications(self, now: float) -> list[Notification]:
-        if not self.observer.busy:
+        if not self._observed and not self.observer.busy:
             # Nothing observed: a change concerns nobody (an Observe starting later
             # must not count it either), and there is nothing to sample.
             self.tree.take_changes()
@@ -258,7 +273,7 @@ class OperationHandler:
             if not fresh:
                 self._fresh = None
         notes = self.observer.take_notifications(now)
-        self._transfers.first_blocks(notes, self.observer.observations, len(self.observer), now)
+        self._transfers.first_blocks(notes, self._observations, len(self._observed), now)
         return notes
 
     def _feed_changes(self, now: float) -> None:
@@ -286,12 +301,6 @@ class OperationHandler:
         if isinstance(ssid, int):
             self.observer.attributes_changed(ssid, now)
 
-    def next_timer(self) -> float | None:
-        return self.observer.next_timer()
-
-    def handle_timer(self, now: float) -> None:
-        self.observer.handle_timer(now)
-
     # ------------------------------------------------------------------ Sampler protocol
     def sample(
         self, ssid: int, paths: Sequence[Path], content_format: int
@@ -302,8 +311,9 @@ class OperationHandler:
         fresh = self._fresh if self._fresh is not None else _NOTHING_AWAITED
         try:
             if len(paths) == 1:
-                records = reader.sample(ssid, paths[0], fresh)
-                return encode(content_format, records, paths[0]), records
+                path = paths[0]
+                records = reader.sample(ssid, path, fresh)
+                return encode(content_format, records, path), records
             records = joined_records(reader.sample(ssid, path, fresh) for path in paths)
             return encode(content_format, records, Path()), records
         except (NotFoundError, Reply, HookFailed) as exc:
