@@ -1659,3 +1659,20 @@ def test_notifications_of_stored_values_and_of_read_hooks() -> None:
     (ended,) = ops.take_notifications(2.0)
     assert ended.token == b"o2" and ended.message.code == Code.NOT_FOUND
     assert len(ops.observer) == 1  # the hooked one ended, the stored one runs on
+
+
+def test_a_stored_value_assigned_behind_the_trees_back_is_still_checked() -> None:
+    """``Instance.values`` is a public dict: a value of the wrong type assigned into it
+    ends the observation (4.04) instead of reaching the server as the wrong type."""
+    ops = make_ops()
+    inst = ops.tree.add_instance(3303, 1, Instance({5700: 1.5}))
+    answer(ops, request(Code.GET, "/3303/1/5700", observe=0, token=b"o1"))
+    inst.values[5700] = 3  # an integer: coerced to the Float it must be
+    ops.tree.mark_changed("/3303/1/5700")
+    (note,) = ops.take_notifications(1.0)
+    assert note.message.code == Code.CONTENT and note.message.payload == b"3.0"
+    inst.values[5700] = "warm"
+    ops.tree.mark_changed("/3303/1/5700")
+    (ended,) = ops.take_notifications(2.0)
+    assert ended.token == b"o1" and ended.message.code == Code.NOT_FOUND
+    assert not len(ops.observer)

@@ -36,7 +36,7 @@ from aiolwm2m.lwm2m.formats import (
 from aiolwm2m.lwm2m.model import InvalidValueError, ResourceDef
 from aiolwm2m.lwm2m.objects import Right
 from aiolwm2m.lwm2m.path import Path
-from aiolwm2m.lwm2m.tree import Instance, NotFoundError, ObjectTree, is_awaitable
+from aiolwm2m.lwm2m.tree import Instance, NotFoundError, ResourceValue, is_awaitable
 from aiolwm2m.lwm2m.values import Record, joined_records
 
 __all__ = ["AWAITING", "COMPOSITE_FORMATS", "AwaitHook", "Fresh", "Reader", "hook_answer"]
@@ -167,9 +167,11 @@ class Reader:
 
         One resource (nearly every observation) skips the lists in between and
         the second definition lookup: this runs for every notification. A
-        plain :class:`Instance`'s stored value without a read hook is not
-        checked again: the tree checked it when it was stored (``set``, a
-        server's Write, ``add_instance``), so it becomes its records directly.
+        plain :class:`Instance`'s stored value without a read hook skips the
+        Read's presence and hook steps (the stored value answers them), but is
+        still checked against its type: ``Instance.values`` is a public dict an
+        application may have assigned into behind the tree's back, and a value
+        of the wrong type must end the observation, never reach the server.
         """
         if len(path.ids) != 3:
             return self.finish_read(self.collect_composite(ssid, path, sync=True, fresh=fresh))
@@ -179,7 +181,7 @@ class Reader:
             stored = inst.values.get(rid)
             if stored is not None:  # present: what lookup() checks first holds
                 self._may_read(ssid, path, rdef)
-                return ObjectTree.to_records(path, stored)
+                return self._records(path, stored, rdef)
         inst, rdef = self._readable(ssid, path)
         value = _read_value(inst, rid, True, path, fresh)
         return [] if value is None else self._records(path, value, rdef)
@@ -208,14 +210,19 @@ class Reader:
         """The records of one collected value, checked against its resource's type
         (``rdef``, when the caller already has it)."""
         tree = self._model.tree
-        resource_path = path if len(path.ids) == 3 else path.parent
+        one = len(path.ids) == 3
+        resource_path = path if one else path.parent
         try:
             if rdef is None:
                 rdef = tree.resource_def(resource_path)
-            checked = tree.coerce(resource_path, rdef, value)
+            checked: ResourceValue
+            if one and rdef.single_value:  # every one-value notification: no select
+                checked = rdef.validate(value)
+            else:
+                checked = tree.select(path, tree.coerce(resource_path, rdef, value))
         except InvalidValueError as exc:
             raise HookFailed(f"{resource_path} holds an invalid value: {exc}") from exc
-        return tree.to_records(path, tree.select(path, checked))
+        return tree.to_records(path, checked)
 
     def read(
         self, ssid: int, request: Message, path: Path, observe: int | None, now: float
