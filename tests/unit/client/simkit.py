@@ -14,7 +14,7 @@ from typing import Any
 from aiolwm2m.accounts import RetrySettings, ServerAccount
 from aiolwm2m.client.actions import ClientAction
 from aiolwm2m.client.config import ClientConfig, RegistrationConfig
-from aiolwm2m.client.engine import Notification
+from aiolwm2m.client.engine import ClientEngine, Notification, OpenLink, SendDatagram
 from aiolwm2m.client.observe import ObserveSettings
 from aiolwm2m.client.operations import OperationHandler, default_objects
 from aiolwm2m.client.policy import ReconnectPolicy
@@ -26,8 +26,10 @@ from aiolwm2m.coap.message import (
     decode,
     encode,
     is_request,
+    make_options,
 )
 from aiolwm2m.coap.params import TransmissionParameters
+from aiolwm2m.lwm2m.objects import FixedHost
 from aiolwm2m.lwm2m.tree import Instance
 from aiolwm2m.runtime.sim import DEFAULT_HISTORY, SimClient, SimNetwork
 from aiolwm2m.testbed.core import Address
@@ -262,3 +264,42 @@ def observed_values(server: SimServer) -> list[bytes]:
         if event.operation.code == Code.CONTENT:
             out.append(event.operation.payload)
     return out
+
+
+def sent(engine: ClientEngine) -> list[Message]:
+    """The messages the engine asks to send now (decoded)."""
+    return [decode(a.data) for a in engine.link_actions() if isinstance(a, SendDatagram)]
+
+
+def observed_engine(
+    config: ClientConfig, after_step: Callable[[ClientEngine], object] = lambda _e: None
+) -> tuple[ClientEngine, Instance, int, Message]:
+    """A bare engine on an explicit clock, registered with config's first server, which
+    observes /3303/0/5700: (engine, the sensor instance, its link, the first notification).
+
+    ``after_step`` runs after each input the engine is given (a check a test keeps
+    true throughout)."""
+    objects = default_objects(config, host=FixedHost())
+    sensor = objects.tree.add_instance(3303, 0, Instance({5700: 1.0}))
+    engine = ClientEngine(config, objects, rng=random.Random(5))
+    engine.start(0.0)
+    after_step(engine)
+    link = next(a.link for a in engine.link_actions() if isinstance(a, OpenLink))
+    engine.link_up(link, 0.0, secure=False)
+    after_step(engine)
+    (register,) = sent(engine)
+    created = Message(MessageType.ACK, Code.CREATED, register.mid, register.token)
+    created.add(OptionNumber.LOCATION_PATH, b"rd")
+    engine.datagram_received(link, encode(created), 0.1)
+    after_step(engine)
+    observe = Message(
+        MessageType.CON,
+        Code.GET,
+        0x100,
+        b"obs",
+        make_options(path=["3303", "0", "5700"], observe=0),
+    )
+    engine.datagram_received(link, encode(observe), 0.2)
+    after_step(engine)
+    (first,) = sent(engine)
+    return engine, sensor, link, first

@@ -6,30 +6,21 @@ data model and an Observe from a hand-made server.
 
 from __future__ import annotations
 
-import random
+from simkit import observed_engine, sent
 
 from aiolwm2m.client import events as ev
 from aiolwm2m.client.config import ClientConfig, ServerAccount
-from aiolwm2m.client.engine import ClientEngine, OpenLink, SendDatagram
+from aiolwm2m.client.engine import ClientEngine
 from aiolwm2m.client.engine._channel import NON_NOTIFICATIONS_TRACKED
-from aiolwm2m.client.operations import default_objects
 from aiolwm2m.coap.message import (
     Code,
     Message,
     MessageType,
-    OptionNumber,
-    decode,
     encode,
-    make_options,
 )
-from aiolwm2m.lwm2m.objects import FixedHost
 from aiolwm2m.lwm2m.tree import Instance
 
 CONFIG = ClientConfig("ep", (ServerAccount("coap://127.0.0.1:5683", 1, lifetime=300),))
-
-
-def sent(engine: ClientEngine) -> list[Message]:
-    return [decode(a.data) for a in engine.link_actions() if isinstance(a, SendDatagram)]
 
 
 def events(engine: ClientEngine) -> list[ev.Event]:
@@ -41,25 +32,7 @@ def events(engine: ClientEngine) -> list[ev.Event]:
 
 def observed_client() -> tuple[ClientEngine, Instance, int]:
     """A registered engine whose server observes /3303/0/5700."""
-    objects = default_objects(CONFIG, host=FixedHost())
-    sensor = objects.tree.add_instance(3303, 0, Instance({5700: 1.0}))
-    engine = ClientEngine(CONFIG, objects, rng=random.Random(5))
-    engine.start(0.0)
-    link = next(a.link for a in engine.link_actions() if isinstance(a, OpenLink))
-    engine.link_up(link, 0.0, secure=False)
-    (register,) = sent(engine)
-    created = Message(MessageType.ACK, Code.CREATED, register.mid, register.token)
-    created.add(OptionNumber.LOCATION_PATH, b"rd")
-    engine.datagram_received(link, encode(created), 0.1)
-    observe = Message(
-        MessageType.CON,
-        Code.GET,
-        0x100,
-        b"obs",
-        make_options(path=["3303", "0", "5700"], observe=0),
-    )
-    engine.datagram_received(link, encode(observe), 0.2)
-    (first,) = sent(engine)
+    engine, sensor, link, first = observed_engine(CONFIG)
     assert first.code == Code.CONTENT and first.observe is not None
     events(engine)
     return engine, sensor, link

@@ -8,28 +8,18 @@ forced rescan after every step.
 
 from __future__ import annotations
 
-import random
-
 import pytest
+from simkit import observed_engine, sent
 
 from aiolwm2m.client.config import ClientConfig, ServerAccount
-from aiolwm2m.client.engine import ClientEngine, OpenLink, SendDatagram
-from aiolwm2m.client.operations import default_objects
+from aiolwm2m.client.engine import ClientEngine
 from aiolwm2m.coap.message import (
     Code,
     Message,
     MessageType,
-    OptionNumber,
-    decode,
     encode,
-    make_options,
 )
-from aiolwm2m.lwm2m.objects import FixedHost
 from aiolwm2m.lwm2m.tree import Instance
-
-
-def sent(engine: ClientEngine) -> list[Message]:
-    return [decode(a.data) for a in engine.link_actions() if isinstance(a, SendDatagram)]
 
 
 def assert_timer_fresh(engine: ClientEngine) -> float | None:
@@ -44,29 +34,7 @@ def observed_client(binding: str) -> tuple[ClientEngine, Instance, int]:
     config = ClientConfig(
         "ep", (ServerAccount("coap://127.0.0.1:5683", 1, lifetime=1_000_000, binding=binding),)
     )
-    objects = default_objects(config, host=FixedHost())
-    sensor = objects.tree.add_instance(3303, 0, Instance({5700: 1.0}))
-    engine = ClientEngine(config, objects, rng=random.Random(5))
-    engine.start(0.0)
-    assert_timer_fresh(engine)
-    link = next(a.link for a in engine.link_actions() if isinstance(a, OpenLink))
-    engine.link_up(link, 0.0, secure=False)
-    assert_timer_fresh(engine)
-    (register,) = sent(engine)
-    created = Message(MessageType.ACK, Code.CREATED, register.mid, register.token)
-    created.add(OptionNumber.LOCATION_PATH, b"rd")
-    engine.datagram_received(link, encode(created), 0.1)
-    assert_timer_fresh(engine)
-    observe = Message(
-        MessageType.CON,
-        Code.GET,
-        0x100,
-        b"obs",
-        make_options(path=["3303", "0", "5700"], observe=0),
-    )
-    engine.datagram_received(link, encode(observe), 0.2)
-    assert_timer_fresh(engine)
-    sent(engine)
+    engine, sensor, link, _ = observed_engine(config, assert_timer_fresh)
     return engine, sensor, link
 
 
