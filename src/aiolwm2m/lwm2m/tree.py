@@ -35,7 +35,7 @@ from aiolwm2m.errors import Lwm2mError
 from .ddf import ObjectRegistry, ResourceTypes, load_builtin
 from .model import InvalidValueError, ObjectDef, Operations, ResourceDef, Value
 from .path import MAX_ID, Path
-from .values import Record, Records
+from .values import Record, Records, make_record
 
 __all__ = [
     "BlockSink",
@@ -507,17 +507,20 @@ class ObjectTree:
         inst, rdef = self.resource(path)
         if rdef.single_value and depth == 3:  # nearly every set: coerce()'s first case
             inst.values[ids[2]] = rdef.validate(value)
-            self._changed(path)
-            return
-        checked = self.coerce(path, rdef, value)
-        if depth == 4:
-            current = inst.values.get(ids[2])
-            merged = dict(current) if isinstance(current, dict) else {}
-            merged[ids[3]] = cast(Value, checked)
-            inst.values[ids[2]] = merged
         else:
-            inst.values[ids[2]] = checked
-        self._changed(path)
+            checked = self.coerce(path, rdef, value)
+            if depth == 4:
+                current = inst.values.get(ids[2])
+                merged = dict(current) if isinstance(current, dict) else {}
+                merged[ids[3]] = cast(Value, checked)
+                inst.values[ids[2]] = merged
+            else:
+                inst.values[ids[2]] = checked
+        # What _changed() does, without its call: every value the application sets.
+        self._changes.append(path)
+        listener = self._listener
+        if listener is not None:
+            listener()
 
     def mark_changed(self, path: Path | str) -> None:
         """A hooked value changed outside the tree: notify observers of ``path``."""
@@ -557,8 +560,8 @@ class ObjectTree:
             if not value:
                 return Records(empty=(path,))
             items = sorted(value.items())
-            return [_record(Record, (path.child(riid), v, None)) for riid, v in items]
-        return [_record(Record, (path, value, None))]
+            return [make_record(Record, (path.child(riid), v, None)) for riid, v in items]
+        return [make_record(Record, (path, value, None))]
 
     # -- internals -----------------------------------------------------------------------
     def _node(self, object_id: int) -> ObjectNode:
@@ -576,11 +579,6 @@ class ObjectTree:
         self._changes.append(path)
         if self._listener is not None:
             self._listener()
-
-
-#: How :func:`~aiolwm2m.lwm2m.values.trusted_record` builds a record, without its
-#: call: :meth:`ObjectTree.to_records` runs for every value notified.
-_record = tuple.__new__
 
 
 def _no_resource(ids: tuple[int, ...]) -> NotFoundError:

@@ -29,6 +29,7 @@ __all__ = [
     "apply_types",
     "empty_resources",
     "joined_records",
+    "make_record",
     "records_from_mapping",
     "records_to_dict",
     "trusted_record",
@@ -60,7 +61,7 @@ class Record(tuple[Path, Value, float | None]):
             raise InvalidValueError(f"unsupported value type {type(value).__name__}")
         if time is not None and (isinstance(time, bool) or not isinstance(time, int | float)):
             raise InvalidValueError(f"record time must be a number: {time!r}")
-        return _new(cls, (path, value, time))
+        return make_record(cls, (path, value, time))
 
     if TYPE_CHECKING:
 
@@ -97,12 +98,15 @@ class Record(tuple[Path, Value, float | None]):
         return (Record, (self[0], self[1], self[2]))
 
 
-_new = tuple.__new__
+#: :func:`trusted_record` without its call, as ``make_record(Record, (path, value, time))``:
+#: for the paths that build a record of every value read or notified, whose fields
+#: are checked already (a call costs more than building the tuple).
+make_record = tuple.__new__
 
 
 def trusted_record(path: Path, value: Value, time: float | None = None) -> Record:
     """A record whose fields the caller already checked (a decoder's typed values)."""
-    return _new(Record, (path, value, time))
+    return make_record(Record, (path, value, time))
 
 
 class Records(list[Record]):
@@ -173,7 +177,7 @@ def apply_types(records: Iterable[Record], types: TypeLookup | None) -> list[Rec
             raise InvalidValueError(f"{path} is executable and has no value")
         typed = coerce(value, rtype)
         # Most values already have their type: the record stays as it was built.
-        out.append(record if typed is value else _new(Record, (path, typed, time)))
+        out.append(record if typed is value else make_record(Record, (path, typed, time)))
     return out
 
 

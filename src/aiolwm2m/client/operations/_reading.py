@@ -37,7 +37,7 @@ from aiolwm2m.lwm2m.model import InvalidValueError, ResourceDef
 from aiolwm2m.lwm2m.objects import Right
 from aiolwm2m.lwm2m.path import Path
 from aiolwm2m.lwm2m.tree import Instance, NotFoundError, ResourceValue, is_awaitable
-from aiolwm2m.lwm2m.values import Record, joined_records
+from aiolwm2m.lwm2m.values import Record, joined_records, make_record
 
 __all__ = ["AWAITING", "COMPOSITE_FORMATS", "AwaitHook", "Fresh", "Reader", "hook_answer"]
 
@@ -173,14 +173,21 @@ class Reader:
         application may have assigned into behind the tree's back, and a value
         of the wrong type must end the observation, never reach the server.
         """
-        if len(path.ids) != 3:
+        ids = path.ids
+        if len(ids) != 3:
             return self.finish_read(self.collect_composite(ssid, path, sync=True, fresh=fresh))
         inst, rdef = self._model.tree.resource(path)
-        rid = path.ids[2]
+        rid = ids[2]
         if not fresh and type(inst) is Instance and rid not in inst.on_read:
             stored = inst.values.get(rid)
             if stored is not None:  # present: what lookup() checks first holds
                 self._may_read(ssid, path, rdef)
+                if rdef.single_value:  # one value: its check and record without _records
+                    try:
+                        checked = rdef.validate(stored)
+                    except InvalidValueError as exc:
+                        raise _invalid(path, exc) from exc
+                    return [make_record(Record, (path, checked, None))]
                 return self._records(path, stored, rdef)
         inst, rdef = self._readable(ssid, path)
         value = _read_value(inst, rid, True, path, fresh)
@@ -196,7 +203,9 @@ class Reader:
 
     def _may_read(self, ssid: int, path: Path, rdef: ResourceDef) -> None:
         """4.01 unless this server may read ``path``, then 4.05 unless it is readable."""
-        self._model.require(ssid, path, Right.READ)
+        model = self._model
+        if model.access.enabled:  # else every right (one server): no require() call
+            model.require(ssid, path, Right.READ)
         if not rdef.readable:
             raise Reply(Code.METHOD_NOT_ALLOWED, f"{path} is not readable")
 
@@ -216,12 +225,12 @@ class Reader:
             if rdef is None:
                 rdef = tree.resource_def(resource_path)
             checked: ResourceValue
-            if one and rdef.single_value:  # every one-value notification: no select
+            if one and rdef.single_value:  # one value: no select
                 checked = rdef.validate(value)
             else:
                 checked = tree.select(path, tree.coerce(resource_path, rdef, value))
         except InvalidValueError as exc:
-            raise HookFailed(f"{resource_path} holds an invalid value: {exc}") from exc
+            raise _invalid(resource_path, exc) from exc
         return tree.to_records(path, checked)
 
     def read(
@@ -306,6 +315,11 @@ class Reader:
         if not found:
             raise Reply(Code.NOT_FOUND, "none of the requested paths exists")
         return collected, found
+
+
+def _invalid(resource_path: Path, exc: InvalidValueError) -> HookFailed:
+    """A collected or stored value that fails its resource's type or range check."""
+    return HookFailed(f"{resource_path} holds an invalid value: {exc}")
 
 
 def _read_value(inst: Instance, rid: int, sync: bool, path: Path, fresh: Fresh | None) -> Any:

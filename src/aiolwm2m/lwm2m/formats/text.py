@@ -52,7 +52,9 @@ def encode_value(value: Value) -> bytes:
         # is its own UTF-8, which str.encode() writes without an argument to parse.
         if not _NEG_INF < value < _INF:
             raise FormatEncodeError(f"text/plain cannot carry {value!r}")
-        return plain_decimal(value).encode()
+        # repr is plain_decimal's answer, without its call, unless it has an exponent.
+        text = repr(value)
+        return (text if "e" not in text else plain_decimal(value)).encode()
     if isinstance(value, bool):
         return b"1" if value else b"0"
     if isinstance(value, int):
