@@ -1676,3 +1676,19 @@ def test_a_stored_value_assigned_behind_the_trees_back_is_still_checked() -> Non
     (ended,) = ops.take_notifications(2.0)
     assert ended.token == b"o1" and ended.message.code == Code.NOT_FOUND
     assert not len(ops.observer)
+
+
+def test_a_notification_checks_the_servers_read_right_under_access_control() -> None:
+    """The stored-value sample still asks Access Control when it is enabled: a server
+    whose Read right was taken away gets the observation's final 4.04, not the value."""
+    ops = make_ops((1, 2))
+    ops.tree.add_instance(3303, 1, Instance({5700: 1.5}))
+    ops.access.grant(3303, 1, 1)  # server 1 owns /3303/1
+    answer(ops, request(Code.GET, "/3303/1/5700", observe=0, token=b"o1"), ssid=1)
+    ops.tree.set("/3303/1/5700", 2.5)
+    (note,) = ops.take_notifications(1.0)
+    assert note.message.code == Code.CONTENT and note.message.payload == b"2.5"
+    ops.access.grant(3303, 1, 2)  # now server 2's: server 1 may no longer read it
+    ops.tree.set("/3303/1/5700", 3.5)
+    (ended,) = ops.take_notifications(2.0)
+    assert ended.token == b"o1" and ended.message.code == Code.NOT_FOUND
