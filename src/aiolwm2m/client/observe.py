@@ -507,9 +507,9 @@ class Observer:
         """
         try:
             if state.immediate:  # what evaluating and pmin would conclude, without asking
-                state.pending |= state.dirty
+                due: int = state.pending | state.dirty  # non-zero: a change waits
+                state.pending = due
                 state.dirty = 0
-                due = bool(state.pending)
             else:
                 rules = state.rules
                 if state.dirty and now >= state.last_eval + rules.epmin:
