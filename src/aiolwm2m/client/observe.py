@@ -499,21 +499,49 @@ class Observer:
             self._outbox = [n for n in self._outbox if (n.ssid, n.token) != key]
 
     def _step(self, state: _Obs, now: float) -> None:
-        """Do whatever is due for one observation at ``now``, then reschedule it."""
+        """Do whatever is due for one observation at ``now``, then reschedule it.
+
+        A due notification is built here, the one place that sends one, rather
+        than in a method of its own: every notification passes through, and
+        each Python call on that path is a measurable part of its cost.
+        """
         try:
             if state.immediate:  # what evaluating and pmin would conclude, without asking
-                state.pending |= state.dirty
+                due: int = state.pending | state.dirty  # non-zero: a change waits
+                state.pending = due
                 state.dirty = 0
-                if state.pending:
-                    self._notify(state, now)
             else:
                 rules = state.rules
                 if state.dirty and now >= state.last_eval + rules.epmin:
                     self._evaluate(state, now, periodic=False)
                 elif rules.epmax is not None and now >= state.last_eval + rules.epmax:
                     self._evaluate(state, now, periodic=True)
-                if self._notify_due(state, now):
-                    self._notify(state, now)
+                due = self._notify_due(state, now)
+            if due:
+                obs = state.obs
+                payload, records = self._sampler.sample(obs.ssid, obs.paths, obs.content_format)
+                if state.simple:  # the usual baseline, without a call and a loop
+                    state.prev[0] = records
+                    state.sent[0] = None
+                else:
+                    self._baseline(state, records)
+                state.last_notify = state.last_eval = now
+                state.pending = state.dirty = 0
+                confirmable = self._confirmable or now - state.last_con >= self._max_non_interval
+                if confirmable:
+                    state.last_con = now
+                # Observe (6) then Content-Format (12): already in option order. The
+                # Observe value is below 2**24: its minimal uint bytes (encode_uint's)
+                # are its three bytes without the leading zeros, made without a call.
+                sequence = next(self._sequence) % SEQUENCE_MODULUS
+                options = [
+                    (_OBSERVE, sequence.to_bytes(3, "big").lstrip(b"\0")),
+                    state.content_format,
+                ]
+                message = Message(
+                    _CON if confirmable else _NON, _CONTENT, 0, obs.token, options, payload
+                )
+                self._outbox.append(Notification(obs.ssid, obs.token, state.label, message, now))
         except ObservedPathGone:
             self._gone(state, now)
             return
@@ -628,25 +656,6 @@ class Observer:
             else:
                 state.prev[i] = records
                 state.sent[i] = None
-
-    def _notify(self, state: _Obs, now: float) -> None:
-        obs = state.obs
-        payload, records = self._sampler.sample(obs.ssid, obs.paths, obs.content_format)
-        if state.simple:  # the usual baseline, without a call and a loop
-            state.prev[0] = records
-            state.sent[0] = None
-        else:
-            self._baseline(state, records)
-        state.last_notify = state.last_eval = now
-        state.pending = state.dirty = 0
-        confirmable = self._confirmable or now - state.last_con >= self._max_non_interval
-        if confirmable:
-            state.last_con = now
-        # Observe (6) then Content-Format (12): already in option order.
-        sequence = next(self._sequence) % SEQUENCE_MODULUS
-        options = [(_OBSERVE, encode_uint(sequence)), state.content_format]
-        message = Message(_CON if confirmable else _NON, _CONTENT, 0, obs.token, options, payload)
-        self._outbox.append(Notification(obs.ssid, obs.token, state.label, message, now))
 
     def _gone(self, state: _Obs, now: float) -> None:
         """A path vanished: a final 4.04 (no Observe option ends it, RFC 7641 §3.2).

@@ -22,7 +22,7 @@ from aiolwm2m.client.observe import (
     ObserveSettings,
 )
 from aiolwm2m.client.operations import default_objects
-from aiolwm2m.coap.message import Code, MessageType, OptionNumber
+from aiolwm2m.coap.message import Code, MessageType, OptionNumber, encode_uint
 from aiolwm2m.errors import ConfigError
 from aiolwm2m.lwm2m.attributes import Attributes, effective_attributes, parse_query
 from aiolwm2m.lwm2m.model import Value
@@ -391,6 +391,20 @@ def test_sequence_numbers_increase_and_wrap_at_24_bits() -> None:
     for t in (1.0, 2.0, 3.0):
         h.set(TEMP, t, at=t)
     assert [n.message.observe for n in h.sent] == [SEQUENCE_MODULUS - 1, 0, 1]
+
+
+@pytest.mark.parametrize("first", [0, 254, 65534, SEQUENCE_MODULUS - 2])
+def test_observe_option_is_the_minimal_uint_at_every_length(first: int) -> None:
+    """The Observe bytes are encode_uint's (no leading zero byte, 0 is empty) across
+    each change of length: the observer builds them without calling it."""
+    h = Harness(ObserveSettings(initial_sequence=first))
+    h.sampler.values[TEMP] = 1.0
+    h.observe(TEMP)
+    for t in (1.0, 2.0):
+        h.set(TEMP, t, at=t)
+    raw = [n.message.get_first(OptionNumber.OBSERVE) for n in h.sent]
+    expected = [(first + i) % SEQUENCE_MODULUS for i in (1, 2)]
+    assert raw == [encode_uint(v) for v in expected]
 
 
 def test_sequence_never_goes_back_for_a_replaced_or_reused_token(h: Harness) -> None:

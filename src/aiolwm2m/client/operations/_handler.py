@@ -308,7 +308,7 @@ class OperationHandler:
         """Values as a Read gives them; an async read hook is awaited (:class:`SamplePending`
         until it answered, then the observation runs again, see :meth:`take_notifications`)."""
         reader = self._reader
-        fresh = self._fresh if self._fresh is not None else _NOTHING_AWAITED
+        fresh = self._fresh or _NOTHING_AWAITED  # None, or a dict that is never left empty
         try:
             if len(paths) == 1:
                 path = paths[0]
