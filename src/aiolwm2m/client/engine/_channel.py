@@ -342,7 +342,7 @@ class Channel:
         link = self.link
         actions = self._actions
         for data in datagrams:
-            actions.append(SendDatagram(link, data))
+            actions.append(_datagram(SendDatagram, (link, data)))
         return bool(datagrams)
 
     # ------------------------------------------------------------------ receiving
@@ -367,3 +367,6 @@ def _is_non_notification(pending: Pending) -> bool:
 
 _NON = MessageType.NON
 _NOTIFY = RequestKind.NOTIFY
+#: How a :class:`SendDatagram` is built per datagram: the named tuple's own
+#: ``__new__`` is a Python function around this same C call.
+_datagram = tuple.__new__
