@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from aiolwm2m.client import events as ev
 from aiolwm2m.client.engine._channel import Failed, classify, wait_detail
-from aiolwm2m.client.engine._shared import ServerSession, Shared
+from aiolwm2m.client.engine._shared import Scheduled, ServerSession, Shared, Step
 from aiolwm2m.client.policy import Failure, RequestKind
 from aiolwm2m.client.states import ServerState, Trigger
 from aiolwm2m.coap.layer import ExchangeResult, IncomingRequest, Outcome
 from aiolwm2m.coap.message import Code, Message
 
 __all__ = ["ServerLinks"]
+
+_REGISTERED = ServerState.REGISTERED
 
 
 class ServerLinks:
@@ -73,8 +75,10 @@ class ServerLinks:
         if channel.new_malformed():
             self.s.malformed(now, srv.ssid, "server")
         sent = channel.send_datagrams()
-        if channel.open and (sent or active):
-            return self.s.registration.idle_from(srv, now) or active
+        if (sent or active) and srv.queue_mode and channel.open and srv.state is _REGISTERED:
+            # Something was exchanged: queue mode sleeps MAX_TRANSMIT_WAIT after the last.
+            srv.deadline = Scheduled(now + self.s.config.coap.max_transmit_wait, Step.SLEEP)
+            return True
         return active
 
     def _request(self, srv: ServerSession, req: IncomingRequest, now: float) -> None:
