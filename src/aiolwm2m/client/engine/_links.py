@@ -32,6 +32,10 @@ class ServerLinks:
         if layer is None or not srv.channel.open:
             return
         layer.receive(data, now)
+        # Only a received datagram can be malformed (and then it is all it was:
+        # it makes no event), so only this input checks, not every flush.
+        if srv.channel.new_malformed():
+            self.s.malformed(now, srv.ssid, "server")
         self.flush(srv, now)
 
     def unreachable(self, srv: ServerSession, now: float) -> None:
@@ -72,8 +76,6 @@ class ServerLinks:
                 self._request(srv, event, now)
             if channel.layer is not layer:  # the link was replaced while handling
                 return True
-        if channel.new_malformed():
-            self.s.malformed(now, srv.ssid, "server")
         sent = channel.send_datagrams()
         if (sent or active) and srv.queue_mode and channel.open and srv.state is _REGISTERED:
             # Something was exchanged: queue mode sleeps MAX_TRANSMIT_WAIT after the last.
