@@ -565,9 +565,8 @@ class ClientEngine:
     def poll(self, now: float) -> None:
         """Collect notifications the data model produced (after the application changed values).
 
-        Also an input (see :func:`_input`): what the data model asked of the
-        engine is carried out, and the notifications that produced collected too.
-        One that only sent NON notifications leaves the timers (:meth:`next_timer`).
+        Also an input (:func:`_input`): the data model's requests are carried out, and
+        the notifications they produced collected; NON ones alone leave :meth:`next_timer`.
         """
         moved = self._collect_notifications(now)
         if actions := self.objects.take_actions():
