@@ -164,7 +164,7 @@ class MessageLayer:
         "_events",
         "_in",
         "_keys",
-        "_next_mid",
+        "_mids",
         "_non_lifetime",
         "_non_sent",
         "_out",
@@ -181,7 +181,9 @@ class MessageLayer:
         # Read for every NON message sent; a property of the parameters computes it.
         self._non_lifetime = params.non_lifetime
         self._rng = rng
-        self._next_mid = rng.randrange(0x10000)
+        # Message ids from a random start, wrapping at 16 bits: next() on a
+        # mapped counter is C calls only, no Python method per message.
+        self._mids = map((0xFFFF).__and__, itertools.count(rng.randrange(0x10000)))
         # Exchange keys 1, 2, ...: next() on a counter is one C call per message.
         self._keys = itertools.count(1)
         self._out: dict[int, _Outgoing] = {}
@@ -208,9 +210,7 @@ class MessageLayer:
 
     # -- identifiers -----------------------------------------------------------
     def new_mid(self) -> int:
-        mid = self._next_mid
-        self._next_mid = (mid + 1) & 0xFFFF
-        return mid
+        return next(self._mids)
 
     def new_token(self) -> bytes:
         while True:
@@ -251,7 +251,7 @@ class MessageLayer:
         """
         confirmable = msg.type == _CON
         mtype = _CON if confirmable else _NON
-        mid = self.new_mid()
+        mid = next(self._mids)  # new_mid(), without its call
         # A ValueError here leaves no trace but a skipped message id.
         data = encode_fields(mtype, msg.code, mid, msg.token, msg.options, msg.payload)
         key = next(self._keys)

@@ -218,10 +218,14 @@ _ELECTIVE_SHORT_OUT_OF_RANGE = tuple(
 
 
 def encode_uint(value: int) -> bytes:
-    """Minimal-length big-endian unsigned integer, as every uint option requires (§3.2)."""
+    """Minimal-length big-endian unsigned integer, as every uint option requires (§3.2).
+
+    Big-endian is ``to_bytes``' default (no byte order string to parse): one
+    runs per notification (its Observe value).
+    """
     if value < 0:
         raise ValueError("option uint must be non-negative")
-    return value.to_bytes((value.bit_length() + 7) // 8, "big")
+    return value.to_bytes((value.bit_length() + 7) >> 3)
 
 
 def decode_uint(data: bytes, max_len: int = 4) -> int:

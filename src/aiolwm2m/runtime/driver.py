@@ -49,10 +49,12 @@ from aiolwm2m.runtime.storage import (
     open_store,
 )
 from aiolwm2m.runtime.wiretap import WireTap, trace, trace_link
+from aiolwm2m.runtime.wiretap import log as _trace_log
 
 __all__ = ["ClientSurface", "EngineDriver", "EventCallback"]
 
 log = logging.getLogger("aiolwm2m.client")
+_DEBUG = logging.DEBUG
 
 EventCallback = Callable[[ev.Event], None]
 
@@ -290,7 +292,9 @@ class EngineDriver(ABC):
             if type(action) is SendDatagram:  # nearly every action: no isinstance chain
                 link = self._links.get(action.link)
                 if link is not None:
-                    self._tap_datagram(action.link, True, action.data)
+                    # Without taps or the DEBUG trace a datagram costs no tap call.
+                    if self.wire_taps or _trace_log.isEnabledFor(_DEBUG):
+                        self._tap_datagram(action.link, True, action.data)
                     link.send(action.data)
             elif isinstance(action, CloseLink):
                 self._close_link(action.link)

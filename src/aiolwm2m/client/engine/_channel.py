@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from aiolwm2m.accounts import ServerAccount, ServerUri
 from aiolwm2m.client.engine._types import (
@@ -65,11 +66,12 @@ DIAGNOSTIC_BYTES = 100
 DEFAULT_MAX_AGE = 60
 
 
-@dataclass(slots=True)
-class Pending:
-    """A request (or confirmable notification) in flight, as the failure table needs it.
+class Pending(NamedTuple):
+    """A request (or notification) in flight, as the failure table needs it.
 
-    ``sent`` (when it went out) measures the round trip of its exchange.
+    ``sent`` (when it went out) measures the round trip of its exchange. A
+    named tuple (never changed once made): one is made per notification sent,
+    built by :meth:`Channel.notify` with one C call, no ``__init__``.
     """
 
     kind: RequestKind
@@ -280,7 +282,7 @@ class Channel:
         message = note.message
         key = layer.send_message(message, now)  # encodes it, once
         inflight = self.inflight
-        inflight[key] = Pending(_NOTIFY, self.fresh, note)
+        inflight[key] = _new_pending(Pending, (_NOTIFY, self.fresh, note, None))
         if message.type is not _NON:
             return True
         if self.non_notes < NON_NOTIFICATIONS_TRACKED:
@@ -342,7 +344,7 @@ class Channel:
         link = self.link
         actions = self._actions
         for data in datagrams:
-            actions.append(SendDatagram(link, data))
+            actions.append(_datagram(SendDatagram, (link, data)))
         return bool(datagrams)
 
     # ------------------------------------------------------------------ receiving
@@ -367,3 +369,6 @@ def _is_non_notification(pending: Pending) -> bool:
 
 _NON = MessageType.NON
 _NOTIFY = RequestKind.NOTIFY
+#: How a :class:`SendDatagram` (per datagram) and a notification's :class:`Pending`
+#: are built: a named tuple's own ``__new__`` is a Python function around this C call.
+_datagram = _new_pending = tuple.__new__

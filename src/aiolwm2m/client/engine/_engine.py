@@ -22,13 +22,14 @@ from __future__ import annotations
 import functools
 import inspect
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
 from aiolwm2m.accounts import InvalidParameters, ServerAccount, check_endpoint_name
 from aiolwm2m.client import events as ev
 from aiolwm2m.client.actions import (
     CancelObserve,
+    ClientAction,
     DisableServer,
     RequestBootstrap,
     TriggerUpdate,
@@ -82,7 +83,8 @@ def _input(method: _Input) -> _Input:
     def run(self: ClientEngine, *args: Any, **kwargs: Any) -> Any:
         self._timer_stale = True
         result = method(self, *args, **kwargs)
-        _carry_out_model_actions(self, kwargs["now"] if len(args) <= at else args[at])
+        if actions := self.objects.take_actions():
+            _carry_out_model_actions(self, actions, kwargs["now"] if len(args) <= at else args[at])
         return result
 
     return cast(_Input, run)
@@ -563,12 +565,12 @@ class ClientEngine:
     def poll(self, now: float) -> None:
         """Collect notifications the data model produced (after the application changed values).
 
-        Also an input (see :func:`_input`): what the data model asked of the
-        engine is carried out, and the notifications that produced collected too.
-        One that only sent NON notifications leaves the timers (:meth:`next_timer`).
+        Also an input (:func:`_input`): the data model's requests are carried out, and
+        the notifications they produced collected; NON ones alone leave :meth:`next_timer`.
         """
         moved = self._collect_notifications(now)
-        if _carry_out_model_actions(self, now):
+        if actions := self.objects.take_actions():
+            _carry_out_model_actions(self, actions, now)
             self._collect_notifications(now)
             moved = True
         if moved:
@@ -590,16 +592,18 @@ class ClientEngine:
             raise NotAllowedError(f"no server with short server id {ssid}") from exc
 
 
-def _carry_out_model_actions(engine: ClientEngine, now: float) -> bool:
+def _carry_out_model_actions(
+    engine: ClientEngine, actions: Sequence[ClientAction], now: float
+) -> None:
     """Do what server operations on the data model asked of the engine (``client/actions.py``).
 
-    Runs after every input (see :func:`_input`), so a Registration Update
-    Trigger, Disable, Bootstrap-Request Trigger, a rewritten Server object
+    Runs after every input (see :func:`_input`) that took any, so a Registration
+    Update Trigger, Disable, Bootstrap-Request Trigger, a rewritten Server object
     or new instances take effect before the input's datagrams leave, in the
-    order they were asked; no runtime needs to know these requests.
-    Returns whether there was any.
+    order they were asked; no runtime needs to know these requests. The
+    caller takes them (``objects.take_actions()``): nearly always none, and
+    then this call is not made.
     """
-    actions = engine.objects.take_actions()
     for action in actions:
         if isinstance(action, TriggerUpdate):
             if action.account is not None:
@@ -617,7 +621,6 @@ def _carry_out_model_actions(engine: ClientEngine, now: float) -> bool:
                 engine._shared.store.drop_observation(srv, action.token, now)
         else:
             engine.objects_changed(now)
-    return bool(actions)
 
 
 #: The engine's inputs (besides :meth:`ClientEngine.poll`, which does the same

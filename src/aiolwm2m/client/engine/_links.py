@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from aiolwm2m.client import events as ev
 from aiolwm2m.client.engine._channel import Failed, classify, wait_detail
-from aiolwm2m.client.engine._shared import ServerSession, Shared
+from aiolwm2m.client.engine._shared import Scheduled, ServerSession, Shared, Step
 from aiolwm2m.client.policy import Failure, RequestKind
 from aiolwm2m.client.states import ServerState, Trigger
 from aiolwm2m.coap.layer import ExchangeResult, IncomingRequest, Outcome
 from aiolwm2m.coap.message import Code, Message
 
 __all__ = ["ServerLinks"]
+
+_REGISTERED = ServerState.REGISTERED
 
 
 class ServerLinks:
@@ -30,6 +32,10 @@ class ServerLinks:
         if layer is None or not srv.channel.open:
             return
         layer.receive(data, now)
+        # Only a received datagram can be malformed (and then it is all it was:
+        # it makes no event), so only this input checks, not every flush.
+        if srv.channel.new_malformed():
+            self.s.malformed(now, srv.ssid, "server")
         self.flush(srv, now)
 
     def unreachable(self, srv: ServerSession, now: float) -> None:
@@ -70,11 +76,11 @@ class ServerLinks:
                 self._request(srv, event, now)
             if channel.layer is not layer:  # the link was replaced while handling
                 return True
-        if channel.new_malformed():
-            self.s.malformed(now, srv.ssid, "server")
         sent = channel.send_datagrams()
-        if channel.open and (sent or active):
-            return self.s.registration.idle_from(srv, now) or active
+        if (sent or active) and srv.queue_mode and channel.open and srv.state is _REGISTERED:
+            # Something was exchanged: queue mode sleeps MAX_TRANSMIT_WAIT after the last.
+            srv.deadline = Scheduled(now + self.s.config.coap.max_transmit_wait, Step.SLEEP)
+            return True
         return active
 
     def _request(self, srv: ServerSession, req: IncomingRequest, now: float) -> None:

@@ -233,16 +233,6 @@ class Registration:
         srv.resume = kind
         self.connect(srv, now, Trigger.WAKE)
 
-    def idle_from(self, srv: ServerSession, now: float) -> bool:
-        """Something was exchanged: queue mode sleeps MAX_TRANSMIT_WAIT after the last.
-
-        Returns whether the sleep deadline was set (moved).
-        """
-        if srv.queue_mode and srv.state is ServerState.REGISTERED:
-            srv.deadline = Scheduled(now + self.s.config.coap.max_transmit_wait, Step.SLEEP)
-            return True
-        return False
-
     # ------------------------------------------------------------------ requests
     def send_register(self, srv: ServerSession, now: float, trigger: Trigger) -> None:
         assert srv.channel.layer is not None
