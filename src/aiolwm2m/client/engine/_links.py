@@ -68,8 +68,10 @@ class ServerLinks:
         if layer is None:
             return False
         active = False  # an exchange ended or a request came: queue mode stays awake
-        while (event := layer.next_event()) is not None:
+        events = layer.events  # drained in place: no next_event() call when empty
+        while events:
             active = True
+            event = events.pop(0)
             if isinstance(event, ExchangeResult):
                 self._result(srv, event, now)
             elif isinstance(event, IncomingRequest):
