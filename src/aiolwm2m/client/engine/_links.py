@@ -79,7 +79,8 @@ class ServerLinks:
             if channel.layer is not layer:  # the link was replaced while handling
                 return True
         sent = channel.send_datagrams()
-        if (sent or active) and srv.queue_mode and channel.open and srv.state is _REGISTERED:
+        queue_mode = (sent or active) and "Q" in srv.account.binding  # no property call
+        if queue_mode and channel.open and srv.state is _REGISTERED:
             # Something was exchanged: queue mode sleeps MAX_TRANSMIT_WAIT after the last.
             srv.deadline = Scheduled(now + self.s.config.coap.max_transmit_wait, Step.SLEEP)
             return True
