@@ -71,7 +71,7 @@ class Pending(NamedTuple):
 
     ``sent`` (when it went out) measures the round trip of its exchange. A
     named tuple (never changed once made): one is made per notification sent,
-    built by :meth:`Channel.notify` with one C call, no ``__init__``.
+    built by :meth:`NotificationStore.send` with one C call, no ``__init__``.
     """
 
     kind: RequestKind
@@ -201,8 +201,9 @@ class Channel:
         self.fresh = False  # a DTLS session the server has not yet shown it holds
         self.round_trip = 0.0  # of the last exchange answered without a retransmission
         self.inflight: dict[int, Pending] = {}
-        # The keys of NON notifications among inflight, oldest first (kept exact by
-        # pop()/forget_*()): the one to forget beyond the limit is the first.
+        # The keys of NON notifications among inflight, oldest first (added by
+        # NotificationStore.send, kept exact by pop()/forget_*()): the one to
+        # forget beyond the limit is the first.
         self.non_keys: list[int] = []
         self.deferred: dict[tuple[int, bytes], int] = {}  # answers the data model owes
         self.sends: dict[int, int] = {}  # layer key -> LwM2M Send id
@@ -271,27 +272,6 @@ class Channel:
             elapsed = now - pending.sent
             if elapsed < self._params.ack_timeout:
                 self.round_trip = elapsed
-
-    def notify(self, note: Notification, now: float) -> bool:
-        """Send a notification; NON ones are tracked only for a late Reset.
-
-        Returns whether it is confirmable (the layer started its retransmission
-        timer). Raises ValueError, with nothing sent or recorded, if it cannot
-        be encoded.
-        """
-        layer = self.layer
-        assert layer is not None
-        message = note.message
-        key = layer.send_message(message, now)  # encodes it, once
-        inflight = self.inflight
-        inflight[key] = _new_pending(Pending, (_NOTIFY, self.fresh, note, None))
-        if message.type is not _NON:
-            return True
-        non_keys = self.non_keys
-        non_keys.append(key)
-        if len(non_keys) > NON_NOTIFICATIONS_TRACKED:
-            del inflight[non_keys.pop(0)]  # forget the oldest NON one
-        return False
 
     def pop(self, key: int) -> Pending | None:
         """Take a request out of flight (its exchange ended)."""
@@ -366,7 +346,7 @@ def _is_non_notification(pending: Pending) -> bool:
 
 
 _NON = MessageType.NON
-_NOTIFY = RequestKind.NOTIFY
 #: How a :class:`SendDatagram` (per datagram) and a notification's :class:`Pending`
-#: are built: a named tuple's own ``__new__`` is a Python function around this C call.
-_datagram = _new_pending = tuple.__new__
+#: (by ``NotificationStore.send``) are built: a named tuple's own ``__new__`` is a
+#: Python function around this C call.
+_datagram = new_pending = tuple.__new__
