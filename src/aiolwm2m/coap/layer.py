@@ -161,7 +161,6 @@ class MessageLayer:
     __slots__ = (
         "_by_mid",
         "_by_token",
-        "_events",
         "_in",
         "_keys",
         "_mids",
@@ -172,6 +171,7 @@ class MessageLayer:
         "_rng",
         "_seen",
         "_tx",
+        "events",
         "params",
         "stats",
     )
@@ -205,7 +205,9 @@ class MessageLayer:
         # for different lifetimes); created on the first message of that type.
         self._seen: dict[int, _Window] = {}
         self._tx: list[bytes] = []
-        self._events: list[Event] = []
+        # What next_event() takes, oldest first; a caller may drain it in place
+        # (the client's per-notification flush: no call when it is empty).
+        self.events: list[Event] = []
         self.stats = LayerStats()
 
     # -- identifiers -----------------------------------------------------------
@@ -400,7 +402,7 @@ class MessageLayer:
             if msg.type == MessageType.CON:
                 inc.ack_deadline = now + self.params.effective_piggyback_window
             self._in[key] = inc
-            self._events.append(IncomingRequest(key, msg))
+            self.events.append(IncomingRequest(key, msg))
         elif is_response(msg.code):
             self._on_response(msg, now)
         else:
@@ -458,7 +460,7 @@ class MessageLayer:
         return out
 
     def next_event(self) -> Event | None:
-        return self._events.pop(0) if self._events else None
+        return self.events.pop(0) if self.events else None
 
     # -- internals -------------------------------------------------------------
     def _pump(self, now: float) -> None:
@@ -535,7 +537,7 @@ class MessageLayer:
         if ex is None or ex.state != _State.WAIT_ACK:
             if msg.type == MessageType.RST and msg.mid in self._non_sent:
                 nkey, _, sent = self._non_sent.pop(msg.mid)
-                self._events.append(ExchangeResult(nkey, Outcome.RESET, decode(sent), None))
+                self.events.append(ExchangeResult(nkey, Outcome.RESET, decode(sent), None))
             elif msg.type == MessageType.ACK and msg.code != Code.EMPTY:
                 self.stats.unmatched += 1
             return
@@ -587,7 +589,7 @@ class MessageLayer:
             ex.deadline = None
             self._by_mid.pop(ex.msg.mid, None)
             if ex.report:
-                self._events.append(ExchangeResult(ex.key, Outcome.RESPONSE, ex.msg, response))
+                self.events.append(ExchangeResult(ex.key, Outcome.RESPONSE, ex.msg, response))
             return
         self._finish(ex, Outcome.RESPONSE, response)
 
@@ -595,7 +597,7 @@ class MessageLayer:
         self._out.pop(ex.key, None)
         self._unlink(ex)
         if ex.report:
-            self._events.append(ExchangeResult(ex.key, outcome, ex.msg, response))
+            self.events.append(ExchangeResult(ex.key, outcome, ex.msg, response))
 
     def _unlink(self, ex: _Outgoing) -> None:
         if self._by_mid.get(ex.msg.mid) == ex.key:

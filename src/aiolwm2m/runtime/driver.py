@@ -288,7 +288,12 @@ class EngineDriver(ABC):
                 self._start_job(job)
             if jobs or not polled:
                 engine.poll(self.now())
-        for action in engine.link_actions():
+        # The engine's queues, drained in place (engine.link_actions() and
+        # next_event() without their call): one datagram, no event, per notification.
+        actions = engine.actions
+        batch = actions.copy()
+        actions.clear()
+        for action in batch:
             if type(action) is SendDatagram:  # nearly every action: no isinstance chain
                 link = self._links.get(action.link)
                 if link is not None:
@@ -301,8 +306,9 @@ class EngineDriver(ABC):
             elif isinstance(action, OpenLink):
                 self._close_link(action.link)
                 self._begin_open(action, self._generation[action.link])
-        while (event := engine.next_event()) is not None:
-            self.emit(event)
+        events = engine.events
+        while events:
+            self.emit(events.pop(0))
         if self._store is not None and engine.state_version != self._saved_version:
             self._save()
         when = engine.next_timer()

@@ -71,7 +71,7 @@ class Pending(NamedTuple):
 
     ``sent`` (when it went out) measures the round trip of its exchange. A
     named tuple (never changed once made): one is made per notification sent,
-    built by :meth:`Channel.notify` with one C call, no ``__init__``.
+    built by :meth:`NotificationStore.send` with one C call, no ``__init__``.
     """
 
     kind: RequestKind
@@ -177,7 +177,7 @@ class Channel:
         "inflight",
         "layer",
         "link",
-        "non_notes",
+        "non_keys",
         "open",
         "round_trip",
         "secure",
@@ -201,7 +201,10 @@ class Channel:
         self.fresh = False  # a DTLS session the server has not yet shown it holds
         self.round_trip = 0.0  # of the last exchange answered without a retransmission
         self.inflight: dict[int, Pending] = {}
-        self.non_notes = 0  # NON notifications among inflight, kept exact by pop()/forget_*()
+        # The keys of NON notifications among inflight, oldest first (added by
+        # NotificationStore.send, kept exact by pop()/forget_*()): the one to
+        # forget beyond the limit is the first.
+        self.non_keys: list[int] = []
         self.deferred: dict[tuple[int, bytes], int] = {}  # answers the data model owes
         self.sends: dict[int, int] = {}  # layer key -> LwM2M Send id
         # Counted across links, as the layer's own count restarts with each one.
@@ -233,7 +236,7 @@ class Channel:
         self.layer = None
         self.deferred.clear()
         self.inflight.clear()
-        self.non_notes = 0
+        self.non_keys.clear()
 
     def cancel_all(self, now: float) -> None:
         """End every request in flight without an outcome."""
@@ -241,7 +244,7 @@ class Channel:
             for key in list(self.inflight):
                 self.layer.cancel(key, now)
         self.inflight.clear()
-        self.non_notes = 0
+        self.non_keys.clear()
 
     # ------------------------------------------------------------------ sending
     def pending(self, kind: RequestKind) -> Pending:
@@ -270,36 +273,11 @@ class Channel:
             if elapsed < self._params.ack_timeout:
                 self.round_trip = elapsed
 
-    def notify(self, note: Notification, now: float) -> bool:
-        """Send a notification; NON ones are tracked only for a late Reset.
-
-        Returns whether it is confirmable (the layer started its retransmission
-        timer). Raises ValueError, with nothing sent or recorded, if it cannot
-        be encoded.
-        """
-        layer = self.layer
-        assert layer is not None
-        message = note.message
-        key = layer.send_message(message, now)  # encodes it, once
-        inflight = self.inflight
-        inflight[key] = _new_pending(Pending, (_NOTIFY, self.fresh, note, None))
-        if message.type is not _NON:
-            return True
-        if self.non_notes < NON_NOTIFICATIONS_TRACKED:
-            self.non_notes += 1
-            return False
-        # Forget the oldest NON one (the count stays at the limit).
-        for old, tracked in inflight.items():  # in sending order: usually the first
-            if _is_non_notification(tracked):
-                del inflight[old]  # and stop iterating at once
-                break
-        return False
-
     def pop(self, key: int) -> Pending | None:
         """Take a request out of flight (its exchange ended)."""
         pending = self.inflight.pop(key, None)
         if pending is not None and _is_non_notification(pending):
-            self.non_notes -= 1
+            self.non_keys.remove(key)
         return pending
 
     def forget_notifications(self) -> list[Pending]:
@@ -308,7 +286,7 @@ class Channel:
         gone = [p for _, p in sorted(inflight.items()) if p.notification is not None]
         for key in [k for k, p in inflight.items() if p.notification is not None]:
             del inflight[key]
-        self.non_notes = 0
+        self.non_keys.clear()
         return gone
 
     def withdraw_notifications(self, token: bytes, now: float) -> int:
@@ -333,8 +311,8 @@ class Channel:
 
     def only_non_notifications(self) -> list[int]:
         """Keys of NON notifications when nothing confirmable is in flight, else []."""
-        non = [key for key, p in self.inflight.items() if _is_non_notification(p)]
-        return non if len(non) == len(self.inflight) else []
+        non = self.non_keys  # in inflight's order
+        return non.copy() if len(non) == len(self.inflight) else []
 
     def send_datagrams(self) -> bool:
         """Hand the layer's datagrams to the runtime; whether there were any."""
@@ -368,7 +346,7 @@ def _is_non_notification(pending: Pending) -> bool:
 
 
 _NON = MessageType.NON
-_NOTIFY = RequestKind.NOTIFY
 #: How a :class:`SendDatagram` (per datagram) and a notification's :class:`Pending`
-#: are built: a named tuple's own ``__new__`` is a Python function around this C call.
-_datagram = _new_pending = tuple.__new__
+#: (by ``NotificationStore.send``) are built: a named tuple's own ``__new__`` is a
+#: Python function around this C call.
+_datagram = new_pending = tuple.__new__

@@ -102,7 +102,7 @@ class ClientEngine:
     (a server's Execute of Registration Update Trigger…): see ``_INPUTS``.
     """
 
-    __slots__ = ("_shared", "_timer", "_timer_stale", "config", "objects")
+    __slots__ = ("_shared", "_timer", "_timer_stale", "actions", "config", "events", "objects")
 
     def __init__(self, config: ClientConfig, objects: DataModel, *, rng: random.Random) -> None:
         self.config = config
@@ -113,6 +113,7 @@ class ClientEngine:
         s = self._shared = Shared(config, objects, rng, table)
         self._timer: float | None = None  # the engine's own, kept: see next_timer()
         self._timer_stale = True
+        self.actions, self.events = s.actions, s.events  # drained in place by a runtime
         s.set_accounts(config.servers)
         s.store = NotificationStore(s)
         s.links = ServerLinks(s)
@@ -178,14 +179,12 @@ class ClientEngine:
 
     # ------------------------------------------------------------------ outputs
     def link_actions(self) -> list[LinkAction]:
-        s = self._shared
-        out = list(s.actions)
-        s.actions.clear()
+        out = self.actions.copy()
+        self.actions.clear()
         return out
 
     def next_event(self) -> ev.Event | None:
-        events = self._shared.events
-        return events.pop(0) if events else None
+        return self.events.pop(0) if self.events else None
 
     def next_timer(self) -> float | None:
         """The earliest of every scheduled action, link timer and data-model timer.

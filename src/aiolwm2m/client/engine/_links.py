@@ -68,8 +68,10 @@ class ServerLinks:
         if layer is None:
             return False
         active = False  # an exchange ended or a request came: queue mode stays awake
-        while (event := layer.next_event()) is not None:
+        events = layer.events  # drained in place: no next_event() call when empty
+        while events:
             active = True
+            event = events.pop(0)
             if isinstance(event, ExchangeResult):
                 self._result(srv, event, now)
             elif isinstance(event, IncomingRequest):
@@ -77,7 +79,8 @@ class ServerLinks:
             if channel.layer is not layer:  # the link was replaced while handling
                 return True
         sent = channel.send_datagrams()
-        if (sent or active) and srv.queue_mode and channel.open and srv.state is _REGISTERED:
+        queue_mode = (sent or active) and "Q" in srv.account.binding  # no property call
+        if queue_mode and channel.open and srv.state is _REGISTERED:
             # Something was exchanged: queue mode sleeps MAX_TRANSMIT_WAIT after the last.
             srv.deadline = Scheduled(now + self.s.config.coap.max_transmit_wait, Step.SLEEP)
             return True

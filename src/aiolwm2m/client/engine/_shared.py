@@ -105,10 +105,6 @@ class ServerSession:
         return self.account.short_server_id
 
     @property
-    def queue_mode(self) -> bool:
-        return "Q" in self.account.binding
-
-    @property
     def public_state(self) -> ServerState:
         return self.state.public
 

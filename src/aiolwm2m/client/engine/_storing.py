@@ -14,7 +14,7 @@ the message layer or stored: the server would only Reset each again.
 from __future__ import annotations
 
 from aiolwm2m.client import events as ev
-from aiolwm2m.client.engine._channel import Pending
+from aiolwm2m.client.engine._channel import NON_NOTIFICATIONS_TRACKED, Pending, new_pending
 from aiolwm2m.client.engine._shared import ServerSession, Shared
 from aiolwm2m.client.engine._types import Notification
 from aiolwm2m.client.policy import Failure, RequestKind
@@ -24,6 +24,7 @@ from aiolwm2m.coap.message import MessageType
 __all__ = ["NotificationStore"]
 
 _ASLEEP, _REGISTERED = ServerState.ASLEEP, ServerState.REGISTERED
+_NON, _NOTIFY = MessageType.NON, RequestKind.NOTIFY
 
 
 class NotificationStore:
@@ -82,19 +83,39 @@ class NotificationStore:
             self.s.emit(ev.NotificationsFlushed(now, srv.ssid, count - len(srv.stored)))
 
     def send(self, srv: ServerSession, note: Notification, now: float) -> bool:
-        """Send one notification now; whether that may have moved one of the engine's timers."""
+        """Send one notification now; whether that may have moved one of the engine's timers.
+
+        The channel's part is done here (no Channel method in between, one call less
+        per notification): the layer encodes it once, a CON one then runs its
+        retransmission timer; it is in flight for its outcome, a NON one only for a
+        late Reset, the oldest beyond :data:`NON_NOTIFICATIONS_TRACKED` forgotten.
+        """
+        channel = srv.channel
+        layer = channel.layer
+        assert layer is not None
+        message = note.message
         try:
-            confirmable = srv.channel.notify(note, now)  # encoded once, by the layer
+            key = layer.send_message(message, now)  # encodes it, once
         except ValueError as exc:
             # A notification that cannot be encoded (e.g. a token over 8 bytes)
             # is an internal error of the data model: the Notify column decides.
+            # Nothing was sent or recorded.
             pending = Pending(RequestKind.NOTIFY, False, note)
             detail = f"cannot encode notification: {exc}"
             self.s.recovery.fail(
                 srv, pending, Failure.INTERNAL, ev.ErrorCode.MEMORY, now, detail=detail
             )
             return True
-        return self.s.links.flush(srv, now) or confirmable
+        inflight = channel.inflight
+        inflight[key] = new_pending(Pending, (_NOTIFY, channel.fresh, note, None))
+        if message.type is not _NON:
+            self.s.links.flush(srv, now)
+            return True
+        non_keys = channel.non_keys  # kept exact by Channel.pop()/forget_*()
+        non_keys.append(key)
+        if len(non_keys) > NON_NOTIFICATIONS_TRACKED:
+            del inflight[non_keys.pop(0)]  # forget the oldest NON one
+        return self.s.links.flush(srv, now)
 
     def drop_session(self, srv: ServerSession, now: float) -> None:
         """A new registration: the server forgot our observations, what was stored for them ends.

@@ -311,10 +311,8 @@ class OperationHandler:
         fresh = self._fresh or _NOTHING_AWAITED  # None, or a dict that is never left empty
         try:
             if len(paths) == 1:
-                path = paths[0]
-                records = reader.sample(ssid, path, fresh)
-                return encode(content_format, records, path), records
-            records = joined_records(reader.sample(ssid, path, fresh) for path in paths)
+                return reader.sample(ssid, paths[0], fresh, content_format)
+            records = joined_records(reader.records(ssid, path, fresh) for path in paths)
             return encode(content_format, records, Path()), records
         except (NotFoundError, Reply, HookFailed) as exc:
             raise ObservedPathGone(str(exc)) from exc

@@ -33,6 +33,7 @@ from aiolwm2m.lwm2m.formats import (
     senml_cbor,
     senml_json,
 )
+from aiolwm2m.lwm2m.formats.text import encode_value
 from aiolwm2m.lwm2m.model import InvalidValueError, ResourceDef
 from aiolwm2m.lwm2m.objects import Right
 from aiolwm2m.lwm2m.path import Path
@@ -52,6 +53,7 @@ COMPOSITE_FORMATS = frozenset(
 Fresh = Mapping[Path, Any]
 AWAITING = object()
 STORED = object()
+_TEXT = ContentFormat.TEXT
 _NOT_ASKED = object()
 
 
@@ -161,9 +163,11 @@ class Reader:
                 out.extend(self.collect(ssid, Path.of(object_id), sync=sync, fresh=fresh))
         return out
 
-    def sample(self, ssid: int, path: Path, fresh: Fresh) -> list[Record]:
-        """The records a notification of ``path`` carries: ``finish_read(collect_composite(...))``
-        with ``sync`` and ``fresh``, see :meth:`collect`.
+    def sample(
+        self, ssid: int, path: Path, fresh: Fresh, content_format: int
+    ) -> tuple[bytes, list[Record]]:
+        """The payload (in ``content_format``) and the records of a notification of the
+        one observed ``path``: ``(encode(...), records(...))``, see :meth:`records`.
 
         One resource (nearly every observation) skips the lists in between and
         the second definition lookup: this runs for every notification. A
@@ -172,25 +176,41 @@ class Reader:
         still checked against its type: ``Instance.values`` is a public dict an
         application may have assigned into behind the tree's back, and a value
         of the wrong type must end the observation, never reach the server.
+        One such value in text/plain is its text itself: the one record is at
+        ``path``, all that text/plain's encode checks, so encode_value makes
+        the payload without the format dispatch and the record check.
         """
+        ids = path.ids
+        if len(ids) == 3:
+            inst, rdef = self._model.tree.resource(path)
+            rid = ids[2]
+            if not fresh and type(inst) is Instance and rid not in inst.on_read:
+                stored = inst.values.get(rid)
+                if stored is not None:  # present: what lookup() checks first holds
+                    self._may_read(ssid, path, rdef)
+                    if rdef.single_value:  # one value: its check and record without _records
+                        try:
+                            checked = rdef.validate(stored)
+                        except InvalidValueError as exc:
+                            raise _invalid(path, exc) from exc
+                        records = [make_record(Record, (path, checked, None))]
+                        # == is True for False too, which encode() refuses: not a bool.
+                        if content_format == _TEXT and type(content_format) is not bool:
+                            return encode_value(checked), records
+                    else:
+                        records = self._records(path, stored, rdef)
+                    return encode(content_format, records, path), records
+        records = self.records(ssid, path, fresh)
+        return encode(content_format, records, path), records
+
+    def records(self, ssid: int, path: Path, fresh: Fresh) -> list[Record]:
+        """The records a notification of ``path`` carries: ``finish_read(collect_composite(...))``
+        with ``sync`` and ``fresh``, see :meth:`collect`."""
         ids = path.ids
         if len(ids) != 3:
             return self.finish_read(self.collect_composite(ssid, path, sync=True, fresh=fresh))
-        inst, rdef = self._model.tree.resource(path)
-        rid = ids[2]
-        if not fresh and type(inst) is Instance and rid not in inst.on_read:
-            stored = inst.values.get(rid)
-            if stored is not None:  # present: what lookup() checks first holds
-                self._may_read(ssid, path, rdef)
-                if rdef.single_value:  # one value: its check and record without _records
-                    try:
-                        checked = rdef.validate(stored)
-                    except InvalidValueError as exc:
-                        raise _invalid(path, exc) from exc
-                    return [make_record(Record, (path, checked, None))]
-                return self._records(path, stored, rdef)
         inst, rdef = self._readable(ssid, path)
-        value = _read_value(inst, rid, True, path, fresh)
+        value = _read_value(inst, ids[2], True, path, fresh)
         return [] if value is None else self._records(path, value, rdef)
 
     def _readable(self, ssid: int, path: Path) -> tuple[Instance, ResourceDef]:
