@@ -241,10 +241,10 @@ class ObjectNode:
         deletable: bool | None = None,
     ) -> None:
         self.definition = definition
-        #: ``definition.resources`` as a plain dict: :meth:`ObjectTree.resource` looks a
-        #: definition up for every value set and notified, and a mapping proxy's
-        #: ``get`` costs nearly twice a dict's. The definition is immutable.
-        self.resources: dict[int, ResourceDef] = dict(definition.resources)
+        #: ``definition.table``, one attribute nearer: :meth:`ObjectTree.resource`
+        #: looks a definition up for every value set and notified. Shared with
+        #: every tree of the process, not a copy per device.
+        self.resources: dict[int, ResourceDef] = definition.table
         self.instances: dict[int, Instance] = {}
         #: Builds an empty instance for a server's Create; None refuses Create (4.05).
         self.factory = factory

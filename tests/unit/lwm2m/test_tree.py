@@ -155,3 +155,14 @@ def test_execute_arguments(text: str, expected: dict[int, str | None]) -> None:
 def test_execute_arguments_rejected(text: str) -> None:
     with pytest.raises(BadArgumentsError):
         parse_execute_arguments(text)
+
+
+def test_trees_share_their_definitions_resource_tables(tree: ObjectTree) -> None:
+    """A fleet builds thousands of trees: the resource table each object node looks
+    definitions up in is the definition's own, never a copy per tree (a copy cost
+    ~3 KB per device), and the definition's public view reads the same dict."""
+    other = ObjectTree()
+    other.add_instance(3303, 0, Instance({5700: 1.0}))
+    node, twin = tree.objects[3303], other.objects[3303]
+    assert node.resources is twin.resources is node.definition.table
+    assert dict(node.definition.resources) == node.resources
